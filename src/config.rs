@@ -1,0 +1,348 @@
+//! The TOML configuration: parsing, validation with file/line/key errors, and
+//! the resolved registries the daemon serves.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+use toml::Spanned;
+
+use crate::registry::{is_account_id, is_region, normalize_host, parse_ecr_host};
+
+/// Where the config lives unless `--config` or `ECR_CREDD_CONFIG` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/ecr-credd/config.toml";
+/// Where the socket lives unless the config says otherwise.
+pub const DEFAULT_SOCKET_PATH: &str = "/run/ecr-credd/ecr-credd.sock";
+/// The AssumeRole session name unless a registry sets its own.
+pub const DEFAULT_SESSION_NAME: &str = "ecr-credd";
+/// The group the socket is given when the config names none and it exists.
+pub const DEFAULT_SOCKET_GROUP: &str = "docker";
+
+/// A config that cannot be used, with where and why.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The config path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Syntax error, unknown key, wrong type or invalid value.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        /// The config path.
+        path: PathBuf,
+        /// 1-based line of the offending value.
+        line: usize,
+        /// 1-based column of the offending value.
+        column: usize,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    serve_unlisted_ecr: Option<bool>,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    health: RawHealth,
+    #[serde(default, rename = "registry")]
+    registries: Vec<RawRegistry>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    socket: Option<PathBuf>,
+    group: Option<Spanned<String>>,
+    #[serde(default)]
+    allowed_uids: Vec<u32>,
+    #[serde(default)]
+    allowed_gids: Vec<u32>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    host: Spanned<String>,
+    role_arn: Option<Spanned<String>>,
+    registry_id: Option<Spanned<String>>,
+    region: Option<Spanned<String>>,
+    external_id: Option<Spanned<String>>,
+    session_name: Option<Spanned<String>>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Unix socket path.
+    pub socket: PathBuf,
+    /// Group given to the socket; `None` keeps the daemon's own group.
+    pub socket_group: Option<String>,
+    /// Whether the group was named in the config (a missing named group is an error).
+    pub socket_group_explicit: bool,
+    /// Extra uids allowed to use the socket, besides root and the daemon's own.
+    pub allowed_uids: Vec<u32>,
+    /// Extra gids allowed to use the socket, besides the socket's group.
+    pub allowed_gids: Vec<u32>,
+    /// Health endpoint address.
+    pub health_listen: Option<SocketAddr>,
+    /// Serve ECR hosts that are not listed, with the instance's own credentials.
+    pub serve_unlisted_ecr: bool,
+    /// The configured registries, in file order.
+    pub registries: Vec<RegistryConfig>,
+}
+
+/// One registry, resolved: where its token comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RegistryConfig {
+    /// Normalised `host[:port]` clients ask for.
+    pub host: String,
+    /// The registry (account) id passed as `registryIds`.
+    pub account: String,
+    /// Region of the ECR API to call.
+    pub region: String,
+    /// Role to assume first; `None` uses the instance credentials.
+    pub role_arn: Option<String>,
+    /// External id for AssumeRole.
+    pub external_id: Option<String>,
+    /// AssumeRole session name.
+    pub session_name: String,
+}
+
+impl RegistryConfig {
+    /// A short label for messages: `account (region)` plus the host when it differs.
+    pub fn label(&self) -> String {
+        format!("{} ({}, {})", self.host, self.account, self.region)
+    }
+
+    /// An unlisted ECR host served with the instance's credentials.
+    pub fn unlisted(host: &str) -> Option<Self> {
+        let ecr = parse_ecr_host(host)?;
+        Some(RegistryConfig {
+            host: host.to_owned(),
+            account: ecr.account,
+            region: ecr.region,
+            role_arn: None,
+            external_id: None,
+            session_name: DEFAULT_SESSION_NAME.to_owned(),
+        })
+    }
+}
+
+/// The config path from the flag, else `ECR_CREDD_CONFIG`, else the default.
+pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("ECR_CREDD_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
+/// Reads and validates the config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Validates config text; `path` is used only in error messages.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let invalid = |span: Option<Range<usize>>, message: String| {
+        let (line, column) = line_col(text, span.map_or(0, |s| s.start));
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            line,
+            column,
+            message,
+        }
+    };
+    let raw: RawConfig =
+        toml::from_str(text).map_err(|e| invalid(e.span(), e.message().trim().to_owned()))?;
+
+    let mut seen = HashSet::new();
+    let mut registries = Vec::with_capacity(raw.registries.len());
+    for (i, r) in raw.registries.into_iter().enumerate() {
+        let key = |k: &str| format!("registry[{i}].{k}");
+        let host = normalize_host(r.host.get_ref())
+            .map_err(|e| invalid(Some(r.host.span()), format!("{}: {e}", key("host"))))?;
+        if !seen.insert(host.clone()) {
+            return Err(invalid(
+                Some(r.host.span()),
+                format!("{}: {host:?} is listed twice", key("host")),
+            ));
+        }
+        let ecr = parse_ecr_host(&host);
+        let account = match (&r.registry_id, &ecr) {
+            (Some(id), Some(ecr)) if id.get_ref() != &ecr.account => {
+                return Err(invalid(
+                    Some(id.span()),
+                    format!(
+                        "{}: {:?} contradicts the account {} in host {host:?}",
+                        key("registry_id"),
+                        id.get_ref(),
+                        ecr.account
+                    ),
+                ))
+            }
+            (Some(id), _) if !is_account_id(id.get_ref()) => {
+                return Err(invalid(
+                    Some(id.span()),
+                    format!("{}: {:?} is not a 12-digit account id", key("registry_id"), id.get_ref()),
+                ))
+            }
+            (Some(id), _) => id.get_ref().clone(),
+            (None, Some(ecr)) => ecr.account.clone(),
+            (None, None) => {
+                return Err(invalid(
+                    Some(r.host.span()),
+                    format!(
+                        "{}: required because host {host:?} is not an ECR hostname",
+                        key("registry_id")
+                    ),
+                ))
+            }
+        };
+        let region = match (&r.region, &ecr) {
+            (Some(reg), _) if !is_region(reg.get_ref()) => {
+                return Err(invalid(
+                    Some(reg.span()),
+                    format!("{}: {:?} is not an AWS region name", key("region"), reg.get_ref()),
+                ))
+            }
+            (Some(reg), Some(ecr)) if reg.get_ref() != &ecr.region => {
+                return Err(invalid(
+                    Some(reg.span()),
+                    format!(
+                        "{}: {:?} contradicts the region {} in host {host:?}",
+                        key("region"),
+                        reg.get_ref(),
+                        ecr.region
+                    ),
+                ))
+            }
+            (Some(reg), _) => reg.get_ref().clone(),
+            (None, Some(ecr)) => ecr.region.clone(),
+            (None, None) => {
+                return Err(invalid(
+                    Some(r.host.span()),
+                    format!("{}: required because host {host:?} is not an ECR hostname", key("region")),
+                ))
+            }
+        };
+        if let Some(arn) = &r.role_arn {
+            if let Err(why) = check_role_arn(arn.get_ref()) {
+                return Err(invalid(Some(arn.span()), format!("{}: {why}", key("role_arn"))));
+            }
+        }
+        let session_name = match &r.session_name {
+            Some(name) => {
+                if !is_session_name(name.get_ref()) {
+                    return Err(invalid(
+                        Some(name.span()),
+                        format!(
+                            "{}: {:?} must be 2-64 characters of letters, digits and +=,.@_-",
+                            key("session_name"),
+                            name.get_ref()
+                        ),
+                    ));
+                }
+                name.get_ref().clone()
+            }
+            None => DEFAULT_SESSION_NAME.to_owned(),
+        };
+        if let Some(ext) = &r.external_id {
+            let n = ext.get_ref().len();
+            if !(2..=1224).contains(&n) {
+                return Err(invalid(
+                    Some(ext.span()),
+                    format!("{}: must be 2-1224 characters", key("external_id")),
+                ));
+            }
+            if r.role_arn.is_none() {
+                return Err(invalid(
+                    Some(ext.span()),
+                    format!("{}: only makes sense with role_arn", key("external_id")),
+                ));
+            }
+        }
+        registries.push(RegistryConfig {
+            host,
+            account,
+            region,
+            role_arn: r.role_arn.map(Spanned::into_inner),
+            external_id: r.external_id.map(Spanned::into_inner),
+            session_name,
+        });
+    }
+
+    if let Some(group) = &raw.server.group {
+        let g = group.get_ref();
+        if g.is_empty() || g.contains([':', '\n', '/']) {
+            return Err(invalid(Some(group.span()), format!("server.group: {g:?} is not a group name")));
+        }
+    }
+    let socket_group_explicit = raw.server.group.is_some();
+    Ok(Config {
+        socket: raw.server.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH)),
+        socket_group: Some(
+            raw.server
+                .group
+                .map_or_else(|| DEFAULT_SOCKET_GROUP.to_owned(), Spanned::into_inner),
+        ),
+        socket_group_explicit,
+        allowed_uids: raw.server.allowed_uids,
+        allowed_gids: raw.server.allowed_gids,
+        health_listen: raw.health.listen,
+        serve_unlisted_ecr: raw.serve_unlisted_ecr.unwrap_or(true),
+        registries,
+    })
+}
+
+/// `arn:<partition>:iam::<account>:role/<name>`.
+fn check_role_arn(arn: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && is_account_id(parts[4])
+        && parts[5].strip_prefix("role/").is_some_and(|n| !n.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{arn:?} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)"))
+    }
+}
+
+fn is_session_name(name: &str) -> bool {
+    (2..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests;

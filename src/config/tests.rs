@@ -1,0 +1,120 @@
+use super::*;
+
+const EXAMPLE: &str = r#"
+[server]
+socket = "/run/ecr-credd/ecr-credd.sock"
+[health]
+listen = "127.0.0.1:9466"
+[[registry]]
+host = "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
+role_arn = "arn:aws:iam::111122223333:role/ecr-access-from-b"
+[[registry]]
+host = "127.0.0.1:5000"
+registry_id = "210987654321"
+region = "us-east-1"
+role_arn = "arn:aws:iam::210987654321:role/ecr-pull"
+external_id = "optional"
+"#;
+
+fn parse_err(text: &str) -> (usize, String) {
+    match parse(text, Path::new("c.toml")) {
+        Err(ConfigError::Invalid { line, message, path, .. }) => {
+            assert_eq!(path, Path::new("c.toml"));
+            (line, message)
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn parses_the_documented_example() {
+    let c = parse(EXAMPLE, Path::new("c.toml")).unwrap();
+    assert_eq!(c.socket, PathBuf::from("/run/ecr-credd/ecr-credd.sock"));
+    assert_eq!(c.health_listen, Some("127.0.0.1:9466".parse().unwrap()));
+    assert!(c.serve_unlisted_ecr);
+    assert_eq!(c.registries.len(), 2);
+    let a = &c.registries[0];
+    assert_eq!((a.account.as_str(), a.region.as_str()), ("111122223333", "eu-west-1"));
+    assert_eq!(a.session_name, "ecr-credd");
+    let b = &c.registries[1];
+    assert_eq!(b.host, "127.0.0.1:5000");
+    assert_eq!((b.account.as_str(), b.region.as_str()), ("210987654321", "us-east-1"));
+    assert_eq!(b.external_id.as_deref(), Some("optional"));
+}
+
+#[test]
+fn empty_config_uses_defaults() {
+    let c = parse("", Path::new("c.toml")).unwrap();
+    assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET_PATH));
+    assert_eq!(c.socket_group.as_deref(), Some("docker"));
+    assert!(!c.socket_group_explicit);
+    assert!(c.registries.is_empty());
+}
+
+#[test]
+fn hosts_are_normalised() {
+    let c = parse(
+        "[[registry]]\nhost = \"HTTPS://111122223333.DKR.ECR.eu-west-1.amazonaws.com/\"\n",
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert_eq!(c.registries[0].host, "111122223333.dkr.ecr.eu-west-1.amazonaws.com");
+}
+
+#[test]
+fn errors_name_line_and_key() {
+    let cases: &[(&str, usize, &str)] = &[
+        ("[server]\nsockett = \"/x\"\n", 2, "unknown field `sockett`"),
+        ("[[registry]]\nhost = \"a.example\"\nregion = \"us-east-1\"\n", 2, "registry[0].registry_id: required"),
+        ("[[registry]]\nhost = \"a.example\"\nregistry_id = \"123\"\n", 3, "registry[0].registry_id: \"123\" is not a 12-digit"),
+        ("[[registry]]\nhost = \"a.example\"\nregistry_id = \"111122223333\"\n", 2, "registry[0].region: required"),
+        (
+            "[[registry]]\nhost = \"111122223333.dkr.ecr.eu-west-1.amazonaws.com\"\nregion = \"us-east-1\"\n",
+            3,
+            "registry[0].region: \"us-east-1\" contradicts",
+        ),
+        (
+            "[[registry]]\nhost = \"111122223333.dkr.ecr.eu-west-1.amazonaws.com\"\n\nrole_arn = \"arn:aws:iam::1:user/x\"\n",
+            4,
+            "registry[0].role_arn: \"arn:aws:iam::1:user/x\" is not an IAM role ARN",
+        ),
+        (
+            "[[registry]]\nhost = \"111122223333.dkr.ecr.eu-west-1.amazonaws.com\"\nsession_name = \"a b\"\n",
+            3,
+            "registry[0].session_name",
+        ),
+        (
+            "[[registry]]\nhost = \"111122223333.dkr.ecr.eu-west-1.amazonaws.com\"\n[[registry]]\nhost = \"111122223333.dkr.ecr.eu-west-1.amazonaws.com/\"\n",
+            4,
+            "registry[1].host: \"111122223333.dkr.ecr.eu-west-1.amazonaws.com\" is listed twice",
+        ),
+        ("[[registry]]\nhost = \"bad host\"\n", 2, "registry[0].host: invalid registry host"),
+        ("[health]\nlisten = \"nope\"\n", 2, "invalid socket address"),
+        ("serve_unlisted_ecr = \"yes\"\n", 1, "invalid type"),
+        ("[[registry]]\nrole_arn = \"x\"\n", 1, "missing field `host`"),
+        ("[server\n", 1, ""),
+        (
+            "[[registry]]\nhost = \"111122223333.dkr.ecr.eu-west-1.amazonaws.com\"\nexternal_id = \"abc\"\n",
+            3,
+            "registry[0].external_id: only makes sense with role_arn",
+        ),
+    ];
+    for (text, line, needle) in cases {
+        let (got_line, msg) = parse_err(text);
+        assert_eq!(got_line, *line, "line for {text:?}: {msg}");
+        assert!(msg.contains(needle), "message for {text:?} was {msg:?}, wanted {needle:?}");
+    }
+}
+
+#[test]
+fn display_has_file_line_and_column() {
+    let err = parse("[server]\nsockett = 1\n", Path::new("/etc/ecr-credd/config.toml")).unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("/etc/ecr-credd/config.toml:2:1: "), "{text}");
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let err = load(Path::new("/nonexistent/ecr-credd.toml")).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/ecr-credd.toml"), "{err}");
+}

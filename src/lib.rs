@@ -1,0 +1,8 @@
+//! ecr-credd: keeps Amazon ECR tokens fresh in memory and serves them over a
+//! Unix socket to `docker-credential-ecr-credd`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod registry;
+pub mod secret;
+pub mod wire;

@@ -1,0 +1,200 @@
+//! Registry hostnames: normalising what clients send, and recognising ECR names.
+
+use thiserror::Error;
+
+/// Why a string is not a usable registry host.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum HostError {
+    /// Nothing left after removing scheme and path.
+    #[error("empty registry host")]
+    Empty,
+    /// Characters that cannot appear in a host name or port.
+    #[error("invalid registry host {0:?}: only letters, digits, '.', '-', ':' and brackets are allowed")]
+    InvalidChars(String),
+}
+
+/// DNS suffixes of every partition that hosts ECR, longest first where one
+/// would otherwise shadow another.
+const ECR_SUFFIXES: &[&str] = &[
+    "on.amazonwebservices.com.cn",
+    "amazonaws.com.cn",
+    "amazonaws.com",
+    "amazonaws.eu",
+    "on.aws",
+    "sc2s.sgov.gov",
+    "c2s.ic.gov",
+    "cloud.adc-e.uk",
+    "csp.hci.ic.gov",
+];
+
+/// The facts an ECR hostname carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcrHost {
+    /// The 12-digit registry (account) id.
+    pub account: String,
+    /// The AWS region, e.g. `eu-west-1`.
+    pub region: String,
+    /// Whether the name is a FIPS endpoint.
+    pub fips: bool,
+    /// The partition's DNS suffix, e.g. `amazonaws.com.cn`.
+    pub suffix: &'static str,
+}
+
+/// Reduces what a client sends (`https://HOST:PORT/v2/`, `HOST/`, `Host`) to
+/// the lower-case `host[:port]` that config entries are matched against.
+pub fn normalize_host(input: &str) -> Result<String, HostError> {
+    let mut s = input.trim();
+    if let Some(idx) = s.find("://") {
+        s = &s[idx + 3..];
+    }
+    if let Some(idx) = s.find(['/', '?', '#']) {
+        s = &s[..idx];
+    }
+    // Userinfo never names the registry; dropping it keeps `user@host` from
+    // being mistaken for another host.
+    if let Some(idx) = s.rfind('@') {
+        s = &s[idx + 1..];
+    }
+    let s = s.trim_end_matches('.');
+    if s.is_empty() {
+        return Err(HostError::Empty);
+    }
+    let ok = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'));
+    if !ok {
+        return Err(HostError::InvalidChars(s.chars().take(80).collect()));
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
+/// Splits off a `:port`, leaving bracketed IPv6 literals intact.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// Whether `region` looks like an AWS region name (`us-gov-west-1`, `cn-north-1`).
+pub fn is_region(region: &str) -> bool {
+    let b = region.as_bytes();
+    !b.is_empty()
+        && b.len() <= 32
+        && b[0].is_ascii_lowercase()
+        && b[b.len() - 1].is_ascii_digit()
+        && region.contains('-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && !region.contains("--")
+}
+
+/// Whether `id` is a 12-digit AWS account id.
+pub fn is_account_id(id: &str) -> bool {
+    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Parses an ECR private-registry hostname of any partition:
+/// `<account>.dkr[.-]ecr[-fips].<region>.<suffix>`, after [`normalize_host`].
+/// Anything else, including look-alikes, is `None`.
+pub fn parse_ecr_host(host: &str) -> Option<EcrHost> {
+    let host = strip_port(host);
+    let (rest, suffix) = ECR_SUFFIXES.iter().find_map(|suffix| {
+        let rest = host.strip_suffix(suffix)?.strip_suffix('.')?;
+        Some((rest, *suffix))
+    })?;
+    let (rest, region) = rest.rsplit_once('.')?;
+    let (account, service) = rest.split_once('.')?;
+    let fips = match service {
+        "dkr.ecr" | "dkr-ecr" => false,
+        "dkr.ecr-fips" | "dkr-ecr-fips" => true,
+        _ => return None,
+    };
+    if !is_account_id(account) || !is_region(region) {
+        return None;
+    }
+    Some(EcrHost {
+        account: account.to_owned(),
+        region: region.to_owned(),
+        fips,
+        suffix,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_what_clients_send() {
+        let cases = [
+            ("https://Foo.Example:5000/v2/", "foo.example:5000"),
+            ("http://127.0.0.1:5000", "127.0.0.1:5000"),
+            ("  registry.example/  \n", "registry.example"),
+            ("registry.example/ns/repo:tag", "registry.example"),
+            ("https://index.docker.io/v1/", "index.docker.io"),
+            ("user@registry.example", "registry.example"),
+            ("[::1]:5000", "[::1]:5000"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalize_host(input).as_deref(), Ok(want), "input {input:?}");
+        }
+        assert_eq!(normalize_host("  "), Err(HostError::Empty));
+        assert_eq!(normalize_host("https:///v2/"), Err(HostError::Empty));
+        assert!(matches!(normalize_host("bad host"), Err(HostError::InvalidChars(_))));
+        assert!(matches!(normalize_host("h\u{0}st"), Err(HostError::InvalidChars(_))));
+    }
+
+    #[test]
+    fn parses_every_partition() {
+        // (host, account, region, fips)
+        let cases = [
+            ("111122223333.dkr.ecr.eu-west-1.amazonaws.com", "eu-west-1", false),
+            ("111122223333.dkr.ecr.cn-north-1.amazonaws.com.cn", "cn-north-1", false),
+            ("111122223333.dkr.ecr.eusc-de-east-1.amazonaws.eu", "eusc-de-east-1", false),
+            ("111122223333.dkr-ecr.us-east-1.on.aws", "us-east-1", false),
+            ("111122223333.dkr-ecr.cn-northwest-1.on.amazonwebservices.com.cn", "cn-northwest-1", false),
+            ("111122223333.dkr.ecr-fips.us-east-1.amazonaws.com", "us-east-1", true),
+            ("111122223333.dkr-ecr-fips.us-east-1.on.aws", "us-east-1", true),
+            ("111122223333.dkr.ecr.us-gov-west-1.amazonaws.com", "us-gov-west-1", false),
+            ("111122223333.dkr.ecr-fips.us-gov-east-1.amazonaws.com", "us-gov-east-1", true),
+            ("111122223333.dkr.ecr.us-iso-east-1.c2s.ic.gov", "us-iso-east-1", false),
+            ("111122223333.dkr.ecr.us-isob-east-1.sc2s.sgov.gov", "us-isob-east-1", false),
+            ("111122223333.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk", "eu-isoe-west-1", false),
+            ("111122223333.dkr.ecr.us-isof-south-1.csp.hci.ic.gov", "us-isof-south-1", false),
+            ("111122223333.dkr.ecr.eu-west-1.amazonaws.com:443", "eu-west-1", false),
+        ];
+        for (host, region, fips) in cases {
+            let parsed = parse_ecr_host(host).unwrap_or_else(|| panic!("{host} should parse"));
+            assert_eq!(parsed.account, "111122223333", "{host}");
+            assert_eq!(parsed.region, region, "{host}");
+            assert_eq!(parsed.fips, fips, "{host}");
+        }
+    }
+
+    #[test]
+    fn rejects_look_alikes() {
+        let cases = [
+            "111122223333.dkr.ecr.us-east-1.amazonaws.com.evil.example",
+            "111122223333.dkr-ecr.us-east-1.on.aws.com.cn",
+            "111122223333.dkr.ecr.us-east-1.amazonaws.co",
+            "11112222333.dkr.ecr.us-east-1.amazonaws.com",
+            "1111222233334.dkr.ecr.us-east-1.amazonaws.com",
+            "evil.111122223333.dkr.ecr.us-east-1.amazonaws.com",
+            "111122223333.dkr.ecr.us-east-1.evilamazonaws.com",
+            "111122223333.dkrxecr.us-east-1.amazonaws.com",
+            "111122223333.dkr.ecr..amazonaws.com",
+            "111122223333.dkr.ecr.US_EAST_1.amazonaws.com",
+            "aaaabbbbcccc.dkr.ecr.us-east-1.amazonaws.com",
+            "111122223333.ecr.us-east-1.amazonaws.com",
+            "public.ecr.aws",
+            "docker.io",
+            "",
+        ];
+        for host in cases {
+            assert_eq!(parse_ecr_host(host), None, "{host} must not parse");
+        }
+    }
+}
