@@ -6,3 +6,5 @@ pub mod config;
 pub mod registry;
 pub mod secret;
 pub mod wire;
+pub mod token_cache;
+pub mod token_source;

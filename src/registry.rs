@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 /// Why a string is not a usable registry host.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum HostError {
     /// Nothing left after removing scheme and path.
     #[error("empty registry host")]

@@ -1,0 +1,445 @@
+//! Per-registry tokens in memory: fetched at start-up, refreshed in the
+//! background at about half their lifetime, fetched on demand (single-flight)
+//! when a `get` finds none usable. Time comes from an injected [`Clock`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use thiserror::Error;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::RegistryConfig;
+use crate::registry::{normalize_host, parse_ecr_host, HostError};
+use crate::secret::Secret;
+use crate::token_source::{FetchError, FetchedToken, TokenSource};
+
+/// Monotonic and wall time, injected so tests can pause and skew them.
+pub trait Clock: Send + Sync + 'static {
+    /// Monotonic now; all deadlines are measured on this.
+    fn now(&self) -> Instant;
+    /// Wall-clock now; used only to turn a service's `expiresAt` into a lifetime.
+    fn wall(&self) -> SystemTime;
+}
+
+/// The real clocks (tokio's, so `tokio::time::pause` applies).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn wall(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// When to refresh, retry and stop serving.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// A token is served only while it has more than this left.
+    pub safety_margin: Duration,
+    /// Refresh after this fraction of the lifetime.
+    pub refresh_fraction: f64,
+    /// Refresh time is scattered by up to this fraction either way.
+    pub jitter: f64,
+    /// First backoff step after a failure.
+    pub backoff_base: Duration,
+    /// Longest backoff.
+    pub backoff_cap: Duration,
+    /// How long a `get` waits for an on-demand fetch.
+    pub get_wait: Duration,
+    /// Upper bound on a token's lifetime, whatever `expiresAt` says: ECR
+    /// tokens last 12 hours, so a wall clock running behind cannot stretch one.
+    pub max_lifetime: Duration,
+    /// Most unlisted ECR hosts tracked at once.
+    pub max_unlisted: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            safety_margin: Duration::from_secs(5 * 60),
+            refresh_fraction: 0.5,
+            jitter: 0.1,
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(5 * 60),
+            get_wait: Duration::from_secs(5),
+            max_lifetime: Duration::from_secs(12 * 3600),
+            max_unlisted: 256,
+        }
+    }
+}
+
+/// Credentials handed to a client.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Normalised registry host.
+    pub host: String,
+    /// Registry username.
+    pub username: String,
+    /// Registry password.
+    pub password: Secret,
+    /// Expiry on the wall clock, for display.
+    pub expires_at: SystemTime,
+}
+
+/// Why a `get` has no credentials.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum GetError {
+    /// The host is not configured and not an ECR name we may serve.
+    #[error("{host} is not a registry ecr-credd serves")]
+    NotFound {
+        /// The normalised host.
+        host: String,
+    },
+    /// The request did not contain a usable host.
+    #[error(transparent)]
+    BadHost(#[from] HostError),
+    /// A registry we serve, but fetching its token failed.
+    #[error("{registry}: {source}")]
+    Unavailable {
+        /// Which registry.
+        registry: String,
+        /// The failing step.
+        source: FetchError,
+    },
+    /// The token fetched is too close to expiry to hand out.
+    #[error("{registry}: the token from ECR expires in {left:?}, within the {margin:?} safety margin; check this machine's clock")]
+    TooShort {
+        /// Which registry.
+        registry: String,
+        /// Time it had left.
+        left: Duration,
+        /// The safety margin.
+        margin: Duration,
+    },
+    /// The on-demand fetch did not finish in time (it keeps running).
+    #[error("{registry}: no token yet; the fetch from AWS did not finish within {waited:?}")]
+    Timeout {
+        /// Which registry.
+        registry: String,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// Too many unlisted ECR hosts are tracked already.
+    #[error("{host}: too many unlisted ECR registries in use; list this one in the config")]
+    TooManyUnlisted {
+        /// The normalised host.
+        host: String,
+    },
+}
+
+struct CachedToken {
+    username: String,
+    password: Secret,
+    valid_until: Instant,
+    expires_at: SystemTime,
+}
+
+struct State {
+    token: Option<CachedToken>,
+    last_error: Option<GetError>,
+    failures: u32,
+    next_attempt: Instant,
+    /// Bumped by every finished fetch; single-flight waiters compare it.
+    generation: u64,
+}
+
+struct Entry {
+    registry: RegistryConfig,
+    state: Mutex<State>,
+    fetch_lock: Arc<tokio::sync::Mutex<()>>,
+    reschedule: Notify,
+}
+
+struct Inner<S> {
+    source: S,
+    clock: Arc<dyn Clock>,
+    policy: Policy,
+    entries: RwLock<HashMap<String, Arc<Entry>>>,
+    configured: Vec<String>,
+    serve_unlisted: bool,
+    unlisted: Mutex<usize>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The token cache. Dropping it stops its background refreshes.
+pub struct TokenCache<S: TokenSource> {
+    inner: Arc<Inner<S>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind that
+    // is still consistent, so poisoning is not a reason to stop serving.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<S: TokenSource> TokenCache<S> {
+    /// A cache for `registries`; call [`TokenCache::start`] to begin fetching.
+    pub fn new(
+        registries: &[RegistryConfig],
+        serve_unlisted: bool,
+        source: S,
+        clock: Arc<dyn Clock>,
+        policy: Policy,
+    ) -> Self {
+        let now = clock.now();
+        let entries = registries
+            .iter()
+            .map(|r| (r.host.clone(), Arc::new(Entry::new(r.clone(), now))))
+            .collect();
+        TokenCache {
+            inner: Arc::new(Inner {
+                source,
+                clock,
+                policy,
+                entries: RwLock::new(entries),
+                configured: registries.iter().map(|r| r.host.clone()).collect(),
+                serve_unlisted,
+                unlisted: Mutex::new(0),
+                tasks: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Starts one background refresher per configured registry; each fetches
+    /// at once, so every token is requested at start-up.
+    pub fn start(&self) {
+        let entries: Vec<_> = self
+            .inner
+            .entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for entry in entries {
+            spawn_refresher(&self.inner, entry);
+        }
+    }
+
+    /// The configured hosts, in config order.
+    pub fn hosts(&self) -> Vec<String> {
+        self.inner.configured.clone()
+    }
+
+    /// Credentials for `host` (any form a client sends).
+    pub async fn get(&self, host: &str) -> Result<Credentials, GetError> {
+        let host = normalize_host(host)?;
+        let entry = self.entry(&host)?;
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        {
+            let st = lock(&entry.state);
+            if let Some(creds) = usable(&entry, &st, now, &inner.policy) {
+                return Ok(creds);
+            }
+            // Within a backoff window the last failure still stands; asking
+            // AWS again now would turn a fleet's retries into a stampede.
+            if st.failures > 0 && now < st.next_attempt {
+                if let Some(err) = &st.last_error {
+                    return Err(err.clone());
+                }
+            }
+        }
+        let wait = inner.policy.get_wait;
+        match tokio::time::timeout(wait, fetch(inner, &entry)).await {
+            Ok(result) => result,
+            Err(_) => Err(GetError::Timeout {
+                registry: entry.registry.label(),
+                waited: wait,
+            }),
+        }
+    }
+
+    fn entry(&self, host: &str) -> Result<Arc<Entry>, GetError> {
+        let inner = &self.inner;
+        if let Some(e) = inner.entries.read().unwrap_or_else(PoisonError::into_inner).get(host) {
+            return Ok(e.clone());
+        }
+        let not_found = || GetError::NotFound { host: host.to_owned() };
+        if !inner.serve_unlisted || parse_ecr_host(host).is_none() {
+            return Err(not_found());
+        }
+        let registry = RegistryConfig::unlisted(host).ok_or_else(not_found)?;
+        let mut entries = inner.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = entries.get(host) {
+            return Ok(e.clone());
+        }
+        let mut unlisted = lock(&inner.unlisted);
+        if *unlisted >= inner.policy.max_unlisted {
+            return Err(GetError::TooManyUnlisted { host: host.to_owned() });
+        }
+        *unlisted += 1;
+        let entry = Arc::new(Entry::new(registry, inner.clock.now()));
+        entries.insert(host.to_owned(), entry.clone());
+        spawn_refresher(inner, entry.clone());
+        Ok(entry)
+    }
+}
+
+impl<S: TokenSource> Drop for TokenCache<S> {
+    fn drop(&mut self) {
+        for task in lock(&self.inner.tasks).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Entry {
+    fn new(registry: RegistryConfig, now: Instant) -> Self {
+        Entry {
+            registry,
+            state: Mutex::new(State {
+                token: None,
+                last_error: None,
+                failures: 0,
+                next_attempt: now,
+                generation: 0,
+            }),
+            fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
+            reschedule: Notify::new(),
+        }
+    }
+}
+
+fn usable(entry: &Entry, st: &State, now: Instant, policy: &Policy) -> Option<Credentials> {
+    let t = st.token.as_ref()?;
+    (t.valid_until > now + policy.safety_margin).then(|| Credentials {
+        host: entry.registry.host.clone(),
+        username: t.username.clone(),
+        password: t.password.clone(),
+        expires_at: t.expires_at,
+    })
+}
+
+/// The outcome of the latest fetch, as a `get` should see it.
+fn outcome(entry: &Entry, st: &State, now: Instant, policy: &Policy) -> Result<Credentials, GetError> {
+    if let Some(creds) = usable(entry, st, now, policy) {
+        return Ok(creds);
+    }
+    Err(st.last_error.clone().unwrap_or_else(|| GetError::Timeout {
+        registry: entry.registry.label(),
+        waited: Duration::ZERO,
+    }))
+}
+
+/// One fetch for `entry`, shared by everyone who asks while it runs.
+async fn fetch<S: TokenSource>(inner: &Arc<Inner<S>>, entry: &Arc<Entry>) -> Result<Credentials, GetError> {
+    let generation = lock(&entry.state).generation;
+    let guard = entry.fetch_lock.clone().lock_owned().await;
+    {
+        let st = lock(&entry.state);
+        if st.generation != generation {
+            // A fetch finished while we queued: its result is ours.
+            return outcome(entry, &st, inner.clock.now(), &inner.policy);
+        }
+    }
+    // The fetch runs in its own task so a caller that gives up (timeout,
+    // hung-up client) does not cancel it for everyone else.
+    let label = entry.registry.label();
+    let (inner, entry) = (inner.clone(), entry.clone());
+    let task = tokio::spawn(async move {
+        let result = inner.source.fetch(&entry.registry).await;
+        let now = inner.clock.now();
+        let mut st = lock(&entry.state);
+        record(&inner, &entry, &mut st, result, now);
+        drop(guard);
+        outcome(&entry, &st, now, &inner.policy)
+    });
+    match task.await {
+        Ok(result) => result,
+        // Only runtime shutdown cancels the task; report it as unfinished.
+        Err(_) => Err(GetError::Timeout {
+            registry: label,
+            waited: Duration::ZERO,
+        }),
+    }
+}
+
+fn record<S>(inner: &Inner<S>, entry: &Entry, st: &mut State, result: Result<FetchedToken, FetchError>, now: Instant) {
+    let policy = &inner.policy;
+    st.generation += 1;
+    match result {
+        Ok(token) => {
+            let stated = token
+                .expires_at
+                .duration_since(inner.clock.wall())
+                .unwrap_or(Duration::ZERO);
+            let lifetime = stated.min(policy.max_lifetime);
+            if lifetime <= policy.safety_margin {
+                // A token that is born expired (or a clock far ahead) must not
+                // trigger a refresh loop: treat it like a failure and back off.
+                st.failures += 1;
+                st.next_attempt = now + backoff(policy, st.failures);
+                st.last_error = Some(GetError::TooShort {
+                    registry: entry.registry.label(),
+                    left: lifetime,
+                    margin: policy.safety_margin,
+                });
+                tracing::warn!(registry = %entry.registry.host, left_secs = lifetime.as_secs(), "token from ECR is too close to expiry to serve");
+            } else {
+                let jitter = rand::thread_rng().gen_range(-policy.jitter..=policy.jitter);
+                let refresh_in = lifetime.mul_f64(policy.refresh_fraction * (1.0 + jitter));
+                let latest = lifetime - policy.safety_margin;
+                st.next_attempt = now + refresh_in.min(latest).max(policy.backoff_base);
+                st.failures = 0;
+                st.last_error = None;
+                st.token = Some(CachedToken {
+                    username: token.username,
+                    password: token.password,
+                    valid_until: now + lifetime,
+                    expires_at: inner.clock.wall() + lifetime,
+                });
+                tracing::info!(registry = %entry.registry.host, lifetime_secs = lifetime.as_secs(), refresh_in_secs = (st.next_attempt - now).as_secs(), "token refreshed");
+            }
+        }
+        Err(err) => {
+            st.failures += 1;
+            st.next_attempt = now + backoff(policy, st.failures);
+            let still_valid = st.token.as_ref().is_some_and(|t| t.valid_until > now + policy.safety_margin);
+            tracing::warn!(registry = %entry.registry.host, failures = st.failures, retry_in_ms = (st.next_attempt - now).as_millis() as u64, serving_previous = still_valid, error = %err, "token fetch failed");
+            st.last_error = Some(GetError::Unavailable {
+                registry: entry.registry.label(),
+                source: err,
+            });
+        }
+    }
+    entry.reschedule.notify_one();
+}
+
+/// Full-jitter exponential backoff, never shorter than the base step.
+fn backoff(policy: &Policy, failures: u32) -> Duration {
+    let exp = policy
+        .backoff_base
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
+        .min(policy.backoff_cap);
+    let secs = rand::thread_rng().gen_range(policy.backoff_base.as_secs_f64()..=exp.as_secs_f64().max(policy.backoff_base.as_secs_f64()));
+    Duration::from_secs_f64(secs)
+}
+
+fn spawn_refresher<S: TokenSource>(inner: &Arc<Inner<S>>, entry: Arc<Entry>) {
+    let task_inner = inner.clone();
+    let task = tokio::spawn(async move {
+        let inner = task_inner;
+        loop {
+            let next = lock(&entry.state).next_attempt;
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = entry.reschedule.notified() => continue,
+            }
+            if inner.clock.now() >= lock(&entry.state).next_attempt {
+                let _ = fetch(&inner, &entry).await;
+            }
+        }
+    });
+    lock(&inner.tasks).push(task);
+}
+
+#[cfg(test)]
+mod tests;

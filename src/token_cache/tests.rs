@@ -1,0 +1,258 @@
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+
+use super::*;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Wall time that moves with tokio's (paused) clock, plus an adjustable skew.
+struct ManualClock {
+    start: Instant,
+    start_wall: SystemTime,
+    skew_secs: AtomicI64,
+}
+
+impl ManualClock {
+    fn new() -> Arc<Self> {
+        Arc::new(ManualClock {
+            start: Instant::now(),
+            start_wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            skew_secs: AtomicI64::new(0),
+        })
+    }
+    fn true_wall(&self) -> SystemTime {
+        self.start_wall + (Instant::now() - self.start)
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn wall(&self) -> SystemTime {
+        let skew = self.skew_secs.load(Ordering::SeqCst);
+        let t = self.true_wall();
+        if skew >= 0 {
+            t + Duration::from_secs(skew as u64)
+        } else {
+            t - Duration::from_secs(skew.unsigned_abs())
+        }
+    }
+}
+
+/// Issues 12-hour tokens (`pw-N`) on the true clock, or fails when told to.
+struct FakeSource {
+    clock: Arc<ManualClock>,
+    calls: Arc<AtomicU32>,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    delay: Duration,
+}
+
+impl TokenSource for FakeSource {
+    async fn fetch(&self, _registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::time::sleep(self.delay).await;
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(FetchError::AssumeRole {
+                role_arn: "arn:aws:iam::210987654321:role/ecr-pull".into(),
+                denied: true,
+                reason: "AccessDenied".into(),
+            });
+        }
+        Ok(FetchedToken {
+            username: "AWS".into(),
+            password: Secret::new(format!("pw-{n}")),
+            expires_at: self.clock.true_wall() + 12 * HOUR,
+        })
+    }
+}
+
+struct Harness {
+    cache: TokenCache<FakeSource>,
+    clock: Arc<ManualClock>,
+    calls: Arc<AtomicU32>,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+const HOST: &str = "127.0.0.1:5000";
+
+fn harness(delay: Duration) -> Harness {
+    let clock = ManualClock::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let source = FakeSource {
+        clock: clock.clone(),
+        calls: calls.clone(),
+        failing: failing.clone(),
+        delay,
+    };
+    let registry = RegistryConfig {
+        host: HOST.into(),
+        account: "210987654321".into(),
+        region: "us-east-1".into(),
+        role_arn: Some("arn:aws:iam::210987654321:role/ecr-pull".into()),
+        external_id: None,
+        session_name: "ecr-credd".into(),
+    };
+    let cache = TokenCache::new(&[registry], true, source, clock.clone(), Policy::default());
+    Harness { cache, clock, calls, failing }
+}
+
+impl Harness {
+    fn calls(&self) -> u32 {
+        self.calls.load(Ordering::SeqCst)
+    }
+    fn fail(&self, on: bool) {
+        self.failing.store(on, Ordering::SeqCst);
+    }
+    async fn password(&self) -> Result<String, GetError> {
+        self.cache.get(HOST).await.map(|c| c.password.expose().to_owned())
+    }
+}
+
+/// Lets spawned tasks run without moving the paused clock.
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn fetches_at_start_and_refreshes_before_expiry() {
+    let h = harness(Duration::ZERO);
+    h.cache.start();
+    settle().await;
+    assert_eq!(h.calls(), 1, "start-up fetch");
+    assert_eq!(h.password().await.unwrap(), "pw-1");
+
+    // Refresh is due at 6 h +-10 %: nothing before 5.4 h, done by 6.6 h.
+    tokio::time::sleep(Duration::from_secs(5 * 3600 + 1400)).await;
+    assert_eq!(h.calls(), 1);
+    tokio::time::sleep(Duration::from_secs(3 * 3600 / 2)).await;
+    assert_eq!(h.calls(), 2, "background refresh");
+    assert_eq!(h.password().await.unwrap(), "pw-2");
+    assert_eq!(h.calls(), 2, "get served from cache");
+
+    // Over a day the token is refreshed about every 6 h and never lapses.
+    for _ in 0..(24 * 6) {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert!(h.password().await.is_ok());
+    }
+    let calls = h.calls();
+    assert!((5..=7).contains(&calls), "{calls} fetches in 30 h");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_refresh_keeps_serving_the_valid_token_then_stops() {
+    let h = harness(Duration::ZERO);
+    h.cache.start();
+    settle().await;
+    assert_eq!(h.password().await.unwrap(), "pw-1");
+    h.fail(true);
+
+    // Past the refresh point, refreshes fail but the token is still valid.
+    tokio::time::sleep(Duration::from_secs(8 * 3600)).await;
+    assert!(h.calls() > 1, "refresh was attempted");
+    assert_eq!(h.password().await.unwrap(), "pw-1");
+
+    // Up to the safety margin it is served; from there on, never.
+    let margin = Policy::default().safety_margin;
+    tokio::time::sleep(4 * HOUR - margin - Duration::from_secs(10)).await;
+    assert_eq!(h.password().await.unwrap(), "pw-1");
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let err = h.password().await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("sts:AssumeRole on arn:aws:iam::210987654321:role/ecr-pull denied"), "{text}");
+    assert!(text.contains("127.0.0.1:5000"), "{text}");
+    tokio::time::sleep(2 * HOUR).await;
+    assert!(h.password().await.is_err(), "an expired token is never served");
+
+    // Backoff caps attempts: 6 h of failures at up to 5 min apart.
+    let calls = h.calls();
+    assert!(calls >= 6 * 12 / 2 && calls <= 6 * 60, "{calls} attempts in 6 h");
+
+    // Once AWS recovers, the next attempt succeeds without a restart.
+    h.fail(false);
+    tokio::time::sleep(Duration::from_secs(301)).await;
+    assert!(h.password().await.unwrap().starts_with("pw-"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_cold_gets_share_one_fetch() {
+    let h = Arc::new(harness(Duration::from_millis(200)));
+    // No start(): every caller arrives to an empty cache.
+    let mut tasks = Vec::new();
+    for _ in 0..500 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move { h.password().await }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), "pw-1");
+    }
+    assert_eq!(h.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_cold_gets_share_one_failure_and_back_off() {
+    let h = Arc::new(harness(Duration::from_millis(200)));
+    h.fail(true);
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move { h.password().await }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap(), Err(GetError::Unavailable { .. })));
+    }
+    assert_eq!(h.calls(), 1);
+    // Inside the backoff window gets answer from the last error, no new call.
+    assert!(h.password().await.is_err());
+    assert_eq!(h.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_fetch_times_out_but_completes_for_the_next_caller() {
+    let h = harness(Duration::from_secs(30));
+    let err = h.password().await.unwrap_err();
+    assert!(matches!(err, GetError::Timeout { .. }), "{err}");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(h.password().await.unwrap(), "pw-1");
+    assert_eq!(h.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn wall_clock_ahead_is_not_a_refresh_loop() {
+    let h = harness(Duration::ZERO);
+    h.clock.skew_secs.store(13 * 3600, Ordering::SeqCst);
+    h.cache.start();
+    settle().await;
+    let err = h.password().await.unwrap_err();
+    assert!(matches!(err, GetError::TooShort { .. }), "{err}");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let calls = h.calls();
+    assert!(calls <= 20, "{calls} fetches in 10 min with a skewed clock");
+}
+
+#[tokio::test(start_paused = true)]
+async fn wall_clock_behind_cannot_stretch_a_token() {
+    let h = harness(Duration::ZERO);
+    h.clock.skew_secs.store(-5 * 3600, Ordering::SeqCst);
+    h.cache.start();
+    settle().await;
+    h.fail(true);
+    assert_eq!(h.password().await.unwrap(), "pw-1");
+    // The local clock believes 17 h remain; the token really dies at 12 h.
+    tokio::time::sleep(12 * HOUR).await;
+    assert!(h.password().await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_and_unlisted_hosts() {
+    let h = harness(Duration::ZERO);
+    let err = h.cache.get("https://index.docker.io/v1/").await.unwrap_err();
+    assert_eq!(err, GetError::NotFound { host: "index.docker.io".into() });
+    assert!(matches!(h.cache.get("  ").await, Err(GetError::BadHost(_))));
+    // An unlisted ECR host is served with instance credentials.
+    let creds = h.cache.get("https://111122223333.dkr.ecr.eu-west-1.amazonaws.com").await.unwrap();
+    assert_eq!(creds.host, "111122223333.dkr.ecr.eu-west-1.amazonaws.com");
+    assert_eq!(h.cache.hosts(), vec![HOST.to_owned()]);
+}

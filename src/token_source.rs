@@ -1,0 +1,78 @@
+//! The contract between the token cache and whatever fetches tokens: AWS in
+//! the daemon, fakes in unit tests.
+
+use std::future::Future;
+use std::time::SystemTime;
+
+use thiserror::Error;
+
+use crate::config::RegistryConfig;
+use crate::secret::Secret;
+
+/// A freshly fetched registry credential.
+#[derive(Debug, Clone)]
+pub struct FetchedToken {
+    /// Registry username (`AWS` for ECR).
+    pub username: String,
+    /// Registry password.
+    pub password: Secret,
+    /// Expiry as the service stated it (wall clock).
+    pub expires_at: SystemTime,
+}
+
+/// Which step of IMDS -> AssumeRole -> GetAuthorizationToken failed, and why.
+/// The caller reacts the same way to every variant (back off, keep serving the
+/// old token); the variant exists so the message names the step to fix.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// The instance profile credentials could not be had from IMDS.
+    #[error("instance credentials unavailable from IMDS: {reason}")]
+    InstanceCredentials {
+        /// What went wrong.
+        reason: String,
+    },
+    /// AssumeRole into the registry's account failed.
+    #[error("sts:AssumeRole on {role_arn} {}: {reason}", verb(*.denied))]
+    AssumeRole {
+        /// The role we tried to assume.
+        role_arn: String,
+        /// Whether AWS refused on permissions (as opposed to a fault).
+        denied: bool,
+        /// What went wrong.
+        reason: String,
+    },
+    /// GetAuthorizationToken failed.
+    #[error("ecr:GetAuthorizationToken in {region} {}: {reason}", verb(*.denied))]
+    GetAuthorizationToken {
+        /// The ECR API region.
+        region: String,
+        /// Whether AWS refused on permissions.
+        denied: bool,
+        /// What went wrong.
+        reason: String,
+    },
+    /// ECR answered, but not with a token we can use.
+    #[error("ECR returned an unusable authorization token: {reason}")]
+    BadToken {
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn verb(denied: bool) -> &'static str {
+    if denied {
+        "denied"
+    } else {
+        "failed"
+    }
+}
+
+/// Fetches a token for one registry. Implementations own no retries: the
+/// cache's refresh loop decides when to try again.
+pub trait TokenSource: Send + Sync + 'static {
+    /// Fetches a new token for `registry`.
+    fn fetch(
+        &self,
+        registry: &RegistryConfig,
+    ) -> impl Future<Output = Result<FetchedToken, FetchError>> + Send;
+}
