@@ -1,1 +1,9 @@
-fn main(){}
+//! `docker-credential-ecr-credd`: the Docker credential helper. No async
+//! runtime and no AWS SDK: it only talks to the daemon's socket.
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let socket = ecr_credd::client::socket_path();
+    let code = ecr_credd::helper::run(&args, &mut std::io::stdin().lock(), &mut std::io::stdout().lock(), &socket);
+    std::process::exit(code);
+}

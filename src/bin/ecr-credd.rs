@@ -1,1 +1,61 @@
-fn main(){}
+//! `ecr-credd`: parses arguments, sets up logging, and hands off to the library.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ecr_credd::cli::{self, Cli, Command};
+use ecr_credd::daemon::{self, Listener};
+use ecr_credd::ecr::{sdk_config, AwsTokenSource};
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ecr-credd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Run { config, log_level } => {
+            ecr_credd::logging::init(&log_level);
+            let (_, config) = cli::load_config(config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async {
+                let listener = Listener::bind(&config)?;
+                let source = AwsTokenSource::new(sdk_config().await);
+                daemon::run(&config, listener, source, shutdown_signal()).await;
+                Ok(())
+            })
+        }
+        Command::CheckConfig { config } => {
+            print!("{}", cli::check_config(config)?);
+            Ok(())
+        }
+        Command::Get { host, socket } => {
+            print!("{}", cli::get(&host, socket)?);
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM; stop with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+}

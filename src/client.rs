@@ -1,0 +1,77 @@
+//! A blocking socket client for the helper and the CLI: no async runtime, so
+//! the helper stays small and starts fast.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::wire::{self, Request, Response};
+
+/// Where the daemon listens unless `ECR_CREDD_SOCKET` says otherwise.
+pub const DEFAULT_SOCKET: &str = crate::config::DEFAULT_SOCKET_PATH;
+
+/// Longer than the daemon's own wait for an on-demand fetch.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why the daemon could not answer.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// Nothing listening (or no permission) at the socket path.
+    #[error("cannot reach the ecr-credd daemon at {path} ({source}); start it with 'systemctl start ecr-credd.socket ecr-credd.service', or set ECR_CREDD_SOCKET to its socket")]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// The connect error.
+        source: std::io::Error,
+    },
+    /// The connection broke or timed out mid-request.
+    #[error("lost the connection to the ecr-credd daemon at {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The daemon answered something we cannot read (version skew?).
+    #[error("unreadable answer from the ecr-credd daemon at {path}: {source}")]
+    Protocol {
+        /// The socket path.
+        path: PathBuf,
+        /// The decode error.
+        source: wire::WireError,
+    },
+}
+
+/// The socket path from `ECR_CREDD_SOCKET`, else the default.
+pub fn socket_path() -> PathBuf {
+    std::env::var_os("ECR_CREDD_SOCKET")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from)
+}
+
+/// Sends one request and reads one response.
+pub fn request(path: &Path, req: &Request) -> Result<Response, ClientError> {
+    let io = |source| ClientError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+        path: path.to_owned(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
+    stream.write_all(&wire::encode(req)).map_err(io)?;
+    let mut line = Vec::with_capacity(512);
+    BufReader::new(stream)
+        .take(wire::MAX_FRAME as u64)
+        .read_until(b'\n', &mut line)
+        .map_err(io)?;
+    wire::decode_response(&line).map_err(|source| ClientError::Protocol {
+        path: path.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,179 @@
+//! The credential chain: instance-profile credentials from IMDSv2, then
+//! `sts:AssumeRole` per distinct role, each cached until shortly before expiry.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use aws_config::imds::credentials::ImdsCredentialsProvider;
+use aws_config::SdkConfig;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::Credentials;
+use aws_sdk_sts::config::Region;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use tokio::sync::Mutex;
+
+use crate::config::RegistryConfig;
+use crate::token_source::FetchError;
+
+/// Credentials are renewed when they have less than this left.
+const RENEW_BEFORE: Duration = Duration::from_secs(10 * 60);
+/// AssumeRole session length: the STS default, and the cap for role chaining.
+const SESSION_SECONDS: i32 = 3600;
+
+#[derive(Hash, PartialEq, Eq, Clone)]
+struct RoleKey {
+    role_arn: String,
+    external_id: Option<String>,
+    session_name: String,
+}
+
+/// Instance credentials and assumed-role credentials, cached.
+pub struct CredentialChain {
+    base: SdkConfig,
+    imds: ImdsCredentialsProvider,
+    instance: Mutex<Option<Credentials>>,
+    // One lock for all roles: AssumeRole is rare (hourly per role), and
+    // serialising it means registries sharing a role share one call.
+    roles: Mutex<HashMap<RoleKey, Credentials>>,
+}
+
+fn fresh(creds: &Credentials, now: SystemTime) -> bool {
+    creds.expiry().is_none_or(|exp| exp > now + RENEW_BEFORE)
+}
+
+impl CredentialChain {
+    /// A chain whose AWS clients are built from `base` (endpoints, timeouts, retries).
+    pub fn new(base: SdkConfig) -> Self {
+        CredentialChain {
+            base,
+            imds: ImdsCredentialsProvider::builder().build(),
+            instance: Mutex::new(None),
+            roles: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The instance profile's credentials.
+    pub async fn instance(&self) -> Result<Credentials, FetchError> {
+        let mut cached = self.instance.lock().await;
+        let now = SystemTime::now();
+        if let Some(c) = cached.as_ref().filter(|c| fresh(c, now)) {
+            return Ok(c.clone());
+        }
+        match self.imds.provide_credentials().await {
+            Ok(c) => {
+                tracing::debug!(access_key_id = c.access_key_id(), "instance credentials from IMDS");
+                *cached = Some(c.clone());
+                Ok(c)
+            }
+            // Keep using credentials that still work while IMDS is away.
+            Err(e) => match cached.as_ref().filter(|c| c.expiry().is_none_or(|x| x > now)) {
+                Some(c) => {
+                    tracing::warn!(error = %DisplayErrorContext(&e), "IMDS unavailable; using cached instance credentials");
+                    Ok(c.clone())
+                }
+                None => Err(FetchError::InstanceCredentials {
+                    reason: DisplayErrorContext(&e).to_string(),
+                }),
+            },
+        }
+    }
+
+    /// The credentials to call ECR with for `registry`: the assumed role's,
+    /// or the instance's when no role is configured.
+    pub async fn for_registry(&self, registry: &RegistryConfig) -> Result<Credentials, FetchError> {
+        let Some(role_arn) = &registry.role_arn else {
+            return self.instance().await;
+        };
+        let key = RoleKey {
+            role_arn: role_arn.clone(),
+            external_id: registry.external_id.clone(),
+            session_name: registry.session_name.clone(),
+        };
+        let mut roles = self.roles.lock().await;
+        if let Some(c) = roles.get(&key).filter(|c| fresh(c, SystemTime::now())) {
+            return Ok(c.clone());
+        }
+        let instance = self.instance().await?;
+        let creds = self.assume_role(&key, &registry.region, instance).await?;
+        roles.insert(key, creds.clone());
+        Ok(creds)
+    }
+
+    async fn assume_role(&self, key: &RoleKey, region: &str, instance: Credentials) -> Result<Credentials, FetchError> {
+        // STS in the registry's region keeps China, GovCloud and ISO
+        // partitions working, where the global endpoint does not apply.
+        let conf = aws_sdk_sts::config::Builder::from(&self.base)
+            .region(Region::new(region.to_owned()))
+            .credentials_provider(instance)
+            .build();
+        let client = aws_sdk_sts::Client::from_conf(conf);
+        let fail = |denied: bool, reason: String| FetchError::AssumeRole {
+            role_arn: key.role_arn.clone(),
+            denied,
+            reason,
+        };
+        let out = client
+            .assume_role()
+            .role_arn(&key.role_arn)
+            .role_session_name(&key.session_name)
+            .set_external_id(key.external_id.clone())
+            .duration_seconds(SESSION_SECONDS)
+            .send()
+            .await
+            .map_err(|e| {
+                let (denied, reason) = describe_sdk_error(&e);
+                fail(denied, reason)
+            })?;
+        // Never `{:?}` the output: STS does not mark the session token sensitive.
+        let c = out
+            .credentials()
+            .ok_or_else(|| fail(false, "the response carried no credentials".into()))?;
+        let expiry = SystemTime::try_from(*c.expiration()).ok();
+        tracing::debug!(role_arn = %key.role_arn, access_key_id = c.access_key_id(), "assumed role");
+        Ok(Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            expiry,
+            "sts:AssumeRole",
+        ))
+    }
+}
+
+/// Whether an SDK error is a permission denial, and a one-line reason.
+pub fn describe_sdk_error<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> (bool, String)
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HasStatus,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match err {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status_code();
+            let code = ctx.err().code();
+            let denied = status == 403
+                || code.is_some_and(|c| c.contains("AccessDenied") || c.contains("UnauthorizedOperation"));
+            let reason = match (code, ctx.err().message()) {
+                (Some(code), Some(msg)) => format!("{code}: {msg}"),
+                (Some(code), None) => format!("{code} (HTTP {status})"),
+                _ => format!("HTTP {status} from AWS"),
+            };
+            (denied, reason)
+        }
+        SdkError::TimeoutError(_) => (false, "timed out waiting for AWS".into()),
+        other => (false, DisplayErrorContext(other).to_string()),
+    }
+}
+
+/// The HTTP status of a raw response, abstracted so [`describe_sdk_error`] is generic.
+pub trait HasStatus {
+    /// The status code.
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}

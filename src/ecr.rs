@@ -1,0 +1,133 @@
+//! The AWS token source: credential chain, then `ecr:GetAuthorizationToken`.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_ecr::config::Region;
+use base64::Engine;
+use zeroize::Zeroizing;
+
+use crate::config::RegistryConfig;
+use crate::credentials::{describe_sdk_error, CredentialChain};
+use crate::secret::Secret;
+use crate::token_source::{FetchError, FetchedToken, TokenSource};
+
+/// Fetches ECR tokens from AWS.
+pub struct AwsTokenSource {
+    base: SdkConfig,
+    chain: CredentialChain,
+}
+
+/// The shared SDK settings: endpoints from the standard environment, no SDK
+/// retries (the cache's refresh loop owns retrying), and short timeouts.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        // A fixed region stops the loader asking IMDS; each client sets its own.
+        .region(Region::from_static("us-east-1"))
+        .no_credentials()
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .operation_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+impl AwsTokenSource {
+    /// A source using `base` for every AWS client.
+    pub fn new(base: SdkConfig) -> Self {
+        AwsTokenSource {
+            chain: CredentialChain::new(base.clone()),
+            base,
+        }
+    }
+
+    async fn get_token(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
+        let creds = self.chain.for_registry(registry).await?;
+        let conf = aws_sdk_ecr::config::Builder::from(&self.base)
+            .region(Region::new(registry.region.clone()))
+            .credentials_provider(creds)
+            .build();
+        let client = aws_sdk_ecr::Client::from_conf(conf);
+        // registryIds is deprecated but honoured, and it names the account
+        // whose token we want when a principal can reach several.
+        #[allow(deprecated)]
+        let out = client
+            .get_authorization_token()
+            .registry_ids(&registry.account)
+            .send()
+            .await
+            .map_err(|e| {
+                let (denied, reason) = describe_sdk_error(&e);
+                FetchError::GetAuthorizationToken {
+                    region: registry.region.clone(),
+                    denied,
+                    reason,
+                }
+            })?;
+        // Never `{:?}` the output: AuthorizationData's Debug prints the token.
+        let bad = |reason: &str| FetchError::BadToken { reason: reason.into() };
+        let data = out.authorization_data().first().ok_or_else(|| bad("no authorizationData"))?;
+        let token = data.authorization_token().ok_or_else(|| bad("no authorizationToken"))?;
+        let expires_at = data
+            .expires_at()
+            .and_then(|t| SystemTime::try_from(*t).ok())
+            .ok_or_else(|| bad("no usable expiresAt"))?;
+        let (username, password) = decode_token(token)?;
+        Ok(FetchedToken {
+            username,
+            password,
+            expires_at,
+        })
+    }
+}
+
+/// Splits ECR's base64 `user:password` token.
+pub fn decode_token(token: &str) -> Result<(String, Secret), FetchError> {
+    let bad = |reason: &str| FetchError::BadToken { reason: reason.into() };
+    let decoded = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(token.trim())
+            .map_err(|_| bad("authorizationToken is not base64"))?,
+    );
+    let text = std::str::from_utf8(&decoded).map_err(|_| bad("authorizationToken is not UTF-8"))?;
+    let (user, password) = text
+        .split_once(':')
+        .ok_or_else(|| bad("authorizationToken is not user:password"))?;
+    if user.is_empty() || password.is_empty() {
+        return Err(bad("authorizationToken has an empty user or password"));
+    }
+    Ok((user.to_owned(), Secret::from(password)))
+}
+
+impl TokenSource for AwsTokenSource {
+    async fn fetch(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
+        let result = self.get_token(registry).await;
+        match &result {
+            Ok(_) => tracing::debug!(registry = %registry.host, "fetched authorization token"),
+            Err(e) => tracing::debug!(registry = %registry.host, error = %e, "fetch failed"),
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_user_and_password() {
+        let (u, p) = decode_token("QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu").unwrap();
+        assert_eq!(u, "AWS");
+        assert_eq!(p.expose(), "123456789012-auth-token");
+        for bad in ["!!!", "bm9jb2xvbg==", "OnB3", "QVdTOg=="] {
+            assert!(matches!(decode_token(bad), Err(FetchError::BadToken { .. })), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The Unix socket server: one task per connection, bounded frames and idle
+//! time, a peer check, and a drain on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+
+use crate::socket::PeerPolicy;
+use crate::token_cache::{GetError, TokenCache};
+use crate::token_source::TokenSource;
+use crate::wire::{self, ErrorKind, RequestBody, Response, ResponseBody};
+
+/// Most connections served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long a client may take to send each request.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long in-flight requests get to finish after shutdown begins.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `listener` until `shutdown` resolves, then drains in-flight connections.
+pub async fn serve<S: TokenSource>(
+    listener: UnixListener,
+    cache: Arc<TokenCache<S>>,
+    peers: Arc<PeerPolicy>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // EMFILE and friends: pause instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let (cache, peers) = (cache.clone(), peers.clone());
+        tokio::spawn(async move {
+            handle(stream, &cache, &peers).await;
+            drop(permit);
+        });
+    }
+    tracing::info!("socket closed; draining in-flight requests");
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, limit.acquire_many(MAX_CONNECTIONS as u32)).await;
+    if drained.is_err() {
+        tracing::warn!("some requests did not finish within {DRAIN_TIMEOUT:?}");
+    }
+}
+
+async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers: &PeerPolicy) {
+    let cred = match stream.peer_cred() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read peer credentials; closing");
+            return;
+        }
+    };
+    let (read, mut write) = stream.into_split();
+    if !peers.allows(cred.uid(), cred.gid(), cred.pid()) {
+        tracing::warn!(uid = cred.uid(), gid = cred.gid(), pid = cred.pid(), "refused a peer not allowed to use the socket");
+        let msg = format!("uid {} is not allowed to use the ecr-credd socket", cred.uid());
+        let _ = write.write_all(&wire::encode(&Response::error(ErrorKind::Forbidden, msg))).await;
+        return;
+    }
+    let mut reader = BufReader::new(read);
+    let mut frame = Vec::with_capacity(256);
+    loop {
+        frame.clear();
+        let mut limited = (&mut reader).take(wire::MAX_FRAME as u64);
+        let read = limited.read_until(b'\n', &mut frame);
+        match tokio::time::timeout(FRAME_TIMEOUT, read).await {
+            Ok(Ok(0)) => return,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, pid = cred.pid(), "read failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(pid = cred.pid(), "client idle too long; closing");
+                return;
+            }
+        }
+        let complete = frame.last() == Some(&b'\n');
+        if !complete && frame.len() >= wire::MAX_FRAME {
+            tracing::warn!(uid = cred.uid(), pid = cred.pid(), "oversized request; closing");
+            let msg = format!("request larger than {} bytes", wire::MAX_FRAME);
+            let _ = write.write_all(&wire::encode(&Response::error(ErrorKind::BadRequest, msg))).await;
+            return;
+        }
+        let started = Instant::now();
+        let response = respond(cache, &frame).await;
+        if let ResponseBody::Error { kind, message } = &response.body {
+            tracing::debug!(?kind, %message, pid = cred.pid(), "request failed");
+        }
+        tracing::trace!(micros = started.elapsed().as_micros() as u64, "request served");
+        if write.write_all(&wire::encode(&response)).await.is_err() || !complete {
+            return;
+        }
+    }
+}
+
+async fn respond<S: TokenSource>(cache: &TokenCache<S>, frame: &[u8]) -> Response {
+    let request = match wire::decode_request(frame) {
+        Ok(r) => r,
+        Err(e) => return Response::error(ErrorKind::BadRequest, e.to_string()),
+    };
+    match request.body {
+        RequestBody::List => Response::new(ResponseBody::Hosts { hosts: cache.hosts() }),
+        RequestBody::Get { host } => match cache.get(&host).await {
+            Ok(c) => Response::new(ResponseBody::Credentials {
+                host: c.host,
+                username: c.username,
+                secret: c.password,
+                expires_at: c.expires_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            }),
+            Err(e @ GetError::NotFound { .. }) => Response::error(ErrorKind::NotFound, e.to_string()),
+            Err(e @ GetError::BadHost(_)) => Response::error(ErrorKind::BadRequest, e.to_string()),
+            Err(e) => Response::error(ErrorKind::Unavailable, e.to_string()),
+        },
+    }
+}

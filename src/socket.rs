@@ -1,0 +1,198 @@
+//! Creating the daemon's Unix socket safely, and deciding which peers may use it.
+
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// The socket's mode: owner and group may connect, nobody else.
+pub const SOCKET_MODE: u32 = 0o660;
+
+/// Why the socket could not be set up.
+#[derive(Debug, Error)]
+pub enum SocketError {
+    /// Another live daemon answers on the path.
+    #[error("{path}: another ecr-credd is already listening there")]
+    InUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Something other than a socket sits at the path; we never delete it.
+    #[error("{path}: exists and is not a socket; remove it or choose another [server] socket")]
+    NotASocket {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The configured group does not exist.
+    #[error("[server] group {group:?} does not exist in /etc/group")]
+    NoSuchGroup {
+        /// The group name.
+        group: String,
+    },
+    /// An I/O step failed.
+    #[error("{path}: cannot {action}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// What we were doing.
+        action: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> SocketError {
+    let path = path.to_owned();
+    move |source| SocketError::Io {
+        path,
+        action,
+        source,
+    }
+}
+
+/// The gid of `group` from /etc/group.
+pub fn lookup_group(group: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == group).then_some(())?;
+        fields.nth(1)?.parse().ok()
+    })
+}
+
+/// Binds `path` with mode 0660 and group `gid`. The socket is bound under a
+/// temporary name, given its mode and group, then renamed into place, so it
+/// never exists at `path` with looser permissions. A stale socket left by a
+/// crashed daemon is replaced; a live one or a non-socket file is an error.
+pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, SocketError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir, "create the socket directory"))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(SocketError::NotASocket { path: path.to_owned() })
+        }
+        Ok(_) => match UnixStream::connect(path) {
+            Ok(_) => return Err(SocketError::InUse { path: path.to_owned() }),
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                tracing::info!(path = %path.display(), "replacing stale socket");
+            }
+            Err(e) => return Err(io(path, "probe the existing socket")(e)),
+        },
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io(path, "inspect the socket path")(e)),
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).map_err(io(&tmp, "bind"))?;
+    let result = (|| {
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(SOCKET_MODE))
+            .map_err(io(&tmp, "set the socket mode"))?;
+        if let Some(gid) = gid {
+            std::os::unix::fs::chown(&tmp, None, Some(gid)).map_err(io(&tmp, "set the socket group"))?;
+        }
+        std::fs::rename(&tmp, path).map_err(io(path, "move the socket into place"))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    listener.set_nonblocking(true).map_err(io(path, "make the socket non-blocking"))?;
+    Ok(listener)
+}
+
+/// Removes the socket at `path` if it is still the one we bound (same inode).
+pub fn remove_if_ours(path: &Path, inode: u64) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == inode) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Which connecting processes may have tokens, beyond the file mode.
+#[derive(Debug, Clone, Default)]
+pub struct PeerPolicy {
+    /// The daemon's own uid (always allowed, as is root).
+    pub own_uid: u32,
+    /// Other allowed uids.
+    pub uids: Vec<u32>,
+    /// Allowed gids, primary or supplementary (the socket's group among them).
+    pub gids: Vec<u32>,
+}
+
+impl PeerPolicy {
+    /// The daemon's own uid plus what the config and socket group allow.
+    pub fn new(uids: &[u32], gids: &[u32], socket_gid: Option<u32>) -> Self {
+        let own_uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+        let mut gids = gids.to_vec();
+        gids.extend(socket_gid);
+        PeerPolicy {
+            own_uid,
+            uids: uids.to_vec(),
+            gids,
+        }
+    }
+
+    /// Whether the peer (`uid`, primary `gid`, `pid`) may use the socket.
+    pub fn allows(&self, uid: u32, gid: u32, pid: Option<i32>) -> bool {
+        if uid == 0 || uid == self.own_uid || self.uids.contains(&uid) || self.gids.contains(&gid) {
+            return true;
+        }
+        pid.is_some_and(|pid| supplementary_groups(pid).iter().any(|g| self.gids.contains(g)))
+    }
+}
+
+/// The peer's supplementary groups from /proc (empty if it is gone).
+fn supplementary_groups(pid: i32) -> Vec<u32> {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Vec::new();
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_with_mode_and_replaces_stale_sockets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/ecr-credd.sock");
+        let l = bind(&path, None).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, SOCKET_MODE);
+        // Live: refused.
+        assert!(matches!(bind(&path, None), Err(SocketError::InUse { .. })));
+        // Stale (listener gone): replaced.
+        drop(l);
+        let _l2 = bind(&path, None).unwrap();
+        // Not a socket: never deleted.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "keep").unwrap();
+        assert!(matches!(bind(&file, None), Err(SocketError::NotASocket { .. })));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+    }
+
+    #[test]
+    fn peer_policy() {
+        let p = PeerPolicy {
+            own_uid: 999,
+            uids: vec![1000],
+            gids: vec![50],
+        };
+        assert!(p.allows(0, 0, None));
+        assert!(p.allows(999, 1, None));
+        assert!(p.allows(1000, 1, None));
+        assert!(p.allows(1234, 50, None));
+        assert!(!p.allows(65534, 65534, None));
+        assert_eq!(lookup_group("root"), Some(0));
+        assert_eq!(lookup_group("no-such-group-here"), None);
+    }
+}
