@@ -93,6 +93,10 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
             }
             Err(_) => {
                 tracing::debug!(pid = cred.pid(), "client idle too long; closing");
+                if !frame.is_empty() {
+                    let msg = format!("incomplete request: no newline within {FRAME_TIMEOUT:?}");
+                    let _ = write.write_all(&wire::encode(&Response::error(ErrorKind::BadRequest, msg))).await;
+                }
                 return;
             }
         }

@@ -1,0 +1,333 @@
+//! The end-to-end test bed: moto (STS + ECR), our IMDSv2 double, Debian's
+//! docker-registry and the daemon, each a real process on loopback with a
+//! clean environment, stopped when dropped (also when a test fails).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+pub const DAEMON: &str = env!("CARGO_BIN_EXE_ecr-credd");
+pub const HELPER: &str = env!("CARGO_BIN_EXE_docker-credential-ecr-credd");
+/// The account moto's token for a loopback registry is minted for.
+pub const ACCOUNT: &str = "210987654321";
+pub const PASSWORD: &str = "210987654321-auth-token";
+pub const ROLE: &str = "arn:aws:iam::210987654321:role/ecr-pull";
+/// The IMDS double's instance account; an unlisted ECR host in it.
+pub const ECR_HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+
+/// A child process whose output is collected, killed on drop.
+pub struct Proc {
+    pub name: &'static str,
+    child: Child,
+    output: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Proc {
+    pub fn spawn(name: &'static str, cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e} (run `make test`, which installs the test bed)"));
+        let output = Arc::new(Mutex::new(Vec::new()));
+        for pipe in [
+            child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let out = output.clone();
+            std::thread::spawn(move || {
+                let mut pipe = pipe;
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    out.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+        Proc { name, child, output }
+    }
+
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGTERM, then wait up to `limit` for exit.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(s) = self.exited() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("----- {} output -----\n{}", self.name, self.output());
+        }
+    }
+}
+
+/// A command with nothing inherited but a plain PATH and a private HOME.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    let helper_dir = Path::new(HELPER).parent().unwrap();
+    cmd.env_clear()
+        .env("PATH", format!("{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", helper_dir.display()))
+        .env("HOME", home)
+        .env("LANG", "C.UTF-8")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    cmd
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+pub fn wait_port(port: u16, what: &str) {
+    wait_until(what, Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+}
+
+/// A minimal HTTP/1.1 request; returns status and body.
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// moto with the launcher's fixes, and its call counter.
+pub struct Moto {
+    pub port: u16,
+    stats_port: u16,
+    _proc: Proc,
+}
+
+impl Moto {
+    pub fn start(home: &Path) -> Moto {
+        let (port, stats_port) = (free_port(), free_port());
+        let python = format!("{ROOT}/.venv/bin/python");
+        let mut cmd = clean_command(&python, home);
+        cmd.arg(format!("{ROOT}/testbed/moto_launcher.py"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("STATS_PORT", stats_port.to_string());
+        let proc = Proc::spawn("moto", &mut cmd);
+        wait_port(port, "moto");
+        wait_port(stats_port, "moto stats");
+        Moto { port, stats_port, _proc: proc }
+    }
+
+    /// (AssumeRole, GetAuthorizationToken) calls so far.
+    pub fn counts(&self) -> (u64, u64) {
+        let (_, body) = http(self.stats_port, "GET", "/", "");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        (v["AssumeRole"].as_u64().unwrap(), v["GetAuthorizationToken"].as_u64().unwrap())
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Our IMDSv2 double.
+pub struct Imds {
+    pub port: u16,
+    _proc: Proc,
+}
+
+impl Imds {
+    pub fn start(home: &Path) -> Imds {
+        let port = free_port();
+        let mut cmd = clean_command("python3", home);
+        cmd.arg(format!("{ROOT}/testbed/imds_double.py")).arg(port.to_string());
+        let proc = Proc::spawn("imds", &mut cmd);
+        wait_port(port, "imds double");
+        Imds { port, _proc: proc }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The current (SecretAccessKey, Token), read the way the SDK reads them.
+    pub fn secrets(&self) -> (String, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let token = raw.split_once("\r\n\r\n").unwrap().1.to_owned();
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "GET /latest/meta-data/iam/security-credentials/ecr-credd-instance HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-aws-ec2-metadata-token: {token}\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let v: serde_json::Value = serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap();
+        (v["SecretAccessKey"].as_str().unwrap().into(), v["Token"].as_str().unwrap().into())
+    }
+}
+
+/// Debian's docker-registry with htpasswd auth for user `AWS`.
+pub struct Registry {
+    pub port: u16,
+    pub dir: PathBuf,
+    _proc: Proc,
+}
+
+impl Registry {
+    pub fn start(dir: &Path, password: &str) -> Registry {
+        let port = free_port();
+        let dir = dir.join(format!("registry-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let reg = Registry::write_htpasswd_at(&dir, password);
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: basic-realm\n    path: {reg}\n",
+            data = dir.join("data").display(),
+            reg = reg.display()
+        );
+        let config_path = dir.join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut cmd = clean_command("docker-registry", &dir);
+        cmd.arg("serve").arg(&config_path);
+        let proc = Proc::spawn("docker-registry", &mut cmd);
+        wait_port(port, "docker-registry");
+        Registry { port, dir, _proc: proc }
+    }
+
+    fn write_htpasswd_at(dir: &Path, password: &str) -> PathBuf {
+        let out = Command::new("htpasswd").args(["-Bbn", "AWS", password]).output().unwrap();
+        assert!(out.status.success(), "htpasswd failed");
+        let path = dir.join("htpasswd");
+        std::fs::write(&path, out.stdout).unwrap();
+        path
+    }
+
+    /// Replaces the accepted password; the registry re-reads the file.
+    pub fn set_password(&self, password: &str) {
+        Registry::write_htpasswd_at(&self.dir, password);
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// The daemon under test.
+pub struct Daemon {
+    pub socket: PathBuf,
+    pub proc: Proc,
+}
+
+impl Daemon {
+    /// Starts `ecr-credd run` with `config` (the socket line is added) and
+    /// waits for its socket.
+    pub fn start(dir: &Path, config: &str, aws: &[(&str, String)], log: &str) -> Daemon {
+        let socket = dir.join("run/ecr-credd.sock");
+        let path = dir.join("config.toml");
+        std::fs::write(&path, format!("[server]\nsocket = \"{}\"\n\n{config}", socket.display())).unwrap();
+        let mut cmd = clean_command(DAEMON, dir);
+        cmd.args(["run", "--config"]).arg(&path).env("RUST_LOG", log);
+        for (k, v) in aws {
+            cmd.env(k, v);
+        }
+        let proc = Proc::spawn("ecr-credd", &mut cmd);
+        wait_until("the daemon's socket", Duration::from_secs(20), || socket.exists());
+        Daemon { socket, proc }
+    }
+
+    /// The environment pointing the daemon at the emulators.
+    pub fn aws_env(moto: &Moto, imds: &Imds) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()),
+            ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ]
+    }
+
+    /// Runs the helper as a client would.
+    pub fn helper(&self, action: &str, stdin: &str) -> (i32, String, String) {
+        run_helper(&self.socket, action, stdin)
+    }
+}
+
+/// Runs `docker-credential-ecr-credd ACTION` with `stdin`; (code, stdout, stderr).
+pub fn run_helper(socket: &Path, action: &str, stdin: &str) -> (i32, String, String) {
+    let mut child = clean_command(HELPER, Path::new("/nonexistent"))
+        .arg(action)
+        .env("ECR_CREDD_SOCKET", socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Sends raw bytes on the socket and reads until the daemon closes or a line arrives.
+pub fn raw_exchange(socket: &Path, bytes: &[u8]) -> String {
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if out.ends_with(b"\n") {
+                    break;
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
