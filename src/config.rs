@@ -201,7 +201,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             (Some(id), _) if !is_account_id(id.get_ref()) => {
                 return Err(invalid(
                     Some(id.span()),
-                    format!("{}: {:?} is not a 12-digit account id", key("registry_id"), id.get_ref()),
+                    format!(
+                        "{}: {:?} is not a 12-digit account id",
+                        key("registry_id"),
+                        id.get_ref()
+                    ),
                 ))
             }
             (Some(id), _) => id.get_ref().clone(),
@@ -220,7 +224,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             (Some(reg), _) if !is_region(reg.get_ref()) => {
                 return Err(invalid(
                     Some(reg.span()),
-                    format!("{}: {:?} is not an AWS region name", key("region"), reg.get_ref()),
+                    format!(
+                        "{}: {:?} is not an AWS region name",
+                        key("region"),
+                        reg.get_ref()
+                    ),
                 ))
             }
             (Some(reg), Some(ecr)) if reg.get_ref() != &ecr.region => {
@@ -239,13 +247,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             (None, None) => {
                 return Err(invalid(
                     Some(r.host.span()),
-                    format!("{}: required because host {host:?} is not an ECR hostname", key("region")),
+                    format!(
+                        "{}: required because host {host:?} is not an ECR hostname",
+                        key("region")
+                    ),
                 ))
             }
         };
         if let Some(arn) = &r.role_arn {
             if let Err(why) = check_role_arn(arn.get_ref()) {
-                return Err(invalid(Some(arn.span()), format!("{}: {why}", key("role_arn"))));
+                return Err(invalid(
+                    Some(arn.span()),
+                    format!("{}: {why}", key("role_arn")),
+                ));
             }
         }
         let session_name = match &r.session_name {
@@ -292,12 +306,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     if let Some(group) = &raw.server.group {
         let g = group.get_ref();
         if g.is_empty() || g.contains([':', '\n', '/']) {
-            return Err(invalid(Some(group.span()), format!("server.group: {g:?} is not a group name")));
+            return Err(invalid(
+                Some(group.span()),
+                format!("server.group: {g:?} is not a group name"),
+            ));
         }
     }
     let socket_group_explicit = raw.server.group.is_some();
     Ok(Config {
-        socket: raw.server.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH)),
+        socket: raw
+            .server
+            .socket
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH)),
         socket_group: Some(
             raw.server
                 .group
@@ -321,11 +341,15 @@ fn check_role_arn(arn: &str) -> Result<(), String> {
         && parts[2] == "iam"
         && parts[3].is_empty()
         && is_account_id(parts[4])
-        && parts[5].strip_prefix("role/").is_some_and(|n| !n.is_empty());
+        && parts[5]
+            .strip_prefix("role/")
+            .is_some_and(|n| !n.is_empty());
     if ok {
         Ok(())
     } else {
-        Err(format!("{arn:?} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)"))
+        Err(format!(
+            "{arn:?} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)"
+        ))
     }
 }
 

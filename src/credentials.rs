@@ -62,12 +62,18 @@ impl CredentialChain {
         }
         match self.imds.provide_credentials().await {
             Ok(c) => {
-                tracing::debug!(access_key_id = c.access_key_id(), "instance credentials from IMDS");
+                tracing::debug!(
+                    access_key_id = c.access_key_id(),
+                    "instance credentials from IMDS"
+                );
                 *cached = Some(c.clone());
                 Ok(c)
             }
             // Keep using credentials that still work while IMDS is away.
-            Err(e) => match cached.as_ref().filter(|c| c.expiry().is_none_or(|x| x > now)) {
+            Err(e) => match cached
+                .as_ref()
+                .filter(|c| c.expiry().is_none_or(|x| x > now))
+            {
                 Some(c) => {
                     tracing::warn!(error = %DisplayErrorContext(&e), "IMDS unavailable; using cached instance credentials");
                     Ok(c.clone())
@@ -100,7 +106,12 @@ impl CredentialChain {
         Ok(creds)
     }
 
-    async fn assume_role(&self, key: &RoleKey, region: &str, instance: Credentials) -> Result<Credentials, FetchError> {
+    async fn assume_role(
+        &self,
+        key: &RoleKey,
+        region: &str,
+        instance: Credentials,
+    ) -> Result<Credentials, FetchError> {
         // STS in the registry's region keeps China, GovCloud and ISO
         // partitions working, where the global endpoint does not apply.
         let conf = aws_sdk_sts::config::Builder::from(&self.base)
@@ -142,7 +153,9 @@ impl CredentialChain {
 }
 
 /// Whether an SDK error is a permission denial, and a one-line reason.
-pub fn describe_sdk_error<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> (bool, String)
+pub fn describe_sdk_error<E, R>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> (bool, String)
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + HasStatus,
@@ -153,7 +166,9 @@ where
             let status = ctx.raw().status_code();
             let code = ctx.err().code();
             let denied = status == 403
-                || code.is_some_and(|c| c.contains("AccessDenied") || c.contains("UnauthorizedOperation"));
+                || code.is_some_and(|c| {
+                    c.contains("AccessDenied") || c.contains("UnauthorizedOperation")
+                });
             let reason = match (code, ctx.err().message()) {
                 (Some(code), Some(msg)) => format!("{code}: {msg}"),
                 (Some(code), None) => format!("{code} (HTTP {status})"),

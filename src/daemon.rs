@@ -31,7 +31,9 @@ impl Listener {
             Some(group) => match socket::lookup_group(group) {
                 Some(gid) => Some(gid),
                 None if config.socket_group_explicit => {
-                    return Err(SocketError::NoSuchGroup { group: group.clone() })
+                    return Err(SocketError::NoSuchGroup {
+                        group: group.clone(),
+                    })
                 }
                 None => {
                     tracing::warn!(group = %group, "socket group does not exist; keeping the daemon's own group");
@@ -41,12 +43,15 @@ impl Listener {
             None => None,
         };
         let std_listener = socket::bind(&config.socket, gid)?;
-        let inode = std::fs::metadata(&config.socket).map(|m| m.ino()).unwrap_or(0);
-        let listener = tokio::net::UnixListener::from_std(std_listener).map_err(|source| SocketError::Io {
-            path: config.socket.clone(),
-            action: "register the socket with the runtime",
-            source,
-        })?;
+        let inode = std::fs::metadata(&config.socket)
+            .map(|m| m.ino())
+            .unwrap_or(0);
+        let listener =
+            tokio::net::UnixListener::from_std(std_listener).map_err(|source| SocketError::Io {
+                path: config.socket.clone(),
+                action: "register the socket with the runtime",
+                source,
+            })?;
         tracing::info!(path = %config.socket.display(), mode = "0660", gid = ?gid, "listening");
         Ok(Listener {
             listener,
@@ -59,7 +64,12 @@ impl Listener {
 
 /// Serves tokens for `config` on `listener` until `shutdown` resolves, then
 /// drains in-flight requests and removes the socket.
-pub async fn run<S: TokenSource>(config: &Config, listener: Listener, source: S, shutdown: impl Future<Output = ()>) {
+pub async fn run<S: TokenSource>(
+    config: &Config,
+    listener: Listener,
+    source: S,
+    shutdown: impl Future<Output = ()>,
+) {
     let cache = Arc::new(TokenCache::new(
         &config.registries,
         config.serve_unlisted_ecr,

@@ -72,9 +72,16 @@ impl AwsTokenSource {
                 }
             })?;
         // Never `{:?}` the output: AuthorizationData's Debug prints the token.
-        let bad = |reason: &str| FetchError::BadToken { reason: reason.into() };
-        let data = out.authorization_data().first().ok_or_else(|| bad("no authorizationData"))?;
-        let token = data.authorization_token().ok_or_else(|| bad("no authorizationToken"))?;
+        let bad = |reason: &str| FetchError::BadToken {
+            reason: reason.into(),
+        };
+        let data = out
+            .authorization_data()
+            .first()
+            .ok_or_else(|| bad("no authorizationData"))?;
+        let token = data
+            .authorization_token()
+            .ok_or_else(|| bad("no authorizationToken"))?;
         let expires_at = data
             .expires_at()
             .and_then(|t| SystemTime::try_from(*t).ok())
@@ -90,7 +97,9 @@ impl AwsTokenSource {
 
 /// Splits ECR's base64 `user:password` token.
 pub fn decode_token(token: &str) -> Result<(String, Secret), FetchError> {
-    let bad = |reason: &str| FetchError::BadToken { reason: reason.into() };
+    let bad = |reason: &str| FetchError::BadToken {
+        reason: reason.into(),
+    };
     let decoded = Zeroizing::new(
         base64::engine::general_purpose::STANDARD
             .decode(token.trim())
@@ -127,7 +136,10 @@ mod tests {
         assert_eq!(u, "AWS");
         assert_eq!(p.expose(), "123456789012-auth-token");
         for bad in ["!!!", "bm9jb2xvbg==", "OnB3", "QVdTOg=="] {
-            assert!(matches!(decode_token(bad), Err(FetchError::BadToken { .. })), "{bad}");
+            assert!(
+                matches!(decode_token(bad), Err(FetchError::BadToken { .. })),
+                "{bad}"
+            );
         }
     }
 }

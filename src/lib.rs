@@ -2,18 +2,18 @@
 //! Unix socket to `docker-credential-ecr-credd`.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod client;
 pub mod config;
+pub mod credentials;
+pub mod daemon;
+pub mod ecr;
+pub mod helper;
+pub mod logging;
 pub mod registry;
 pub mod secret;
-pub mod wire;
-pub mod token_cache;
-pub mod token_source;
-pub mod credentials;
-pub mod ecr;
 pub mod server;
 pub mod socket;
-pub mod client;
-pub mod helper;
-pub mod daemon;
-pub mod logging;
-pub mod cli;
+pub mod token_cache;
+pub mod token_source;
+pub mod wire;

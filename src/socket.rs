@@ -72,10 +72,16 @@ pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, SocketError> 
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
-            return Err(SocketError::NotASocket { path: path.to_owned() })
+            return Err(SocketError::NotASocket {
+                path: path.to_owned(),
+            })
         }
         Ok(_) => match UnixStream::connect(path) {
-            Ok(_) => return Err(SocketError::InUse { path: path.to_owned() }),
+            Ok(_) => {
+                return Err(SocketError::InUse {
+                    path: path.to_owned(),
+                })
+            }
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
                 tracing::info!(path = %path.display(), "replacing stale socket");
             }
@@ -93,7 +99,8 @@ pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, SocketError> 
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(SOCKET_MODE))
             .map_err(io(&tmp, "set the socket mode"))?;
         if let Some(gid) = gid {
-            std::os::unix::fs::chown(&tmp, None, Some(gid)).map_err(io(&tmp, "set the socket group"))?;
+            std::os::unix::fs::chown(&tmp, None, Some(gid))
+                .map_err(io(&tmp, "set the socket group"))?;
         }
         std::fs::rename(&tmp, path).map_err(io(path, "move the socket into place"))
     })();
@@ -101,7 +108,9 @@ pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, SocketError> 
         let _ = std::fs::remove_file(&tmp);
     }
     result?;
-    listener.set_nonblocking(true).map_err(io(path, "make the socket non-blocking"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(io(path, "make the socket non-blocking"))?;
     Ok(listener)
 }
 
@@ -126,7 +135,9 @@ pub struct PeerPolicy {
 impl PeerPolicy {
     /// The daemon's own uid plus what the config and socket group allow.
     pub fn new(uids: &[u32], gids: &[u32], socket_gid: Option<u32>) -> Self {
-        let own_uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+        let own_uid = std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0);
         let mut gids = gids.to_vec();
         gids.extend(socket_gid);
         PeerPolicy {
@@ -141,7 +152,11 @@ impl PeerPolicy {
         if uid == 0 || uid == self.own_uid || self.uids.contains(&uid) || self.gids.contains(&gid) {
             return true;
         }
-        pid.is_some_and(|pid| supplementary_groups(pid).iter().any(|g| self.gids.contains(g)))
+        pid.is_some_and(|pid| {
+            supplementary_groups(pid)
+                .iter()
+                .any(|g| self.gids.contains(g))
+        })
     }
 }
 
@@ -153,7 +168,11 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -176,7 +195,10 @@ mod tests {
         // Not a socket: never deleted.
         let file = dir.path().join("file");
         std::fs::write(&file, "keep").unwrap();
-        assert!(matches!(bind(&file, None), Err(SocketError::NotASocket { .. })));
+        assert!(matches!(
+            bind(&file, None),
+            Err(SocketError::NotASocket { .. })
+        ));
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
     }
 

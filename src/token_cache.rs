@@ -259,21 +259,33 @@ impl<S: TokenSource> TokenCache<S> {
 
     fn entry(&self, host: &str) -> Result<Arc<Entry>, GetError> {
         let inner = &self.inner;
-        if let Some(e) = inner.entries.read().unwrap_or_else(PoisonError::into_inner).get(host) {
+        if let Some(e) = inner
+            .entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(host)
+        {
             return Ok(e.clone());
         }
-        let not_found = || GetError::NotFound { host: host.to_owned() };
+        let not_found = || GetError::NotFound {
+            host: host.to_owned(),
+        };
         if !inner.serve_unlisted || parse_ecr_host(host).is_none() {
             return Err(not_found());
         }
         let registry = RegistryConfig::unlisted(host).ok_or_else(not_found)?;
-        let mut entries = inner.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let mut entries = inner
+            .entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(e) = entries.get(host) {
             return Ok(e.clone());
         }
         let mut unlisted = lock(&inner.unlisted);
         if *unlisted >= inner.policy.max_unlisted {
-            return Err(GetError::TooManyUnlisted { host: host.to_owned() });
+            return Err(GetError::TooManyUnlisted {
+                host: host.to_owned(),
+            });
         }
         *unlisted += 1;
         let entry = Arc::new(Entry::new(registry, inner.clock.now()));
@@ -319,7 +331,12 @@ fn usable(entry: &Entry, st: &State, now: Instant, policy: &Policy) -> Option<Cr
 }
 
 /// The outcome of the latest fetch, as a `get` should see it.
-fn outcome(entry: &Entry, st: &State, now: Instant, policy: &Policy) -> Result<Credentials, GetError> {
+fn outcome(
+    entry: &Entry,
+    st: &State,
+    now: Instant,
+    policy: &Policy,
+) -> Result<Credentials, GetError> {
     if let Some(creds) = usable(entry, st, now, policy) {
         return Ok(creds);
     }
@@ -330,7 +347,10 @@ fn outcome(entry: &Entry, st: &State, now: Instant, policy: &Policy) -> Result<C
 }
 
 /// One fetch for `entry`, shared by everyone who asks while it runs.
-async fn fetch<S: TokenSource>(inner: &Arc<Inner<S>>, entry: &Arc<Entry>) -> Result<Credentials, GetError> {
+async fn fetch<S: TokenSource>(
+    inner: &Arc<Inner<S>>,
+    entry: &Arc<Entry>,
+) -> Result<Credentials, GetError> {
     let generation = lock(&entry.state).generation;
     let guard = entry.fetch_lock.clone().lock_owned().await;
     {
@@ -362,7 +382,13 @@ async fn fetch<S: TokenSource>(inner: &Arc<Inner<S>>, entry: &Arc<Entry>) -> Res
     }
 }
 
-fn record<S>(inner: &Inner<S>, entry: &Entry, st: &mut State, result: Result<FetchedToken, FetchError>, now: Instant) {
+fn record<S>(
+    inner: &Inner<S>,
+    entry: &Entry,
+    st: &mut State,
+    result: Result<FetchedToken, FetchError>,
+    now: Instant,
+) {
     let policy = &inner.policy;
     st.generation += 1;
     match result {
@@ -402,7 +428,10 @@ fn record<S>(inner: &Inner<S>, entry: &Entry, st: &mut State, result: Result<Fet
         Err(err) => {
             st.failures += 1;
             st.next_attempt = now + backoff(policy, st.failures);
-            let still_valid = st.token.as_ref().is_some_and(|t| t.valid_until > now + policy.safety_margin);
+            let still_valid = st
+                .token
+                .as_ref()
+                .is_some_and(|t| t.valid_until > now + policy.safety_margin);
             tracing::warn!(registry = %entry.registry.host, failures = st.failures, retry_in_ms = (st.next_attempt - now).as_millis() as u64, serving_previous = still_valid, error = %err, "token fetch failed");
             st.last_error = Some(GetError::Unavailable {
                 registry: entry.registry.label(),
@@ -419,7 +448,10 @@ fn backoff(policy: &Policy, failures: u32) -> Duration {
         .backoff_base
         .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
         .min(policy.backoff_cap);
-    let secs = rand::thread_rng().gen_range(policy.backoff_base.as_secs_f64()..=exp.as_secs_f64().max(policy.backoff_base.as_secs_f64()));
+    let secs = rand::thread_rng().gen_range(
+        policy.backoff_base.as_secs_f64()
+            ..=exp.as_secs_f64().max(policy.backoff_base.as_secs_f64()),
+    );
     Duration::from_secs_f64(secs)
 }
 

@@ -174,8 +174,14 @@ mod tests {
         let get = Request::new(RequestBody::Get {
             host: "https://127.0.0.1:5000".into(),
         });
-        golden(&get, "{\"v\":1,\"op\":\"get\",\"host\":\"https://127.0.0.1:5000\"}\n");
-        golden(&Request::new(RequestBody::List), "{\"v\":1,\"op\":\"list\"}\n");
+        golden(
+            &get,
+            "{\"v\":1,\"op\":\"get\",\"host\":\"https://127.0.0.1:5000\"}\n",
+        );
+        golden(
+            &Request::new(RequestBody::List),
+            "{\"v\":1,\"op\":\"list\"}\n",
+        );
         for msg in [get, Request::new(RequestBody::List)] {
             assert_eq!(decode_request(&encode(&msg)).unwrap(), msg);
         }
@@ -210,7 +216,9 @@ mod tests {
             let err = Response::error(kind, "why");
             golden(
                 &err,
-                &format!("{{\"v\":1,\"type\":\"error\",\"kind\":\"{name}\",\"message\":\"why\"}}\n"),
+                &format!(
+                    "{{\"v\":1,\"type\":\"error\",\"kind\":\"{name}\",\"message\":\"why\"}}\n"
+                ),
             );
             assert_eq!(decode_response(&encode(&err)).unwrap(), err);
         }
@@ -227,9 +235,18 @@ mod tests {
             decode_request(b"{\"v\":2,\"op\":\"list\"}"),
             Err(WireError::Version { got: 2 })
         ));
-        assert!(matches!(decode_request(b"garbage"), Err(WireError::Malformed(_))));
-        assert!(matches!(decode_request(b"{\"v\":1,\"op\":\"launch\"}"), Err(WireError::Malformed(_))));
-        assert!(matches!(decode_request(b"{\"v\":1,\"op\":\"get\"}"), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            decode_request(b"garbage"),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_request(b"{\"v\":1,\"op\":\"launch\"}"),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_request(b"{\"v\":1,\"op\":\"get\"}"),
+            Err(WireError::Malformed(_))
+        ));
     }
 
     #[test]

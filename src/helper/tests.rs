@@ -53,7 +53,10 @@ fn get_prints_docker_json_byte_for_byte() {
     let (_d, sock) = fake_daemon(answer);
     let (code, out) = run_helper(&["get"], "  https://127.0.0.1:5000\n", &sock);
     assert_eq!(code, 0);
-    assert_eq!(out, "{\"ServerURL\":\"https://127.0.0.1:5000\",\"Username\":\"AWS\",\"Secret\":\"pa\\\"ss\"}\n");
+    assert_eq!(
+        out,
+        "{\"ServerURL\":\"https://127.0.0.1:5000\",\"Username\":\"AWS\",\"Secret\":\"pa\\\"ss\"}\n"
+    );
 }
 
 #[test]
@@ -80,11 +83,17 @@ fn list_store_erase_version_usage() {
     let (_d, sock) = fake_daemon(answer);
     assert_eq!(
         run_helper(&["list"], "junk", &sock),
-        (0, "{\"127.0.0.1:5000\":\"AWS\",\"b.example\":\"AWS\"}\n".into())
+        (
+            0,
+            "{\"127.0.0.1:5000\":\"AWS\",\"b.example\":\"AWS\"}\n".into()
+        )
     );
     let store = "{\"ServerURL\":\"x\",\"Username\":\"AWS\",\"Secret\":\"s\"}";
     assert_eq!(run_helper(&["store"], store, &sock), (0, String::new()));
-    assert_eq!(run_helper(&["erase"], "https://x", &sock), (0, String::new()));
+    assert_eq!(
+        run_helper(&["erase"], "https://x", &sock),
+        (0, String::new())
+    );
     let (code, out) = run_helper(&["version"], "", &sock);
     assert_eq!(code, 0);
     assert!(out.starts_with("docker-credential-ecr-credd (ecr-credd) "));
@@ -97,14 +106,20 @@ fn list_store_erase_version_usage() {
 fn bad_stdin_gets_specific_errors() {
     let (_d, sock) = fake_daemon(answer);
     let (code, out) = run_helper(&["get"], " \n ", &sock);
-    assert_eq!((code, out.as_str()), (1, "ecr-credd: expected a registry server URL on stdin\n"));
+    assert_eq!(
+        (code, out.as_str()),
+        (1, "ecr-credd: expected a registry server URL on stdin\n")
+    );
     let big = "a".repeat(MAX_STDIN + 1);
     let (code, out) = run_helper(&["get"], &big, &sock);
     assert_eq!(code, 1);
     assert!(out.contains("larger than 65536 bytes"), "{out}");
     let mut out = Vec::new();
     let code = run(&["get".to_owned()], &mut &[0xff, 0xfe][..], &mut out, &sock);
-    assert_eq!((code, String::from_utf8(out).unwrap().as_str()), (1, "ecr-credd: input on stdin is not UTF-8\n"));
+    assert_eq!(
+        (code, String::from_utf8(out).unwrap().as_str()),
+        (1, "ecr-credd: input on stdin is not UTF-8\n")
+    );
     let (code, out) = run_helper(&["store"], &big, &sock);
     assert_eq!(code, 1);
     assert!(out.contains("larger than"), "{out}");
@@ -113,11 +128,23 @@ fn bad_stdin_gets_specific_errors() {
 #[test]
 fn daemon_down() {
     let sock = Path::new("/nonexistent/ecr-credd.sock");
-    let (code, out) = run_helper(&["get"], "111122223333.dkr.ecr.eu-west-1.amazonaws.com", sock);
+    let (code, out) = run_helper(
+        &["get"],
+        "111122223333.dkr.ecr.eu-west-1.amazonaws.com",
+        sock,
+    );
     assert_eq!(code, 1);
-    assert!(out.starts_with("ecr-credd: cannot reach the ecr-credd daemon at /nonexistent/ecr-credd.sock"), "{out}");
+    assert!(
+        out.starts_with(
+            "ecr-credd: cannot reach the ecr-credd daemon at /nonexistent/ecr-credd.sock"
+        ),
+        "{out}"
+    );
     assert!(out.contains("systemctl start"), "{out}");
     // Public registries must keep working while the daemon is down.
-    assert_eq!(run_helper(&["get"], "https://index.docker.io/v1/", sock), (1, format!("{NOT_FOUND}\n")));
+    assert_eq!(
+        run_helper(&["get"], "https://index.docker.io/v1/", sock),
+        (1, format!("{NOT_FOUND}\n"))
+    );
     assert_eq!(run_helper(&["list"], "", sock), (0, "{}\n".into()));
 }
