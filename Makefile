@@ -5,7 +5,7 @@ CARGO   ?= cargo
 PYTHON  ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 VENV    := .venv
 # Debian packages the test bed runs: a real registry, real clients, htpasswd.
-DEB_PKGS := docker-registry skopeo podman apache2-utils uidmap
+DEB_PKGS := docker-registry skopeo podman apache2-utils uidmap binutils
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build test demo deps check lint unit fmt clean
