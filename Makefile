@@ -8,7 +8,7 @@ VENV    := .venv
 DEB_PKGS := docker-registry skopeo podman apache2-utils uidmap binutils
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build test demo deps check lint unit fmt clean
+.PHONY: all build test demo deps lint fmt bench clean
 
 all: build
 
@@ -48,6 +48,10 @@ fmt:
 ## End to end on loopback: moto, IMDS double, registry, daemon, skopeo + podman.
 demo: deps build
 	scripts/demo.sh
+
+## Benchmarks (release build; not part of make test).
+bench:
+	$(CARGO) bench --bench helper_get
 
 clean:
 	$(CARGO) clean

@@ -59,21 +59,13 @@ pub fn load_config(flag: Option<PathBuf>) -> Result<(PathBuf, Config)> {
 pub fn check_config(flag: Option<PathBuf>) -> Result<String> {
     let (path, c) = load_config(flag)?;
     let mut out = format!("{}: OK\n", path.display());
-    out += &format!(
-        "socket: {} (group {})\n",
-        c.socket.display(),
-        c.socket_group.as_deref().unwrap_or("-")
-    );
+    out += &format!("socket: {} (group {})\n", c.socket.display(), c.socket_group.as_deref().unwrap_or("-"));
     if let Some(addr) = c.health_listen {
         out += &format!("health: {addr}\n");
     }
     out += &format!(
         "unlisted ECR hosts: {}\n",
-        if c.serve_unlisted_ecr {
-            "served with instance credentials"
-        } else {
-            "refused"
-        }
+        if c.serve_unlisted_ecr { "served with instance credentials" } else { "refused" }
     );
     let rows: Vec<[String; 4]> = c
         .registries
@@ -83,9 +75,7 @@ pub fn check_config(flag: Option<PathBuf>) -> Result<String> {
                 r.host.clone(),
                 r.account.clone(),
                 r.region.clone(),
-                r.role_arn
-                    .clone()
-                    .unwrap_or_else(|| "(instance credentials)".into()),
+                r.role_arn.clone().unwrap_or_else(|| "(instance credentials)".into()),
             ]
         })
         .collect();
@@ -104,11 +94,7 @@ pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String 
     let mut out = String::new();
     let head = header.map(str::to_owned);
     for row in std::iter::once(&head).chain(rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
         out += line.join("  ").trim_end();
         out.push('\n');
     }
@@ -118,23 +104,11 @@ pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String 
 /// `get`: the daemon's answer for `host`, with the secret masked.
 pub fn get(host: &str, socket: Option<PathBuf>) -> Result<String> {
     let socket = socket.unwrap_or_else(client::socket_path);
-    let response = client::request(
-        &socket,
-        &Request::new(RequestBody::Get {
-            host: host.to_owned(),
-        }),
-    )?;
+    let response = client::request(&socket, &Request::new(RequestBody::Get { host: host.to_owned() }))?;
     match response.body {
-        ResponseBody::Credentials {
-            host,
-            username,
-            secret,
-            expires_at,
-        } => {
+        ResponseBody::Credentials { host, username, secret, expires_at } => {
             let expires = UNIX_EPOCH + Duration::from_secs(expires_at);
-            let left = expires
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
+            let left = expires.duration_since(std::time::SystemTime::now()).unwrap_or_default();
             let when = aws_smithy_types::DateTime::from(expires)
                 .fmt(aws_smithy_types::date_time::Format::DateTime)
                 .unwrap_or_else(|_| expires_at.to_string());
@@ -145,13 +119,12 @@ pub fn get(host: &str, socket: Option<PathBuf>) -> Result<String> {
                 left.as_secs() / 60 % 60
             ))
         }
-        ResponseBody::Error {
-            kind: ErrorKind::NotFound,
-            message,
-        } => bail!("{message}"),
+        ResponseBody::Error { kind: ErrorKind::NotFound, message } => bail!("{message}"),
         ResponseBody::Error { message, .. } => {
             Err(anyhow::anyhow!("{message}")).context(format!("asking {}", socket.display()))
         }
-        ResponseBody::Hosts { .. } => bail!("unexpected answer from the daemon"),
+        ResponseBody::Hosts { .. } | ResponseBody::Status { .. } => {
+            bail!("unexpected answer from the daemon")
+        }
     }
 }

@@ -54,24 +54,13 @@ pub fn socket_path() -> PathBuf {
 
 /// Sends one request and reads one response.
 pub fn request(path: &Path, req: &Request) -> Result<Response, ClientError> {
-    let io = |source| ClientError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
-        path: path.to_owned(),
-        source,
-    })?;
+    let io = |source| ClientError::Io { path: path.to_owned(), source };
+    let mut stream =
+        UnixStream::connect(path).map_err(|source| ClientError::Connect { path: path.to_owned(), source })?;
     stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
     stream.write_all(&wire::encode(req)).map_err(io)?;
     let mut line = Vec::with_capacity(512);
-    BufReader::new(stream)
-        .take(wire::MAX_FRAME as u64)
-        .read_until(b'\n', &mut line)
-        .map_err(io)?;
-    wire::decode_response(&line).map_err(|source| ClientError::Protocol {
-        path: path.to_owned(),
-        source,
-    })
+    BufReader::new(stream).take(wire::MAX_FRAME as u64).read_until(b'\n', &mut line).map_err(io)?;
+    wire::decode_response(&line).map_err(|source| ClientError::Protocol { path: path.to_owned(), source })
 }

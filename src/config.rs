@@ -152,10 +152,8 @@ pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
 
 /// Reads and validates the config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     parse(&text, path)
 }
 
@@ -163,12 +161,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let invalid = |span: Option<Range<usize>>, message: String| {
         let (line, column) = line_col(text, span.map_or(0, |s| s.start));
-        ConfigError::Invalid {
-            path: path.to_owned(),
-            line,
-            column,
-            message,
-        }
+        ConfigError::Invalid { path: path.to_owned(), line, column, message }
     };
     let raw: RawConfig =
         toml::from_str(text).map_err(|e| invalid(e.span(), e.message().trim().to_owned()))?;
@@ -180,10 +173,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let host = normalize_host(r.host.get_ref())
             .map_err(|e| invalid(Some(r.host.span()), format!("{}: {e}", key("host"))))?;
         if !seen.insert(host.clone()) {
-            return Err(invalid(
-                Some(r.host.span()),
-                format!("{}: {host:?} is listed twice", key("host")),
-            ));
+            return Err(invalid(Some(r.host.span()), format!("{}: {host:?} is listed twice", key("host"))));
         }
         let ecr = parse_ecr_host(&host);
         let account = match (&r.registry_id, &ecr) {
@@ -201,11 +191,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             (Some(id), _) if !is_account_id(id.get_ref()) => {
                 return Err(invalid(
                     Some(id.span()),
-                    format!(
-                        "{}: {:?} is not a 12-digit account id",
-                        key("registry_id"),
-                        id.get_ref()
-                    ),
+                    format!("{}: {:?} is not a 12-digit account id", key("registry_id"), id.get_ref()),
                 ))
             }
             (Some(id), _) => id.get_ref().clone(),
@@ -213,10 +199,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             (None, None) => {
                 return Err(invalid(
                     Some(r.host.span()),
-                    format!(
-                        "{}: required because host {host:?} is not an ECR hostname",
-                        key("registry_id")
-                    ),
+                    format!("{}: required because host {host:?} is not an ECR hostname", key("registry_id")),
                 ))
             }
         };
@@ -224,11 +207,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             (Some(reg), _) if !is_region(reg.get_ref()) => {
                 return Err(invalid(
                     Some(reg.span()),
-                    format!(
-                        "{}: {:?} is not an AWS region name",
-                        key("region"),
-                        reg.get_ref()
-                    ),
+                    format!("{}: {:?} is not an AWS region name", key("region"), reg.get_ref()),
                 ))
             }
             (Some(reg), Some(ecr)) if reg.get_ref() != &ecr.region => {
@@ -247,19 +226,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             (None, None) => {
                 return Err(invalid(
                     Some(r.host.span()),
-                    format!(
-                        "{}: required because host {host:?} is not an ECR hostname",
-                        key("region")
-                    ),
+                    format!("{}: required because host {host:?} is not an ECR hostname", key("region")),
                 ))
             }
         };
         if let Some(arn) = &r.role_arn {
             if let Err(why) = check_role_arn(arn.get_ref()) {
-                return Err(invalid(
-                    Some(arn.span()),
-                    format!("{}: {why}", key("role_arn")),
-                ));
+                return Err(invalid(Some(arn.span()), format!("{}: {why}", key("role_arn"))));
             }
         }
         let session_name = match &r.session_name {
@@ -306,22 +279,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     if let Some(group) = &raw.server.group {
         let g = group.get_ref();
         if g.is_empty() || g.contains([':', '\n', '/']) {
-            return Err(invalid(
-                Some(group.span()),
-                format!("server.group: {g:?} is not a group name"),
-            ));
+            return Err(invalid(Some(group.span()), format!("server.group: {g:?} is not a group name")));
         }
     }
     let socket_group_explicit = raw.server.group.is_some();
     Ok(Config {
-        socket: raw
-            .server
-            .socket
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH)),
+        socket: raw.server.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH)),
         socket_group: Some(
-            raw.server
-                .group
-                .map_or_else(|| DEFAULT_SOCKET_GROUP.to_owned(), Spanned::into_inner),
+            raw.server.group.map_or_else(|| DEFAULT_SOCKET_GROUP.to_owned(), Spanned::into_inner),
         ),
         socket_group_explicit,
         allowed_uids: raw.server.allowed_uids,
@@ -341,23 +306,17 @@ fn check_role_arn(arn: &str) -> Result<(), String> {
         && parts[2] == "iam"
         && parts[3].is_empty()
         && is_account_id(parts[4])
-        && parts[5]
-            .strip_prefix("role/")
-            .is_some_and(|n| !n.is_empty());
+        && parts[5].strip_prefix("role/").is_some_and(|n| !n.is_empty());
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{arn:?} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)"
-        ))
+        Err(format!("{arn:?} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)"))
     }
 }
 
 fn is_session_name(name: &str) -> bool {
     (2..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
 }
 
 /// 1-based line and column of a byte offset.

@@ -62,25 +62,17 @@ impl CredentialChain {
         }
         match self.imds.provide_credentials().await {
             Ok(c) => {
-                tracing::debug!(
-                    access_key_id = c.access_key_id(),
-                    "instance credentials from IMDS"
-                );
+                tracing::debug!(access_key_id = c.access_key_id(), "instance credentials from IMDS");
                 *cached = Some(c.clone());
                 Ok(c)
             }
             // Keep using credentials that still work while IMDS is away.
-            Err(e) => match cached
-                .as_ref()
-                .filter(|c| c.expiry().is_none_or(|x| x > now))
-            {
+            Err(e) => match cached.as_ref().filter(|c| c.expiry().is_none_or(|x| x > now)) {
                 Some(c) => {
                     tracing::warn!(error = %DisplayErrorContext(&e), "IMDS unavailable; using cached instance credentials");
                     Ok(c.clone())
                 }
-                None => Err(FetchError::InstanceCredentials {
-                    reason: DisplayErrorContext(&e).to_string(),
-                }),
+                None => Err(FetchError::InstanceCredentials { reason: DisplayErrorContext(&e).to_string() }),
             },
         }
     }
@@ -137,9 +129,7 @@ impl CredentialChain {
                 fail(denied, reason)
             })?;
         // Never `{:?}` the output: STS does not mark the session token sensitive.
-        let c = out
-            .credentials()
-            .ok_or_else(|| fail(false, "the response carried no credentials".into()))?;
+        let c = out.credentials().ok_or_else(|| fail(false, "the response carried no credentials".into()))?;
         let expiry = SystemTime::try_from(*c.expiration()).ok();
         tracing::debug!(role_arn = %key.role_arn, access_key_id = c.access_key_id(), "assumed role");
         Ok(Credentials::new(
@@ -166,9 +156,7 @@ where
             let status = ctx.raw().status_code();
             let code = ctx.err().code();
             let denied = status == 403
-                || code.is_some_and(|c| {
-                    c.contains("AccessDenied") || c.contains("UnauthorizedOperation")
-                });
+                || code.is_some_and(|c| c.contains("AccessDenied") || c.contains("UnauthorizedOperation"));
             let reason = match (code, ctx.err().message()) {
                 (Some(code), Some(msg)) => format!("{code}: {msg}"),
                 (Some(code), None) => format!("{code} (HTTP {status})"),

@@ -31,9 +31,7 @@ impl Listener {
             Some(group) => match socket::lookup_group(group) {
                 Some(gid) => Some(gid),
                 None if config.socket_group_explicit => {
-                    return Err(SocketError::NoSuchGroup {
-                        group: group.clone(),
-                    })
+                    return Err(SocketError::NoSuchGroup { group: group.clone() })
                 }
                 None => {
                     tracing::warn!(group = %group, "socket group does not exist; keeping the daemon's own group");
@@ -43,9 +41,7 @@ impl Listener {
             None => None,
         };
         let std_listener = socket::bind(&config.socket, gid)?;
-        let inode = std::fs::metadata(&config.socket)
-            .map(|m| m.ino())
-            .unwrap_or(0);
+        let inode = std::fs::metadata(&config.socket).map(|m| m.ino()).unwrap_or(0);
         let listener =
             tokio::net::UnixListener::from_std(std_listener).map_err(|source| SocketError::Io {
                 path: config.socket.clone(),
@@ -79,12 +75,7 @@ pub async fn run<S: TokenSource>(
     ));
     cache.start();
     tracing::info!(registries = config.registries.len(), "ecr-credd started");
-    let Listener {
-        listener,
-        peers,
-        path,
-        inode,
-    } = listener;
+    let Listener { listener, peers, path, inode } = listener;
     server::serve(listener, cache, Arc::new(peers), shutdown).await;
     socket::remove_if_ours(&path, inode);
     tracing::info!("ecr-credd stopped");

@@ -42,10 +42,7 @@ pub async fn sdk_config() -> SdkConfig {
 impl AwsTokenSource {
     /// A source using `base` for every AWS client.
     pub fn new(base: SdkConfig) -> Self {
-        AwsTokenSource {
-            chain: CredentialChain::new(base.clone()),
-            base,
-        }
+        AwsTokenSource { chain: CredentialChain::new(base.clone()), base }
     }
 
     async fn get_token(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
@@ -58,57 +55,35 @@ impl AwsTokenSource {
         // registryIds is deprecated but honoured, and it names the account
         // whose token we want when a principal can reach several.
         #[allow(deprecated)]
-        let out = client
-            .get_authorization_token()
-            .registry_ids(&registry.account)
-            .send()
-            .await
-            .map_err(|e| {
+        let out =
+            client.get_authorization_token().registry_ids(&registry.account).send().await.map_err(|e| {
                 let (denied, reason) = describe_sdk_error(&e);
-                FetchError::GetAuthorizationToken {
-                    region: registry.region.clone(),
-                    denied,
-                    reason,
-                }
+                FetchError::GetAuthorizationToken { region: registry.region.clone(), denied, reason }
             })?;
         // Never `{:?}` the output: AuthorizationData's Debug prints the token.
-        let bad = |reason: &str| FetchError::BadToken {
-            reason: reason.into(),
-        };
-        let data = out
-            .authorization_data()
-            .first()
-            .ok_or_else(|| bad("no authorizationData"))?;
-        let token = data
-            .authorization_token()
-            .ok_or_else(|| bad("no authorizationToken"))?;
+        let bad = |reason: &str| FetchError::BadToken { reason: reason.into() };
+        let data = out.authorization_data().first().ok_or_else(|| bad("no authorizationData"))?;
+        let token = data.authorization_token().ok_or_else(|| bad("no authorizationToken"))?;
         let expires_at = data
             .expires_at()
             .and_then(|t| SystemTime::try_from(*t).ok())
             .ok_or_else(|| bad("no usable expiresAt"))?;
         let (username, password) = decode_token(token)?;
-        Ok(FetchedToken {
-            username,
-            password,
-            expires_at,
-        })
+        Ok(FetchedToken { username, password, expires_at })
     }
 }
 
 /// Splits ECR's base64 `user:password` token.
 pub fn decode_token(token: &str) -> Result<(String, Secret), FetchError> {
-    let bad = |reason: &str| FetchError::BadToken {
-        reason: reason.into(),
-    };
+    let bad = |reason: &str| FetchError::BadToken { reason: reason.into() };
     let decoded = Zeroizing::new(
         base64::engine::general_purpose::STANDARD
             .decode(token.trim())
             .map_err(|_| bad("authorizationToken is not base64"))?,
     );
     let text = std::str::from_utf8(&decoded).map_err(|_| bad("authorizationToken is not UTF-8"))?;
-    let (user, password) = text
-        .split_once(':')
-        .ok_or_else(|| bad("authorizationToken is not user:password"))?;
+    let (user, password) =
+        text.split_once(':').ok_or_else(|| bad("authorizationToken is not user:password"))?;
     if user.is_empty() || password.is_empty() {
         return Err(bad("authorizationToken has an empty user or password"));
     }
@@ -136,10 +111,7 @@ mod tests {
         assert_eq!(u, "AWS");
         assert_eq!(p.expose(), "123456789012-auth-token");
         for bad in ["!!!", "bm9jb2xvbg==", "OnB3", "QVdTOg=="] {
-            assert!(
-                matches!(decode_token(bad), Err(FetchError::BadToken { .. })),
-                "{bad}"
-            );
+            assert!(matches!(decode_token(bad), Err(FetchError::BadToken { .. })), "{bad}");
         }
     }
 }

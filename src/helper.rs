@@ -36,21 +36,16 @@ pub fn run(args: &[String], stdin: &mut dyn Read, stdout: &mut dyn Write, socket
             // without keeping anything is what makes `docker login` work.
             "store" | "erase" => read_stdin(stdin).map(|_| String::new()),
             "list" => Ok(list(socket)),
-            "version" => Ok(format!(
-                "docker-credential-ecr-credd (ecr-credd) {}\n",
-                env!("CARGO_PKG_VERSION")
-            )),
+            "version" => {
+                Ok(format!("docker-credential-ecr-credd (ecr-credd) {}\n", env!("CARGO_PKG_VERSION")))
+            }
             _ => Err(USAGE.to_owned()),
         },
         _ => Err(USAGE.to_owned()),
     };
     match result {
         Ok(out) => {
-            if stdout
-                .write_all(out.as_bytes())
-                .and_then(|_| stdout.flush())
-                .is_err()
-            {
+            if stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).is_err() {
                 return 1;
             }
             0
@@ -69,9 +64,7 @@ fn read_stdin(stdin: &mut dyn Read) -> Result<String, String> {
         .read_to_end(&mut buf)
         .map_err(|e| format!("ecr-credd: cannot read stdin: {e}"))?;
     if buf.len() > MAX_STDIN {
-        return Err(format!(
-            "ecr-credd: input on stdin is larger than {MAX_STDIN} bytes"
-        ));
+        return Err(format!("ecr-credd: input on stdin is larger than {MAX_STDIN} bytes"));
     }
     String::from_utf8(buf).map_err(|_| "ecr-credd: input on stdin is not UTF-8".to_owned())
 }
@@ -82,9 +75,7 @@ fn get(stdin: &mut dyn Read, socket: &Path) -> Result<String, String> {
     if url.is_empty() {
         return Err("ecr-credd: expected a registry server URL on stdin".to_owned());
     }
-    let request = Request::new(RequestBody::Get {
-        host: url.to_owned(),
-    });
+    let request = Request::new(RequestBody::Get { host: url.to_owned() });
     let response = match client::request(socket, &request) {
         Ok(r) => r,
         // With `credsStore` docker asks us about every registry; a stopped
@@ -93,25 +84,16 @@ fn get(stdin: &mut dyn Read, socket: &Path) -> Result<String, String> {
         Err(e) => return Err(format!("ecr-credd: {e}")),
     };
     match response.body {
-        ResponseBody::Credentials {
-            username, secret, ..
-        } => {
-            let reply = GetReply {
-                server_url: url,
-                username: &username,
-                secret: secret.expose(),
-            };
+        ResponseBody::Credentials { username, secret, .. } => {
+            let reply = GetReply { server_url: url, username: &username, secret: secret.expose() };
             let mut out = serde_json::to_string(&reply).map_err(|e| format!("ecr-credd: {e}"))?;
             out.push('\n');
             Ok(out)
         }
-        ResponseBody::Error {
-            kind: ErrorKind::NotFound,
-            ..
-        } => Err(NOT_FOUND.to_owned()),
+        ResponseBody::Error { kind: ErrorKind::NotFound, .. } => Err(NOT_FOUND.to_owned()),
         ResponseBody::Error { message, .. } => Err(format!("ecr-credd: {message}")),
-        ResponseBody::Hosts { .. } => {
-            Err("ecr-credd: the daemon answered a get with a host list".to_owned())
+        ResponseBody::Hosts { .. } | ResponseBody::Status { .. } => {
+            Err("ecr-credd: the daemon gave an answer that does not fit a get".to_owned())
         }
     }
 }
@@ -156,8 +138,7 @@ fn list(socket: &Path) -> String {
             Vec::new()
         }
     };
-    let map: std::collections::BTreeMap<String, &str> =
-        hosts.into_iter().map(|h| (h, "AWS")).collect();
+    let map: std::collections::BTreeMap<String, &str> = hosts.into_iter().map(|h| (h, "AWS")).collect();
     let mut out = serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_owned());
     out.push('\n');
     out

@@ -9,9 +9,7 @@ pub enum HostError {
     #[error("empty registry host")]
     Empty,
     /// Characters that cannot appear in a host name or port.
-    #[error(
-        "invalid registry host {0:?}: only letters, digits, '.', '-', ':' and brackets are allowed"
-    )]
+    #[error("invalid registry host {0:?}: only letters, digits, '.', '-', ':' and brackets are allowed")]
     InvalidChars(String),
 }
 
@@ -61,9 +59,8 @@ pub fn normalize_host(input: &str) -> Result<String, HostError> {
     if s.is_empty() {
         return Err(HostError::Empty);
     }
-    let ok = s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'));
+    let ok =
+        s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'));
     if !ok {
         return Err(HostError::InvalidChars(s.chars().take(80).collect()));
     }
@@ -89,8 +86,7 @@ pub fn is_region(region: &str) -> bool {
         && b[0].is_ascii_lowercase()
         && b[b.len() - 1].is_ascii_digit()
         && region.contains('-')
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && !region.contains("--")
 }
 
@@ -118,12 +114,7 @@ pub fn parse_ecr_host(host: &str) -> Option<EcrHost> {
     if !is_account_id(account) || !is_region(region) {
         return None;
     }
-    Some(EcrHost {
-        account: account.to_owned(),
-        region: region.to_owned(),
-        fips,
-        suffix,
-    })
+    Some(EcrHost { account: account.to_owned(), region: region.to_owned(), fips, suffix })
 }
 
 #[cfg(test)]
@@ -142,94 +133,32 @@ mod tests {
             ("[::1]:5000", "[::1]:5000"),
         ];
         for (input, want) in cases {
-            assert_eq!(
-                normalize_host(input).as_deref(),
-                Ok(want),
-                "input {input:?}"
-            );
+            assert_eq!(normalize_host(input).as_deref(), Ok(want), "input {input:?}");
         }
         assert_eq!(normalize_host("  "), Err(HostError::Empty));
         assert_eq!(normalize_host("https:///v2/"), Err(HostError::Empty));
-        assert!(matches!(
-            normalize_host("bad host"),
-            Err(HostError::InvalidChars(_))
-        ));
-        assert!(matches!(
-            normalize_host("h\u{0}st"),
-            Err(HostError::InvalidChars(_))
-        ));
+        assert!(matches!(normalize_host("bad host"), Err(HostError::InvalidChars(_))));
+        assert!(matches!(normalize_host("h\u{0}st"), Err(HostError::InvalidChars(_))));
     }
 
     #[test]
     fn parses_every_partition() {
         // (host, account, region, fips)
         let cases = [
-            (
-                "111122223333.dkr.ecr.eu-west-1.amazonaws.com",
-                "eu-west-1",
-                false,
-            ),
-            (
-                "111122223333.dkr.ecr.cn-north-1.amazonaws.com.cn",
-                "cn-north-1",
-                false,
-            ),
-            (
-                "111122223333.dkr.ecr.eusc-de-east-1.amazonaws.eu",
-                "eusc-de-east-1",
-                false,
-            ),
+            ("111122223333.dkr.ecr.eu-west-1.amazonaws.com", "eu-west-1", false),
+            ("111122223333.dkr.ecr.cn-north-1.amazonaws.com.cn", "cn-north-1", false),
+            ("111122223333.dkr.ecr.eusc-de-east-1.amazonaws.eu", "eusc-de-east-1", false),
             ("111122223333.dkr-ecr.us-east-1.on.aws", "us-east-1", false),
-            (
-                "111122223333.dkr-ecr.cn-northwest-1.on.amazonwebservices.com.cn",
-                "cn-northwest-1",
-                false,
-            ),
-            (
-                "111122223333.dkr.ecr-fips.us-east-1.amazonaws.com",
-                "us-east-1",
-                true,
-            ),
-            (
-                "111122223333.dkr-ecr-fips.us-east-1.on.aws",
-                "us-east-1",
-                true,
-            ),
-            (
-                "111122223333.dkr.ecr.us-gov-west-1.amazonaws.com",
-                "us-gov-west-1",
-                false,
-            ),
-            (
-                "111122223333.dkr.ecr-fips.us-gov-east-1.amazonaws.com",
-                "us-gov-east-1",
-                true,
-            ),
-            (
-                "111122223333.dkr.ecr.us-iso-east-1.c2s.ic.gov",
-                "us-iso-east-1",
-                false,
-            ),
-            (
-                "111122223333.dkr.ecr.us-isob-east-1.sc2s.sgov.gov",
-                "us-isob-east-1",
-                false,
-            ),
-            (
-                "111122223333.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk",
-                "eu-isoe-west-1",
-                false,
-            ),
-            (
-                "111122223333.dkr.ecr.us-isof-south-1.csp.hci.ic.gov",
-                "us-isof-south-1",
-                false,
-            ),
-            (
-                "111122223333.dkr.ecr.eu-west-1.amazonaws.com:443",
-                "eu-west-1",
-                false,
-            ),
+            ("111122223333.dkr-ecr.cn-northwest-1.on.amazonwebservices.com.cn", "cn-northwest-1", false),
+            ("111122223333.dkr.ecr-fips.us-east-1.amazonaws.com", "us-east-1", true),
+            ("111122223333.dkr-ecr-fips.us-east-1.on.aws", "us-east-1", true),
+            ("111122223333.dkr.ecr.us-gov-west-1.amazonaws.com", "us-gov-west-1", false),
+            ("111122223333.dkr.ecr-fips.us-gov-east-1.amazonaws.com", "us-gov-east-1", true),
+            ("111122223333.dkr.ecr.us-iso-east-1.c2s.ic.gov", "us-iso-east-1", false),
+            ("111122223333.dkr.ecr.us-isob-east-1.sc2s.sgov.gov", "us-isob-east-1", false),
+            ("111122223333.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk", "eu-isoe-west-1", false),
+            ("111122223333.dkr.ecr.us-isof-south-1.csp.hci.ic.gov", "us-isof-south-1", false),
+            ("111122223333.dkr.ecr.eu-west-1.amazonaws.com:443", "eu-west-1", false),
         ];
         for (host, region, fips) in cases {
             let parsed = parse_ecr_host(host).unwrap_or_else(|| panic!("{host} should parse"));

@@ -57,8 +57,7 @@ pub async fn serve<S: TokenSource>(
         });
     }
     tracing::info!("socket closed; draining in-flight requests");
-    let drained =
-        tokio::time::timeout(DRAIN_TIMEOUT, limit.acquire_many(MAX_CONNECTIONS as u32)).await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, limit.acquire_many(MAX_CONNECTIONS as u32)).await;
     if drained.is_err() {
         tracing::warn!("some requests did not finish within {DRAIN_TIMEOUT:?}");
     }
@@ -80,13 +79,8 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
             pid = cred.pid(),
             "refused a peer not allowed to use the socket"
         );
-        let msg = format!(
-            "uid {} is not allowed to use the ecr-credd socket",
-            cred.uid()
-        );
-        let _ = write
-            .write_all(&wire::encode(&Response::error(ErrorKind::Forbidden, msg)))
-            .await;
+        let msg = format!("uid {} is not allowed to use the ecr-credd socket", cred.uid());
+        let _ = write.write_all(&wire::encode(&Response::error(ErrorKind::Forbidden, msg))).await;
         return;
     }
     let mut reader = BufReader::new(read);
@@ -106,24 +100,17 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
                 tracing::debug!(pid = cred.pid(), "client idle too long; closing");
                 if !frame.is_empty() {
                     let msg = format!("incomplete request: no newline within {FRAME_TIMEOUT:?}");
-                    let _ = write
-                        .write_all(&wire::encode(&Response::error(ErrorKind::BadRequest, msg)))
-                        .await;
+                    let _ =
+                        write.write_all(&wire::encode(&Response::error(ErrorKind::BadRequest, msg))).await;
                 }
                 return;
             }
         }
         let complete = frame.last() == Some(&b'\n');
         if !complete && frame.len() >= wire::MAX_FRAME {
-            tracing::warn!(
-                uid = cred.uid(),
-                pid = cred.pid(),
-                "oversized request; closing"
-            );
+            tracing::warn!(uid = cred.uid(), pid = cred.pid(), "oversized request; closing");
             let msg = format!("request larger than {} bytes", wire::MAX_FRAME);
-            let _ = write
-                .write_all(&wire::encode(&Response::error(ErrorKind::BadRequest, msg)))
-                .await;
+            let _ = write.write_all(&wire::encode(&Response::error(ErrorKind::BadRequest, msg))).await;
             return;
         }
         let started = Instant::now();
@@ -131,10 +118,7 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
         if let ResponseBody::Error { kind, message } = &response.body {
             tracing::debug!(?kind, %message, pid = cred.pid(), "request failed");
         }
-        tracing::trace!(
-            micros = started.elapsed().as_micros() as u64,
-            "request served"
-        );
+        tracing::trace!(micros = started.elapsed().as_micros() as u64, "request served");
         if write.write_all(&wire::encode(&response)).await.is_err() || !complete {
             return;
         }
@@ -147,22 +131,20 @@ async fn respond<S: TokenSource>(cache: &TokenCache<S>, frame: &[u8]) -> Respons
         Err(e) => return Response::error(ErrorKind::BadRequest, e.to_string()),
     };
     match request.body {
-        RequestBody::List => Response::new(ResponseBody::Hosts {
-            hosts: cache.hosts(),
-        }),
+        RequestBody::List => Response::new(ResponseBody::Hosts { hosts: cache.hosts() }),
+        RequestBody::Status => {
+            let registries = cache.status();
+            let ready = registries.iter().filter(|r| r.configured).all(|r| r.ready);
+            Response::new(ResponseBody::Status { ready, registries })
+        }
         RequestBody::Get { host } => match cache.get(&host).await {
             Ok(c) => Response::new(ResponseBody::Credentials {
                 host: c.host,
                 username: c.username,
                 secret: c.password,
-                expires_at: c
-                    .expires_at
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
+                expires_at: c.expires_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             }),
-            Err(e @ GetError::NotFound { .. }) => {
-                Response::error(ErrorKind::NotFound, e.to_string())
-            }
+            Err(e @ GetError::NotFound { .. }) => Response::error(ErrorKind::NotFound, e.to_string()),
             Err(e @ GetError::BadHost(_)) => Response::error(ErrorKind::BadRequest, e.to_string()),
             Err(e) => Response::error(ErrorKind::Unavailable, e.to_string()),
         },

@@ -45,11 +45,7 @@ pub enum SocketError {
 
 fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> SocketError {
     let path = path.to_owned();
-    move |source| SocketError::Io {
-        path,
-        action,
-        source,
-    }
+    move |source| SocketError::Io { path, action, source }
 }
 
 /// The gid of `group` from /etc/group.
@@ -72,16 +68,10 @@ pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, SocketError> 
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
-            return Err(SocketError::NotASocket {
-                path: path.to_owned(),
-            })
+            return Err(SocketError::NotASocket { path: path.to_owned() })
         }
         Ok(_) => match UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(SocketError::InUse {
-                    path: path.to_owned(),
-                })
-            }
+            Ok(_) => return Err(SocketError::InUse { path: path.to_owned() }),
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
                 tracing::info!(path = %path.display(), "replacing stale socket");
             }
@@ -99,8 +89,7 @@ pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, SocketError> 
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(SOCKET_MODE))
             .map_err(io(&tmp, "set the socket mode"))?;
         if let Some(gid) = gid {
-            std::os::unix::fs::chown(&tmp, None, Some(gid))
-                .map_err(io(&tmp, "set the socket group"))?;
+            std::os::unix::fs::chown(&tmp, None, Some(gid)).map_err(io(&tmp, "set the socket group"))?;
         }
         std::fs::rename(&tmp, path).map_err(io(path, "move the socket into place"))
     })();
@@ -108,9 +97,7 @@ pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, SocketError> 
         let _ = std::fs::remove_file(&tmp);
     }
     result?;
-    listener
-        .set_nonblocking(true)
-        .map_err(io(path, "make the socket non-blocking"))?;
+    listener.set_nonblocking(true).map_err(io(path, "make the socket non-blocking"))?;
     Ok(listener)
 }
 
@@ -135,16 +122,10 @@ pub struct PeerPolicy {
 impl PeerPolicy {
     /// The daemon's own uid plus what the config and socket group allow.
     pub fn new(uids: &[u32], gids: &[u32], socket_gid: Option<u32>) -> Self {
-        let own_uid = std::fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .unwrap_or(0);
+        let own_uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
         let mut gids = gids.to_vec();
         gids.extend(socket_gid);
-        PeerPolicy {
-            own_uid,
-            uids: uids.to_vec(),
-            gids,
-        }
+        PeerPolicy { own_uid, uids: uids.to_vec(), gids }
     }
 
     /// Whether the peer (`uid`, primary `gid`, `pid`) may use the socket.
@@ -152,11 +133,7 @@ impl PeerPolicy {
         if uid == 0 || uid == self.own_uid || self.uids.contains(&uid) || self.gids.contains(&gid) {
             return true;
         }
-        pid.is_some_and(|pid| {
-            supplementary_groups(pid)
-                .iter()
-                .any(|g| self.gids.contains(g))
-        })
+        pid.is_some_and(|pid| supplementary_groups(pid).iter().any(|g| self.gids.contains(g)))
     }
 }
 
@@ -168,11 +145,7 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|g| {
-            g.split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect()
-        })
+        .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
         .unwrap_or_default()
 }
 
@@ -195,20 +168,13 @@ mod tests {
         // Not a socket: never deleted.
         let file = dir.path().join("file");
         std::fs::write(&file, "keep").unwrap();
-        assert!(matches!(
-            bind(&file, None),
-            Err(SocketError::NotASocket { .. })
-        ));
+        assert!(matches!(bind(&file, None), Err(SocketError::NotASocket { .. })));
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
     }
 
     #[test]
     fn peer_policy() {
-        let p = PeerPolicy {
-            own_uid: 999,
-            uids: vec![1000],
-            gids: vec![50],
-        };
+        let p = PeerPolicy { own_uid: 999, uids: vec![1000], gids: vec![50] };
         assert!(p.allows(0, 0, None));
         assert!(p.allows(999, 1, None));
         assert!(p.allows(1000, 1, None));

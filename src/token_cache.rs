@@ -144,6 +144,7 @@ struct CachedToken {
 struct State {
     token: Option<CachedToken>,
     last_error: Option<GetError>,
+    last_refresh: Option<SystemTime>,
     failures: u32,
     next_attempt: Instant,
     /// Bumped by every finished fetch; single-flight waiters compare it.
@@ -152,6 +153,7 @@ struct State {
 
 struct Entry {
     registry: RegistryConfig,
+    configured: bool,
     state: Mutex<State>,
     fetch_lock: Arc<tokio::sync::Mutex<()>>,
     reschedule: Notify,
@@ -189,10 +191,8 @@ impl<S: TokenSource> TokenCache<S> {
         policy: Policy,
     ) -> Self {
         let now = clock.now();
-        let entries = registries
-            .iter()
-            .map(|r| (r.host.clone(), Arc::new(Entry::new(r.clone(), now))))
-            .collect();
+        let entries =
+            registries.iter().map(|r| (r.host.clone(), Arc::new(Entry::new(r.clone(), true, now)))).collect();
         TokenCache {
             inner: Arc::new(Inner {
                 source,
@@ -210,14 +210,8 @@ impl<S: TokenSource> TokenCache<S> {
     /// Starts one background refresher per configured registry; each fetches
     /// at once, so every token is requested at start-up.
     pub fn start(&self) {
-        let entries: Vec<_> = self
-            .inner
-            .entries
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let entries: Vec<_> =
+            self.inner.entries.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
         for entry in entries {
             spawn_refresher(&self.inner, entry);
         }
@@ -250,45 +244,30 @@ impl<S: TokenSource> TokenCache<S> {
         let wait = inner.policy.get_wait;
         match tokio::time::timeout(wait, fetch(inner, &entry)).await {
             Ok(result) => result,
-            Err(_) => Err(GetError::Timeout {
-                registry: entry.registry.label(),
-                waited: wait,
-            }),
+            Err(_) => Err(GetError::Timeout { registry: entry.registry.label(), waited: wait }),
         }
     }
 
     fn entry(&self, host: &str) -> Result<Arc<Entry>, GetError> {
         let inner = &self.inner;
-        if let Some(e) = inner
-            .entries
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(host)
-        {
+        if let Some(e) = inner.entries.read().unwrap_or_else(PoisonError::into_inner).get(host) {
             return Ok(e.clone());
         }
-        let not_found = || GetError::NotFound {
-            host: host.to_owned(),
-        };
+        let not_found = || GetError::NotFound { host: host.to_owned() };
         if !inner.serve_unlisted || parse_ecr_host(host).is_none() {
             return Err(not_found());
         }
         let registry = RegistryConfig::unlisted(host).ok_or_else(not_found)?;
-        let mut entries = inner
-            .entries
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut entries = inner.entries.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(e) = entries.get(host) {
             return Ok(e.clone());
         }
         let mut unlisted = lock(&inner.unlisted);
         if *unlisted >= inner.policy.max_unlisted {
-            return Err(GetError::TooManyUnlisted {
-                host: host.to_owned(),
-            });
+            return Err(GetError::TooManyUnlisted { host: host.to_owned() });
         }
         *unlisted += 1;
-        let entry = Arc::new(Entry::new(registry, inner.clock.now()));
+        let entry = Arc::new(Entry::new(registry, false, inner.clock.now()));
         entries.insert(host.to_owned(), entry.clone());
         spawn_refresher(inner, entry.clone());
         Ok(entry)
@@ -304,12 +283,14 @@ impl<S: TokenSource> Drop for TokenCache<S> {
 }
 
 impl Entry {
-    fn new(registry: RegistryConfig, now: Instant) -> Self {
+    fn new(registry: RegistryConfig, configured: bool, now: Instant) -> Self {
         Entry {
             registry,
+            configured,
             state: Mutex::new(State {
                 token: None,
                 last_error: None,
+                last_refresh: None,
                 failures: 0,
                 next_attempt: now,
                 generation: 0,
@@ -331,26 +312,18 @@ fn usable(entry: &Entry, st: &State, now: Instant, policy: &Policy) -> Option<Cr
 }
 
 /// The outcome of the latest fetch, as a `get` should see it.
-fn outcome(
-    entry: &Entry,
-    st: &State,
-    now: Instant,
-    policy: &Policy,
-) -> Result<Credentials, GetError> {
+fn outcome(entry: &Entry, st: &State, now: Instant, policy: &Policy) -> Result<Credentials, GetError> {
     if let Some(creds) = usable(entry, st, now, policy) {
         return Ok(creds);
     }
-    Err(st.last_error.clone().unwrap_or_else(|| GetError::Timeout {
-        registry: entry.registry.label(),
-        waited: Duration::ZERO,
-    }))
+    Err(st
+        .last_error
+        .clone()
+        .unwrap_or_else(|| GetError::Timeout { registry: entry.registry.label(), waited: Duration::ZERO }))
 }
 
 /// One fetch for `entry`, shared by everyone who asks while it runs.
-async fn fetch<S: TokenSource>(
-    inner: &Arc<Inner<S>>,
-    entry: &Arc<Entry>,
-) -> Result<Credentials, GetError> {
+async fn fetch<S: TokenSource>(inner: &Arc<Inner<S>>, entry: &Arc<Entry>) -> Result<Credentials, GetError> {
     let generation = lock(&entry.state).generation;
     let guard = entry.fetch_lock.clone().lock_owned().await;
     {
@@ -375,10 +348,7 @@ async fn fetch<S: TokenSource>(
     match task.await {
         Ok(result) => result,
         // Only runtime shutdown cancels the task; report it as unfinished.
-        Err(_) => Err(GetError::Timeout {
-            registry: label,
-            waited: Duration::ZERO,
-        }),
+        Err(_) => Err(GetError::Timeout { registry: label, waited: Duration::ZERO }),
     }
 }
 
@@ -393,10 +363,7 @@ fn record<S>(
     st.generation += 1;
     match result {
         Ok(token) => {
-            let stated = token
-                .expires_at
-                .duration_since(inner.clock.wall())
-                .unwrap_or(Duration::ZERO);
+            let stated = token.expires_at.duration_since(inner.clock.wall()).unwrap_or(Duration::ZERO);
             let lifetime = stated.min(policy.max_lifetime);
             if lifetime <= policy.safety_margin {
                 // A token that is born expired (or a clock far ahead) must not
@@ -416,6 +383,7 @@ fn record<S>(
                 st.next_attempt = now + refresh_in.min(latest).max(policy.backoff_base);
                 st.failures = 0;
                 st.last_error = None;
+                st.last_refresh = Some(inner.clock.wall());
                 st.token = Some(CachedToken {
                     username: token.username,
                     password: token.password,
@@ -428,15 +396,9 @@ fn record<S>(
         Err(err) => {
             st.failures += 1;
             st.next_attempt = now + backoff(policy, st.failures);
-            let still_valid = st
-                .token
-                .as_ref()
-                .is_some_and(|t| t.valid_until > now + policy.safety_margin);
+            let still_valid = st.token.as_ref().is_some_and(|t| t.valid_until > now + policy.safety_margin);
             tracing::warn!(registry = %entry.registry.host, failures = st.failures, retry_in_ms = (st.next_attempt - now).as_millis() as u64, serving_previous = still_valid, error = %err, "token fetch failed");
-            st.last_error = Some(GetError::Unavailable {
-                registry: entry.registry.label(),
-                source: err,
-            });
+            st.last_error = Some(GetError::Unavailable { registry: entry.registry.label(), source: err });
         }
     }
     entry.reschedule.notify_one();
@@ -449,8 +411,7 @@ fn backoff(policy: &Policy, failures: u32) -> Duration {
         .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
         .min(policy.backoff_cap);
     let secs = rand::thread_rng().gen_range(
-        policy.backoff_base.as_secs_f64()
-            ..=exp.as_secs_f64().max(policy.backoff_base.as_secs_f64()),
+        policy.backoff_base.as_secs_f64()..=exp.as_secs_f64().max(policy.backoff_base.as_secs_f64()),
     );
     Duration::from_secs_f64(secs)
 }
@@ -473,5 +434,6 @@ fn spawn_refresher<S: TokenSource>(inner: &Arc<Inner<S>>, entry: Arc<Entry>) {
     lock(&inner.tasks).push(task);
 }
 
+mod status;
 #[cfg(test)]
 mod tests;

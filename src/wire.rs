@@ -34,6 +34,8 @@ pub enum RequestBody {
     },
     /// The configured registry hosts.
     List,
+    /// Every registry's state, without secrets.
+    Status,
 }
 
 /// A response with its version.
@@ -66,6 +68,13 @@ pub enum ResponseBody {
         /// Normalised hosts, in config order.
         hosts: Vec<String>,
     },
+    /// Every registry's state.
+    Status {
+        /// True when every configured registry holds a usable token.
+        ready: bool,
+        /// One entry per registry, configured ones first.
+        registries: Vec<RegistryStatus>,
+    },
     /// A failure; `kind` tells the client how to react.
     Error {
         /// The class of failure.
@@ -73,6 +82,34 @@ pub enum ResponseBody {
         /// A one-line reason a person can act on.
         message: String,
     },
+}
+
+/// One registry's state, as `/status` and `ecr-credd status` show it. It
+/// holds no secret, not even part of one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryStatus {
+    /// Normalised host.
+    pub host: String,
+    /// Registry account id.
+    pub account: String,
+    /// ECR API region.
+    pub region: String,
+    /// Role assumed first, if any.
+    pub role_arn: Option<String>,
+    /// Whether this registry came from the config (else: an unlisted ECR host).
+    pub configured: bool,
+    /// Whether a token with more than the safety margin left is held.
+    pub ready: bool,
+    /// Token expiry, Unix seconds.
+    pub expires_at: Option<u64>,
+    /// Last successful refresh, Unix seconds.
+    pub last_refresh: Option<u64>,
+    /// Next scheduled refresh or retry, Unix seconds.
+    pub next_refresh: Option<u64>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// The last failure, in words a person can act on.
+    pub last_error: Option<String>,
 }
 
 /// Classes of failure, each with a distinct reaction in the client.
@@ -118,10 +155,7 @@ impl Response {
 
     /// A current-version error response.
     pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Response::new(ResponseBody::Error {
-            kind,
-            message: message.into(),
-        })
+        Response::new(ResponseBody::Error { kind, message: message.into() })
     }
 }
 
@@ -171,17 +205,10 @@ mod tests {
 
     #[test]
     fn golden_requests() {
-        let get = Request::new(RequestBody::Get {
-            host: "https://127.0.0.1:5000".into(),
-        });
-        golden(
-            &get,
-            "{\"v\":1,\"op\":\"get\",\"host\":\"https://127.0.0.1:5000\"}\n",
-        );
-        golden(
-            &Request::new(RequestBody::List),
-            "{\"v\":1,\"op\":\"list\"}\n",
-        );
+        let get = Request::new(RequestBody::Get { host: "https://127.0.0.1:5000".into() });
+        golden(&get, "{\"v\":1,\"op\":\"get\",\"host\":\"https://127.0.0.1:5000\"}\n");
+        golden(&Request::new(RequestBody::List), "{\"v\":1,\"op\":\"list\"}\n");
+        golden(&Request::new(RequestBody::Status), "{\"v\":1,\"op\":\"status\"}\n");
         for msg in [get, Request::new(RequestBody::List)] {
             assert_eq!(decode_request(&encode(&msg)).unwrap(), msg);
         }
@@ -199,13 +226,9 @@ mod tests {
             &creds,
             "{\"v\":1,\"type\":\"credentials\",\"host\":\"127.0.0.1:5000\",\"username\":\"AWS\",\"secret\":\"pw\",\"expires_at\":1800000000}\n",
         );
-        let hosts = Response::new(ResponseBody::Hosts {
-            hosts: vec!["a.example".into(), "b.example:5000".into()],
-        });
-        golden(
-            &hosts,
-            "{\"v\":1,\"type\":\"hosts\",\"hosts\":[\"a.example\",\"b.example:5000\"]}\n",
-        );
+        let hosts =
+            Response::new(ResponseBody::Hosts { hosts: vec!["a.example".into(), "b.example:5000".into()] });
+        golden(&hosts, "{\"v\":1,\"type\":\"hosts\",\"hosts\":[\"a.example\",\"b.example:5000\"]}\n");
         let cases = [
             (ErrorKind::NotFound, "not_found"),
             (ErrorKind::Unavailable, "unavailable"),
@@ -216,13 +239,36 @@ mod tests {
             let err = Response::error(kind, "why");
             golden(
                 &err,
-                &format!(
-                    "{{\"v\":1,\"type\":\"error\",\"kind\":\"{name}\",\"message\":\"why\"}}\n"
-                ),
+                &format!("{{\"v\":1,\"type\":\"error\",\"kind\":\"{name}\",\"message\":\"why\"}}\n"),
             );
             assert_eq!(decode_response(&encode(&err)).unwrap(), err);
         }
-        for msg in [creds, hosts] {
+        let status = Response::new(ResponseBody::Status {
+            ready: false,
+            registries: vec![RegistryStatus {
+                host: "127.0.0.1:5000".into(),
+                account: "210987654321".into(),
+                region: "us-east-1".into(),
+                role_arn: Some("arn:aws:iam::210987654321:role/r".into()),
+                configured: true,
+                ready: false,
+                expires_at: None,
+                last_refresh: Some(1_800_000_000),
+                next_refresh: Some(1_800_000_030),
+                consecutive_failures: 2,
+                last_error: Some("why".into()),
+            }],
+        });
+        golden(
+            &status,
+            concat!(
+                "{\"v\":1,\"type\":\"status\",\"ready\":false,\"registries\":[{\"host\":\"127.0.0.1:5000\",",
+                "\"account\":\"210987654321\",\"region\":\"us-east-1\",\"role_arn\":\"arn:aws:iam::210987654321:role/r\",",
+                "\"configured\":true,\"ready\":false,\"expires_at\":null,\"last_refresh\":1800000000,",
+                "\"next_refresh\":1800000030,\"consecutive_failures\":2,\"last_error\":\"why\"}]}\n"
+            ),
+        );
+        for msg in [creds, hosts, status] {
             assert_eq!(decode_response(&encode(&msg)).unwrap(), msg);
         }
     }
@@ -231,22 +277,10 @@ mod tests {
     fn tolerates_unknown_fields_and_rejects_other_versions() {
         let req = decode_request(b"{\"v\":1,\"op\":\"list\",\"future\":true}").unwrap();
         assert_eq!(req.body, RequestBody::List);
-        assert!(matches!(
-            decode_request(b"{\"v\":2,\"op\":\"list\"}"),
-            Err(WireError::Version { got: 2 })
-        ));
-        assert!(matches!(
-            decode_request(b"garbage"),
-            Err(WireError::Malformed(_))
-        ));
-        assert!(matches!(
-            decode_request(b"{\"v\":1,\"op\":\"launch\"}"),
-            Err(WireError::Malformed(_))
-        ));
-        assert!(matches!(
-            decode_request(b"{\"v\":1,\"op\":\"get\"}"),
-            Err(WireError::Malformed(_))
-        ));
+        assert!(matches!(decode_request(b"{\"v\":2,\"op\":\"list\"}"), Err(WireError::Version { got: 2 })));
+        assert!(matches!(decode_request(b"garbage"), Err(WireError::Malformed(_))));
+        assert!(matches!(decode_request(b"{\"v\":1,\"op\":\"launch\"}"), Err(WireError::Malformed(_))));
+        assert!(matches!(decode_request(b"{\"v\":1,\"op\":\"get\"}"), Err(WireError::Malformed(_))));
     }
 
     #[test]

@@ -26,11 +26,7 @@ fn client(program: &str, home: &Path, auth: &Path, socket: &Path, args: &[&str])
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 #[test]
@@ -39,12 +35,7 @@ fn skopeo_and_podman_push_and_pull_through_the_helper() {
     let home = tmp.path();
     let (moto, imds) = (Moto::start(home), Imds::start(home));
     let registry = Registry::start(home, PASSWORD);
-    let daemon = Daemon::start(
-        home,
-        &registry_config(&registry),
-        &Daemon::aws_env(&moto, &imds),
-        "info",
-    );
+    let daemon = Daemon::start(home, &registry_config(&registry), &Daemon::aws_env(&moto, &imds), "info");
 
     let image = home.join("image");
     let made = clean_command("python3", home)
@@ -58,23 +49,12 @@ fn skopeo_and_podman_push_and_pull_through_the_helper() {
 
     // Only credHelpers routes the host to us: no static credentials anywhere.
     let auth = home.join("auth.json");
-    std::fs::write(
-        &auth,
-        format!("{{\"credHelpers\":{{\"{host}\":\"ecr-credd\"}}}}"),
-    )
-    .unwrap();
-    let push = client(
-        "skopeo",
-        home,
-        &auth,
-        &daemon.socket,
-        &[
-            "copy",
-            "--dest-tls-verify=false",
-            &oci,
-            &format!("docker://{host}/demo:v1"),
-        ],
-    );
+    std::fs::write(&auth, format!("{{\"credHelpers\":{{\"{host}\":\"ecr-credd\"}}}}")).unwrap();
+    let push_as = |auth: &Path, tag: &str| {
+        let dest = format!("docker://{host}/demo:{tag}");
+        client("skopeo", home, auth, &daemon.socket, &["copy", "--dest-tls-verify=false", &oci, &dest])
+    };
+    let push = push_as(&auth, "v1");
     assert!(push.status.success(), "skopeo push failed: {}", text(&push));
 
     let pulled = home.join("pulled");
@@ -91,12 +71,8 @@ fn skopeo_and_podman_push_and_pull_through_the_helper() {
         ],
     );
     assert!(pull.status.success(), "skopeo pull failed: {}", text(&pull));
-    let original = std::fs::read_dir(image.join("blobs/sha256"))
-        .unwrap()
-        .count();
-    let copied = std::fs::read_dir(pulled.join("blobs/sha256"))
-        .unwrap()
-        .count();
+    let original = std::fs::read_dir(image.join("blobs/sha256")).unwrap().count();
+    let copied = std::fs::read_dir(pulled.join("blobs/sha256")).unwrap().count();
     assert_eq!(original, copied, "pulled image has every blob");
 
     let storage = home.join("podman");
@@ -122,27 +98,12 @@ fn skopeo_and_podman_push_and_pull_through_the_helper() {
             &format!("{host}/demo:v1"),
         ],
     );
-    assert!(
-        podman.status.success(),
-        "podman pull failed: {}",
-        text(&podman)
-    );
+    assert!(podman.status.success(), "podman pull failed: {}", text(&podman));
 
     // Without the helper the same push is refused: the registry really checks.
     let bare = home.join("bare.json");
     std::fs::write(&bare, "{}").unwrap();
-    let push = client(
-        "skopeo",
-        home,
-        &bare,
-        &daemon.socket,
-        &[
-            "copy",
-            "--dest-tls-verify=false",
-            &oci,
-            &format!("docker://{host}/demo:v2"),
-        ],
-    );
+    let push = push_as(&bare, "v2");
     assert!(!push.status.success(), "push without credentials must fail");
     assert!(
         text(&push).contains("authentication required") || text(&push).contains("unauthorized"),
@@ -152,32 +113,11 @@ fn skopeo_and_podman_push_and_pull_through_the_helper() {
 
     // With a password the token does not match, the helper's answer is refused.
     registry.set_password("some-other-password");
-    wait_until(
-        "the registry to reject the token",
-        std::time::Duration::from_secs(10),
-        || http(registry.port, "GET", "/v2/", "").0 == 401,
-    );
-    let push = client(
-        "skopeo",
-        home,
-        &auth,
-        &daemon.socket,
-        &[
-            "copy",
-            "--dest-tls-verify=false",
-            &oci,
-            &format!("docker://{host}/demo:v3"),
-        ],
-    );
-    assert!(
-        !push.status.success(),
-        "push with a wrong token must fail: {}",
-        text(&push)
-    );
+    wait_until("the registry to reject the token", std::time::Duration::from_secs(10), || {
+        http(registry.port, "GET", "/v2/", "").0 == 401
+    });
+    let push = push_as(&auth, "v3");
+    assert!(!push.status.success(), "push with a wrong token must fail: {}", text(&push));
 
-    assert_eq!(
-        moto.counts(),
-        (1, 1),
-        "one AssumeRole and one GetAuthorizationToken for everything"
-    );
+    assert_eq!(moto.counts(), (1, 1), "one AssumeRole and one GetAuthorizationToken for everything");
 }

@@ -21,21 +21,14 @@ fn alias_config() -> String {
 }
 
 fn wait_for_token(daemon: &Daemon) {
-    wait_until("a token", Duration::from_secs(20), || {
-        daemon.helper("get", ALIAS).0 == 0
-    });
+    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
 }
 
 #[test]
 fn thousand_gets_one_fetch_and_no_secret_in_trace_logs() {
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
-    let daemon = Daemon::start(
-        tmp.path(),
-        &alias_config(),
-        &Daemon::aws_env(&moto, &imds),
-        "trace",
-    );
+    let daemon = Daemon::start(tmp.path(), &alias_config(), &Daemon::aws_env(&moto, &imds), "trace");
     wait_for_token(&daemon);
 
     let threads: Vec<_> = (0..8)
@@ -43,11 +36,8 @@ fn thousand_gets_one_fetch_and_no_secret_in_trace_logs() {
             let socket = daemon.socket.clone();
             std::thread::spawn(move || {
                 for _ in 0..125 {
-                    let r = client::request(
-                        &socket,
-                        &Request::new(RequestBody::Get { host: ALIAS.into() }),
-                    )
-                    .unwrap();
+                    let r = client::request(&socket, &Request::new(RequestBody::Get { host: ALIAS.into() }))
+                        .unwrap();
                     match r.body {
                         ResponseBody::Credentials { secret, .. } => {
                             assert_eq!(secret.expose(), PASSWORD)
@@ -68,7 +58,10 @@ fn thousand_gets_one_fetch_and_no_secret_in_trace_logs() {
         let (code, out, _) = daemon.helper("get", &format!("https://{ALIAS}"));
         times.push(start.elapsed());
         assert_eq!(code, 0);
-        assert_eq!(out, format!("{{\"ServerURL\":\"https://{ALIAS}\",\"Username\":\"AWS\",\"Secret\":\"{PASSWORD}\"}}\n"));
+        assert_eq!(
+            out,
+            format!("{{\"ServerURL\":\"https://{ALIAS}\",\"Username\":\"AWS\",\"Secret\":\"{PASSWORD}\"}}\n")
+        );
     }
     times.sort();
     eprintln!(
@@ -83,10 +76,7 @@ fn thousand_gets_one_fetch_and_no_secret_in_trace_logs() {
     // An unlisted ECR host is served with the instance's own credentials.
     let (code, out, _) = daemon.helper("get", ECR_HOST);
     assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains("\"Secret\":\"123456789012-auth-token\""),
-        "{out}"
-    );
+    assert!(out.contains("\"Secret\":\"123456789012-auth-token\""), "{out}");
     assert_eq!(moto.counts(), (1, 2));
     let (code, out, _) = daemon.helper("list", "junk");
     assert_eq!((code, out), (0, format!("{{\"{ALIAS}\":\"AWS\"}}\n")));
@@ -102,10 +92,7 @@ fn thousand_gets_one_fetch_and_no_secret_in_trace_logs() {
     assert!(!shown.contains(PASSWORD));
 
     let logs = daemon.proc.output();
-    assert!(
-        logs.contains("TRACE"),
-        "the daemon really logged at trace level"
-    );
+    assert!(logs.contains("TRACE"), "the daemon really logged at trace level");
     assert!(logs.contains("token refreshed"));
     let (imds_secret, imds_token) = imds.secrets();
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{PASSWORD}"));
@@ -125,52 +112,29 @@ fn thousand_gets_one_fetch_and_no_secret_in_trace_logs() {
 fn bad_input_gets_specific_errors_and_the_daemon_keeps_serving() {
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
-    let mut daemon = Daemon::start(
-        tmp.path(),
-        &alias_config(),
-        &Daemon::aws_env(&moto, &imds),
-        "info",
-    );
+    let mut daemon = Daemon::start(tmp.path(), &alias_config(), &Daemon::aws_env(&moto, &imds), "info");
     wait_for_token(&daemon);
     let socket = daemon.socket.clone();
 
     // Idle connections hold no one up.
-    let idle: Vec<UnixStream> = (0..200)
-        .map(|_| UnixStream::connect(&socket).unwrap())
-        .collect();
+    let idle: Vec<UnixStream> = (0..200).map(|_| UnixStream::connect(&socket).unwrap()).collect();
     let mut half = UnixStream::connect(&socket).unwrap();
     half.write_all(b"{\"v\":1,\"op\":\"get\",").unwrap();
 
     let cases: &[(&[u8], &str)] = &[
-        (
-            b"garbage\n",
-            "\"kind\":\"bad_request\",\"message\":\"malformed message",
-        ),
+        (b"garbage\n", "\"kind\":\"bad_request\",\"message\":\"malformed message"),
         (
             b"{\"v\":9,\"op\":\"get\",\"host\":\"x\"}\n",
             "unsupported protocol version 9 (this build speaks 1)",
         ),
-        (
-            b"{\"v\":1,\"op\":\"launch\"}\n",
-            "malformed message: unknown variant `launch`",
-        ),
-        (
-            b"{\"v\":1,\"op\":\"get\",\"host\":\"bad host\"}\n",
-            "invalid registry host",
-        ),
-        (
-            b"{\"v\":1,\"op\":\"get\",\"host\":\"quay.io\"}\n",
-            "\"kind\":\"not_found\"",
-        ),
+        (b"{\"v\":1,\"op\":\"launch\"}\n", "malformed message: unknown variant `launch`"),
+        (b"{\"v\":1,\"op\":\"get\",\"host\":\"bad host\"}\n", "invalid registry host"),
+        (b"{\"v\":1,\"op\":\"get\",\"host\":\"quay.io\"}\n", "\"kind\":\"not_found\""),
         (&[0xff; 100], "malformed message"),
     ];
     for (bytes, want) in cases {
         let got = raw_exchange(&socket, bytes);
-        assert!(
-            got.contains(want),
-            "{:?}: got {got:?}, wanted {want:?}",
-            String::from_utf8_lossy(bytes)
-        );
+        assert!(got.contains(want), "{:?}: got {got:?}, wanted {want:?}", String::from_utf8_lossy(bytes));
     }
     let got = raw_exchange(&socket, &vec![b'a'; 20_000]);
     assert!(got.contains("request larger than 16384 bytes"), "{got}");
@@ -178,26 +142,17 @@ fn bad_input_gets_specific_errors_and_the_daemon_keeps_serving() {
     let (code, out, _) = daemon.helper("get", "https://index.docker.io/v1/");
     assert_eq!((code, out.trim()), (1, NOT_FOUND));
     let (code, out, _) = daemon.helper("get", "\n");
-    assert_eq!(
-        (code, out.as_str()),
-        (1, "ecr-credd: expected a registry server URL on stdin\n")
-    );
+    assert_eq!((code, out.as_str()), (1, "ecr-credd: expected a registry server URL on stdin\n"));
     let (code, out, _) = daemon.helper("get", &"x".repeat(70_000));
     assert_eq!(code, 1);
     assert!(out.contains("larger than 65536 bytes"), "{out}");
     let (code, out, _) = daemon.helper("frobnicate", "");
     assert_eq!((code, out.trim()), (1, ecr_credd::helper::USAGE));
     assert_eq!(
-        daemon.helper(
-            "store",
-            "{\"ServerURL\":\"x\",\"Username\":\"u\",\"Secret\":\"s\"}"
-        ),
+        daemon.helper("store", "{\"ServerURL\":\"x\",\"Username\":\"u\",\"Secret\":\"s\"}"),
         (0, String::new(), String::new())
     );
-    assert_eq!(
-        daemon.helper("erase", "x"),
-        (0, String::new(), String::new())
-    );
+    assert_eq!(daemon.helper("erase", "x"), (0, String::new(), String::new()));
 
     // Through all of that, everyone else is served, fast.
     let start = Instant::now();
@@ -208,10 +163,7 @@ fn bad_input_gets_specific_errors_and_the_daemon_keeps_serving() {
     drop((idle, half));
 
     // SIGTERM: clean exit, socket removed.
-    let status = daemon
-        .proc
-        .terminate(Duration::from_secs(15))
-        .expect("daemon exits after SIGTERM");
+    let status = daemon.proc.terminate(Duration::from_secs(15)).expect("daemon exits after SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(!socket.exists(), "socket removed on exit");
 }
@@ -226,16 +178,15 @@ fn failures_name_the_registry_and_the_step() {
     std::fs::create_dir_all(&d1).unwrap();
     let env = vec![
         ("AWS_EC2_METADATA_SERVICE_ENDPOINT", dead),
-        (
-            "AWS_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        ),
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", free_port())),
     ];
     let daemon = Daemon::start(&d1, &alias_config(), &env, "info");
     let (code, out, _) = daemon.helper("get", ALIAS);
     assert_eq!(code, 1);
     assert!(
-        out.starts_with("ecr-credd: 127.0.0.1:5000 (210987654321, us-east-1): instance credentials unavailable from IMDS"),
+        out.starts_with(
+            "ecr-credd: 127.0.0.1:5000 (210987654321, us-east-1): instance credentials unavailable from IMDS"
+        ),
         "{out}"
     );
     drop(daemon);
@@ -261,33 +212,19 @@ fn failures_name_the_registry_and_the_step() {
     // The daemon stopped: the helper says so, with the socket path.
     let (code, out, _) = run_helper(Path::new("/nonexistent/ecr-credd.sock"), "get", ALIAS);
     assert_eq!(code, 1);
-    assert!(
-        out.contains("cannot reach the ecr-credd daemon at /nonexistent/ecr-credd.sock"),
-        "{out}"
-    );
+    assert!(out.contains("cannot reach the ecr-credd daemon at /nonexistent/ecr-credd.sock"), "{out}");
 }
 
 #[test]
 fn config_errors_name_file_line_and_key() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        "[server]\nsocket = \"/tmp/x.sock\"\nsockett = \"/tmp/y\"\n",
-    )
-    .unwrap();
+    std::fs::write(&bad, "[server]\nsocket = \"/tmp/x.sock\"\nsockett = \"/tmp/y\"\n").unwrap();
     for cmd in ["check-config", "run"] {
-        let out = clean_command(DAEMON, tmp.path())
-            .args([cmd, "--config"])
-            .arg(&bad)
-            .output()
-            .unwrap();
+        let out = clean_command(DAEMON, tmp.path()).args([cmd, "--config"]).arg(&bad).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{cmd}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains(&format!("{}:3:1: unknown field `sockett`", bad.display())),
-            "{cmd}: {err}"
-        );
+        assert!(err.contains(&format!("{}:3:1: unknown field `sockett`", bad.display())), "{cmd}: {err}");
     }
     let good = tmp.path().join("good.toml");
     std::fs::write(&good, alias_config()).unwrap();
@@ -299,9 +236,7 @@ fn config_errors_name_file_line_and_key() {
     assert!(out.status.success());
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
-        shown.contains(
-            "127.0.0.1:5000  210987654321  us-east-1  arn:aws:iam::210987654321:role/ecr-pull"
-        ),
+        shown.contains("127.0.0.1:5000  210987654321  us-east-1  arn:aws:iam::210987654321:role/ecr-pull"),
         "{shown}"
     );
 }

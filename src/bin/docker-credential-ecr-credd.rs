@@ -4,11 +4,7 @@
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let socket = ecr_credd::client::socket_path();
-    let code = ecr_credd::helper::run(
-        &args,
-        &mut std::io::stdin().lock(),
-        &mut std::io::stdout().lock(),
-        &socket,
-    );
+    let code =
+        ecr_credd::helper::run(&args, &mut std::io::stdin().lock(), &mut std::io::stdout().lock(), &socket);
     std::process::exit(code);
 }

@@ -18,12 +18,7 @@ external_id = "optional"
 
 fn parse_err(text: &str) -> (usize, String) {
     match parse(text, Path::new("c.toml")) {
-        Err(ConfigError::Invalid {
-            line,
-            message,
-            path,
-            ..
-        }) => {
+        Err(ConfigError::Invalid { line, message, path, .. }) => {
             assert_eq!(path, Path::new("c.toml"));
             (line, message)
         }
@@ -39,17 +34,11 @@ fn parses_the_documented_example() {
     assert!(c.serve_unlisted_ecr);
     assert_eq!(c.registries.len(), 2);
     let a = &c.registries[0];
-    assert_eq!(
-        (a.account.as_str(), a.region.as_str()),
-        ("111122223333", "eu-west-1")
-    );
+    assert_eq!((a.account.as_str(), a.region.as_str()), ("111122223333", "eu-west-1"));
     assert_eq!(a.session_name, "ecr-credd");
     let b = &c.registries[1];
     assert_eq!(b.host, "127.0.0.1:5000");
-    assert_eq!(
-        (b.account.as_str(), b.region.as_str()),
-        ("210987654321", "us-east-1")
-    );
+    assert_eq!((b.account.as_str(), b.region.as_str()), ("210987654321", "us-east-1"));
     assert_eq!(b.external_id.as_deref(), Some("optional"));
 }
 
@@ -69,10 +58,7 @@ fn hosts_are_normalised() {
         Path::new("c.toml"),
     )
     .unwrap();
-    assert_eq!(
-        c.registries[0].host,
-        "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
-    );
+    assert_eq!(c.registries[0].host, "111122223333.dkr.ecr.eu-west-1.amazonaws.com");
 }
 
 #[test]
@@ -116,32 +102,19 @@ fn errors_name_line_and_key() {
     for (text, line, needle) in cases {
         let (got_line, msg) = parse_err(text);
         assert_eq!(got_line, *line, "line for {text:?}: {msg}");
-        assert!(
-            msg.contains(needle),
-            "message for {text:?} was {msg:?}, wanted {needle:?}"
-        );
+        assert!(msg.contains(needle), "message for {text:?} was {msg:?}, wanted {needle:?}");
     }
 }
 
 #[test]
 fn display_has_file_line_and_column() {
-    let err = parse(
-        "[server]\nsockett = 1\n",
-        Path::new("/etc/ecr-credd/config.toml"),
-    )
-    .unwrap_err();
+    let err = parse("[server]\nsockett = 1\n", Path::new("/etc/ecr-credd/config.toml")).unwrap_err();
     let text = err.to_string();
-    assert!(
-        text.starts_with("/etc/ecr-credd/config.toml:2:1: "),
-        "{text}"
-    );
+    assert!(text.starts_with("/etc/ecr-credd/config.toml:2:1: "), "{text}");
 }
 
 #[test]
 fn missing_file_names_the_path() {
     let err = load(Path::new("/nonexistent/ecr-credd.toml")).unwrap_err();
-    assert!(
-        err.to_string().contains("/nonexistent/ecr-credd.toml"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("/nonexistent/ecr-credd.toml"), "{err}");
 }

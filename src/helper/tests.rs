@@ -42,6 +42,7 @@ fn answer(req: &wire::Request) -> Response {
             "broken.example (210987654321, us-east-1): sts:AssumeRole on arn:aws:iam::210987654321:role/r denied: AccessDenied",
         ),
         RequestBody::Get { .. } => Response::error(ErrorKind::NotFound, "docker.io is not a registry ecr-credd serves"),
+        RequestBody::Status => Response::error(ErrorKind::BadRequest, "not in this fake"),
         RequestBody::List => Response::new(ResponseBody::Hosts {
             hosts: vec!["b.example".into(), "127.0.0.1:5000".into()],
         }),
@@ -83,17 +84,11 @@ fn list_store_erase_version_usage() {
     let (_d, sock) = fake_daemon(answer);
     assert_eq!(
         run_helper(&["list"], "junk", &sock),
-        (
-            0,
-            "{\"127.0.0.1:5000\":\"AWS\",\"b.example\":\"AWS\"}\n".into()
-        )
+        (0, "{\"127.0.0.1:5000\":\"AWS\",\"b.example\":\"AWS\"}\n".into())
     );
     let store = "{\"ServerURL\":\"x\",\"Username\":\"AWS\",\"Secret\":\"s\"}";
     assert_eq!(run_helper(&["store"], store, &sock), (0, String::new()));
-    assert_eq!(
-        run_helper(&["erase"], "https://x", &sock),
-        (0, String::new())
-    );
+    assert_eq!(run_helper(&["erase"], "https://x", &sock), (0, String::new()));
     let (code, out) = run_helper(&["version"], "", &sock);
     assert_eq!(code, 0);
     assert!(out.starts_with("docker-credential-ecr-credd (ecr-credd) "));
@@ -106,10 +101,7 @@ fn list_store_erase_version_usage() {
 fn bad_stdin_gets_specific_errors() {
     let (_d, sock) = fake_daemon(answer);
     let (code, out) = run_helper(&["get"], " \n ", &sock);
-    assert_eq!(
-        (code, out.as_str()),
-        (1, "ecr-credd: expected a registry server URL on stdin\n")
-    );
+    assert_eq!((code, out.as_str()), (1, "ecr-credd: expected a registry server URL on stdin\n"));
     let big = "a".repeat(MAX_STDIN + 1);
     let (code, out) = run_helper(&["get"], &big, &sock);
     assert_eq!(code, 1);
@@ -128,23 +120,14 @@ fn bad_stdin_gets_specific_errors() {
 #[test]
 fn daemon_down() {
     let sock = Path::new("/nonexistent/ecr-credd.sock");
-    let (code, out) = run_helper(
-        &["get"],
-        "111122223333.dkr.ecr.eu-west-1.amazonaws.com",
-        sock,
-    );
+    let (code, out) = run_helper(&["get"], "111122223333.dkr.ecr.eu-west-1.amazonaws.com", sock);
     assert_eq!(code, 1);
     assert!(
-        out.starts_with(
-            "ecr-credd: cannot reach the ecr-credd daemon at /nonexistent/ecr-credd.sock"
-        ),
+        out.starts_with("ecr-credd: cannot reach the ecr-credd daemon at /nonexistent/ecr-credd.sock"),
         "{out}"
     );
     assert!(out.contains("systemctl start"), "{out}");
     // Public registries must keep working while the daemon is down.
-    assert_eq!(
-        run_helper(&["get"], "https://index.docker.io/v1/", sock),
-        (1, format!("{NOT_FOUND}\n"))
-    );
+    assert_eq!(run_helper(&["get"], "https://index.docker.io/v1/", sock), (1, format!("{NOT_FOUND}\n")));
     assert_eq!(run_helper(&["list"], "", sock), (0, "{}\n".into()));
 }

@@ -79,12 +79,7 @@ fn harness(delay: Duration) -> Harness {
     let clock = ManualClock::new();
     let calls = Arc::new(AtomicU32::new(0));
     let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let source = FakeSource {
-        clock: clock.clone(),
-        calls: calls.clone(),
-        failing: failing.clone(),
-        delay,
-    };
+    let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing: failing.clone(), delay };
     let registry = RegistryConfig {
         host: HOST.into(),
         account: "210987654321".into(),
@@ -94,12 +89,7 @@ fn harness(delay: Duration) -> Harness {
         session_name: "ecr-credd".into(),
     };
     let cache = TokenCache::new(&[registry], true, source, clock.clone(), Policy::default());
-    Harness {
-        cache,
-        clock,
-        calls,
-        failing,
-    }
+    Harness { cache, clock, calls, failing }
 }
 
 impl Harness {
@@ -110,10 +100,7 @@ impl Harness {
         self.failing.store(on, Ordering::SeqCst);
     }
     async fn password(&self) -> Result<String, GetError> {
-        self.cache
-            .get(HOST)
-            .await
-            .map(|c| c.password.expose().to_owned())
+        self.cache.get(HOST).await.map(|c| c.password.expose().to_owned())
     }
 }
 
@@ -169,23 +156,14 @@ async fn failed_refresh_keeps_serving_the_valid_token_then_stops() {
     tokio::time::sleep(Duration::from_secs(11)).await;
     let err = h.password().await.unwrap_err();
     let text = err.to_string();
-    assert!(
-        text.contains("sts:AssumeRole on arn:aws:iam::210987654321:role/ecr-pull denied"),
-        "{text}"
-    );
+    assert!(text.contains("sts:AssumeRole on arn:aws:iam::210987654321:role/ecr-pull denied"), "{text}");
     assert!(text.contains("127.0.0.1:5000"), "{text}");
     tokio::time::sleep(2 * HOUR).await;
-    assert!(
-        h.password().await.is_err(),
-        "an expired token is never served"
-    );
+    assert!(h.password().await.is_err(), "an expired token is never served");
 
     // Backoff caps attempts: 6 h of failures at up to 5 min apart.
     let calls = h.calls();
-    assert!(
-        (6 * 12 / 2..=6 * 60).contains(&calls),
-        "{calls} attempts in 6 h"
-    );
+    assert!((6 * 12 / 2..=6 * 60).contains(&calls), "{calls} attempts in 6 h");
 
     // Once AWS recovers, the next attempt succeeds without a restart.
     h.fail(false);
@@ -218,10 +196,7 @@ async fn concurrent_cold_gets_share_one_failure_and_back_off() {
         tasks.push(tokio::spawn(async move { h.password().await }));
     }
     for t in tasks {
-        assert!(matches!(
-            t.await.unwrap(),
-            Err(GetError::Unavailable { .. })
-        ));
+        assert!(matches!(t.await.unwrap(), Err(GetError::Unavailable { .. })));
     }
     assert_eq!(h.calls(), 1);
     // Inside the backoff window gets answer from the last error, no new call.
@@ -268,24 +243,11 @@ async fn wall_clock_behind_cannot_stretch_a_token() {
 #[tokio::test(start_paused = true)]
 async fn unknown_and_unlisted_hosts() {
     let h = harness(Duration::ZERO);
-    let err = h
-        .cache
-        .get("https://index.docker.io/v1/")
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err,
-        GetError::NotFound {
-            host: "index.docker.io".into()
-        }
-    );
+    let err = h.cache.get("https://index.docker.io/v1/").await.unwrap_err();
+    assert_eq!(err, GetError::NotFound { host: "index.docker.io".into() });
     assert!(matches!(h.cache.get("  ").await, Err(GetError::BadHost(_))));
     // An unlisted ECR host is served with instance credentials.
-    let creds = h
-        .cache
-        .get("https://111122223333.dkr.ecr.eu-west-1.amazonaws.com")
-        .await
-        .unwrap();
+    let creds = h.cache.get("https://111122223333.dkr.ecr.eu-west-1.amazonaws.com").await.unwrap();
     assert_eq!(creds.host, "111122223333.dkr.ecr.eu-west-1.amazonaws.com");
     assert_eq!(h.cache.hosts(), vec![HOST.to_owned()]);
 }

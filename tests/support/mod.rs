@@ -29,24 +29,14 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &'static str, cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {name}: {e} (run `make test`, which installs the test bed)")
-            });
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(
+                |e| panic!("cannot start {name}: {e} (run `make test`, which installs the test bed)"),
+            );
         let output = Arc::new(Mutex::new(Vec::new()));
         for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -63,11 +53,7 @@ impl Proc {
                 }
             });
         }
-        Proc {
-            name,
-            child,
-            output,
-        }
+        Proc { name, child, output }
     }
 
     pub fn output(&self) -> String {
@@ -84,10 +70,7 @@ impl Proc {
 
     /// SIGTERM, then wait up to `limit` for exit.
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Some(s) = self.exited() {
@@ -116,10 +99,7 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Comma
     cmd.env_clear()
         .env(
             "PATH",
-            format!(
-                "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                helper_dir.display()
-            ),
+            format!("{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", helper_dir.display()),
         )
         .env("HOME", home)
         .env("LANG", "C.UTF-8")
@@ -129,28 +109,19 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Comma
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(25));
     }
 }
 
 pub fn wait_port(port: u16, what: &str) {
-    wait_until(what, Duration::from_secs(30), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    wait_until(what, Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
 }
 
 /// A minimal HTTP/1.1 request; returns status and body.
@@ -165,15 +136,8 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     .unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
 
@@ -195,21 +159,14 @@ impl Moto {
         let proc = Proc::spawn("moto", &mut cmd);
         wait_port(port, "moto");
         wait_port(stats_port, "moto stats");
-        Moto {
-            port,
-            stats_port,
-            _proc: proc,
-        }
+        Moto { port, stats_port, _proc: proc }
     }
 
     /// (AssumeRole, GetAuthorizationToken) calls so far.
     pub fn counts(&self) -> (u64, u64) {
         let (_, body) = http(self.stats_port, "GET", "/", "");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        (
-            v["AssumeRole"].as_u64().unwrap(),
-            v["GetAuthorizationToken"].as_u64().unwrap(),
-        )
+        (v["AssumeRole"].as_u64().unwrap(), v["GetAuthorizationToken"].as_u64().unwrap())
     }
 
     pub fn endpoint(&self) -> String {
@@ -227,8 +184,7 @@ impl Imds {
     pub fn start(home: &Path) -> Imds {
         let port = free_port();
         let mut cmd = clean_command("python3", home);
-        cmd.arg(format!("{ROOT}/testbed/imds_double.py"))
-            .arg(port.to_string());
+        cmd.arg(format!("{ROOT}/testbed/imds_double.py")).arg(port.to_string());
         let proc = Proc::spawn("imds", &mut cmd);
         wait_port(port, "imds double");
         Imds { port, _proc: proc }
@@ -249,12 +205,8 @@ impl Imds {
         write!(s, "GET /latest/meta-data/iam/security-credentials/ecr-credd-instance HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-aws-ec2-metadata-token: {token}\r\n\r\n").unwrap();
         let mut raw = String::new();
         s.read_to_string(&mut raw).unwrap();
-        let v: serde_json::Value =
-            serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap();
-        (
-            v["SecretAccessKey"].as_str().unwrap().into(),
-            v["Token"].as_str().unwrap().into(),
-        )
+        let v: serde_json::Value = serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap();
+        (v["SecretAccessKey"].as_str().unwrap().into(), v["Token"].as_str().unwrap().into())
     }
 }
 
@@ -282,18 +234,11 @@ impl Registry {
         cmd.arg("serve").arg(&config_path);
         let proc = Proc::spawn("docker-registry", &mut cmd);
         wait_port(port, "docker-registry");
-        Registry {
-            port,
-            dir,
-            _proc: proc,
-        }
+        Registry { port, dir, _proc: proc }
     }
 
     fn write_htpasswd_at(dir: &Path, password: &str) -> PathBuf {
-        let out = Command::new("htpasswd")
-            .args(["-Bbn", "AWS", password])
-            .output()
-            .unwrap();
+        let out = Command::new("htpasswd").args(["-Bbn", "AWS", password]).output().unwrap();
         assert!(out.status.success(), "htpasswd failed");
         let path = dir.join("htpasswd");
         std::fs::write(&path, out.stdout).unwrap();
@@ -322,31 +267,20 @@ impl Daemon {
     pub fn start(dir: &Path, config: &str, aws: &[(&str, String)], log: &str) -> Daemon {
         let socket = dir.join("run/ecr-credd.sock");
         let path = dir.join("config.toml");
-        std::fs::write(
-            &path,
-            format!("[server]\nsocket = \"{}\"\n\n{config}", socket.display()),
-        )
-        .unwrap();
+        std::fs::write(&path, format!("[server]\nsocket = \"{}\"\n\n{config}", socket.display())).unwrap();
         let mut cmd = clean_command(DAEMON, dir);
-        cmd.args(["run", "--config"])
-            .arg(&path)
-            .env("RUST_LOG", log);
+        cmd.args(["run", "--config"]).arg(&path).env("RUST_LOG", log);
         for (k, v) in aws {
             cmd.env(k, v);
         }
         let proc = Proc::spawn("ecr-credd", &mut cmd);
-        wait_until("the daemon's socket", Duration::from_secs(20), || {
-            socket.exists()
-        });
+        wait_until("the daemon's socket", Duration::from_secs(20), || socket.exists());
         Daemon { socket, proc }
     }
 
     /// The environment pointing the daemon at the emulators.
     pub fn aws_env(moto: &Moto, imds: &Imds) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()),
-            ("AWS_ENDPOINT_URL", moto.endpoint()),
-        ]
+        vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()), ("AWS_ENDPOINT_URL", moto.endpoint())]
     }
 
     /// Runs the helper as a client would.
@@ -365,12 +299,7 @@ pub fn run_helper(socket: &Path, action: &str, stdin: &str) -> (i32, String, Str
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
