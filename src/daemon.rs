@@ -72,6 +72,7 @@ pub async fn run<S: TokenSource>(
         source,
         Arc::new(SystemClock),
         Policy::default(),
+        Arc::default(),
     ));
     cache.start();
     tracing::info!(registries = config.registries.len(), "ecr-credd started");

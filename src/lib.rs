@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod ecr;
 pub mod helper;
 pub mod logging;
+pub mod metrics;
 pub mod registry;
 pub mod secret;
 pub mod server;

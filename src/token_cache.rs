@@ -3,6 +3,7 @@
 //! when a `get` finds none usable. Time comes from an injected [`Clock`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::RegistryConfig;
+use crate::metrics::Metrics;
 use crate::registry::{normalize_host, parse_ecr_host, HostError};
 use crate::secret::Secret;
 use crate::token_source::{FetchError, FetchedToken, TokenSource};
@@ -157,17 +159,28 @@ struct Entry {
     state: Mutex<State>,
     fetch_lock: Arc<tokio::sync::Mutex<()>>,
     reschedule: Notify,
+    refresher: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct Inner<S> {
     source: S,
     clock: Arc<dyn Clock>,
     policy: Policy,
+    metrics: Arc<Metrics>,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
-    configured: Vec<String>,
-    serve_unlisted: bool,
-    unlisted: Mutex<usize>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    configured: RwLock<Vec<String>>,
+    serve_unlisted: AtomicBool,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// Registries whose config and token were kept.
+    pub kept: usize,
+    /// Registries added or changed (fetched afresh).
+    pub added: usize,
+    /// Registries dropped.
+    pub removed: usize,
 }
 
 /// The token cache. Dropping it stops its background refreshes.
@@ -189,6 +202,7 @@ impl<S: TokenSource> TokenCache<S> {
         source: S,
         clock: Arc<dyn Clock>,
         policy: Policy,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let now = clock.now();
         let entries =
@@ -198,11 +212,10 @@ impl<S: TokenSource> TokenCache<S> {
                 source,
                 clock,
                 policy,
+                metrics,
                 entries: RwLock::new(entries),
-                configured: registries.iter().map(|r| r.host.clone()).collect(),
-                serve_unlisted,
-                unlisted: Mutex::new(0),
-                tasks: Mutex::new(Vec::new()),
+                configured: RwLock::new(registries.iter().map(|r| r.host.clone()).collect()),
+                serve_unlisted: AtomicBool::new(serve_unlisted),
             }),
         }
     }
@@ -219,7 +232,58 @@ impl<S: TokenSource> TokenCache<S> {
 
     /// The configured hosts, in config order.
     pub fn hosts(&self) -> Vec<String> {
-        self.inner.configured.clone()
+        self.inner.configured.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The metrics this cache reports into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Whether every background refresher is still running.
+    pub fn refreshers_alive(&self) -> bool {
+        let entries = self.inner.entries.read().unwrap_or_else(PoisonError::into_inner);
+        entries.values().all(|e| lock(&e.refresher).as_ref().is_some_and(|t| !t.is_finished()))
+    }
+
+    /// Applies a reloaded config: registries whose settings did not change
+    /// keep their tokens; new or changed ones are fetched; removed ones stop.
+    pub fn reconfigure(&self, registries: &[RegistryConfig], serve_unlisted: bool) -> Reconfigured {
+        let inner = &self.inner;
+        let mut summary = Reconfigured::default();
+        let mut entries = inner.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let mut next: HashMap<String, Arc<Entry>> = HashMap::with_capacity(entries.len());
+        for r in registries {
+            match entries.remove(&r.host) {
+                Some(e) if e.configured && e.registry == *r => {
+                    summary.kept += 1;
+                    next.insert(r.host.clone(), e);
+                }
+                old => {
+                    if let Some(old) = old {
+                        old.stop();
+                    }
+                    summary.added += 1;
+                    let e = Arc::new(Entry::new(r.clone(), true, inner.clock.now()));
+                    spawn_refresher(inner, e.clone());
+                    next.insert(r.host.clone(), e);
+                }
+            }
+        }
+        for (host, e) in entries.drain() {
+            if e.configured || !serve_unlisted {
+                e.stop();
+                inner.metrics.forget(&host);
+                summary.removed += 1;
+            } else {
+                next.insert(host, e);
+            }
+        }
+        *entries = next;
+        *inner.configured.write().unwrap_or_else(PoisonError::into_inner) =
+            registries.iter().map(|r| r.host.clone()).collect();
+        inner.serve_unlisted.store(serve_unlisted, Ordering::SeqCst);
+        summary
     }
 
     /// Credentials for `host` (any form a client sends).
@@ -254,7 +318,7 @@ impl<S: TokenSource> TokenCache<S> {
             return Ok(e.clone());
         }
         let not_found = || GetError::NotFound { host: host.to_owned() };
-        if !inner.serve_unlisted || parse_ecr_host(host).is_none() {
+        if !inner.serve_unlisted.load(Ordering::SeqCst) || parse_ecr_host(host).is_none() {
             return Err(not_found());
         }
         let registry = RegistryConfig::unlisted(host).ok_or_else(not_found)?;
@@ -262,11 +326,9 @@ impl<S: TokenSource> TokenCache<S> {
         if let Some(e) = entries.get(host) {
             return Ok(e.clone());
         }
-        let mut unlisted = lock(&inner.unlisted);
-        if *unlisted >= inner.policy.max_unlisted {
+        if entries.values().filter(|e| !e.configured).count() >= inner.policy.max_unlisted {
             return Err(GetError::TooManyUnlisted { host: host.to_owned() });
         }
-        *unlisted += 1;
         let entry = Arc::new(Entry::new(registry, false, inner.clock.now()));
         entries.insert(host.to_owned(), entry.clone());
         spawn_refresher(inner, entry.clone());
@@ -276,13 +338,19 @@ impl<S: TokenSource> TokenCache<S> {
 
 impl<S: TokenSource> Drop for TokenCache<S> {
     fn drop(&mut self) {
-        for task in lock(&self.inner.tasks).drain(..) {
-            task.abort();
+        for e in self.inner.entries.read().unwrap_or_else(PoisonError::into_inner).values() {
+            e.stop();
         }
     }
 }
 
 impl Entry {
+    fn stop(&self) {
+        if let Some(task) = lock(&self.refresher).take() {
+            task.abort();
+        }
+    }
+
     fn new(registry: RegistryConfig, configured: bool, now: Instant) -> Self {
         Entry {
             registry,
@@ -297,6 +365,7 @@ impl Entry {
             }),
             fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
             reschedule: Notify::new(),
+            refresher: Mutex::new(None),
         }
     }
 }
@@ -375,6 +444,7 @@ fn record<S>(
                     left: lifetime,
                     margin: policy.safety_margin,
                 });
+                inner.metrics.fetch(&entry.registry.host, false, "token_lifetime");
                 tracing::warn!(registry = %entry.registry.host, left_secs = lifetime.as_secs(), "token from ECR is too close to expiry to serve");
             } else {
                 let jitter = rand::thread_rng().gen_range(-policy.jitter..=policy.jitter);
@@ -384,6 +454,12 @@ fn record<S>(
                 st.failures = 0;
                 st.last_error = None;
                 st.last_refresh = Some(inner.clock.wall());
+                let expires_at = inner.clock.wall() + lifetime;
+                inner.metrics.fetch(&entry.registry.host, true, "none");
+                inner.metrics.token_expiry(
+                    &entry.registry.host,
+                    expires_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                );
                 st.token = Some(CachedToken {
                     username: token.username,
                     password: token.password,
@@ -398,6 +474,7 @@ fn record<S>(
             st.next_attempt = now + backoff(policy, st.failures);
             let still_valid = st.token.as_ref().is_some_and(|t| t.valid_until > now + policy.safety_margin);
             tracing::warn!(registry = %entry.registry.host, failures = st.failures, retry_in_ms = (st.next_attempt - now).as_millis() as u64, serving_previous = still_valid, error = %err, "token fetch failed");
+            inner.metrics.fetch(&entry.registry.host, false, err.step());
             st.last_error = Some(GetError::Unavailable { registry: entry.registry.label(), source: err });
         }
     }
@@ -417,9 +494,9 @@ fn backoff(policy: &Policy, failures: u32) -> Duration {
 }
 
 fn spawn_refresher<S: TokenSource>(inner: &Arc<Inner<S>>, entry: Arc<Entry>) {
-    let task_inner = inner.clone();
+    let (task_inner, task_entry) = (inner.clone(), entry.clone());
     let task = tokio::spawn(async move {
-        let inner = task_inner;
+        let (inner, entry) = (task_inner, task_entry);
         loop {
             let next = lock(&entry.state).next_attempt;
             tokio::select! {
@@ -431,7 +508,9 @@ fn spawn_refresher<S: TokenSource>(inner: &Arc<Inner<S>>, entry: Arc<Entry>) {
             }
         }
     });
-    lock(&inner.tasks).push(task);
+    if let Some(old) = lock(&entry.refresher).replace(task) {
+        old.abort();
+    }
 }
 
 mod status;

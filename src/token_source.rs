@@ -59,6 +59,18 @@ pub enum FetchError {
     },
 }
 
+impl FetchError {
+    /// The failing step as a metric label.
+    pub fn step(&self) -> &'static str {
+        match self {
+            FetchError::InstanceCredentials { .. } => "imds",
+            FetchError::AssumeRole { .. } => "assume_role",
+            FetchError::GetAuthorizationToken { .. } => "get_authorization_token",
+            FetchError::BadToken { .. } => "bad_token",
+        }
+    }
+}
+
 fn verb(denied: bool) -> &'static str {
     if denied {
         "denied"

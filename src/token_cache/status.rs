@@ -38,8 +38,9 @@ impl<S: TokenSource> TokenCache<S> {
                 }
             })
             .collect();
-        let order =
-            |s: &RegistryStatus| inner.configured.iter().position(|h| *h == s.host).unwrap_or(usize::MAX);
+        drop(entries);
+        let configured = self.hosts();
+        let order = |s: &RegistryStatus| configured.iter().position(|h| *h == s.host).unwrap_or(usize::MAX);
         out.sort_by(|a, b| order(a).cmp(&order(b)).then_with(|| a.host.cmp(&b.host)));
         out
     }

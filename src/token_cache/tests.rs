@@ -75,20 +75,24 @@ struct Harness {
 
 const HOST: &str = "127.0.0.1:5000";
 
-fn harness(delay: Duration) -> Harness {
-    let clock = ManualClock::new();
-    let calls = Arc::new(AtomicU32::new(0));
-    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing: failing.clone(), delay };
-    let registry = RegistryConfig {
-        host: HOST.into(),
+fn registry(host: &str) -> RegistryConfig {
+    RegistryConfig {
+        host: host.into(),
         account: "210987654321".into(),
         region: "us-east-1".into(),
         role_arn: Some("arn:aws:iam::210987654321:role/ecr-pull".into()),
         external_id: None,
         session_name: "ecr-credd".into(),
-    };
-    let cache = TokenCache::new(&[registry], true, source, clock.clone(), Policy::default());
+    }
+}
+
+fn harness(delay: Duration) -> Harness {
+    let clock = ManualClock::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing: failing.clone(), delay };
+    let registry = registry(HOST);
+    let cache = TokenCache::new(&[registry], true, source, clock.clone(), Policy::default(), Arc::default());
     Harness { cache, clock, calls, failing }
 }
 
@@ -250,4 +254,61 @@ async fn unknown_and_unlisted_hosts() {
     let creds = h.cache.get("https://111122223333.dkr.ecr.eu-west-1.amazonaws.com").await.unwrap();
     assert_eq!(creds.host, "111122223333.dkr.ecr.eu-west-1.amazonaws.com");
     assert_eq!(h.cache.hosts(), vec![HOST.to_owned()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reload_keeps_unchanged_tokens_and_drops_removed_ones() {
+    let h = harness(Duration::ZERO);
+    h.cache.start();
+    settle().await;
+    assert_eq!(h.calls(), 1);
+    let other = registry("b.example:5000");
+    let r = h.cache.reconfigure(&[registry(HOST), other.clone()], true);
+    assert_eq!(r, Reconfigured { kept: 1, added: 1, removed: 0 });
+    settle().await;
+    assert_eq!(h.calls(), 2, "only the new registry is fetched");
+    assert_eq!(h.password().await.unwrap(), "pw-1", "the unchanged registry kept its token");
+    assert_eq!(h.cache.hosts(), vec![HOST.to_owned(), "b.example:5000".to_owned()]);
+    assert!(h.cache.refreshers_alive());
+
+    // A changed role is a new registry: fetched afresh.
+    let mut changed = registry(HOST);
+    changed.role_arn = Some("arn:aws:iam::210987654321:role/other".into());
+    let r = h.cache.reconfigure(&[changed, other.clone()], true);
+    assert_eq!(r, Reconfigured { kept: 1, added: 1, removed: 0 });
+    settle().await;
+    assert_eq!(h.calls(), 3);
+
+    let r = h.cache.reconfigure(&[other], true);
+    assert_eq!(r, Reconfigured { kept: 1, added: 0, removed: 1 });
+    assert!(matches!(h.cache.get(HOST).await, Err(GetError::NotFound { .. })));
+    let status = h.cache.status();
+    assert_eq!(status.len(), 1);
+    assert!(status[0].ready && status[0].configured);
+    assert!(h.cache.ready());
+    let metrics = h.cache.metrics().encode();
+    assert!(!metrics.contains("token_expiry_timestamp_seconds{registry=\"127.0.0.1:5000\"}"), "{metrics}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_reports_failures_without_secrets() {
+    let h = harness(Duration::ZERO);
+    h.fail(true);
+    h.cache.start();
+    settle().await;
+    assert!(!h.cache.ready());
+    let s = &h.cache.status()[0];
+    assert!(!s.ready);
+    assert_eq!(s.consecutive_failures, 1);
+    assert!(s.last_error.as_deref().unwrap().contains("sts:AssumeRole"));
+    h.fail(false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = &h.cache.status()[0];
+    assert!(s.ready && s.consecutive_failures == 0 && s.last_error.is_none());
+    assert!(s.expires_at.is_some() && s.last_refresh.is_some());
+    let json = serde_json::to_string(&h.cache.status()).unwrap();
+    assert!(!json.contains("pw-"), "{json}");
+    let metrics = h.cache.metrics().encode();
+    assert!(metrics.contains("step=\"assume_role\"} 1"), "{metrics}");
+    assert!(!metrics.contains("pw-"));
 }
