@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ecr_credd::config::{self, RegistryConfig};
-use ecr_credd::daemon::{self, Listener};
+use ecr_credd::daemon::{self, Listeners};
 use ecr_credd::secret::Secret;
 use ecr_credd::token_source::{FetchError, FetchedToken, TokenSource};
 use ecr_credd::wire::{Request, RequestBody};
@@ -73,8 +73,9 @@ fn main() {
     let daemon_rt = rt.clone();
     let daemon = std::thread::spawn(move || {
         daemon_rt.block_on(async {
-            let listener = Listener::bind(&config).expect("bind");
-            daemon::run(&config, listener, Static, async {
+            let listeners = Listeners::bind(&config).await.expect("bind");
+            let (_reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
+            daemon::run(config, listeners, Static, Arc::default(), reloads, async {
                 let _ = stop_rx.await;
             })
             .await;

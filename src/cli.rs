@@ -38,6 +38,15 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Show every registry's token state; exits 1 unless all are ready.
+    Status {
+        /// Daemon socket [default: $ECR_CREDD_SOCKET or /run/ecr-credd/ecr-credd.sock].
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask the running daemon for a registry's credentials (the secret is masked).
     Get {
         /// Registry host or URL.
@@ -127,4 +136,82 @@ pub fn get(host: &str, socket: Option<PathBuf>) -> Result<String> {
             bail!("unexpected answer from the daemon")
         }
     }
+}
+
+/// Re-reads the config on every SIGHUP; an invalid one is logged and skipped,
+/// so the config in force stays.
+pub fn reload_on_sighup(path: PathBuf) -> Result<tokio::sync::mpsc::UnboundedReceiver<Config>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("watching SIGHUP")?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match config::load(&path) {
+                Ok(c) => {
+                    tracing::info!(path = %path.display(), "SIGHUP: reloading config");
+                    if tx.send(c).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: new config rejected; keeping the one in force")
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+fn ago_or_in(unix: Option<u64>, now: u64) -> String {
+    match unix {
+        None => "-".into(),
+        Some(t) if t >= now => format!("in {}", short(t - now)),
+        Some(t) => format!("{} ago", short(now - t)),
+    }
+}
+
+fn short(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+    }
+}
+
+/// `status`: (ready, the table or JSON).
+pub fn status(socket: Option<PathBuf>, as_json: bool) -> Result<(bool, String)> {
+    let socket = socket.unwrap_or_else(client::socket_path);
+    let response = client::request(&socket, &Request::new(RequestBody::Status))?;
+    let (ready, registries) = match response.body {
+        ResponseBody::Status { ready, registries } => (ready, registries),
+        ResponseBody::Error { message, .. } => bail!("{message}"),
+        _ => bail!("unexpected answer from the daemon"),
+    };
+    if as_json {
+        let text =
+            serde_json::to_string_pretty(&serde_json::json!({ "ready": ready, "registries": registries }))?;
+        return Ok((ready, text + "\n"));
+    }
+    let now = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let rows: Vec<[String; 7]> = registries
+        .iter()
+        .map(|r| {
+            [
+                r.host.clone(),
+                r.account.clone(),
+                r.region.clone(),
+                if r.ready { "yes".into() } else { "NO".into() },
+                ago_or_in(r.expires_at, now),
+                ago_or_in(r.next_refresh, now),
+                match &r.last_error {
+                    Some(e) => format!("{} failures: {e}", r.consecutive_failures),
+                    None => "-".into(),
+                },
+            ]
+        })
+        .collect();
+    let mut out =
+        table(["HOST", "ACCOUNT", "REGION", "READY", "EXPIRES", "NEXT REFRESH", "LAST ERROR"], &rows);
+    out += if ready { "ready\n" } else { "NOT READY\n" };
+    Ok((ready, out))
 }

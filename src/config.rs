@@ -282,6 +282,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             return Err(invalid(Some(group.span()), format!("server.group: {g:?} is not a group name")));
         }
     }
+    if let Some(addr) = raw.health.listen {
+        if !addr.ip().is_loopback() {
+            // The span of a typed value is not kept; point at the [health] table.
+            let at = text.find("listen").map(|i| i..i + 6);
+            return Err(invalid(at, format!("health.listen: {addr} is not a loopback address; the endpoint is for local monitoring agents")));
+        }
+    }
     let socket_group_explicit = raw.server.group.is_some();
     Ok(Config {
         socket: raw.server.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH)),

@@ -2,6 +2,7 @@
 //! `sts:AssumeRole` per distinct role, each cached until shortly before expiry.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use aws_config::imds::credentials::ImdsCredentialsProvider;
@@ -14,6 +15,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::Mutex;
 
 use crate::config::RegistryConfig;
+use crate::metrics::Metrics;
 use crate::token_source::FetchError;
 
 /// Credentials are renewed when they have less than this left.
@@ -36,6 +38,8 @@ pub struct CredentialChain {
     // One lock for all roles: AssumeRole is rare (hourly per role), and
     // serialising it means registries sharing a role share one call.
     roles: Mutex<HashMap<RoleKey, Credentials>>,
+    identity: OnceLock<String>,
+    metrics: Arc<Metrics>,
 }
 
 fn fresh(creds: &Credentials, now: SystemTime) -> bool {
@@ -44,12 +48,49 @@ fn fresh(creds: &Credentials, now: SystemTime) -> bool {
 
 impl CredentialChain {
     /// A chain whose AWS clients are built from `base` (endpoints, timeouts, retries).
-    pub fn new(base: SdkConfig) -> Self {
+    pub fn new(base: SdkConfig, metrics: Arc<Metrics>) -> Self {
         CredentialChain {
             base,
             imds: ImdsCredentialsProvider::builder().build(),
             instance: Mutex::new(None),
             roles: Mutex::new(HashMap::new()),
+            identity: OnceLock::new(),
+            metrics,
+        }
+    }
+
+    /// The instance principal's ARN, once `sts:GetCallerIdentity` has told us.
+    pub fn identity(&self) -> Option<String> {
+        self.identity.get().cloned()
+    }
+
+    fn sts(&self, region: &str, creds: Credentials) -> aws_sdk_sts::Client {
+        // STS in the registry's region keeps China, GovCloud and ISO
+        // partitions working, where the global endpoint does not apply.
+        let conf = aws_sdk_sts::config::Builder::from(&self.base)
+            .region(Region::new(region.to_owned()))
+            .credentials_provider(creds)
+            .build();
+        aws_sdk_sts::Client::from_conf(conf)
+    }
+
+    /// Learns the instance identity once, for `/status`; failure only costs the display.
+    async fn learn_identity(&self, region: &str, instance: &Credentials) {
+        if self.identity.get().is_some() {
+            return;
+        }
+        match self.sts(region, instance.clone()).get_caller_identity().send().await {
+            Ok(out) => {
+                self.metrics.aws_call("GetCallerIdentity", "success");
+                if let Some(arn) = out.arn() {
+                    let _ = self.identity.set(arn.to_owned());
+                }
+            }
+            Err(e) => {
+                let (denied, reason) = describe_sdk_error(&e);
+                self.metrics.aws_call("GetCallerIdentity", outcome(Err(denied)));
+                tracing::debug!(%reason, "sts:GetCallerIdentity failed; /status will not show the instance identity");
+            }
         }
     }
 
@@ -60,7 +101,9 @@ impl CredentialChain {
         if let Some(c) = cached.as_ref().filter(|c| fresh(c, now)) {
             return Ok(c.clone());
         }
-        match self.imds.provide_credentials().await {
+        let result = self.imds.provide_credentials().await;
+        self.metrics.aws_call("IMDS", if result.is_ok() { "success" } else { "error" });
+        match result {
             Ok(c) => {
                 tracing::debug!(access_key_id = c.access_key_id(), "instance credentials from IMDS");
                 *cached = Some(c.clone());
@@ -81,7 +124,9 @@ impl CredentialChain {
     /// or the instance's when no role is configured.
     pub async fn for_registry(&self, registry: &RegistryConfig) -> Result<Credentials, FetchError> {
         let Some(role_arn) = &registry.role_arn else {
-            return self.instance().await;
+            let instance = self.instance().await?;
+            self.learn_identity(&registry.region, &instance).await;
+            return Ok(instance);
         };
         let key = RoleKey {
             role_arn: role_arn.clone(),
@@ -93,6 +138,7 @@ impl CredentialChain {
             return Ok(c.clone());
         }
         let instance = self.instance().await?;
+        self.learn_identity(&registry.region, &instance).await;
         let creds = self.assume_role(&key, &registry.region, instance).await?;
         roles.insert(key, creds.clone());
         Ok(creds)
@@ -104,13 +150,7 @@ impl CredentialChain {
         region: &str,
         instance: Credentials,
     ) -> Result<Credentials, FetchError> {
-        // STS in the registry's region keeps China, GovCloud and ISO
-        // partitions working, where the global endpoint does not apply.
-        let conf = aws_sdk_sts::config::Builder::from(&self.base)
-            .region(Region::new(region.to_owned()))
-            .credentials_provider(instance)
-            .build();
-        let client = aws_sdk_sts::Client::from_conf(conf);
+        let client = self.sts(region, instance);
         let fail = |denied: bool, reason: String| FetchError::AssumeRole {
             role_arn: key.role_arn.clone(),
             denied,
@@ -126,8 +166,10 @@ impl CredentialChain {
             .await
             .map_err(|e| {
                 let (denied, reason) = describe_sdk_error(&e);
+                self.metrics.aws_call("AssumeRole", outcome(Err(denied)));
                 fail(denied, reason)
             })?;
+        self.metrics.aws_call("AssumeRole", "success");
         // Never `{:?}` the output: STS does not mark the session token sensitive.
         let c = out.credentials().ok_or_else(|| fail(false, "the response carried no credentials".into()))?;
         let expiry = SystemTime::try_from(*c.expiration()).ok();
@@ -139,6 +181,15 @@ impl CredentialChain {
             expiry,
             "sts:AssumeRole",
         ))
+    }
+}
+
+/// The metric label for a call's outcome (`Err(denied)` for failures).
+pub fn outcome(result: Result<(), bool>) -> &'static str {
+    match result {
+        Ok(()) => "success",
+        Err(true) => "denied",
+        Err(false) => "error",
     }
 }
 

@@ -1,69 +1,114 @@
-//! The daemon's top level: socket set-up from the config, and [`run`], which
-//! tests drive exactly as `ecr-credd run` does.
+//! The daemon's top level: listeners from the config (or from systemd), and
+//! [`run`], which tests drive exactly as `ecr-credd run` does.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+
 use crate::config::Config;
-use crate::server;
+use crate::metrics::Metrics;
 use crate::socket::{self, PeerPolicy, SocketError};
 use crate::token_cache::{Policy, SystemClock, TokenCache};
 use crate::token_source::TokenSource;
+use crate::{health, server, systemd};
 
-/// A bound socket, ready for [`run`].
-pub struct Listener {
-    /// The listening socket.
-    pub listener: tokio::net::UnixListener,
-    /// Who may use it.
-    pub peers: PeerPolicy,
-    /// Where it is, and its inode, so shutdown removes only our own file.
-    pub path: PathBuf,
-    inode: u64,
+/// Why the daemon could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The Unix socket could not be set up.
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    /// The health endpoint's address could not be bound.
+    #[error("[health] listen {addr}: cannot bind: {source}")]
+    Health {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The bind error.
+        source: std::io::Error,
+    },
+    /// systemd passed a socket we cannot use.
+    #[error("the socket passed by systemd (LISTEN_FDS) is unusable: {0}")]
+    Activation(std::io::Error),
 }
 
-impl Listener {
-    /// Binds the configured socket with its mode and group; must run inside a
-    /// tokio runtime.
-    pub fn bind(config: &Config) -> Result<Self, SocketError> {
-        let gid = match &config.socket_group {
-            Some(group) => match socket::lookup_group(group) {
-                Some(gid) => Some(gid),
-                None if config.socket_group_explicit => {
-                    return Err(SocketError::NoSuchGroup { group: group.clone() })
-                }
-                None => {
-                    tracing::warn!(group = %group, "socket group does not exist; keeping the daemon's own group");
-                    None
-                }
-            },
+/// The daemon's bound sockets, ready for [`run`].
+pub struct Listeners {
+    /// The Unix socket clients use.
+    pub unix: tokio::net::UnixListener,
+    /// Who may use it.
+    pub peers: PeerPolicy,
+    /// The health endpoint, when configured.
+    pub health: Option<tokio::net::TcpListener>,
+    /// Path and inode of a socket we created ourselves (removed on exit);
+    /// `None` when systemd owns it.
+    owned: Option<(PathBuf, u64)>,
+}
+
+impl Listeners {
+    /// Takes the socket systemd passed, or binds the configured one with its
+    /// mode and group; binds the health endpoint. Must run inside a tokio runtime.
+    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let gid = socket_gid(config)?;
+        let map_io = |action, source| SocketError::Io { path: config.socket.clone(), action, source };
+        let (std_listener, owned) = match systemd::activated_listener().map_err(StartError::Activation)? {
+            Some(l) => {
+                tracing::info!("using the socket passed by systemd");
+                (l, None)
+            }
+            None => {
+                let l = socket::bind(&config.socket, gid)?;
+                let inode = std::fs::metadata(&config.socket).map(|m| m.ino()).unwrap_or(0);
+                tracing::info!(path = %config.socket.display(), mode = "0660", gid = ?gid, "listening");
+                (l, Some((config.socket.clone(), inode)))
+            }
+        };
+        let unix = tokio::net::UnixListener::from_std(std_listener)
+            .map_err(|e| map_io("register the socket with the runtime", e))?;
+        let health = match config.health_listen {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Health { addr, source })?;
+                tracing::info!(%addr, "health endpoint listening");
+                Some(l)
+            }
             None => None,
         };
-        let std_listener = socket::bind(&config.socket, gid)?;
-        let inode = std::fs::metadata(&config.socket).map(|m| m.ino()).unwrap_or(0);
-        let listener =
-            tokio::net::UnixListener::from_std(std_listener).map_err(|source| SocketError::Io {
-                path: config.socket.clone(),
-                action: "register the socket with the runtime",
-                source,
-            })?;
-        tracing::info!(path = %config.socket.display(), mode = "0660", gid = ?gid, "listening");
-        Ok(Listener {
-            listener,
+        Ok(Listeners {
+            unix,
             peers: PeerPolicy::new(&config.allowed_uids, &config.allowed_gids, gid),
-            path: config.socket.clone(),
-            inode,
+            health,
+            owned,
         })
     }
 }
 
-/// Serves tokens for `config` on `listener` until `shutdown` resolves, then
-/// drains in-flight requests and removes the socket.
+fn socket_gid(config: &Config) -> Result<Option<u32>, SocketError> {
+    let Some(group) = &config.socket_group else { return Ok(None) };
+    match socket::lookup_group(group) {
+        Some(gid) => Ok(Some(gid)),
+        None if config.socket_group_explicit => Err(SocketError::NoSuchGroup { group: group.clone() }),
+        None => {
+            tracing::warn!(group = %group, "socket group does not exist; keeping the daemon's own group");
+            Ok(None)
+        }
+    }
+}
+
+/// Serves tokens for `config` until `shutdown` resolves; applies each config
+/// received on `reloads`; then drains in-flight requests and removes the
+/// socket it created.
 pub async fn run<S: TokenSource>(
-    config: &Config,
-    listener: Listener,
+    config: Config,
+    listeners: Listeners,
     source: S,
+    metrics: Arc<Metrics>,
+    mut reloads: mpsc::UnboundedReceiver<Config>,
     shutdown: impl Future<Output = ()>,
 ) {
     let cache = Arc::new(TokenCache::new(
@@ -72,12 +117,76 @@ pub async fn run<S: TokenSource>(
         source,
         Arc::new(SystemClock),
         Policy::default(),
-        Arc::default(),
+        metrics,
     ));
     cache.start();
+    let Listeners { unix, peers, health, owned } = listeners;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(listener) = health {
+        tokio::spawn(health::serve(listener, cache.clone(), stop_rx.clone()));
+    }
+    if let Some(every) = systemd::watchdog_interval() {
+        tokio::spawn(watchdog(cache.clone(), every, stop_rx.clone()));
+    }
+    let reloader = {
+        let (cache, mut stop) = (cache.clone(), stop_rx.clone());
+        let mut current = config.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    c = reloads.recv() => match c { Some(c) => c, None => return },
+                    _ = health::until_stopped(&mut stop) => return,
+                };
+                systemd::reloading(false, "");
+                apply_reload(&cache, &current, &next);
+                current = next;
+                systemd::reloading(true, "reloaded");
+            }
+        })
+    };
+    let summary = format!("serving {} registries", config.registries.len());
     tracing::info!(registries = config.registries.len(), "ecr-credd started");
-    let Listener { listener, peers, path, inode } = listener;
-    server::serve(listener, cache, Arc::new(peers), shutdown).await;
-    socket::remove_if_ours(&path, inode);
+    systemd::ready(&summary);
+    server::serve(unix, cache.clone(), Arc::new(peers), shutdown).await;
+    systemd::stopping();
+    let _ = stop_tx.send(true);
+    reloader.abort();
+    if let Some((path, inode)) = owned {
+        socket::remove_if_ours(&path, inode);
+    }
     tracing::info!("ecr-credd stopped");
+}
+
+fn apply_reload<S: TokenSource>(cache: &TokenCache<S>, old: &Config, new: &Config) {
+    if new.socket != old.socket
+        || new.health_listen != old.health_listen
+        || new.socket_group != old.socket_group
+    {
+        tracing::warn!("socket, group and health address changes take effect at the next restart");
+    }
+    let r = cache.reconfigure(&new.registries, new.serve_unlisted_ecr);
+    tracing::info!(kept = r.kept, added = r.added, removed = r.removed, "config reloaded");
+}
+
+/// Pings systemd's watchdog while every refresh loop is alive, so a wedged
+/// daemon is restarted.
+async fn watchdog<S: TokenSource>(
+    cache: Arc<TokenCache<S>>,
+    every: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = health::until_stopped(&mut stop) => return,
+        }
+        if cache.refreshers_alive() {
+            systemd::watchdog();
+        } else {
+            tracing::error!(
+                "a refresh loop has stopped; withholding the watchdog ping so systemd restarts us"
+            );
+        }
+    }
 }

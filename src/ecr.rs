@@ -1,5 +1,6 @@
 //! The AWS token source: credential chain, then `ecr:GetAuthorizationToken`.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_config::retry::RetryConfig;
@@ -10,7 +11,8 @@ use base64::Engine;
 use zeroize::Zeroizing;
 
 use crate::config::RegistryConfig;
-use crate::credentials::{describe_sdk_error, CredentialChain};
+use crate::credentials::{describe_sdk_error, outcome, CredentialChain};
+use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::token_source::{FetchError, FetchedToken, TokenSource};
 
@@ -18,6 +20,7 @@ use crate::token_source::{FetchError, FetchedToken, TokenSource};
 pub struct AwsTokenSource {
     base: SdkConfig,
     chain: CredentialChain,
+    metrics: Arc<Metrics>,
 }
 
 /// The shared SDK settings: endpoints from the standard environment, no SDK
@@ -41,8 +44,8 @@ pub async fn sdk_config() -> SdkConfig {
 
 impl AwsTokenSource {
     /// A source using `base` for every AWS client.
-    pub fn new(base: SdkConfig) -> Self {
-        AwsTokenSource { chain: CredentialChain::new(base.clone()), base }
+    pub fn new(base: SdkConfig, metrics: Arc<Metrics>) -> Self {
+        AwsTokenSource { chain: CredentialChain::new(base.clone(), metrics.clone()), base, metrics }
     }
 
     async fn get_token(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
@@ -58,8 +61,10 @@ impl AwsTokenSource {
         let out =
             client.get_authorization_token().registry_ids(&registry.account).send().await.map_err(|e| {
                 let (denied, reason) = describe_sdk_error(&e);
+                self.metrics.aws_call("GetAuthorizationToken", outcome(Err(denied)));
                 FetchError::GetAuthorizationToken { region: registry.region.clone(), denied, reason }
             })?;
+        self.metrics.aws_call("GetAuthorizationToken", "success");
         // Never `{:?}` the output: AuthorizationData's Debug prints the token.
         let bad = |reason: &str| FetchError::BadToken { reason: reason.into() };
         let data = out.authorization_data().first().ok_or_else(|| bad("no authorizationData"))?;
@@ -91,6 +96,10 @@ pub fn decode_token(token: &str) -> Result<(String, Secret), FetchError> {
 }
 
 impl TokenSource for AwsTokenSource {
+    fn identity(&self) -> Option<String> {
+        self.chain.identity()
+    }
+
     async fn fetch(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
         let result = self.get_token(registry).await;
         match &result {

@@ -73,6 +73,7 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
     };
     let (read, mut write) = stream.into_split();
     if !peers.allows(cred.uid(), cred.gid(), cred.pid()) {
+        cache.metrics().request("forbidden", Duration::ZERO);
         tracing::warn!(
             uid = cred.uid(),
             gid = cred.gid(),
@@ -109,6 +110,7 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
         let complete = frame.last() == Some(&b'\n');
         if !complete && frame.len() >= wire::MAX_FRAME {
             tracing::warn!(uid = cred.uid(), pid = cred.pid(), "oversized request; closing");
+            cache.metrics().request("bad_request", Duration::ZERO);
             let msg = format!("request larger than {} bytes", wire::MAX_FRAME);
             let _ = write.write_all(&wire::encode(&Response::error(ErrorKind::BadRequest, msg))).await;
             return;
@@ -118,10 +120,26 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
         if let ResponseBody::Error { kind, message } = &response.body {
             tracing::debug!(?kind, %message, pid = cred.pid(), "request failed");
         }
-        tracing::trace!(micros = started.elapsed().as_micros() as u64, "request served");
-        if write.write_all(&wire::encode(&response)).await.is_err() || !complete {
+        let written = write.write_all(&wire::encode(&response)).await;
+        let took = started.elapsed();
+        cache.metrics().request(outcome(&response), took);
+        tracing::trace!(micros = took.as_micros() as u64, "request served");
+        if written.is_err() || !complete {
             return;
         }
+    }
+}
+
+/// The metric label for a response.
+fn outcome(response: &Response) -> &'static str {
+    match &response.body {
+        ResponseBody::Credentials { .. } => "ok",
+        ResponseBody::Hosts { .. } => "list",
+        ResponseBody::Status { .. } => "status",
+        ResponseBody::Error { kind: ErrorKind::NotFound, .. } => "not_found",
+        ResponseBody::Error { kind: ErrorKind::Unavailable, .. } => "unavailable",
+        ResponseBody::Error { kind: ErrorKind::BadRequest, .. } => "bad_request",
+        ResponseBody::Error { kind: ErrorKind::Forbidden, .. } => "forbidden",
     }
 }
 

@@ -235,6 +235,11 @@ impl<S: TokenSource> TokenCache<S> {
         self.inner.configured.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// The principal tokens are fetched as, when known.
+    pub fn identity(&self) -> Option<String> {
+        self.inner.source.identity()
+    }
+
     /// The metrics this cache reports into.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics

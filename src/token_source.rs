@@ -87,4 +87,9 @@ pub trait TokenSource: Send + Sync + 'static {
         &self,
         registry: &RegistryConfig,
     ) -> impl Future<Output = Result<FetchedToken, FetchError>> + Send;
+
+    /// The principal tokens are fetched as, when known (for `/status`).
+    fn identity(&self) -> Option<String> {
+        None
+    }
 }

@@ -3,8 +3,9 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use ecr_credd::cli::{self, Cli, Command};
-use ecr_credd::daemon::{self, Listener};
+use ecr_credd::daemon::{self, Listeners};
 use ecr_credd::ecr::{sdk_config, AwsTokenSource};
+use std::sync::Arc;
 
 fn main() -> std::process::ExitCode {
     match real_main() {
@@ -20,15 +21,17 @@ fn real_main() -> Result<()> {
     match Cli::parse().command {
         Command::Run { config, log_level } => {
             ecr_credd::logging::init(&log_level);
-            let (_, config) = cli::load_config(config)?;
+            let (path, config) = cli::load_config(config)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
             runtime.block_on(async {
-                let listener = Listener::bind(&config)?;
-                let source = AwsTokenSource::new(sdk_config().await);
-                daemon::run(&config, listener, source, shutdown_signal()).await;
+                let listeners = Listeners::bind(&config).await?;
+                let metrics = Arc::new(ecr_credd::metrics::Metrics::new());
+                let source = AwsTokenSource::new(sdk_config().await, metrics.clone());
+                let reloads = cli::reload_on_sighup(path)?;
+                daemon::run(config, listeners, source, metrics, reloads, shutdown_signal()).await;
                 Ok(())
             })
         }
@@ -38,6 +41,14 @@ fn real_main() -> Result<()> {
         }
         Command::Get { host, socket } => {
             print!("{}", cli::get(&host, socket)?);
+            Ok(())
+        }
+        Command::Status { socket, json } => {
+            let (ready, text) = cli::status(socket, json)?;
+            print!("{text}");
+            if !ready {
+                std::process::exit(1);
+            }
             Ok(())
         }
     }

@@ -90,6 +90,7 @@ fn errors_name_line_and_key() {
         ),
         ("[[registry]]\nhost = \"bad host\"\n", 2, "registry[0].host: invalid registry host"),
         ("[health]\nlisten = \"nope\"\n", 2, "invalid socket address"),
+        ("[health]\nlisten = \"0.0.0.0:9466\"\n", 2, "health.listen: 0.0.0.0:9466 is not a loopback address"),
         ("serve_unlisted_ecr = \"yes\"\n", 1, "invalid type"),
         ("[[registry]]\nrole_arn = \"x\"\n", 1, "missing field `host`"),
         ("[server\n", 1, ""),

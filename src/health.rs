@@ -1,0 +1,148 @@
+//! The health endpoint (loopback HTTP): `/healthz`, `/readyz`, `/status`,
+//! `/metrics`. Nothing it serves contains a secret.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::token_cache::TokenCache;
+use crate::token_source::TokenSource;
+use crate::wire::RegistryStatus;
+
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a connection may stay open.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request head accepted (hyper's minimum buffer).
+const MAX_HEAD: usize = 8 * 1024;
+
+#[derive(Serialize)]
+struct Status<'a> {
+    ready: bool,
+    identity: Option<String>,
+    registries: &'a [RegistryStatus],
+}
+
+#[derive(Serialize)]
+struct NotReady<'a> {
+    host: &'a str,
+    reason: String,
+}
+
+/// Why a registry is not ready, in words a person can act on.
+pub fn not_ready_reason(s: &RegistryStatus) -> String {
+    match (&s.last_error, s.expires_at) {
+        (Some(e), _) => e.clone(),
+        (None, None) => "no token yet: the first fetch is still running".into(),
+        (None, Some(_)) => {
+            "the token is within the safety margin of expiry and the refresh has not finished".into()
+        }
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    reply(status, "application/json", body)
+}
+
+/// Answers one request.
+pub fn route<S: TokenSource>(cache: &TokenCache<S>, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
+        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match path {
+        "/healthz" if cache.refreshers_alive() => reply(StatusCode::OK, TEXT, "ok\n"),
+        "/healthz" => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, "a refresh loop has stopped\n"),
+        "/readyz" => {
+            let status = cache.status();
+            let not_ready: Vec<NotReady> = status
+                .iter()
+                .filter(|s| s.configured && !s.ready)
+                .map(|s| NotReady { host: &s.host, reason: not_ready_reason(s) })
+                .collect();
+            if not_ready.is_empty() {
+                json(StatusCode::OK, &serde_json::json!({ "ready": true }))
+            } else {
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({ "ready": false, "not_ready": not_ready }),
+                )
+            }
+        }
+        "/status" => {
+            let registries = cache.status();
+            let ready = registries.iter().filter(|s| s.configured).all(|s| s.ready);
+            json(StatusCode::OK, &Status { ready, identity: cache.identity(), registries: &registries })
+        }
+        "/metrics" => reply(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            cache.metrics().encode(),
+        ),
+        _ => reply(StatusCode::NOT_FOUND, TEXT, "not found; try /healthz, /readyz, /status or /metrics\n"),
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub(crate) async fn until_stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard wait_for returns is not Send; drop it before any await.
+    let _ = stop.wait_for(|s| *s).await.is_ok();
+}
+
+/// Serves the endpoint until `stop` turns true.
+pub async fn serve<S: TokenSource>(
+    listener: TcpListener,
+    cache: Arc<TokenCache<S>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "health endpoint: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = until_stopped(&mut stop) => return,
+        };
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let response = route(&cache, req.method(), req.uri().path());
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                Ok(Err(e)) => tracing::debug!(error = %e, "health endpoint: connection error"),
+                Err(_) => tracing::debug!("health endpoint: connection open too long; closed"),
+                Ok(Ok(())) => {}
+            }
+        });
+    }
+}
