@@ -68,9 +68,13 @@ impl Proc {
         self.child.try_wait().ok().flatten()
     }
 
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+    }
+
     /// SIGTERM, then wait up to `limit` for exit.
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.signal("TERM");
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Some(s) = self.exited() {
@@ -265,17 +269,36 @@ impl Daemon {
     /// Starts `ecr-credd run` with `config` (the socket line is added) and
     /// waits for its socket.
     pub fn start(dir: &Path, config: &str, aws: &[(&str, String)], log: &str) -> Daemon {
+        Daemon::start_with(dir, config, aws, log, |_| {})
+    }
+
+    /// Like [`Daemon::start`], with a last say over the command.
+    pub fn start_with(
+        dir: &Path,
+        config: &str,
+        aws: &[(&str, String)],
+        log: &str,
+        customize: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let socket = dir.join("run/ecr-credd.sock");
-        let path = dir.join("config.toml");
-        std::fs::write(&path, format!("[server]\nsocket = \"{}\"\n\n{config}", socket.display())).unwrap();
+        let path = Daemon::write_config(dir, config);
         let mut cmd = clean_command(DAEMON, dir);
         cmd.args(["run", "--config"]).arg(&path).env("RUST_LOG", log);
         for (k, v) in aws {
             cmd.env(k, v);
         }
+        customize(&mut cmd);
         let proc = Proc::spawn("ecr-credd", &mut cmd);
         wait_until("the daemon's socket", Duration::from_secs(20), || socket.exists());
         Daemon { socket, proc }
+    }
+
+    /// Writes `dir/config.toml` with the socket under `dir/run`; returns its path.
+    pub fn write_config(dir: &Path, config: &str) -> PathBuf {
+        let socket = dir.join("run/ecr-credd.sock");
+        let path = dir.join("config.toml");
+        std::fs::write(&path, format!("[server]\nsocket = \"{}\"\n\n{config}", socket.display())).unwrap();
+        path
     }
 
     /// The environment pointing the daemon at the emulators.
