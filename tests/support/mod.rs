@@ -29,10 +29,14 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &'static str, cmd: &mut Command) -> Proc {
+        Proc::spawn_with_stdin(name, cmd, Stdio::null())
+    }
+
+    pub fn spawn_with_stdin(name: &'static str, cmd: &mut Command, stdin: Stdio) -> Proc {
         let mut child =
-            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(
-                |e| panic!("cannot start {name}: {e} (run `make test`, which installs the test bed)"),
-            );
+            cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| {
+                panic!("cannot start {name}: {e} (run `make test`, which installs the test bed)")
+            });
         let output = Arc::new(Mutex::new(Vec::new()));
         for pipe in [
             child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
