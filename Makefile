@@ -5,10 +5,13 @@ CARGO   ?= cargo
 PYTHON  ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 VENV    := .venv
 # Debian packages the test bed runs: a real registry, real clients, htpasswd.
-DEB_PKGS := docker-registry skopeo podman apache2-utils uidmap binutils
+DEB_PKGS := docker-registry skopeo podman apache2-utils uidmap binutils rpm lintian
+# Packaging tools, pinned.
+CARGO_DEB_VERSION := 3.6.2
+CARGO_RPM_VERSION := 0.21.1
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build test demo deps lint fmt bench clean
+.PHONY: all build test demo deps lint fmt bench package package-tools clean
 
 all: build
 
@@ -34,8 +37,8 @@ $(VENV)/.stamp: testbed/requirements.txt testbed/constraints.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r testbed/requirements.txt -c testbed/constraints.txt
 	@touch $@
 
-## Everything CI checks: formatting, lints, unit and end-to-end tests.
-test: deps lint
+## Everything CI checks: formatting, lints, packages, unit and end-to-end tests.
+test: deps lint package
 	$(CARGO) test --all-targets
 
 lint:
@@ -48,6 +51,21 @@ fmt:
 ## End to end on loopback: moto, IMDS double, registry, daemon, skopeo + podman.
 demo: deps build
 	scripts/demo.sh
+
+## .deb and .rpm from the release build, with man pages from the clap definitions.
+package: package-tools
+	$(CARGO) build --release --bins
+	rm -rf target/man && target/release/ecr-credd man target/man >/dev/null
+	rm -f target/debian/*.deb target/generate-rpm/*.rpm
+	$(CARGO) deb --no-build --no-strip
+	$(CARGO) generate-rpm
+	@ls -l target/debian/*.deb target/generate-rpm/*.rpm
+
+package-tools:
+	@$(CARGO) deb --version 2>/dev/null | grep -q "$(CARGO_DEB_VERSION)" || \
+	  $(CARGO) install --locked cargo-deb --version $(CARGO_DEB_VERSION)
+	@$(CARGO) generate-rpm --version 2>/dev/null | grep -q "$(CARGO_RPM_VERSION)" || \
+	  $(CARGO) install --locked cargo-generate-rpm --version $(CARGO_RPM_VERSION)
 
 ## Benchmarks (release build; not part of make test).
 bench:

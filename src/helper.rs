@@ -36,7 +36,7 @@ pub fn run(args: &[String], stdin: &mut dyn Read, stdout: &mut dyn Write, socket
             // without keeping anything is what makes `docker login` work.
             "store" | "erase" => read_stdin(stdin).map(|_| String::new()),
             "list" => Ok(list(socket)),
-            "version" => {
+            "version" | "--version" => {
                 Ok(format!("docker-credential-ecr-credd (ecr-credd) {}\n", env!("CARGO_PKG_VERSION")))
             }
             _ => Err(USAGE.to_owned()),

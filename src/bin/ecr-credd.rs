@@ -43,6 +43,12 @@ fn real_main() -> Result<()> {
             print!("{}", cli::get(&host, socket)?);
             Ok(())
         }
+        Command::Man { dir } => {
+            for page in cli::write_man_pages(&dir)? {
+                println!("{}", page.display());
+            }
+            Ok(())
+        }
         Command::Status { socket, json } => {
             let (ready, text) = cli::status(socket, json)?;
             print!("{text}");

@@ -1,0 +1,120 @@
+//! The .deb and .rpm: contents, config files, maintainer scripts, lintian,
+//! and the binaries running from an unpacked package. `make test` builds the
+//! packages first; run on its own, this test builds them with `make package`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::ROOT;
+
+fn find(dir: &str, ext: &str) -> Option<PathBuf> {
+    std::fs::read_dir(Path::new(ROOT).join(dir))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == ext))
+}
+
+fn packages() -> (PathBuf, PathBuf) {
+    if let (Some(deb), Some(rpm)) = (find("target/debian", "deb"), find("target/generate-rpm", "rpm")) {
+        return (deb, rpm);
+    }
+    let status = Command::new("make").arg("package").current_dir(ROOT).status().expect("make");
+    assert!(status.success(), "make package failed");
+    (find("target/debian", "deb").expect(".deb"), find("target/generate-rpm", "rpm").expect(".rpm"))
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const FILES: &[&str] = &[
+    "usr/bin/ecr-credd",
+    "usr/bin/docker-credential-ecr-credd",
+    "systemd/system/ecr-credd.service",
+    "systemd/system/ecr-credd.socket",
+    "etc/ecr-credd/config.toml",
+    "usr/share/man/man1/ecr-credd.1",
+    "usr/share/man/man1/ecr-credd-run.1",
+    "usr/share/man/man1/docker-credential-ecr-credd.1",
+    "usr/share/doc/ecr-credd/README.md",
+];
+
+#[test]
+fn deb_contents_scripts_lintian_and_binaries() {
+    let (deb, _) = packages();
+    let deb = deb.to_str().unwrap();
+    let listing = run("dpkg-deb", &["-c", deb]);
+    for f in FILES.iter().chain(&["usr/share/doc/ecr-credd/copyright"]) {
+        assert!(listing.contains(f), "{f} missing from the .deb:\n{listing}");
+    }
+    let conffiles = run("dpkg-deb", &["-I", deb, "conffiles"]);
+    assert!(conffiles.contains("/etc/ecr-credd/config.toml"), "{conffiles}");
+    for script in ["postinst", "prerm", "postrm"] {
+        let text = run("dpkg-deb", &["-I", deb, script]);
+        assert!(text.contains("/run/systemd/system"), "{script} must do nothing without systemd");
+    }
+    assert!(run("dpkg-deb", &["-I", deb, "postinst"]).contains("enable --now ecr-credd.socket"));
+
+    let root = tempfile::tempdir().unwrap();
+    run("dpkg-deb", &["-x", deb, root.path().to_str().unwrap()]);
+    let bin = |name: &str| root.path().join("usr/bin").join(name);
+    let version = format!("{}", env!("CARGO_PKG_VERSION"));
+    assert!(run(bin("ecr-credd").to_str().unwrap(), &["--version"]).contains(&version));
+    assert!(run(bin("docker-credential-ecr-credd").to_str().unwrap(), &["--version"]).contains(&version));
+    let config = root.path().join("etc/ecr-credd/config.toml");
+    let checked =
+        run(bin("ecr-credd").to_str().unwrap(), &["check-config", "--config", config.to_str().unwrap()]);
+    assert!(checked.contains(": OK"), "{checked}");
+    let helper_size = std::fs::metadata(bin("docker-credential-ecr-credd")).unwrap().len();
+    eprintln!("helper binary: {helper_size} bytes; package: {} bytes", std::fs::metadata(deb).unwrap().len());
+    assert!(helper_size < 1024 * 1024, "helper is {helper_size} bytes");
+
+    // Maintainer scripts are harmless where systemd is absent (container builds).
+    if !Path::new("/run/systemd/system").exists() {
+        for (script, arg) in [("postinst", "configure"), ("prerm", "remove"), ("postrm", "remove")] {
+            let text = run("dpkg-deb", &["-I", deb, script]);
+            let path = root.path().join(script);
+            std::fs::write(&path, text).unwrap();
+            let out = Command::new("/bin/sh")
+                .arg("-e")
+                .arg(&path)
+                .arg(arg)
+                .env("PATH", "/nonexistent")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{script} {arg} failed without systemd");
+        }
+    }
+
+    let out = Command::new("lintian")
+        .args(["--fail-on", "error", "--suppress-tags", "no-changelog", deb])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "lintian errors:\n{report}");
+    eprintln!("lintian:\n{report}");
+}
+
+#[test]
+fn rpm_contents_config_and_scripts() {
+    let (_, rpm) = packages();
+    let rpm = rpm.to_str().unwrap();
+    let listing = run("rpm", &["-qlp", rpm]);
+    for f in FILES.iter().chain(&["usr/share/licenses/ecr-credd/LICENSE"]) {
+        assert!(listing.contains(f), "{f} missing from the .rpm:\n{listing}");
+    }
+    let config = run("rpm", &["-qcp", rpm]);
+    assert!(config.contains("/etc/ecr-credd/config.toml"), "{config}");
+    let scripts = run("rpm", &["-qp", "--scripts", rpm]);
+    assert!(
+        scripts.contains("postinstall") && scripts.contains("enable --now ecr-credd.socket"),
+        "{scripts}"
+    );
+    assert!(scripts.contains("preuninstall") && scripts.contains("disable --now"), "{scripts}");
+    let info = run("rpm", &["-qip", rpm]);
+    assert!(info.contains("Apache-2.0"), "{info}");
+}
