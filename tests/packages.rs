@@ -62,9 +62,9 @@ fn deb_contents_scripts_lintian_and_binaries() {
     let root = tempfile::tempdir().unwrap();
     run("dpkg-deb", &["-x", deb, root.path().to_str().unwrap()]);
     let bin = |name: &str| root.path().join("usr/bin").join(name);
-    let version = format!("{}", env!("CARGO_PKG_VERSION"));
-    assert!(run(bin("ecr-credd").to_str().unwrap(), &["--version"]).contains(&version));
-    assert!(run(bin("docker-credential-ecr-credd").to_str().unwrap(), &["--version"]).contains(&version));
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(run(bin("ecr-credd").to_str().unwrap(), &["--version"]).contains(version));
+    assert!(run(bin("docker-credential-ecr-credd").to_str().unwrap(), &["--version"]).contains(version));
     let config = root.path().join("etc/ecr-credd/config.toml");
     let checked =
         run(bin("ecr-credd").to_str().unwrap(), &["check-config", "--config", config.to_str().unwrap()]);
