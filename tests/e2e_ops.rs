@@ -165,3 +165,24 @@ fn sighup_reloads_keeping_unchanged_tokens_and_rejects_bad_configs() {
     assert_eq!(daemon.helper("get", ALIAS).0, 0);
     assert_eq!(moto.counts().1, 2, "no refetch for the registry that stayed");
 }
+
+#[test]
+fn sigterm_finishes_in_flight_gets_then_exits_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    // Each IMDS call takes 0.6 s, so the first token takes about 2 s.
+    assert_eq!(http(imds.port, "POST", "/_control/delay", "0.6").0, 200);
+    let mut daemon =
+        Daemon::start(tmp.path(), &config(free_port(), ""), &Daemon::aws_env(&moto, &imds), "info");
+    let socket = daemon.socket.clone();
+    let in_flight = std::thread::spawn(move || run_helper(&socket, "get", ALIAS));
+    std::thread::sleep(Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    let status = daemon.proc.terminate(Duration::from_secs(20)).expect("exits after SIGTERM");
+    let (code, out, _) = in_flight.join().unwrap();
+    assert_eq!(code, 0, "the get in flight at SIGTERM was answered: {out}");
+    assert!(out.contains(PASSWORD));
+    assert!(status.success(), "{status:?}");
+    assert!(start.elapsed() < Duration::from_secs(15));
+    assert!(daemon.proc.output().contains("draining in-flight requests"));
+}
