@@ -32,6 +32,14 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Others could rewrite the config (and point the daemon at their role).
+    #[error("{path}: the config is writable by others (mode {mode:04o}); run: chmod o-w {path}")]
+    Insecure {
+        /// The config path.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
     /// Syntax error, unknown key, wrong type or invalid value.
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
@@ -155,6 +163,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     parse(&text, path)
+}
+
+/// Refuses a config file that others may write.
+pub fn check_permissions(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o002 != 0 {
+        return Err(ConfigError::Insecure { path: path.to_owned(), mode });
+    }
+    Ok(())
 }
 
 /// Validates config text; `path` is used only in error messages.

@@ -8,6 +8,9 @@ pub enum HostError {
     /// Nothing left after removing scheme and path.
     #[error("empty registry host")]
     Empty,
+    /// Longer than any DNS name with a port.
+    #[error("registry host is {0} characters long; a host name has at most 253")]
+    TooLong(usize),
     /// Characters that cannot appear in a host name or port.
     #[error("invalid registry host {0:?}: only letters, digits, '.', '-', ':' and brackets are allowed")]
     InvalidChars(String),
@@ -58,6 +61,10 @@ pub fn normalize_host(input: &str) -> Result<String, HostError> {
     let s = s.trim_end_matches('.');
     if s.is_empty() {
         return Err(HostError::Empty);
+    }
+    // 253 for the name, plus ":" and a port.
+    if s.len() > 253 + 6 {
+        return Err(HostError::TooLong(s.len()));
     }
     let ok =
         s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'));
@@ -139,6 +146,7 @@ mod tests {
         assert_eq!(normalize_host("https:///v2/"), Err(HostError::Empty));
         assert!(matches!(normalize_host("bad host"), Err(HostError::InvalidChars(_))));
         assert!(matches!(normalize_host("h\u{0}st"), Err(HostError::InvalidChars(_))));
+        assert_eq!(normalize_host(&"a".repeat(5000)), Err(HostError::TooLong(5000)));
     }
 
     #[test]

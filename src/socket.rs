@@ -25,6 +25,14 @@ pub enum SocketError {
         /// The socket path.
         path: PathBuf,
     },
+    /// The socket's directory is writable by others, who could replace the socket.
+    #[error("{path}: the socket directory is writable by others (mode {mode:04o}); use a directory only root can write, e.g. /run/ecr-credd")]
+    DirWritable {
+        /// The directory.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
     /// The configured group does not exist.
     #[error("[server] group {group:?} does not exist in /etc/group")]
     NoSuchGroup {
@@ -65,6 +73,12 @@ pub fn lookup_group(group: &str) -> Option<u32> {
 pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, SocketError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io(dir, "create the socket directory"))?;
+        let mode =
+            std::fs::metadata(dir).map_err(io(dir, "inspect the socket directory"))?.permissions().mode();
+        // Anyone who can write the directory can swap our socket for theirs.
+        if mode & 0o002 != 0 {
+            return Err(SocketError::DirWritable { path: dir.to_owned(), mode: mode & 0o7777 });
+        }
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
@@ -165,6 +179,12 @@ mod tests {
         // Stale (listener gone): replaced.
         drop(l);
         let _l2 = bind(&path, None).unwrap();
+        // A directory others can write is refused.
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = bind(&open.join("s.sock"), None).unwrap_err();
+        assert!(err.to_string().contains("writable by others (mode 0777)"), "{err}");
         // Not a socket: never deleted.
         let file = dir.path().join("file");
         std::fs::write(&file, "keep").unwrap();

@@ -22,6 +22,7 @@ fn real_main() -> Result<()> {
         Command::Run { config, log_level } => {
             ecr_credd::logging::init(&log_level);
             let (path, config) = cli::load_config(config)?;
+            ecr_credd::config::check_permissions(&path)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

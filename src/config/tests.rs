@@ -119,3 +119,16 @@ fn missing_file_names_the_path() {
     let err = load(Path::new("/nonexistent/ecr-credd.toml")).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/ecr-credd.toml"), "{err}");
 }
+
+#[test]
+fn world_writable_config_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    check_permissions(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = check_permissions(&path).unwrap_err().to_string();
+    assert!(err.contains("writable by others (mode 0666)") && err.contains("c.toml"), "{err}");
+}

@@ -1,0 +1,264 @@
+//! Security: the peer check, nothing written to disk, insecure paths refused,
+//! and hostile input answered specifically while others are served.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ecr_credd::client;
+use ecr_credd::wire::{Request, RequestBody, ResponseBody};
+use support::*;
+
+const ALIAS: &str = "127.0.0.1:5000";
+
+fn alias_config(extra_server: &str) -> String {
+    format!(
+        "{extra_server}\n[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n"
+    )
+}
+
+/// Runs the helper as `nobody`, from a copy nobody can execute.
+fn helper_as_nobody(dir: &Path, socket: &Path) -> (i32, String) {
+    let copy = dir.join("helper-copy");
+    if !copy.exists() {
+        std::fs::copy(HELPER, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&copy)
+        .arg("get")
+        .env_clear()
+        .env("ECR_CREDD_SOCKET", socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(ALIAS.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn peer_check_refuses_other_users_and_logs_uid_and_pid() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Everyone may reach the socket file: only the peer check stands in the way.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    let a = tmp.path().join("a");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon = Daemon::start(&a, &alias_config("group = \"root\""), &Daemon::aws_env(&moto, &imds), "info");
+    std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
+
+    let (code, out) = helper_as_nobody(tmp.path(), &daemon.socket);
+    assert_eq!(code, 1);
+    assert_eq!(out, "ecr-credd: uid 65534 is not allowed to use the ecr-credd socket\n");
+    wait_until("the refusal log line", Duration::from_secs(5), || {
+        daemon.proc.output().contains("refused a peer")
+    });
+    let log = daemon.proc.output();
+    let line = log.lines().find(|l| l.contains("refused a peer")).unwrap();
+    let pid = line.split("pid=").nth(1).and_then(|p| p.split_whitespace().next()).unwrap_or_default();
+    assert!(line.contains("uid=65534") && pid.parse::<u32>().is_ok(), "{line}");
+    drop(daemon);
+
+    // The same user, allowed by the config, gets the token.
+    let b = tmp.path().join("b");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon = Daemon::start(
+        &b,
+        &alias_config("group = \"root\"\nallowed_uids = [65534]"),
+        &Daemon::aws_env(&moto, &imds),
+        "info",
+    );
+    std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
+    let (code, out) = helper_as_nobody(tmp.path(), &daemon.socket);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(PASSWORD));
+}
+
+#[test]
+fn nothing_is_written_to_disk_and_no_secret_leaks_into_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let daemon = Daemon::start(&home, &alias_config(""), &Daemon::aws_env(&moto, &imds), "trace");
+    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
+    assert_eq!(daemon.helper("get", ECR_HOST).0, 0);
+
+    // Every open file descriptor: sockets, pipes and anonymous inodes only;
+    // no file is open for writing.
+    let pid = daemon.proc.pid();
+    let mut files = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+        let target = target.display().to_string();
+        if target.starts_with('/') && target != "/dev/null" {
+            let info =
+                std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy()))
+                    .unwrap();
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap().trim();
+            let flags = u32::from_str_radix(flags, 8).unwrap();
+            files.push((target, flags & 0o3 != 0));
+        }
+    }
+    let written: Vec<_> = files.iter().filter(|(_, w)| *w).collect();
+    assert!(written.is_empty(), "files open for writing: {written:?}");
+    // And nothing appeared beside the config and the socket.
+    let mut made = Vec::new();
+    let mut stack = vec![home.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                made.push(e.path().strip_prefix(&home).unwrap().display().to_string());
+            }
+        }
+    }
+    made.sort();
+    assert_eq!(made, vec!["config.toml".to_owned(), "run/ecr-credd.sock".to_owned()]);
+
+    // Errors and the helper's stderr carry no secret either.
+    let (imds_secret, imds_token) = imds.secrets();
+    let mut texts = vec![daemon.proc.output()];
+    for host in [ALIAS, ECR_HOST, "quay.io", "bad host"] {
+        let (_, out, err) = daemon.helper("get", host);
+        if !out.contains("\"Secret\"") {
+            texts.push(out);
+        }
+        texts.push(err);
+    }
+    let out = clean_command(DAEMON, &home)
+        .args(["status", "--json", "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
+    texts.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    for text in &texts {
+        for secret in
+            [PASSWORD, imds_secret.as_str(), imds_token.as_str(), "FQoGZXIvYXdzE", "123456789012-auth-token"]
+        {
+            assert!(!text.contains(secret), "a secret leaked into:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn insecure_config_or_socket_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = Daemon::write_config(tmp.path(), &alias_config(""));
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = clean_command(DAEMON, tmp.path()).args(["run", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}: the config is writable by others (mode 0666)", config.display())),
+        "{err}"
+    );
+
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = clean_command(DAEMON, tmp.path()).args(["run", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the socket directory is writable by others (mode 0777)"), "{err}");
+}
+
+fn timed_get(socket: &Path) -> Duration {
+    let start = Instant::now();
+    let r = client::request(socket, &Request::new(RequestBody::Get { host: ALIAS.into() })).unwrap();
+    assert!(matches!(r.body, ResponseBody::Credentials { .. }));
+    start.elapsed()
+}
+
+#[test]
+fn hostile_input_gets_specific_errors_while_others_are_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    let daemon = Daemon::start(tmp.path(), &alias_config(""), &Daemon::aws_env(&moto, &imds), "info");
+    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
+    let socket = daemon.socket.clone();
+    let mut normal: Vec<Duration> = (0..50).map(|_| timed_get(&socket)).collect();
+    normal.sort();
+
+    // Slowloris: 300 connections that send half a request and stall.
+    let stalled: Vec<UnixStream> = (0..300)
+        .map(|_| {
+            let mut s = UnixStream::connect(&socket).unwrap();
+            s.write_all(b"{\"v\":1,\"op\":\"get\",\"ho").unwrap();
+            s
+        })
+        .collect();
+
+    // JSON nesting bombs inside the frame limit.
+    for bomb in ["[".repeat(15_000), format!("{{\"v\":1,\"op\":\"get\",\"host\":{}}}", "[".repeat(10_000))] {
+        let got = raw_exchange(&socket, format!("{bomb}\n").as_bytes());
+        // serde_json stops at its recursion limit (or at the first wrong type).
+        assert!(
+            got.contains("bad_request") && got.contains("malformed message"),
+            "{}",
+            &got[..got.len().min(300)]
+        );
+    }
+    // NUL bytes, invalid UTF-8, userinfo, a 5,000-character host.
+    let cases: &[(&[u8], &str)] = &[
+        (b"{\"v\":1,\"op\":\"get\",\"host\":\"a\\u0000b\"}\n", "invalid registry host"),
+        (b"\x00\x00\x00\n", "malformed message"),
+        (b"{\"v\":1,\"op\":\"get\",\"host\":\"\xc3\x28\"}\n", "malformed message"),
+    ];
+    for (bytes, want) in cases {
+        let got = raw_exchange(&socket, bytes);
+        assert!(got.contains(want), "{got}");
+    }
+    let long = format!("{{\"v\":1,\"op\":\"get\",\"host\":\"{}\"}}\n", "a".repeat(5000));
+    assert!(raw_exchange(&socket, long.as_bytes()).contains("5000 characters long"));
+    let (code, out, _) = daemon.helper("get", &format!("https://user:pass@{ALIAS}/v2/"));
+    assert_eq!(code, 0, "userinfo is dropped, the host still matches: {out}");
+    let (code, out, _) = daemon.helper("get", "a\0b");
+    assert_eq!((code, out.as_str()), (1, "ecr-credd: invalid registry host \"a\\0b\": only letters, digits, '.', '-', ':' and brackets are allowed\n"));
+
+    // 10 MB on the helper's stdin: refused after 64 KiB, without reading it all.
+    let mut child = clean_command(HELPER, tmp.path())
+        .arg("get")
+        .env("ECR_CREDD_SOCKET", &socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..10 {
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+    assert!(out.contains("larger than 65536 bytes"), "{out}");
+    writer.join().unwrap();
+
+    // With all of that going on, other clients keep their normal latency.
+    let mut during: Vec<Duration> = (0..50).map(|_| timed_get(&socket)).collect();
+    during.sort();
+    let (p50_before, p50_during) = (normal[25], during[25]);
+    eprintln!("get latency p50 before {p50_before:?}, during {p50_during:?}, worst during {:?}", during[49]);
+    assert!(during[49] < Duration::from_millis(250), "a get took {:?} under attack", during[49]);
+    drop(stalled);
+    assert!(daemon.helper("get", ALIAS).0 == 0);
+}
