@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -18,6 +19,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/ecr-credd/config.toml";
 pub const DEFAULT_SOCKET_PATH: &str = "/run/ecr-credd/ecr-credd.sock";
 /// The AssumeRole session name unless a registry sets its own.
 pub const DEFAULT_SESSION_NAME: &str = "ecr-credd";
+/// Tokens stop being served this long before they expire.
+pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// The group the socket is given when the config names none and it exists.
 pub const DEFAULT_SOCKET_GROUP: &str = "docker";
 
@@ -62,6 +65,8 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     health: RawHealth,
+    #[serde(default)]
+    tokens: RawTokens,
     #[serde(default, rename = "registry")]
     registries: Vec<RawRegistry>,
 }
@@ -75,6 +80,12 @@ struct RawServer {
     allowed_uids: Vec<u32>,
     #[serde(default)]
     allowed_gids: Vec<u32>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    safety_margin: Option<Spanned<u64>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -109,6 +120,8 @@ pub struct Config {
     pub allowed_gids: Vec<u32>,
     /// Health endpoint address.
     pub health_listen: Option<SocketAddr>,
+    /// Tokens are served only while they have more than this left.
+    pub safety_margin: Duration,
     /// Serve ECR hosts that are not listed, with the instance's own credentials.
     pub serve_unlisted_ecr: bool,
     /// The configured registries, in file order.
@@ -309,6 +322,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             return Err(invalid(at, format!("health.listen: {addr} is not a loopback address; the endpoint is for local monitoring agents")));
         }
     }
+    let safety_margin = match &raw.tokens.safety_margin {
+        None => DEFAULT_SAFETY_MARGIN,
+        Some(m) if (10..=3600).contains(m.get_ref()) => Duration::from_secs(*m.get_ref()),
+        Some(m) => {
+            return Err(invalid(
+                Some(m.span()),
+                format!("tokens.safety_margin: {} is outside 10..=3600 seconds", m.get_ref()),
+            ))
+        }
+    };
     let socket_group_explicit = raw.server.group.is_some();
     Ok(Config {
         socket: raw.server.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH)),
@@ -319,6 +342,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         allowed_uids: raw.server.allowed_uids,
         allowed_gids: raw.server.allowed_gids,
         health_listen: raw.health.listen,
+        safety_margin,
         serve_unlisted_ecr: raw.serve_unlisted_ecr.unwrap_or(true),
         registries,
     })

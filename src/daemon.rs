@@ -116,7 +116,7 @@ pub async fn run<S: TokenSource>(
         config.serve_unlisted_ecr,
         source,
         Arc::new(SystemClock),
-        Policy::default(),
+        Policy { safety_margin: config.safety_margin, ..Policy::default() },
         metrics,
     ));
     cache.start();

@@ -22,6 +22,8 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROLE = os.environ.get("IMDS_ROLE", "ecr-credd-instance")
+# How long issued credentials claim to last; short values make clients refetch.
+EXPIRY = int(os.environ.get("IMDS_EXPIRY_SECONDS", str(6 * 3600)))
 ACCOUNT = os.environ.get("IMDS_ACCOUNT", "123456789012")
 STATE = {"fail": False, "delay": 0.0, "gen": 0, "calls": 0, "tokens": set()}
 LOCK = threading.Lock()
@@ -109,7 +111,7 @@ class Handler(BaseHTTPRequestHandler):
             "LastUpdated": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "Type": "AWS-HMAC",
             **creds,
-            "Expiration": (now + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Expiration": (now + timedelta(seconds=EXPIRY)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         self.reply(200, json.dumps(doc), [("Content-Type", "application/json")])
 

@@ -3,6 +3,8 @@
 //! clean environment, stopped when dropped (also when a test fails).
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -158,12 +160,18 @@ pub struct Moto {
 
 impl Moto {
     pub fn start(home: &Path) -> Moto {
+        Moto::start_with(home, &[])
+    }
+
+    /// With launcher settings such as ECR_TOKEN_TTL or ECR_ROTATE_PASSWORD.
+    pub fn start_with(home: &Path, env: &[(&str, &str)]) -> Moto {
         let (port, stats_port) = (free_port(), free_port());
         let python = format!("{ROOT}/.venv/bin/python");
         let mut cmd = clean_command(&python, home);
         cmd.arg(format!("{ROOT}/testbed/moto_launcher.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("STATS_PORT", stats_port.to_string());
+            .env("STATS_PORT", stats_port.to_string())
+            .envs(env.iter().copied());
         let proc = Proc::spawn("moto", &mut cmd);
         wait_port(port, "moto");
         wait_port(stats_port, "moto stats");
@@ -190,9 +198,14 @@ pub struct Imds {
 
 impl Imds {
     pub fn start(home: &Path) -> Imds {
+        Imds::start_with(home, &[])
+    }
+
+    /// With settings such as IMDS_EXPIRY_SECONDS.
+    pub fn start_with(home: &Path, env: &[(&str, &str)]) -> Imds {
         let port = free_port();
         let mut cmd = clean_command("python3", home);
-        cmd.arg(format!("{ROOT}/testbed/imds_double.py")).arg(port.to_string());
+        cmd.arg(format!("{ROOT}/testbed/imds_double.py")).arg(port.to_string()).envs(env.iter().copied());
         let proc = Proc::spawn("imds", &mut cmd);
         wait_port(port, "imds double");
         Imds { port, _proc: proc }
@@ -200,6 +213,17 @@ impl Imds {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// POST /_control/NAME with BODY (fail on|off, delay SECONDS, rotate).
+    pub fn control(&self, name: &str, body: &str) {
+        assert_eq!(http(self.port, "POST", &format!("/_control/{name}"), body).0, 200);
+    }
+
+    /// IMDS calls answered so far.
+    pub fn calls(&self) -> u64 {
+        let (_, body) = http(self.port, "GET", "/_control/stats", "");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["calls"].as_u64().unwrap()
     }
 
     /// The current (SecretAccessKey, Token), read the way the SDK reads them.

@@ -1,0 +1,208 @@
+//! Faults survived: throttling, 5xx and dropped connections from STS and
+//! ECR (through a fault-injecting proxy in front of moto), IMDS outages, a
+//! cold stampede, and credential rotation. Each case bounds the AWS calls.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::fault_proxy::{Fault, FaultProxy};
+use support::*;
+
+const ALIAS: &str = "127.0.0.1:5000";
+
+fn alias_config(extra: &str) -> String {
+    format!("{extra}\n[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n")
+}
+
+fn env(proxy: &FaultProxy, imds: &Imds) -> Vec<(&'static str, String)> {
+    vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()), ("AWS_ENDPOINT_URL", proxy.endpoint())]
+}
+
+#[test]
+fn sts_throttling_at_start_backs_off_then_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    let proxy = FaultProxy::start(moto.port);
+    proxy.set(Fault::Throttle);
+    let daemon = Daemon::start(tmp.path(), &alias_config(""), &env(&proxy, &imds), "info");
+    let mut out = String::new();
+    wait_until("the throttling error", Duration::from_secs(10), || {
+        out = daemon.helper("get", ALIAS).1;
+        out.contains("Throttling")
+    });
+    assert_eq!(
+        out,
+        format!("ecr-credd: 127.0.0.1:5000 ({ACCOUNT}, us-east-1): sts:AssumeRole on {ROLE} failed: Throttling: Rate exceeded\n")
+    );
+    // Hammer the helper for 8 s; backoff, not the callers, decides the calls.
+    let start = Instant::now();
+    let mut gets = 0;
+    while start.elapsed() < Duration::from_secs(8) {
+        assert_eq!(daemon.helper("get", ALIAS).0, 1);
+        gets += 1;
+    }
+    let calls = proxy.count("AssumeRole");
+    eprintln!("STS throttled: {gets} gets over 8 s caused {calls} AssumeRole calls");
+    assert!((2..=8).contains(&calls), "{calls} AssumeRole calls: backoff must bound them");
+    assert_eq!(proxy.count("GetAuthorizationToken"), 0, "no ECR call without credentials");
+
+    proxy.set(Fault::None);
+    let cleared = Instant::now();
+    wait_until("recovery", Duration::from_secs(40), || daemon.helper("get", ALIAS).0 == 0);
+    eprintln!("recovered {:?} after the fault cleared", cleared.elapsed());
+}
+
+#[test]
+fn ecr_faults_during_refresh_keep_the_valid_token_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 24 s tokens with a 10 s margin: refresh due at ~12 s, usable until 14 s.
+    let moto = Moto::start_with(tmp.path(), &[("ECR_TOKEN_TTL", "24")]);
+    let imds = Imds::start(tmp.path());
+    let proxy = FaultProxy::start(moto.port);
+    let daemon = Daemon::start(
+        tmp.path(),
+        &alias_config("[tokens]\nsafety_margin = 10\n"),
+        &env(&proxy, &imds),
+        "info",
+    );
+    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
+    let got_token = Instant::now();
+    let before = proxy.count("GetAuthorizationToken");
+
+    // Throttling, then 503s, then dropped connections, while gets continue.
+    let mut served = 0;
+    for (fault, until) in [(Fault::Throttle, 11), (Fault::Unavailable, 12), (Fault::Drop, 13)] {
+        proxy.set(fault);
+        while got_token.elapsed() < Duration::from_secs(until) {
+            let (code, out, _) = daemon.helper("get", ALIAS);
+            assert_eq!(code, 0, "the still-valid token is served during {fault:?}: {out}");
+            served += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // Past the margin the token is no longer handed out; the error says why.
+    proxy.set(Fault::Throttle);
+    std::thread::sleep(
+        Duration::from_secs(14).saturating_sub(got_token.elapsed()) + Duration::from_millis(500),
+    );
+    let (code, out, _) = daemon.helper("get", ALIAS);
+    assert_eq!(code, 1);
+    assert!(out.contains("ecr:GetAuthorizationToken in us-east-1 failed"), "{out}");
+    let calls = proxy.count("GetAuthorizationToken") - before;
+    eprintln!("ECR faulted for ~3 s past the refresh point: {served} gets served, {calls} GetAuthorizationToken calls");
+    assert!(calls <= 6, "{calls} calls: no retry storm");
+
+    proxy.set(Fault::None);
+    wait_until("recovery", Duration::from_secs(40), || daemon.helper("get", ALIAS).0 == 0);
+}
+
+#[test]
+fn imds_down_at_start_then_back_without_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    imds.control("fail", "on");
+    let daemon = Daemon::start(tmp.path(), &alias_config(""), &Daemon::aws_env(&moto, &imds), "info");
+    let mut out = String::new();
+    wait_until("the IMDS error", Duration::from_secs(15), || {
+        out = daemon.helper("get", ALIAS).1;
+        out.contains("IMDS")
+    });
+    assert!(
+        out.starts_with(
+            "ecr-credd: 127.0.0.1:5000 (210987654321, us-east-1): instance credentials unavailable from IMDS"
+        ),
+        "{out}"
+    );
+    assert_eq!(moto.counts(), (0, 0));
+    imds.control("fail", "off");
+    wait_until("the token after IMDS returns", Duration::from_secs(40), || {
+        daemon.helper("get", ALIAS).0 == 0
+    });
+    assert_eq!(moto.counts(), (1, 1));
+}
+
+#[test]
+fn imds_down_after_start_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    let daemon = Daemon::start(tmp.path(), &alias_config(""), &Daemon::aws_env(&moto, &imds), "info");
+    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
+    imds.control("fail", "on");
+    for _ in 0..100 {
+        assert_eq!(daemon.helper("get", ALIAS).0, 0);
+    }
+    // An unlisted ECR host needs the (cached) instance credentials: still fine.
+    assert_eq!(daemon.helper("get", ECR_HOST).0, 0);
+}
+
+#[test]
+fn cold_stampede_of_1000_gets_makes_one_call_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    // Slow IMDS keeps the start-up fetch in flight while the stampede arrives.
+    imds.control("delay", "0.3");
+    let daemon = Daemon::start(tmp.path(), &alias_config(""), &Daemon::aws_env(&moto, &imds), "info");
+    let socket = daemon.socket.clone();
+    let threads: Vec<_> = (0..1000)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let req =
+                    ecr_credd::wire::Request::new(ecr_credd::wire::RequestBody::Get { host: ALIAS.into() });
+                matches!(
+                    ecr_credd::client::request(&socket, &req).map(|r| r.body),
+                    Ok(ecr_credd::wire::ResponseBody::Credentials { .. })
+                )
+            })
+        })
+        .collect();
+    let ok = threads.into_iter().map(|t| t.join().unwrap()).filter(|ok| *ok).count();
+    assert_eq!(ok, 1000, "every caller got the token");
+    assert_eq!(moto.counts(), (1, 1), "one AssumeRole and one GetAuthorizationToken");
+}
+
+#[test]
+fn rotated_credentials_and_passwords_are_picked_up_at_refresh() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Short tokens with a new password each time; short-lived instance credentials.
+    let moto = Moto::start_with(tmp.path(), &[("ECR_TOKEN_TTL", "16"), ("ECR_ROTATE_PASSWORD", "1")]);
+    let imds = Imds::start_with(tmp.path(), &[("IMDS_EXPIRY_SECONDS", "60")]);
+    let registry = Registry::start(tmp.path(), &format!("{PASSWORD}-1"));
+    let config = format!(
+        "[tokens]\nsafety_margin = 10\n[[registry]]\nhost = \"{}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\n",
+        registry.host()
+    );
+    let daemon = Daemon::start(tmp.path(), &config, &Daemon::aws_env(&moto, &imds), "info");
+    let secret = || {
+        let (code, out, _) = daemon.helper("get", &registry.host());
+        (code == 0).then(|| {
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()["Secret"].as_str().unwrap().to_owned()
+        })
+    };
+    wait_until("the first token", Duration::from_secs(20), || secret().is_some());
+    assert_eq!(secret().unwrap(), format!("{PASSWORD}-1"));
+    let imds_calls = imds.calls();
+    imds.control("rotate", "");
+    // The registry now wants the next password; the daemon must refresh into it.
+    registry.set_password(&format!("{PASSWORD}-2"));
+    wait_until("the rotated password", Duration::from_secs(20), || {
+        secret().is_some_and(|s| s.ends_with("-2"))
+    });
+    assert!(imds.calls() > imds_calls, "fresh instance credentials were fetched from IMDS");
+    let (code, body) = basic_auth_get(registry.port, &format!("AWS:{}", secret().unwrap()));
+    assert_eq!(code, 200, "the registry accepts the rotated token: {body}");
+}
+
+/// GET /v2/ with basic auth, as a client would after `get`.
+fn basic_auth_get(port: u16, userpass: &str) -> (u16, String) {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(userpass);
+    write!(s, "GET /v2/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    (raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), raw)
+}

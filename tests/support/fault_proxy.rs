@@ -1,0 +1,185 @@
+//! A bounded, test-only HTTP proxy in front of moto that counts calls per
+//! API and injects faults: throttling (in STS's XML or ECR's JSON form),
+//! 503s, delays and dropped connections. One request per connection.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What the proxy does to each request.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    /// Forward unchanged.
+    None,
+    /// Answer 400 Throttling / ThrottlingException.
+    Throttle,
+    /// Answer 503.
+    Unavailable,
+    /// Wait, then forward.
+    Delay(Duration),
+    /// Close the connection without answering.
+    Drop,
+}
+
+#[derive(Default)]
+struct State {
+    fault: Option<Fault>,
+    counts: HashMap<String, u64>,
+}
+
+pub struct FaultProxy {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: u16) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp) = (state.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !sp.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let st = st.clone();
+                        std::thread::spawn(move || {
+                            let _ = handle(conn, upstream, &st);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FaultProxy { port, state, stop, thread: Some(thread) }
+    }
+
+    pub fn set(&self, fault: Fault) {
+        self.state.lock().unwrap().fault = Some(fault);
+    }
+
+    /// Calls seen for `api` (AssumeRole, GetAuthorizationToken, GetCallerIdentity).
+    pub fn count(&self, api: &str) -> u64 {
+        self.state.lock().unwrap().counts.get(api).copied().unwrap_or(0)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads one HTTP message (head and Content-Length body).
+fn read_message(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let n = conn.read(&mut chunk)?;
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Ok(buf);
+        }
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(buf);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > 1 << 20 {
+            return Ok(buf);
+        }
+    }
+}
+
+/// Adds `Connection: close` so neither side reuses the connection.
+fn close_after(mut msg: Vec<u8>) -> Vec<u8> {
+    if let Some(end) = msg.windows(4).position(|w| w == b"\r\n\r\n") {
+        msg.splice(end + 2..end + 2, b"Connection: close\r\n".iter().copied());
+    }
+    msg
+}
+
+fn handle(mut conn: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let request = read_message(&mut conn)?;
+    let text = String::from_utf8_lossy(&request);
+    let ecr = text.to_ascii_lowercase().contains("x-amz-target:");
+    let api = ["GetAuthorizationToken", "AssumeRole", "GetCallerIdentity"]
+        .into_iter()
+        .find(|a| text.contains(&format!("Action={a}")) || text.contains(&format!(".{a}")))
+        .unwrap_or("other");
+    let fault = {
+        let mut st = state.lock().unwrap();
+        *st.counts.entry(api.to_owned()).or_default() += 1;
+        st.fault.unwrap_or(Fault::None)
+    };
+    let (status, body, content_type, extra) = match fault {
+        Fault::None => return forward(&mut conn, upstream, &request),
+        Fault::Delay(d) => {
+            std::thread::sleep(d.min(Duration::from_secs(30)));
+            return forward(&mut conn, upstream, &request);
+        }
+        Fault::Drop => return Ok(()),
+        Fault::Throttle if ecr => (
+            "400 Bad Request",
+            "{\"__type\":\"ThrottlingException\",\"message\":\"Rate exceeded\"}".to_owned(),
+            "application/x-amz-json-1.1",
+            "x-amzn-ErrorType: ThrottlingException\r\n",
+        ),
+        Fault::Throttle => ("400 Bad Request", sts_error("Throttling", "Rate exceeded"), "text/xml", ""),
+        Fault::Unavailable if ecr => (
+            "503 Service Unavailable",
+            "{\"__type\":\"ServiceUnavailableException\",\"message\":\"try later\"}".to_owned(),
+            "application/x-amz-json-1.1",
+            "x-amzn-ErrorType: ServiceUnavailableException\r\n",
+        ),
+        Fault::Unavailable => {
+            ("503 Service Unavailable", sts_error("ServiceUnavailable", "try later"), "text/xml", "")
+        }
+    };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(reply.as_bytes())
+}
+
+fn sts_error(code: &str, message: &str) -> String {
+    format!(
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>"
+    )
+}
+
+fn forward(conn: &mut TcpStream, upstream: u16, request: &[u8]) -> std::io::Result<()> {
+    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    up.set_read_timeout(Some(Duration::from_secs(30)))?;
+    up.write_all(&close_after(request.to_vec()))?;
+    let response = read_message(&mut up)?;
+    conn.write_all(&close_after(response))
+}
