@@ -9,9 +9,11 @@ DEB_PKGS := docker-registry skopeo podman apache2-utils uidmap binutils rpm lint
 # Packaging tools, pinned.
 CARGO_DEB_VERSION := 3.6.2
 CARGO_RPM_VERSION := 0.21.1
+CARGO_DENY_VERSION := 0.20.2
+CARGO_FUZZ_VERSION := 0.13.2
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build test demo deps lint fmt bench package package-tools clean
+.PHONY: all build test demo deps lint fmt bench soak audit deny-tool fuzz package package-tools clean
 
 all: build
 
@@ -41,9 +43,18 @@ $(VENV)/.stamp: testbed/requirements.txt testbed/constraints.txt
 test: deps lint package
 	$(CARGO) test --all-targets
 
-lint:
+lint: deny-tool
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) deny check licenses bans sources
+
+deny-tool:
+	@$(CARGO) deny --version 2>/dev/null | grep -q "$(CARGO_DENY_VERSION)" || \
+	  $(CARGO) install --locked cargo-deny --version $(CARGO_DENY_VERSION)
+
+## Security advisories (needs the advisory database from the network).
+audit: deny-tool
+	$(CARGO) deny check advisories
 
 fmt:
 	$(CARGO) fmt
@@ -66,6 +77,10 @@ package-tools:
 	  $(CARGO) install --locked cargo-deb --version $(CARGO_DEB_VERSION)
 	@$(CARGO) generate-rpm --version 2>/dev/null | grep -q "$(CARGO_RPM_VERSION)" || \
 	  $(CARGO) install --locked cargo-generate-rpm --version $(CARGO_RPM_VERSION)
+
+## 200,000 gets with faults switched on and off; RSS must stay flat (not in make test).
+soak: deps
+	$(CARGO) bench --bench soak
 
 ## Benchmarks (release build; not part of make test).
 bench:
