@@ -41,11 +41,10 @@ fn main() {
         hosts.push(format!("127.0.0.{i}:5000"));
     }
     hosts.push(ECR_HOST.to_owned());
-    let env = vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()), ("AWS_ENDPOINT_URL", proxy.endpoint())];
+    let env =
+        vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()), ("AWS_ENDPOINT_URL", proxy.endpoint())];
     let daemon = Daemon::start(tmp.path(), &config, &env, "warn");
-    wait_until("tokens", Duration::from_secs(30), || {
-        hosts.iter().all(|h| daemon.helper("get", h).0 == 0)
-    });
+    wait_until("tokens", Duration::from_secs(30), || hosts.iter().all(|h| daemon.helper("get", h).0 == 0));
     let pid = daemon.proc.pid();
     let rss_start = rss_kib(pid);
     let start = Instant::now();
@@ -89,7 +88,14 @@ fn main() {
     let pct = |p: f64| all[((all.len() - 1) as f64 * p) as usize];
     println!("soak: {} gets in {elapsed:.1?} ({:.0}/s), {failed} not served (token past its margin during a fault)", all.len(), all.len() as f64 / elapsed.as_secs_f64());
     println!("soak: latency p50 {:?}  p99 {:?}  max {:?}", pct(0.5), pct(0.99), all[all.len() - 1]);
-    println!("soak: AWS calls AssumeRole {}, GetAuthorizationToken {}", proxy.count("AssumeRole"), proxy.count("GetAuthorizationToken"));
-    println!("soak: RSS start {rss_start} KiB, end {rss_end} KiB ({:+.1}%)", (rss_end as f64 / rss_start as f64 - 1.0) * 100.0);
+    println!(
+        "soak: AWS calls AssumeRole {}, GetAuthorizationToken {}",
+        proxy.count("AssumeRole"),
+        proxy.count("GetAuthorizationToken")
+    );
+    println!(
+        "soak: RSS start {rss_start} KiB, end {rss_end} KiB ({:+.1}%)",
+        (rss_end as f64 / rss_start as f64 - 1.0) * 100.0
+    );
     assert!(rss_end as f64 <= rss_start as f64 * 1.10, "RSS grew more than 10%");
 }

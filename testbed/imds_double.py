@@ -10,6 +10,10 @@ Controls (loopback only, no token needed):
   POST /_control/delay   body seconds: every IMDS call waits first
   POST /_control/rotate  issue new credentials
   GET  /_control/stats   JSON call counts
+
+Environment: IMDS_ROLE, IMDS_EXPIRY_SECONDS, and IMDS_ACCESS_KEY_ID /
+IMDS_SECRET_ACCESS_KEY / IMDS_TOKEN to serve fixed credentials (a principal
+created in moto for IAM-enforcement tests).
 """
 
 import json
@@ -32,6 +36,14 @@ LOCK = threading.Lock()
 def new_credentials():
     # moto accepts any access key id; the AKIA prefix keeps it realistic.
     STATE["gen"] += 1
+    if os.environ.get("IMDS_ACCESS_KEY_ID"):
+        # Keys of a principal created in moto, for IAM-enforcement tests.
+        STATE["creds"] = {
+            "AccessKeyId": os.environ["IMDS_ACCESS_KEY_ID"],
+            "SecretAccessKey": os.environ["IMDS_SECRET_ACCESS_KEY"],
+            "Token": os.environ.get("IMDS_TOKEN", ""),
+        }
+        return
     STATE["creds"] = {
         "AccessKeyId": "AKIA" + secrets.token_hex(8).upper(),
         "SecretAccessKey": secrets.token_urlsafe(30),

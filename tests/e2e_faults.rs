@@ -206,3 +206,63 @@ fn basic_auth_get(port: u16, userpass: &str) -> (u16, String) {
     s.read_to_string(&mut raw).unwrap();
     (raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), raw)
 }
+
+/// moto with IAM enforced, an instance role allowed only `allow`, and a
+/// registry role with no permissions; IMDS serves the instance role's session.
+fn iam_bed(dir: &std::path::Path, allow: &str) -> (Moto, Imds, String) {
+    let moto = Moto::start(dir);
+    let out = clean_command(format!("{ROOT}/.venv/bin/python"), dir)
+        .arg(format!("{ROOT}/testbed/moto_iam.py"))
+        .arg(moto.endpoint())
+        .arg(allow)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = |k: &str| keys[k].as_str().unwrap().to_owned();
+    let (akid, secret, token) = (key("AccessKeyId"), key("SecretAccessKey"), key("Token"));
+    let imds = Imds::start_with(
+        dir,
+        &[("IMDS_ACCESS_KEY_ID", &akid), ("IMDS_SECRET_ACCESS_KEY", &secret), ("IMDS_TOKEN", &token)],
+    );
+    assert_eq!(http(moto.port, "POST", "/moto-api/reset-auth", "0").0, 200);
+    (moto, imds, keys["RoleArn"].as_str().unwrap().to_owned())
+}
+
+fn denied_message(allow: &str) -> (String, u64, u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds, role) = iam_bed(tmp.path(), allow);
+    let config = format!(
+        "[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"123456789012\"\nregion = \"us-east-1\"\nrole_arn = \"{role}\"\n"
+    );
+    let proxy = FaultProxy::start(moto.port);
+    let daemon = Daemon::start(tmp.path(), &config, &env(&proxy, &imds), "info");
+    let mut out = String::new();
+    wait_until("a denial", Duration::from_secs(15), || {
+        out = daemon.helper("get", ALIAS).1;
+        out.contains("denied")
+    });
+    // Keep asking for 5 s: denials back off like any failure.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        assert_eq!(daemon.helper("get", ALIAS).0, 1);
+    }
+    (out, proxy.count("AssumeRole"), proxy.count("GetAuthorizationToken"))
+}
+
+#[test]
+fn permission_denials_name_the_step_and_back_off() {
+    // The instance role may not assume the registry's role (setup step 4).
+    let (out, assume, gat) = denied_message("ecr:GetAuthorizationToken");
+    eprintln!("no sts:AssumeRole: {out:?} after {assume} AssumeRole calls");
+    assert!(out.starts_with("ecr-credd: 127.0.0.1:5000 (123456789012, us-east-1): sts:AssumeRole on arn:aws:iam::123456789012:role/ecr-pull denied"), "{out}");
+    assert!((1..=6).contains(&assume), "{assume} AssumeRole calls in ~6 s");
+    assert_eq!(gat, 0);
+
+    // The role may be assumed but lacks ecr:GetAuthorizationToken (setup step 1).
+    let (out, assume, gat) = denied_message("sts:AssumeRole");
+    eprintln!("no ecr:GetAuthorizationToken: {out:?} after {gat} calls");
+    assert!(out.starts_with("ecr-credd: 127.0.0.1:5000 (123456789012, us-east-1): ecr:GetAuthorizationToken in us-east-1 denied"), "{out}");
+    assert!((1..=6).contains(&gat), "{gat} GetAuthorizationToken calls in ~6 s");
+    assert_eq!(assume, 1, "the assumed role is cached; only ECR is retried");
+}
