@@ -82,6 +82,17 @@ package-tools:
 soak: deps
 	$(CARGO) bench --bench soak
 
+## Fuzz each parser for FUZZ_SECONDS (cargo fuzz; the stable toolchain
+## needs RUSTC_BOOTSTRAP=1 for the sanitizer flags). Not in make test.
+FUZZ_SECONDS ?= 120
+FUZZ_TARGETS := socket_request helper_stdin config hostname
+fuzz:
+	@$(CARGO) fuzz --version 2>/dev/null | grep -q "$(CARGO_FUZZ_VERSION)" || \
+	  $(CARGO) install --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+	for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
+
 ## Benchmarks (release build; not part of make test).
 bench:
 	$(CARGO) bench --bench helper_get
