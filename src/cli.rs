@@ -47,6 +47,36 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the four IAM documents of the cross-account setup.
+    Policy {
+        /// Account A, which owns the registry.
+        #[arg(long)]
+        registry_account: String,
+        /// Account B, where the instances run.
+        #[arg(long)]
+        instance_account: String,
+        /// The role to create in account A.
+        #[arg(long)]
+        role_name: String,
+        /// B's instance role name; the trust names it instead of all of B.
+        #[arg(long)]
+        instance_role: Option<String>,
+        /// Repository to grant (repeatable); default: every repository in A.
+        #[arg(long = "repository")]
+        repositories: Vec<String>,
+        /// Pull only, or pull and push.
+        #[arg(long, value_enum, default_value = "pull")]
+        access: crate::policy::Access,
+        /// Require this sts:ExternalId in the trust policy.
+        #[arg(long)]
+        external_id: Option<String>,
+        /// AWS partition (aws, aws-cn, aws-us-gov, ...).
+        #[arg(long, default_value = "aws")]
+        partition: String,
+        /// Print one JSON object instead of annotated documents.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write man pages for ecr-credd and its subcommands into DIR (for packaging).
     #[command(hide = true)]
     Man {

@@ -12,6 +12,7 @@ pub mod health;
 pub mod helper;
 pub mod logging;
 pub mod metrics;
+pub mod policy;
 pub mod registry;
 pub mod secret;
 pub mod server;

@@ -44,6 +44,35 @@ fn real_main() -> Result<()> {
             print!("{}", cli::get(&host, socket)?);
             Ok(())
         }
+        Command::Policy {
+            registry_account,
+            instance_account,
+            role_name,
+            instance_role,
+            repositories,
+            access,
+            external_id,
+            partition,
+            json,
+        } => {
+            let setup = ecr_credd::policy::Setup {
+                registry_account,
+                instance_account,
+                role_name,
+                instance_role,
+                repositories,
+                access,
+                external_id,
+                partition,
+            };
+            let docs = setup.documents()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&docs)?);
+            } else {
+                print!("{}", ecr_credd::policy::render_text(&setup, &docs));
+            }
+            Ok(())
+        }
         Command::Man { dir } => {
             for page in cli::write_man_pages(&dir)? {
                 println!("{}", page.display());

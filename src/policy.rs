@@ -1,0 +1,243 @@
+//! `ecr-credd policy`: the four IAM documents of the cross-account setup,
+//! least-privilege, built from serde types (not string templates).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::registry::is_account_id;
+
+/// The IAM policy language version every document uses.
+pub const VERSION: &str = "2012-10-17";
+
+/// Actions a pull needs on a repository.
+pub const PULL_ACTIONS: &[&str] =
+    &["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:ListImages"];
+/// Further actions a push needs.
+pub const PUSH_ACTIONS: &[&str] =
+    &["ecr:CompleteLayerUpload", "ecr:InitiateLayerUpload", "ecr:PutImage", "ecr:UploadLayerPart"];
+
+/// An IAM policy document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PolicyDocument {
+    /// Always [`VERSION`].
+    pub version: String,
+    /// The statements.
+    pub statement: Vec<Statement>,
+}
+
+/// One statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Statement {
+    /// A label.
+    pub sid: String,
+    /// `Allow`.
+    pub effect: String,
+    /// Who (resource and trust policies only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<Principal>,
+    /// What.
+    pub action: Vec<String>,
+    /// On what (identity policies only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Vec<String>>,
+    /// When.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+/// `{"AWS": [arn, ...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// AWS principals by ARN.
+    #[serde(rename = "AWS")]
+    pub aws: Vec<String>,
+}
+
+/// Pull only, or pull and push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Access {
+    /// Pull images.
+    Pull,
+    /// Pull and push images.
+    Push,
+}
+
+/// What the setup connects.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Account A, which owns the registry.
+    pub registry_account: String,
+    /// Account B, where the instances run.
+    pub instance_account: String,
+    /// The role to create in A.
+    pub role_name: String,
+    /// B's instance role, if the trust should name it rather than B's root.
+    pub instance_role: Option<String>,
+    /// Repositories to grant; empty means every repository in A.
+    pub repositories: Vec<String>,
+    /// Pull or push.
+    pub access: Access,
+    /// Required external id, if any.
+    pub external_id: Option<String>,
+    /// The partition, e.g. `aws`, `aws-cn`, `aws-us-gov`.
+    pub partition: String,
+}
+
+/// The four documents, in setup order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Documents {
+    /// Step 1: A's role permissions policy.
+    pub role_permissions_policy: PolicyDocument,
+    /// Step 2: A's role trust policy.
+    pub role_trust_policy: PolicyDocument,
+    /// Step 3: the repository policy on each repository in A.
+    pub repository_policy: PolicyDocument,
+    /// Step 4: B's instance role policy (the one people forget).
+    pub instance_role_policy: PolicyDocument,
+}
+
+/// Why the setup cannot be expressed.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PolicyError {
+    /// Not a 12-digit account id.
+    #[error("{flag}: {value:?} is not a 12-digit account id")]
+    Account {
+        /// The flag.
+        flag: &'static str,
+        /// What was given.
+        value: String,
+    },
+    /// Not a valid IAM or repository name.
+    #[error("{flag}: {value:?} is not a valid name")]
+    Name {
+        /// The flag.
+        flag: &'static str,
+        /// What was given.
+        value: String,
+    },
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn allow(
+    sid: &str,
+    principal: Option<Vec<String>>,
+    action: Vec<String>,
+    resource: Option<Vec<String>>,
+) -> Statement {
+    Statement {
+        sid: sid.into(),
+        effect: "Allow".into(),
+        principal: principal.map(|aws| Principal { aws }),
+        action,
+        resource,
+        condition: None,
+    }
+}
+
+fn doc(statement: Vec<Statement>) -> PolicyDocument {
+    PolicyDocument { version: VERSION.into(), statement }
+}
+
+fn check_name(flag: &'static str, value: &str, extra: &[u8]) -> Result<(), PolicyError> {
+    let ok = !value.is_empty()
+        && value.len() <= 256
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b) || extra.contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(PolicyError::Name { flag, value: value.into() })
+    }
+}
+
+impl Setup {
+    /// The four documents.
+    pub fn documents(&self) -> Result<Documents, PolicyError> {
+        for (flag, value) in
+            [("--registry-account", &self.registry_account), ("--instance-account", &self.instance_account)]
+        {
+            if !is_account_id(value) {
+                return Err(PolicyError::Account { flag, value: value.clone() });
+            }
+        }
+        check_name("--role-name", &self.role_name, b"+=,@")?;
+        if let Some(r) = &self.instance_role {
+            check_name("--instance-role", r, b"+=,@")?;
+        }
+        for r in &self.repositories {
+            check_name("--repository", r, b"/")?;
+        }
+        let p = &self.partition;
+        let (a, b) = (&self.registry_account, &self.instance_account);
+        let role_arn = format!("arn:{p}:iam::{a}:role/{}", self.role_name);
+        let instance_principal = match &self.instance_role {
+            Some(r) => format!("arn:{p}:iam::{b}:role/{r}"),
+            None => format!("arn:{p}:iam::{b}:root"),
+        };
+        let repos: Vec<String> = if self.repositories.is_empty() {
+            vec![format!("arn:{p}:ecr:*:{a}:repository/*")]
+        } else {
+            self.repositories.iter().map(|r| format!("arn:{p}:ecr:*:{a}:repository/{r}")).collect()
+        };
+        let mut actions = strings(PULL_ACTIONS);
+        if self.access == Access::Push {
+            actions.extend(strings(PUSH_ACTIONS));
+        }
+        let sid = if self.access == Access::Push { "PullAndPush" } else { "Pull" };
+
+        let permissions = doc(vec![
+            allow(
+                "GetAuthorizationToken",
+                None,
+                strings(&["ecr:GetAuthorizationToken"]),
+                Some(vec!["*".into()]),
+            ),
+            allow(sid, None, actions.clone(), Some(repos)),
+        ]);
+        let mut trust_stmt = allow(
+            "TrustInstanceAccount",
+            Some(vec![instance_principal.clone()]),
+            strings(&["sts:AssumeRole"]),
+            None,
+        );
+        if let Some(ext) = &self.external_id {
+            let cond = BTreeMap::from([("sts:ExternalId".to_owned(), ext.clone())]);
+            trust_stmt.condition = Some(BTreeMap::from([("StringEquals".to_owned(), cond)]));
+        }
+        let repository =
+            doc(vec![allow(sid, Some(vec![role_arn.clone(), instance_principal]), actions, None)]);
+        let instance =
+            doc(vec![allow("AssumeEcrRole", None, strings(&["sts:AssumeRole"]), Some(vec![role_arn]))]);
+        Ok(Documents {
+            role_permissions_policy: permissions,
+            role_trust_policy: doc(vec![trust_stmt]),
+            repository_policy: repository,
+            instance_role_policy: instance,
+        })
+    }
+}
+
+/// The documents as a person reads them: each with where it goes.
+pub fn render_text(setup: &Setup, docs: &Documents) -> String {
+    let pretty = |d: &PolicyDocument| serde_json::to_string_pretty(d).unwrap_or_default();
+    let (a, b, role) = (&setup.registry_account, &setup.instance_account, &setup.role_name);
+    format!(
+        "# 1. Account {a}: permissions policy of role {role}\n{}\n\n\
+         # 2. Account {a}: trust policy of role {role}\n{}\n\n\
+         # 3. Account {a}: repository policy on each repository\n{}\n\n\
+         # 4. Account {b}: policy on the instance role (needed, and often forgotten)\n{}\n",
+        pretty(&docs.role_permissions_policy),
+        pretty(&docs.role_trust_policy),
+        pretty(&docs.repository_policy),
+        pretty(&docs.instance_role_policy),
+    )
+}
+
+#[cfg(test)]
+mod tests;

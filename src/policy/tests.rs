@@ -1,0 +1,107 @@
+use super::*;
+
+fn setup(access: Access) -> Setup {
+    Setup {
+        registry_account: "111122223333".into(),
+        instance_account: "444455556666".into(),
+        role_name: "ecr-access-from-b".into(),
+        instance_role: Some("web-nodes".into()),
+        repositories: vec!["team/app".into(), "base".into()],
+        access,
+        external_id: Some("fleet-7".into()),
+        partition: "aws".into(),
+    }
+}
+
+/// The basic rules of the IAM policy grammar.
+fn check_grammar(d: &PolicyDocument, resource_policy: bool) {
+    let v: serde_json::Value = serde_json::to_value(d).unwrap();
+    assert_eq!(v["Version"], "2012-10-17");
+    let statements = v["Statement"].as_array().unwrap();
+    assert!(!statements.is_empty());
+    for s in statements {
+        assert!(s["Effect"] == "Allow" || s["Effect"] == "Deny");
+        assert!(s["Sid"].as_str().unwrap().bytes().all(|b| b.is_ascii_alphanumeric()));
+        for a in s["Action"].as_array().unwrap() {
+            let (service, action) = a.as_str().unwrap().split_once(':').unwrap();
+            assert!(["ecr", "sts"].contains(&service) && action.bytes().all(|b| b.is_ascii_alphabetic()));
+        }
+        if resource_policy {
+            assert!(
+                s.get("Resource").is_none(),
+                "resource and trust policies name principals, not resources"
+            );
+            for p in s["Principal"]["AWS"].as_array().unwrap() {
+                assert!(p.as_str().unwrap().starts_with("arn:aws:iam::"));
+            }
+        } else {
+            assert!(s.get("Principal").is_none(), "identity policies have no principal");
+            for r in s["Resource"].as_array().unwrap() {
+                let r = r.as_str().unwrap();
+                assert!(r == "*" || r.starts_with("arn:aws:"), "{r}");
+            }
+        }
+    }
+}
+
+#[test]
+fn documents_are_least_privilege_and_parse_back() {
+    let docs = setup(Access::Pull).documents().unwrap();
+    let text = serde_json::to_string(&docs).unwrap();
+    let back: Documents = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, docs);
+    check_grammar(&docs.role_permissions_policy, false);
+    check_grammar(&docs.instance_role_policy, false);
+    check_grammar(&docs.role_trust_policy, true);
+    check_grammar(&docs.repository_policy, true);
+
+    let perms = &docs.role_permissions_policy.statement;
+    assert_eq!(perms[0].action, vec!["ecr:GetAuthorizationToken"]);
+    assert_eq!(perms[0].resource.as_deref(), Some(&["*".to_owned()][..]));
+    assert_eq!(
+        perms[1].resource.as_deref().unwrap(),
+        ["arn:aws:ecr:*:111122223333:repository/team/app", "arn:aws:ecr:*:111122223333:repository/base"]
+    );
+    assert!(!perms[1].action.iter().any(|a| a == "ecr:PutImage"), "pull grants no push");
+
+    let trust = &docs.role_trust_policy.statement[0];
+    assert_eq!(trust.principal.as_ref().unwrap().aws, ["arn:aws:iam::444455556666:role/web-nodes"]);
+    assert_eq!(trust.condition.as_ref().unwrap()["StringEquals"]["sts:ExternalId"], "fleet-7");
+
+    let instance = &docs.instance_role_policy.statement[0];
+    assert_eq!(instance.action, ["sts:AssumeRole"]);
+    assert_eq!(instance.resource.as_deref().unwrap(), ["arn:aws:iam::111122223333:role/ecr-access-from-b"]);
+}
+
+#[test]
+fn push_adds_exactly_the_push_actions_and_root_trust_without_instance_role() {
+    let mut s = setup(Access::Push);
+    s.instance_role = None;
+    s.external_id = None;
+    s.repositories.clear();
+    let docs = s.documents().unwrap();
+    let actions = &docs.repository_policy.statement[0].action;
+    assert_eq!(actions.len(), PULL_ACTIONS.len() + PUSH_ACTIONS.len());
+    assert!(actions.iter().any(|a| a == "ecr:PutImage"));
+    let trust = &docs.role_trust_policy.statement[0];
+    assert_eq!(trust.principal.as_ref().unwrap().aws, ["arn:aws:iam::444455556666:root"]);
+    assert!(trust.condition.is_none());
+    assert_eq!(
+        docs.role_permissions_policy.statement[1].resource.as_deref().unwrap(),
+        ["arn:aws:ecr:*:111122223333:repository/*"]
+    );
+    assert!(render_text(&s, &docs).contains("# 4. Account 444455556666: policy on the instance role"));
+}
+
+#[test]
+fn bad_input_is_named() {
+    let mut s = setup(Access::Pull);
+    s.registry_account = "1234".into();
+    assert_eq!(
+        s.documents().unwrap_err().to_string(),
+        "--registry-account: \"1234\" is not a 12-digit account id"
+    );
+    let mut s = setup(Access::Pull);
+    s.repositories = vec!["bad repo".into()];
+    assert!(s.documents().unwrap_err().to_string().starts_with("--repository:"));
+}
