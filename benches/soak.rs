@@ -94,7 +94,11 @@ fn main() {
     let rss_end = rss_kib(pid);
     all.sort();
     let pct = |p: f64| all[((all.len() - 1) as f64 * p) as usize];
-    println!("soak: {} gets in {elapsed:.1?} ({:.0}/s), {failed} not served (no usable token during a fault)", all.len(), all.len() as f64 / elapsed.as_secs_f64());
+    println!(
+        "soak: {} gets in {elapsed:.1?} ({:.0}/s), {failed} not served (no usable token during a fault)",
+        all.len(),
+        all.len() as f64 / elapsed.as_secs_f64()
+    );
     println!("soak: latency p50 {:?}  p99 {:?}  max {:?}", pct(0.5), pct(0.99), all[all.len() - 1]);
     println!(
         "soak: AWS calls AssumeRole {}, GetAuthorizationToken {}",

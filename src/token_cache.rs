@@ -19,64 +19,6 @@ use crate::registry::{normalize_host, parse_ecr_host, HostError};
 use crate::secret::Secret;
 use crate::token_source::{FetchError, FetchedToken, TokenSource};
 
-/// Monotonic and wall time, injected so tests can pause and skew them.
-pub trait Clock: Send + Sync + 'static {
-    /// Monotonic now; all deadlines are measured on this.
-    fn now(&self) -> Instant;
-    /// Wall-clock now; used only to turn a service's `expiresAt` into a lifetime.
-    fn wall(&self) -> SystemTime;
-}
-
-/// The real clocks (tokio's, so `tokio::time::pause` applies).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-    fn wall(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
-
-/// When to refresh, retry and stop serving.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    /// A token is served only while it has more than this left.
-    pub safety_margin: Duration,
-    /// Refresh after this fraction of the lifetime.
-    pub refresh_fraction: f64,
-    /// Refresh time is scattered by up to this fraction either way.
-    pub jitter: f64,
-    /// First backoff step after a failure.
-    pub backoff_base: Duration,
-    /// Longest backoff.
-    pub backoff_cap: Duration,
-    /// How long a `get` waits for an on-demand fetch.
-    pub get_wait: Duration,
-    /// Upper bound on a token's lifetime, whatever `expiresAt` says: ECR
-    /// tokens last 12 hours, so a wall clock running behind cannot stretch one.
-    pub max_lifetime: Duration,
-    /// Most unlisted ECR hosts tracked at once.
-    pub max_unlisted: usize,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            safety_margin: Duration::from_secs(5 * 60),
-            refresh_fraction: 0.5,
-            jitter: 0.1,
-            backoff_base: Duration::from_secs(1),
-            backoff_cap: Duration::from_secs(5 * 60),
-            get_wait: Duration::from_secs(5),
-            max_lifetime: Duration::from_secs(12 * 3600),
-            max_unlisted: 256,
-        }
-    }
-}
-
 /// Credentials handed to a client.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -486,18 +428,6 @@ fn record<S>(
     entry.reschedule.notify_one();
 }
 
-/// Full-jitter exponential backoff, never shorter than the base step.
-fn backoff(policy: &Policy, failures: u32) -> Duration {
-    let exp = policy
-        .backoff_base
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
-        .min(policy.backoff_cap);
-    let secs = rand::thread_rng().gen_range(
-        policy.backoff_base.as_secs_f64()..=exp.as_secs_f64().max(policy.backoff_base.as_secs_f64()),
-    );
-    Duration::from_secs_f64(secs)
-}
-
 fn spawn_refresher<S: TokenSource>(inner: &Arc<Inner<S>>, entry: Arc<Entry>) {
     let (task_inner, task_entry) = (inner.clone(), entry.clone());
     let task = tokio::spawn(async move {
@@ -518,6 +448,10 @@ fn spawn_refresher<S: TokenSource>(inner: &Arc<Inner<S>>, entry: Arc<Entry>) {
     }
 }
 
+mod policy;
 mod status;
+
+use policy::backoff;
+pub use policy::{Clock, Policy, SystemClock};
 #[cfg(test)]
 mod tests;
