@@ -29,8 +29,8 @@ fn rss_kib(pid: u32) -> u64 {
 
 fn main() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    // 16 s tokens, 10 s margin: every registry refreshes every ~6 s.
-    let moto = Moto::start_with(tmp.path(), &[("ECR_TOKEN_TTL", "16")]);
+    // 40 s tokens, 10 s margin: refresh every ~20 s, 10 s of grace for faults.
+    let moto = Moto::start_with(tmp.path(), &[("ECR_TOKEN_TTL", "40")]);
     let imds = Imds::start(tmp.path());
     let proxy = FaultProxy::start(moto.port);
     let mut config = String::from("[tokens]\nsafety_margin = 10\n");

@@ -266,3 +266,28 @@ fn permission_denials_name_the_step_and_back_off() {
     assert!((1..=6).contains(&gat), "{gat} GetAuthorizationToken calls in ~6 s");
     assert_eq!(assume, 1, "the assumed role is cached; only ECR is retried");
 }
+
+#[test]
+fn slow_aws_past_the_timeout_is_reported_then_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    let proxy = FaultProxy::start(moto.port);
+    proxy.set(Fault::Delay(Duration::from_secs(12)));
+    let daemon = Daemon::start(tmp.path(), &alias_config(""), &env(&proxy, &imds), "info");
+    // A get waits a bounded time for the fetch, then says so.
+    let start = Instant::now();
+    let (code, out, _) = daemon.helper("get", ALIAS);
+    assert_eq!(code, 1);
+    assert!(out.contains("no token yet; the fetch from AWS did not finish within 5s"), "{out}");
+    assert!(start.elapsed() < Duration::from_secs(8));
+    // The call itself gives up at the 10 s attempt timeout.
+    let mut out = String::new();
+    wait_until("the timeout", Duration::from_secs(20), || {
+        out = daemon.helper("get", ALIAS).1;
+        out.contains("timed out")
+    });
+    assert!(out.contains(&format!("sts:AssumeRole on {ROLE} failed: timed out waiting for AWS")), "{out}");
+    proxy.set(Fault::None);
+    wait_until("recovery", Duration::from_secs(40), || daemon.helper("get", ALIAS).0 == 0);
+    assert!(proxy.count("AssumeRole") <= 4, "{} AssumeRole calls", proxy.count("AssumeRole"));
+}
