@@ -41,7 +41,7 @@ $(VENV)/.stamp: testbed/requirements.txt testbed/constraints.txt
 
 ## Everything CI checks: formatting, lints, packages, unit and end-to-end tests.
 test: deps lint package
-	$(CARGO) test --all-targets
+	$(CARGO) test --lib --bins --tests
 
 lint: deny-tool
 	$(CARGO) fmt --check
