@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod ecr;
 pub mod health;
 pub mod helper;
+pub mod kubelet;
 pub mod logging;
 pub mod metrics;
 pub mod policy;

@@ -5,7 +5,11 @@ use std::process::Command;
 
 #[test]
 fn helper_links_no_aws_sdk_http_stack_or_runtime() {
-    let helper = env!("CARGO_BIN_EXE_docker-credential-ecr-credd");
+    check(env!("CARGO_BIN_EXE_docker-credential-ecr-credd"), "ecr_credd::helper::run");
+    check(env!("CARGO_BIN_EXE_ecr-credd-kubelet-provider"), "ecr_credd::kubelet::run");
+}
+
+fn check(helper: &str, own: &str) {
     let out = Command::new("nm")
         .args(["--defined-only", "-C", helper])
         .output()
@@ -13,7 +17,7 @@ fn helper_links_no_aws_sdk_http_stack_or_runtime() {
     assert!(out.status.success());
     let symbols = String::from_utf8_lossy(&out.stdout);
     assert!(symbols.lines().count() > 100, "nm listed the helper's symbols");
-    assert!(symbols.contains("ecr_credd::helper::run"), "the helper's own code is there");
+    assert!(symbols.contains(own), "the helper's own code is there");
     for forbidden in ["aws_sdk_", "aws_smithy_", "aws_config::", "tokio::runtime", "hyper::", "rustls::"] {
         let hits: Vec<&str> = symbols.lines().filter(|l| l.contains(forbidden)).take(3).collect();
         assert!(hits.is_empty(), "helper links {forbidden}: {hits:?}");

@@ -34,6 +34,8 @@ fn run(program: &str, args: &[&str]) -> String {
 const FILES: &[&str] = &[
     "usr/bin/ecr-credd",
     "usr/bin/docker-credential-ecr-credd",
+    "usr/bin/ecr-credd-kubelet-provider",
+    "doc/ecr-credd/examples/credential-provider-config.yaml",
     "systemd/system/ecr-credd.service",
     "systemd/system/ecr-credd.socket",
     "etc/ecr-credd/config.toml",
@@ -65,6 +67,7 @@ fn deb_contents_scripts_lintian_and_binaries() {
     let version = env!("CARGO_PKG_VERSION");
     assert!(run(bin("ecr-credd").to_str().unwrap(), &["--version"]).contains(version));
     assert!(run(bin("docker-credential-ecr-credd").to_str().unwrap(), &["--version"]).contains(version));
+    assert!(run(bin("ecr-credd-kubelet-provider").to_str().unwrap(), &["--version"]).contains(version));
     let config = root.path().join("etc/ecr-credd/config.toml");
     let checked =
         run(bin("ecr-credd").to_str().unwrap(), &["check-config", "--config", config.to_str().unwrap()]);

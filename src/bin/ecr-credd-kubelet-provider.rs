@@ -1,0 +1,17 @@
+//! `ecr-credd-kubelet-provider`: the kubelet image credential provider. No
+//! async runtime and no AWS SDK: it only talks to the daemon's socket.
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--version") {
+        println!("ecr-credd-kubelet-provider (ecr-credd) {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    let socket = ecr_credd::client::socket_path();
+    let code = ecr_credd::kubelet::run(
+        &mut std::io::stdin().lock(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+        &socket,
+    );
+    std::process::exit(code);
+}

@@ -1,0 +1,185 @@
+//! The kubelet image credential provider (`credentialprovider.kubelet.k8s.io/v1`):
+//! reads a `CredentialProviderRequest`, asks the daemon, answers a
+//! `CredentialProviderResponse`. Blocking and SDK-free, like the helper.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::client;
+use crate::wire::{ErrorKind, Request, RequestBody, ResponseBody};
+
+/// The only API version the kubelet speaks to us.
+pub const API_VERSION: &str = "credentialprovider.kubelet.k8s.io/v1";
+/// The kubelet caches no longer than the token stays usable minus this.
+pub const CACHE_MARGIN_SECS: u64 = 5 * 60;
+/// Most bytes read from stdin.
+pub const MAX_STDIN: usize = 64 * 1024;
+
+/// The kubelet's request.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialProviderRequest {
+    /// Must be [`API_VERSION`].
+    pub api_version: String,
+    /// Must be `CredentialProviderRequest`.
+    pub kind: String,
+    /// The image being pulled.
+    pub image: String,
+}
+
+/// Our answer.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialProviderResponse {
+    /// [`API_VERSION`].
+    pub api_version: &'static str,
+    /// `CredentialProviderResponse`.
+    pub kind: &'static str,
+    /// `Registry`: one token serves every image of the registry.
+    pub cache_key_type: &'static str,
+    /// How long the kubelet may cache the answer, e.g. `21300s`.
+    pub cache_duration: String,
+    /// Credentials keyed by registry host.
+    pub auth: BTreeMap<String, AuthConfig>,
+}
+
+/// Username and password for one registry.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// `AWS`.
+    pub username: String,
+    /// The token's password.
+    pub password: String,
+}
+
+/// The registry host of an image reference, by the docker reference rules:
+/// the first path component if it looks like a host, else Docker Hub.
+pub fn image_host(image: &str) -> &str {
+    let image = image.strip_prefix("https://").unwrap_or(image);
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
+        _ => "docker.io",
+    }
+}
+
+/// Runs one request; returns the exit code. Errors go to stderr, where the kubelet logs them.
+pub fn run(stdin: &mut dyn Read, stdout: &mut dyn Write, stderr: &mut dyn Write, socket: &Path) -> i32 {
+    match answer(stdin, socket) {
+        Ok(response) => match serde_json::to_string(&response) {
+            Ok(text) if writeln!(stdout, "{text}").is_ok() => 0,
+            _ => 1,
+        },
+        Err(msg) => {
+            let _ = writeln!(stderr, "ecr-credd-kubelet-provider: {msg}");
+            1
+        }
+    }
+}
+
+fn answer(stdin: &mut dyn Read, socket: &Path) -> Result<CredentialProviderResponse, String> {
+    let mut buf = Vec::new();
+    stdin.take(MAX_STDIN as u64 + 1).read_to_end(&mut buf).map_err(|e| format!("cannot read stdin: {e}"))?;
+    if buf.len() > MAX_STDIN {
+        return Err(format!("request on stdin is larger than {MAX_STDIN} bytes"));
+    }
+    let request: CredentialProviderRequest =
+        serde_json::from_slice(&buf).map_err(|e| format!("malformed CredentialProviderRequest: {e}"))?;
+    if request.api_version != API_VERSION {
+        return Err(format!(
+            "unsupported apiVersion {:?}; this provider speaks {API_VERSION}",
+            request.api_version
+        ));
+    }
+    if request.kind != "CredentialProviderRequest" {
+        return Err(format!("unexpected kind {:?}; expected CredentialProviderRequest", request.kind));
+    }
+    let host = image_host(&request.image);
+    let response = client::request(socket, &Request::new(RequestBody::Get { host: host.to_owned() }))
+        .map_err(|e| e.to_string())?;
+    match response.body {
+        ResponseBody::Credentials { host, username, secret, expires_at } => {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let cache = expires_at.saturating_sub(now).saturating_sub(CACHE_MARGIN_SECS);
+            Ok(CredentialProviderResponse {
+                api_version: API_VERSION,
+                kind: "CredentialProviderResponse",
+                cache_key_type: "Registry",
+                cache_duration: format!("{cache}s"),
+                auth: BTreeMap::from([(host, AuthConfig { username, password: secret.expose().to_owned() })]),
+            })
+        }
+        ResponseBody::Error { kind: ErrorKind::NotFound, .. } => {
+            Err(format!("{host} (from image {:?}) is not a registry ecr-credd serves", request.image))
+        }
+        ResponseBody::Error { message, .. } => Err(message),
+        _ => Err("the daemon gave an answer that does not fit a get".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_hosts() {
+        let cases = [
+            (
+                "111122223333.dkr.ecr.eu-west-1.amazonaws.com/app:v1",
+                "111122223333.dkr.ecr.eu-west-1.amazonaws.com",
+            ),
+            (
+                "111122223333.dkr.ecr.eu-west-1.amazonaws.com/team/app@sha256:00",
+                "111122223333.dkr.ecr.eu-west-1.amazonaws.com",
+            ),
+            ("127.0.0.1:5000/app", "127.0.0.1:5000"),
+            ("localhost/app", "localhost"),
+            ("nginx", "docker.io"),
+            ("library/nginx:1", "docker.io"),
+        ];
+        for (image, host) in cases {
+            assert_eq!(image_host(image), host, "{image}");
+        }
+    }
+
+    #[test]
+    fn bad_requests_are_refused_on_stderr() {
+        let cases = [
+            ("{", "malformed CredentialProviderRequest"),
+            (
+                "{\"apiVersion\":\"credentialprovider.kubelet.k8s.io/v1alpha1\",\"kind\":\"CredentialProviderRequest\",\"image\":\"x/y\"}",
+                "unsupported apiVersion \"credentialprovider.kubelet.k8s.io/v1alpha1\"",
+            ),
+            ("{\"apiVersion\":\"credentialprovider.kubelet.k8s.io/v1\",\"kind\":\"Other\",\"image\":\"x/y\"}", "unexpected kind"),
+        ];
+        for (input, want) in cases {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = run(&mut input.as_bytes(), &mut out, &mut err, Path::new("/nonexistent.sock"));
+            let err = String::from_utf8(err).unwrap();
+            assert_eq!(code, 1);
+            assert!(out.is_empty());
+            assert!(err.starts_with("ecr-credd-kubelet-provider: ") && err.contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn golden_response() {
+        let r = CredentialProviderResponse {
+            api_version: API_VERSION,
+            kind: "CredentialProviderResponse",
+            cache_key_type: "Registry",
+            cache_duration: "21300s".into(),
+            auth: BTreeMap::from([(
+                "127.0.0.1:5000".to_owned(),
+                AuthConfig { username: "AWS".into(), password: "pw".into() },
+            )]),
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            "{\"apiVersion\":\"credentialprovider.kubelet.k8s.io/v1\",\"kind\":\"CredentialProviderResponse\",\"cacheKeyType\":\"Registry\",\"cacheDuration\":\"21300s\",\"auth\":{\"127.0.0.1:5000\":{\"username\":\"AWS\",\"password\":\"pw\"}}}"
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! The kubelet credential provider driven as the kubelet drives it, against
+//! the daemon and moto.
+
+mod support;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::*;
+
+const PROVIDER: &str = env!("CARGO_BIN_EXE_ecr-credd-kubelet-provider");
+const ALIAS: &str = "127.0.0.1:5000";
+
+fn provide(socket: &std::path::Path, request: &str) -> (i32, String, String) {
+    let mut child = clean_command(PROVIDER, std::path::Path::new("/nonexistent"))
+        .env("ECR_CREDD_SOCKET", socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(request.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn request(image: &str) -> String {
+    format!("{{\"apiVersion\":\"credentialprovider.kubelet.k8s.io/v1\",\"kind\":\"CredentialProviderRequest\",\"image\":\"{image}\"}}")
+}
+
+#[test]
+fn kubelet_provider_answers_from_the_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    let config = format!("[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n");
+    let daemon = Daemon::start(tmp.path(), &config, &Daemon::aws_env(&moto, &imds), "info");
+    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
+
+    let (code, out, err) = provide(&daemon.socket, &request(&format!("{ALIAS}/team/app:v1")));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["apiVersion"], "credentialprovider.kubelet.k8s.io/v1");
+    assert_eq!(v["kind"], "CredentialProviderResponse");
+    assert_eq!(v["cacheKeyType"], "Registry");
+    assert_eq!(v["auth"][ALIAS]["username"], "AWS");
+    assert_eq!(v["auth"][ALIAS]["password"], PASSWORD);
+    let secs: u64 = v["cacheDuration"].as_str().unwrap().trim_end_matches('s').parse().unwrap();
+    assert!(
+        (12 * 3600 - 600..=12 * 3600 - 300).contains(&secs),
+        "cacheDuration {secs}s: lifetime minus the margin"
+    );
+
+    // An unlisted ECR image is served too; Docker Hub is refused on stderr.
+    let (code, out, _) = provide(&daemon.socket, &request(&format!("{ECR_HOST}/app@sha256:00")));
+    assert_eq!(code, 0);
+    assert!(out.contains("123456789012-auth-token"));
+    let (code, out, err) = provide(&daemon.socket, &request("nginx:latest"));
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(err, "ecr-credd-kubelet-provider: docker.io (from image \"nginx:latest\") is not a registry ecr-credd serves\n");
+    assert_eq!(moto.counts(), (1, 2));
+}
