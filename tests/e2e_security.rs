@@ -258,7 +258,9 @@ fn hostile_input_gets_specific_errors_while_others_are_served() {
     during.sort();
     let (p50_before, p50_during) = (normal[25], during[25]);
     eprintln!("get latency p50 before {p50_before:?}, during {p50_during:?}, worst during {:?}", during[49]);
-    assert!(during[49] < Duration::from_millis(250), "a get took {:?} under attack", during[49]);
+    // Stalled clients would cost 5 s each if they held up a worker; on a busy
+    // CI machine a get may still stall briefly, so the bound is loose.
+    assert!(during[49] < Duration::from_secs(1), "a get took {:?} under attack", during[49]);
     drop(stalled);
     assert!(daemon.helper("get", ALIAS).0 == 0);
 }
