@@ -73,7 +73,10 @@ pub enum Command {
         /// AWS partition (aws, aws-cn, aws-us-gov, ...).
         #[arg(long, default_value = "aws")]
         partition: String,
-        /// Print one JSON object instead of annotated documents.
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::policy::Format,
+        /// Same as --format json.
         #[arg(long)]
         json: bool,
     },

@@ -239,5 +239,31 @@ pub fn render_text(setup: &Setup, docs: &Documents) -> String {
     )
 }
 
+mod render;
+pub use render::{cloudformation, terraform};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The four documents, each with where it goes.
+    Text,
+    /// One JSON object with the four documents.
+    Json,
+    /// Terraform resources for both accounts.
+    Terraform,
+    /// CloudFormation templates for both accounts.
+    Cloudformation,
+}
+
+/// The documents in `format`.
+pub fn render(setup: &Setup, docs: &Documents, format: Format) -> String {
+    match format {
+        Format::Text => render_text(setup, docs),
+        Format::Json => serde_json::to_string_pretty(docs).unwrap_or_default() + "\n",
+        Format::Terraform => terraform(setup, docs),
+        Format::Cloudformation => cloudformation(setup, docs),
+    }
+}
+
 #[cfg(test)]
 mod tests;

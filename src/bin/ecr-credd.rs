@@ -53,6 +53,7 @@ fn real_main() -> Result<()> {
             access,
             external_id,
             partition,
+            format,
             json,
         } => {
             let setup = ecr_credd::policy::Setup {
@@ -66,11 +67,8 @@ fn real_main() -> Result<()> {
                 partition,
             };
             let docs = setup.documents()?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&docs)?);
-            } else {
-                print!("{}", ecr_credd::policy::render_text(&setup, &docs));
-            }
+            let format = if json { ecr_credd::policy::Format::Json } else { format };
+            print!("{}", ecr_credd::policy::render(&setup, &docs, format));
             Ok(())
         }
         Command::Man { dir } => {

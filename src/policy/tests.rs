@@ -105,3 +105,32 @@ fn bad_input_is_named() {
     s.repositories = vec!["bad repo".into()];
     assert!(s.documents().unwrap_err().to_string().starts_with("--repository:"));
 }
+
+#[test]
+fn terraform_and_cloudformation_embed_the_same_documents() {
+    let s = setup(Access::Push);
+    let docs = s.documents().unwrap();
+    let tf = render(&s, &docs, Format::Terraform);
+    for needle in [
+        "resource \"aws_iam_role\" \"ecr_access_from_b\"",
+        "assume_role_policy = jsonencode({",
+        "resource \"aws_ecr_repository_policy\" \"team_app\"",
+        "repository = \"team/app\"",
+        "role   = \"web-nodes\"",
+        "\"sts:ExternalId\": \"fleet-7\"",
+    ] {
+        assert!(tf.contains(needle), "missing {needle:?} in\n{tf}");
+    }
+    let cfn = render(&s, &docs, Format::Cloudformation);
+    let parts: Vec<&str> = cfn.split("# ---- stack in account ").skip(1).collect();
+    assert_eq!(parts.len(), 2);
+    for part in parts {
+        let json = part.split_once('\n').unwrap().1;
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(v["AWSTemplateFormatVersion"], "2010-09-09");
+        let res = v["Resources"].as_object().unwrap().values().next().unwrap();
+        assert!(res["Type"] == "AWS::IAM::Role" || res["Type"] == "AWS::IAM::Policy");
+    }
+    let json: Documents = serde_json::from_str(&render(&s, &docs, Format::Json)).unwrap();
+    assert_eq!(json, docs);
+}
