@@ -47,6 +47,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check every step from IMDS to the registry and say which setup step is missing.
+    Doctor {
+        /// Registries to check, as HOST or HOST/REPO [default: all configured].
+        hosts: Vec<String>,
+        /// Config file [default: $ECR_CREDD_CONFIG or /etc/ecr-credd/config.toml].
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Daemon socket [default: $ECR_CREDD_SOCKET or the config's].
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the four IAM documents of the cross-account setup.
     Policy {
         /// Account A, which owns the registry.

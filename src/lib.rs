@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
+pub mod doctor;
 pub mod ecr;
 pub mod health;
 pub mod helper;

@@ -207,28 +207,6 @@ fn basic_auth_get(port: u16, userpass: &str) -> (u16, String) {
     (raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), raw)
 }
 
-/// moto with IAM enforced, an instance role allowed only `allow`, and a
-/// registry role with no permissions; IMDS serves the instance role's session.
-fn iam_bed(dir: &std::path::Path, allow: &str) -> (Moto, Imds, String) {
-    let moto = Moto::start(dir);
-    let out = clean_command(format!("{ROOT}/.venv/bin/python"), dir)
-        .arg(format!("{ROOT}/testbed/moto_iam.py"))
-        .arg(moto.endpoint())
-        .arg(allow)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let key = |k: &str| keys[k].as_str().unwrap().to_owned();
-    let (akid, secret, token) = (key("AccessKeyId"), key("SecretAccessKey"), key("Token"));
-    let imds = Imds::start_with(
-        dir,
-        &[("IMDS_ACCESS_KEY_ID", &akid), ("IMDS_SECRET_ACCESS_KEY", &secret), ("IMDS_TOKEN", &token)],
-    );
-    assert_eq!(http(moto.port, "POST", "/moto-api/reset-auth", "0").0, 200);
-    (moto, imds, keys["RoleArn"].as_str().unwrap().to_owned())
-}
-
 fn denied_message(allow: &str) -> (String, u64, u64) {
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds, role) = iam_bed(tmp.path(), allow);

@@ -44,6 +44,38 @@ fn real_main() -> Result<()> {
             print!("{}", cli::get(&host, socket)?);
             Ok(())
         }
+        Command::Doctor { hosts, config, socket, json } => {
+            let (_, config) = cli::load_config(config)?;
+            let targets = ecr_credd::doctor::targets(&config, &hosts).map_err(anyhow::Error::msg)?;
+            let socket = socket
+                .or_else(|| std::env::var_os("ECR_CREDD_SOCKET").map(Into::into))
+                .unwrap_or_else(|| config.socket.clone());
+            let mut homes: Vec<std::path::PathBuf> =
+                std::env::var_os("HOME").map(Into::into).into_iter().collect();
+            homes.push("/root".into());
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let checks = runtime.block_on(async {
+                let base = sdk_config().await;
+                ecr_credd::doctor::run(&base, &config, &targets, &socket, &homes).await
+            });
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "ok": checks.iter().all(|c| c.ok), "checks": checks })
+                    )?
+                );
+            } else {
+                print!("{}", ecr_credd::doctor::render_text(&checks));
+            }
+            if !checks.iter().all(|c| c.ok) {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Policy {
             registry_account,
             instance_account,

@@ -1,0 +1,352 @@
+//! `ecr-credd doctor`: walks IMDS -> identity -> AssumeRole ->
+//! GetAuthorizationToken -> registry -> daemon -> client config for each
+//! registry and says which setup step is missing, with the fix.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_config::imds::credentials::ImdsCredentialsProvider;
+use aws_config::SdkConfig;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::Credentials;
+use aws_sdk_sts::config::Region;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use serde::Serialize;
+
+use crate::config::{Config, RegistryConfig};
+use crate::credentials::describe_sdk_error;
+use crate::ecr::decode_token;
+use crate::policy::{Access, Setup};
+use crate::registry::normalize_host;
+
+mod classify;
+mod local;
+
+pub use classify::{assume_role_fix, classify_assume_role, get_token_fix, AssumeRoleCause};
+
+/// Every network step gives up after this.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked, e.g. `sts:AssumeRole`.
+    pub check: String,
+    /// The registry, when the check is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+    /// What to do, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn pass(check: &str, registry: Option<&str>, detail: String) -> Self {
+        Check { check: check.into(), registry: registry.map(Into::into), ok: true, detail, fix: None }
+    }
+    fn fail(check: &str, registry: Option<&str>, detail: String, fix: String) -> Self {
+        Check { check: check.into(), registry: registry.map(Into::into), ok: false, detail, fix: Some(fix) }
+    }
+}
+
+/// What doctor looks at.
+pub struct Target {
+    /// The registry as configured (or as an unlisted ECR host).
+    pub registry: RegistryConfig,
+    /// `HOST/REPO` given on the command line: the repository to probe.
+    pub repository: Option<String>,
+}
+
+/// The registries to examine: those named on the command line, else all configured.
+pub fn targets(config: &Config, args: &[String]) -> Result<Vec<Target>, String> {
+    if args.is_empty() {
+        return Ok(config
+            .registries
+            .iter()
+            .map(|r| Target { registry: r.clone(), repository: None })
+            .collect());
+    }
+    args.iter()
+        .map(|arg| {
+            let trimmed = arg.trim().trim_start_matches("https://").trim_start_matches("http://");
+            let (host_part, repo) = match trimmed.split_once('/') {
+                Some((h, r)) if !r.is_empty() => (h, Some(r.trim_end_matches('/').to_owned())),
+                _ => (trimmed, None),
+            };
+            let host = normalize_host(host_part).map_err(|e| format!("{arg}: {e}"))?;
+            let registry = config
+                .registries
+                .iter()
+                .find(|r| r.host == host)
+                .cloned()
+                .or_else(|| RegistryConfig::unlisted(&host))
+                .ok_or_else(|| format!("{host} is neither configured nor an ECR hostname"))?;
+            Ok(Target { registry, repository: repo })
+        })
+        .collect()
+}
+
+async fn within<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(STEP_TIMEOUT, fut).await.ok()
+}
+
+/// Runs every check; never hangs (each network step has a timeout).
+pub async fn run(
+    base: &SdkConfig,
+    config: &Config,
+    targets: &[Target],
+    socket: &Path,
+    homes: &[PathBuf],
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let imds = aws_config::imds::Client::builder().build();
+    let imds_fix =
+        "the instance needs an instance profile (aws ec2 associate-iam-instance-profile) and IMDSv2 \
+         reachable: HttpTokens=required is fine; from containers HttpPutResponseHopLimit must be 2 or more; \
+         AWS_EC2_METADATA_SERVICE_ENDPOINT overrides the address";
+    let role_name = match within(imds.get("/latest/meta-data/iam/security-credentials/")).await {
+        Some(Ok(names)) if !names.as_ref().trim().is_empty() => {
+            let name = names.as_ref().lines().next().unwrap_or_default().to_owned();
+            checks.push(Check::pass("IMDSv2", None, format!("instance profile role {name}")));
+            Some(name)
+        }
+        Some(Ok(_)) => {
+            checks.push(Check::fail(
+                "IMDSv2",
+                None,
+                "no instance profile is attached".into(),
+                imds_fix.into(),
+            ));
+            None
+        }
+        Some(Err(e)) => {
+            checks.push(Check::fail("IMDSv2", None, DisplayErrorContext(&e).to_string(), imds_fix.into()));
+            None
+        }
+        None => {
+            checks.push(Check::fail(
+                "IMDSv2",
+                None,
+                format!("no answer within {STEP_TIMEOUT:?}"),
+                imds_fix.into(),
+            ));
+            None
+        }
+    };
+    let instance = match role_name {
+        Some(_) => within(ImdsCredentialsProvider::builder().build().provide_credentials())
+            .await
+            .and_then(Result::ok),
+        None => None,
+    };
+    let region = targets.first().map_or("us-east-1".to_owned(), |t| t.registry.region.clone());
+    let identity = match &instance {
+        Some(creds) => {
+            let sts = sts_client(base, &region, creds.clone());
+            match within(sts.get_caller_identity().send()).await {
+                Some(Ok(out)) => {
+                    let arn = out.arn().unwrap_or_default().to_owned();
+                    checks.push(Check::pass(
+                        "instance identity",
+                        None,
+                        format!("account {} as {arn}", out.account().unwrap_or("?")),
+                    ));
+                    Some(arn)
+                }
+                Some(Err(e)) => {
+                    let (_, reason) = describe_sdk_error(&e);
+                    checks.push(Check::fail(
+                        "instance identity",
+                        None,
+                        format!("sts:GetCallerIdentity: {reason}"),
+                        "check outbound access to STS (proxy, VPC endpoint) and the instance credentials"
+                            .into(),
+                    ));
+                    None
+                }
+                None => {
+                    checks.push(Check::fail(
+                        "instance identity",
+                        None,
+                        "STS did not answer in time".into(),
+                        "check outbound HTTPS to STS".into(),
+                    ));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    for target in targets {
+        let registry_checks = match &instance {
+            Some(creds) => check_registry(base, target, creds, identity.as_deref()).await,
+            None => Vec::new(),
+        };
+        checks.extend(registry_checks);
+    }
+    checks.extend(local::daemon(socket, targets).await);
+    checks.extend(local::client_config(targets, homes));
+    let _ = config;
+    checks
+}
+
+fn sts_client(base: &SdkConfig, region: &str, creds: Credentials) -> aws_sdk_sts::Client {
+    let conf = aws_sdk_sts::config::Builder::from(base)
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_sts::Client::from_conf(conf)
+}
+
+async fn check_registry(
+    base: &SdkConfig,
+    target: &Target,
+    instance: &Credentials,
+    identity: Option<&str>,
+) -> Vec<Check> {
+    let r = &target.registry;
+    let host = Some(r.host.as_str());
+    let mut checks = Vec::new();
+    let setup = Setup {
+        registry_account: r.account.clone(),
+        instance_account: identity.and_then(|a| a.split(':').nth(4)).unwrap_or("<B>").to_owned(),
+        role_name: r.role_arn.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or("<role>").to_owned(),
+        instance_role: identity.and_then(|a| a.split('/').nth(1)).map(str::to_owned),
+        repositories: target.repository.iter().cloned().collect(),
+        access: Access::Pull,
+        external_id: r.external_id.clone(),
+        partition: "aws".into(),
+    };
+    let creds = match &r.role_arn {
+        Some(role_arn) => {
+            let sts = sts_client(base, &r.region, instance.clone());
+            let call = sts
+                .assume_role()
+                .role_arn(role_arn)
+                .role_session_name(&r.session_name)
+                .set_external_id(r.external_id.clone())
+                .send();
+            match within(call).await {
+                Some(Ok(out)) => match out.credentials() {
+                    Some(c) => {
+                        checks.push(Check::pass("sts:AssumeRole", host, format!("assumed {role_arn}")));
+                        Credentials::new(
+                            c.access_key_id(),
+                            c.secret_access_key(),
+                            Some(c.session_token().to_owned()),
+                            None,
+                            "doctor",
+                        )
+                    }
+                    None => {
+                        checks.push(Check::fail(
+                            "sts:AssumeRole",
+                            host,
+                            "no credentials in the answer".into(),
+                            "retry; STS answered oddly".into(),
+                        ));
+                        return checks;
+                    }
+                },
+                Some(Err(e)) => {
+                    let (denied, reason) = describe_sdk_error(&e);
+                    let cause = classify_assume_role(denied, &reason);
+                    checks.push(Check::fail(
+                        "sts:AssumeRole",
+                        host,
+                        format!("{role_arn}: {reason}"),
+                        assume_role_fix(cause, &setup, r.external_id.is_some()),
+                    ));
+                    return checks;
+                }
+                None => {
+                    checks.push(Check::fail(
+                        "sts:AssumeRole",
+                        host,
+                        "STS did not answer in time".into(),
+                        "check outbound HTTPS to STS".into(),
+                    ));
+                    return checks;
+                }
+            }
+        }
+        None => instance.clone(),
+    };
+    let conf = aws_sdk_ecr::config::Builder::from(base)
+        .region(Region::new(r.region.clone()))
+        .credentials_provider(creds)
+        .build();
+    #[allow(deprecated)]
+    let call = aws_sdk_ecr::Client::from_conf(conf).get_authorization_token().registry_ids(&r.account).send();
+    let password = match within(call).await {
+        Some(Ok(out)) => {
+            // Never `{:?}` the output: it holds the token.
+            match out.authorization_data().first().and_then(|d| d.authorization_token()).map(decode_token) {
+                Some(Ok((user, password))) => {
+                    checks.push(Check::pass(
+                        "ecr:GetAuthorizationToken",
+                        host,
+                        format!("token for {} in {}", r.account, r.region),
+                    ));
+                    (user, password)
+                }
+                _ => {
+                    checks.push(Check::fail(
+                        "ecr:GetAuthorizationToken",
+                        host,
+                        "the token is unusable".into(),
+                        "retry; ECR answered oddly".into(),
+                    ));
+                    return checks;
+                }
+            }
+        }
+        Some(Err(e)) => {
+            let (denied, reason) = describe_sdk_error(&e);
+            checks.push(Check::fail(
+                "ecr:GetAuthorizationToken",
+                host,
+                reason,
+                get_token_fix(denied, &setup),
+            ));
+            return checks;
+        }
+        None => {
+            checks.push(Check::fail(
+                "ecr:GetAuthorizationToken",
+                host,
+                "ECR did not answer in time".into(),
+                "check outbound HTTPS to ECR".into(),
+            ));
+            return checks;
+        }
+    };
+    checks.push(
+        local::registry_reachable(r, target.repository.as_deref(), &password.0, password.1.expose(), &setup)
+            .await,
+    );
+    checks
+}
+
+/// The report as lines for a person.
+pub fn render_text(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let mark = if c.ok { "ok  " } else { "FAIL" };
+        let reg = c.registry.as_deref().map(|r| format!(" [{r}]")).unwrap_or_default();
+        out += &format!("{mark} {}{reg}: {}\n", c.check, c.detail);
+        if let Some(fix) = &c.fix {
+            for line in fix.lines() {
+                out += &format!("       {line}\n");
+            }
+        }
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    out +=
+        &if failed == 0 { "all checks passed\n".to_owned() } else { format!("{failed} check(s) failed\n") };
+    out
+}

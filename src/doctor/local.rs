@@ -1,0 +1,245 @@
+//! Doctor's checks on this machine and the registry: the registry accepts
+//! the token, the daemon's socket, and the clients' configuration.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use http_body_util::Empty;
+use hyper::body::Bytes;
+
+use super::classify::repository_fix;
+use super::{within, Check, Target};
+use crate::client;
+use crate::config::RegistryConfig;
+use crate::policy::Setup;
+use crate::wire::{Request, RequestBody, ResponseBody};
+
+/// Plain HTTP for loopback test registries, HTTPS for everything else.
+fn base_url(host: &str) -> String {
+    let loopback = host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+    format!("{}://{host}", if loopback { "http" } else { "https" })
+}
+
+/// `GET /v2/` (or the repository's tag list) with the token.
+pub async fn registry_reachable(
+    r: &RegistryConfig,
+    repo: Option<&str>,
+    user: &str,
+    password: &str,
+    setup: &Setup,
+) -> Check {
+    let host = Some(r.host.as_str());
+    let path = repo.map_or_else(|| "/v2/".to_owned(), |repo| format!("/v2/{repo}/tags/list"));
+    let url = format!("{}{path}", base_url(&r.host));
+    let connector = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b.https_or_http().enable_http1().build(),
+        Err(e) => {
+            return Check::fail(
+                "registry",
+                host,
+                format!("no TLS roots: {e}"),
+                "install ca-certificates".into(),
+            )
+        }
+    };
+    let client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let request = hyper::Request::get(&url)
+        .header(hyper::header::AUTHORIZATION, format!("Basic {auth}"))
+        .body(Empty::<Bytes>::new());
+    let request = match request {
+        Ok(req) => req,
+        Err(e) => return Check::fail("registry", host, format!("{url}: {e}"), "check the host name".into()),
+    };
+    match within(client.request(request)).await {
+        Some(Ok(resp)) => {
+            let status = resp.status().as_u16();
+            match status {
+                200..=299 => {
+                    Check::pass("registry", host, format!("GET {path} with the token: HTTP {status}"))
+                }
+                401 | 403 => Check::fail(
+                    "registry",
+                    host,
+                    format!("GET {path} refused the token: HTTP {status}"),
+                    repository_fix(setup),
+                ),
+                404 if repo.is_some() => Check::fail(
+                    "registry",
+                    host,
+                    format!("GET {path}: HTTP 404"),
+                    "the repository does not exist (or the name is misspelt)".into(),
+                ),
+                _ => Check::fail(
+                    "registry",
+                    host,
+                    format!("GET {path}: HTTP {status}"),
+                    "unexpected answer from the registry".into(),
+                ),
+            }
+        }
+        Some(Err(e)) => Check::fail(
+            "registry",
+            host,
+            format!("{url}: {e}"),
+            "check DNS, the VPC endpoint for ECR (dkr), and outbound HTTPS".into(),
+        ),
+        None => Check::fail(
+            "registry",
+            host,
+            format!("{url}: no answer in time"),
+            "check outbound HTTPS to the registry".into(),
+        ),
+    }
+}
+
+fn group_name(gid: u32) -> String {
+    std::fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == gid.to_string()).then(|| f[0].to_owned())
+            })
+        })
+        .unwrap_or_else(|| gid.to_string())
+}
+
+/// The daemon: socket present, its mode and group, reachable, tokens ready.
+pub async fn daemon(socket: &Path, targets: &[Target]) -> Vec<Check> {
+    let start = "start it: systemctl enable --now ecr-credd.socket ecr-credd.service";
+    let meta = match std::fs::metadata(socket) {
+        Ok(m) => m,
+        Err(e) => {
+            return vec![Check::fail(
+                "daemon socket",
+                None,
+                format!("{}: {e}", socket.display()),
+                start.into(),
+            )]
+        }
+    };
+    let mut checks = vec![Check::pass(
+        "daemon socket",
+        None,
+        format!(
+            "{} mode {:04o} group {}",
+            socket.display(),
+            meta.permissions().mode() & 0o7777,
+            group_name(meta.gid())
+        ),
+    )];
+    let path = socket.to_owned();
+    let status =
+        tokio::task::spawn_blocking(move || client::request(&path, &Request::new(RequestBody::Status))).await;
+    match status {
+        Ok(Ok(resp)) => match resp.body {
+            ResponseBody::Status { registries, .. } => {
+                for t in targets {
+                    let host = Some(t.registry.host.as_str());
+                    match registries.iter().find(|s| s.host == t.registry.host) {
+                        Some(s) if s.ready => checks.push(Check::pass(
+                            "daemon token",
+                            host,
+                            "the daemon holds a usable token".into(),
+                        )),
+                        Some(s) => checks.push(Check::fail(
+                            "daemon token",
+                            host,
+                            s.last_error.clone().unwrap_or_else(|| "no token yet".into()),
+                            "see the failing step above; the daemon retries with backoff".into(),
+                        )),
+                        None => checks.push(Check::fail(
+                            "daemon token",
+                            host,
+                            "the running daemon does not serve this registry".into(),
+                            "add it to the config and run: systemctl reload ecr-credd".into(),
+                        )),
+                    }
+                }
+            }
+            ResponseBody::Error { message, .. } => checks.push(Check::fail(
+                "daemon access",
+                None,
+                message,
+                "add this user to the socket's group (usermod -aG docker USER), or to [server] allowed_uids"
+                    .into(),
+            )),
+            _ => checks.push(Check::fail(
+                "daemon access",
+                None,
+                "unexpected answer".into(),
+                "upgrade ecr-credd and the helper together".into(),
+            )),
+        },
+        Ok(Err(e)) => checks.push(Check::fail(
+            "daemon access",
+            None,
+            e.to_string(),
+            "add this user to the socket's group (usermod -aG docker USER), or start the daemon".into(),
+        )),
+        Err(e) => checks.push(Check::fail("daemon access", None, e.to_string(), start.into())),
+    }
+    checks
+}
+
+/// Whether docker's and containers' auth files route each host to the helper.
+pub fn client_config(targets: &[Target], homes: &[PathBuf]) -> Vec<Check> {
+    // The invoking user's docker config must exist; the others are checked when present.
+    let mut files: Vec<PathBuf> = homes.iter().take(1).map(|h| h.join(".docker/config.json")).collect();
+    let mut optional: Vec<PathBuf> =
+        homes.iter().skip(1).map(|h| h.join(".docker/config.json")).filter(|f| !files.contains(f)).collect();
+    files.dedup();
+    if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE") {
+        optional.push(PathBuf::from(f));
+    }
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+        optional.push(PathBuf::from(d).join("containers/auth.json"));
+    }
+    let mut checks = Vec::new();
+    for (file, required) in files.iter().map(|f| (f, true)).chain(optional.iter().map(|f| (f, false))) {
+        let value: Option<serde_json::Value> =
+            std::fs::read_to_string(file).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let Some(value) = value else {
+            if required {
+                let snippet = format!(
+                    "{{\"credHelpers\": {{{}}}}}",
+                    targets
+                        .iter()
+                        .map(|t| format!("\"{}\": \"ecr-credd\"", t.registry.host))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                checks.push(Check::fail(
+                    "client config",
+                    None,
+                    format!("{} is missing or not JSON", file.display()),
+                    format!("create it with: {snippet}"),
+                ));
+            }
+            continue;
+        };
+        for t in targets {
+            let host = t.registry.host.as_str();
+            let helper = value["credHelpers"][host].as_str();
+            let store = value["credsStore"].as_str();
+            if helper == Some("ecr-credd") || (helper.is_none() && store == Some("ecr-credd")) {
+                checks.push(Check::pass(
+                    "client config",
+                    Some(host),
+                    format!("{} routes it to docker-credential-ecr-credd", file.display()),
+                ));
+            } else {
+                checks.push(Check::fail(
+                    "client config",
+                    Some(host),
+                    format!("{} does not route it to the helper", file.display()),
+                    format!("add to {}: \"credHelpers\": {{\"{host}\": \"ecr-credd\"}}", file.display()),
+                ));
+            }
+        }
+    }
+    checks
+}

@@ -1,0 +1,167 @@
+//! `ecr-credd doctor` against moto (IAM enforced where a scenario needs it),
+//! the IMDS double and a real registry: each broken setup step is named.
+//! moto does not evaluate cross-account trust policies, so the trust-policy
+//! and external-id cases are unit tests in src/doctor/classify.rs.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::*;
+
+const REPO_CONFIG: &str =
+    "[[registry]]\nhost = \"HOST\"\nregistry_id = \"ACCOUNT\"\nregion = \"us-east-1\"\nrole_arn = \"ROLE\"\n";
+
+/// Runs doctor with a HOME whose docker config routes `host` to the helper
+/// (unless `configured` is false); returns (exit code, output).
+fn doctor(
+    dir: &Path,
+    config: &str,
+    env: &[(&str, String)],
+    host: &str,
+    configured: bool,
+    json: bool,
+) -> (i32, String) {
+    let home = dir.join("home");
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    let docker =
+        if configured { format!("{{\"credHelpers\":{{\"{host}\":\"ecr-credd\"}}}}") } else { "{}".into() };
+    std::fs::write(home.join(".docker/config.json"), docker).unwrap();
+    let path = Daemon::write_config(dir, config);
+    let mut cmd = clean_command(DAEMON, &home);
+    cmd.args(["doctor", "--config"]).arg(&path).arg("--socket").arg(dir.join("run/ecr-credd.sock"));
+    if json {
+        cmd.arg("--json");
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let start = std::time::Instant::now();
+    let out = cmd.output().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(40), "doctor must not hang");
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+fn config_for(host: &str, account: &str, role: &str) -> String {
+    REPO_CONFIG.replace("HOST", host).replace("ACCOUNT", account).replace("ROLE", role)
+}
+
+#[test]
+fn a_working_setup_passes_every_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    let registry = Registry::start(tmp.path(), PASSWORD);
+    let config = config_for(&registry.host(), ACCOUNT, ROLE);
+    let env = Daemon::aws_env(&moto, &imds);
+    let daemon = Daemon::start(tmp.path(), &config, &env, "info");
+    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", &registry.host()).0 == 0);
+    let (code, out) = doctor(tmp.path(), &config, &env, &registry.host(), true, false);
+    assert_eq!(code, 0, "{out}");
+    for line in [
+        "ok   IMDSv2",
+        "ok   instance identity",
+        "ok   sts:AssumeRole",
+        "ok   ecr:GetAuthorizationToken",
+        "ok   registry",
+        "ok   daemon socket",
+        "ok   daemon token",
+        "ok   client config",
+        "all checks passed",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    assert!(!out.contains(PASSWORD), "doctor prints no secret");
+    let (code, json) = doctor(tmp.path(), &config, &env, &registry.host(), true, true);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["checks"].as_array().unwrap().len() >= 8);
+}
+
+#[test]
+fn each_broken_step_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+
+    // IMDS down.
+    let (moto, imds) = (Moto::start(home), Imds::start(home));
+    imds.control("fail", "on");
+    let d = home.join("imds");
+    std::fs::create_dir_all(&d).unwrap();
+    let (code, out) = doctor(
+        &d,
+        &config_for("127.0.0.1:5000", ACCOUNT, ROLE),
+        &Daemon::aws_env(&moto, &imds),
+        "127.0.0.1:5000",
+        true,
+        false,
+    );
+    assert_eq!(code, 1);
+    assert!(out.contains("FAIL IMDSv2") && out.contains("HttpPutResponseHopLimit"), "{out}");
+    imds.control("fail", "off");
+
+    // The registry refuses the token: step 3.
+    let registry = Registry::start(home, "not-the-token");
+    let d = home.join("repo");
+    std::fs::create_dir_all(&d).unwrap();
+    let (code, out) = doctor(
+        &d,
+        &config_for(&registry.host(), ACCOUNT, ROLE),
+        &Daemon::aws_env(&moto, &imds),
+        &registry.host(),
+        false,
+        false,
+    );
+    assert_eq!(code, 1);
+    assert!(out.contains("ok   ecr:GetAuthorizationToken"), "{out}");
+    assert!(
+        out.contains("FAIL registry") && out.contains("setup step 3") && out.contains("ecr:BatchGetImage"),
+        "{out}"
+    );
+    // The helper is not configured in docker's config, and no daemon runs.
+    assert!(out.contains("FAIL client config") && out.contains("credHelpers"), "{out}");
+    assert!(
+        out.contains("FAIL daemon socket") && out.contains("systemctl enable --now ecr-credd.socket"),
+        "{out}"
+    );
+    drop((moto, imds));
+
+    // The instance role may not assume the role: step 4 (or 2).
+    let d = home.join("no-assume");
+    std::fs::create_dir_all(&d).unwrap();
+    let (moto, imds, role) = iam_bed(&d, "ecr:GetAuthorizationToken");
+    let (code, out) = doctor(
+        &d,
+        &config_for("127.0.0.1:5000", "123456789012", &role),
+        &Daemon::aws_env(&moto, &imds),
+        "127.0.0.1:5000",
+        true,
+        false,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("FAIL sts:AssumeRole") && out.contains("setup step 4") && out.contains("setup step 2"),
+        "{out}"
+    );
+    drop((moto, imds));
+
+    // The role may not get a token: step 1.
+    let d = home.join("no-token");
+    std::fs::create_dir_all(&d).unwrap();
+    let (moto, imds, role) = iam_bed(&d, "sts:AssumeRole");
+    let (code, out) = doctor(
+        &d,
+        &config_for("127.0.0.1:5000", "123456789012", &role),
+        &Daemon::aws_env(&moto, &imds),
+        "127.0.0.1:5000",
+        true,
+        false,
+    );
+    assert_eq!(code, 1);
+    assert!(out.contains("ok   sts:AssumeRole"), "{out}");
+    assert!(out.contains("FAIL ecr:GetAuthorizationToken") && out.contains("setup step 1"), "{out}");
+}
