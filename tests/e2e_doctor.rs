@@ -60,6 +60,7 @@ fn a_working_setup_passes_every_check() {
     let daemon = Daemon::start(tmp.path(), &config, &env, "info");
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", &registry.host()).0 == 0);
     let (code, out) = doctor(tmp.path(), &config, &env, &registry.host(), true, false);
+    eprintln!("---- doctor, healthy setup ----\n{out}");
     assert_eq!(code, 0, "{out}");
     for line in [
         "ok   IMDSv2",
@@ -80,6 +81,22 @@ fn a_working_setup_passes_every_check() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["ok"], true);
     assert!(v["checks"].as_array().unwrap().len() >= 8);
+
+    // HOST/REPO:TAG heads the manifest: a missing tag is named as such.
+    let home = tmp.path().join("home");
+    let out = clean_command(DAEMON, &home)
+        .args(["doctor", "--config"])
+        .arg(tmp.path().join("config.toml"))
+        .arg(format!("{}/missing:v1", registry.host()))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.contains("HEAD /v2/missing/manifests/v1: HTTP 404") && text.contains("does not exist"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -100,6 +117,7 @@ fn each_broken_step_is_named() {
         true,
         false,
     );
+    eprintln!("---- doctor, IMDS down ----\n{out}");
     assert_eq!(code, 1);
     assert!(out.contains("FAIL IMDSv2") && out.contains("HttpPutResponseHopLimit"), "{out}");
     imds.control("fail", "off");
@@ -116,6 +134,7 @@ fn each_broken_step_is_named() {
         false,
         false,
     );
+    eprintln!("---- doctor, registry refuses the token, helper not configured, no daemon ----\n{out}");
     assert_eq!(code, 1);
     assert!(out.contains("ok   ecr:GetAuthorizationToken"), "{out}");
     assert!(
@@ -161,6 +180,7 @@ fn each_broken_step_is_named() {
         true,
         false,
     );
+    eprintln!("---- doctor, role lacks ecr:GetAuthorizationToken ----\n{out}");
     assert_eq!(code, 1);
     assert!(out.contains("ok   sts:AssumeRole"), "{out}");
     assert!(out.contains("FAIL ecr:GetAuthorizationToken") && out.contains("setup step 1"), "{out}");

@@ -30,7 +30,13 @@ pub async fn registry_reachable(
     setup: &Setup,
 ) -> Check {
     let host = Some(r.host.as_str());
-    let path = repo.map_or_else(|| "/v2/".to_owned(), |repo| format!("/v2/{repo}/tags/list"));
+    // HOST/REPO:TAG heads the manifest; HOST/REPO lists tags; HOST alone is /v2/.
+    let path = match repo.map(|r| r.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).ok_or(r)) {
+        None => "/v2/".to_owned(),
+        Some(Ok((name, tag))) => format!("/v2/{name}/manifests/{tag}"),
+        Some(Err(name)) => format!("/v2/{name}/tags/list"),
+    };
+    let method = if path.contains("/manifests/") { hyper::Method::HEAD } else { hyper::Method::GET };
     let url = format!("{}{path}", base_url(&r.host));
     let connector = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
         Ok(b) => b.https_or_http().enable_http1().build(),
@@ -46,8 +52,15 @@ pub async fn registry_reachable(
     let client =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let request = hyper::Request::get(&url)
+    let request = hyper::Request::builder()
+        .method(method.clone())
+        .uri(&url)
         .header(hyper::header::AUTHORIZATION, format!("Basic {auth}"))
+        .header(
+            hyper::header::ACCEPT,
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+             application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json",
+        )
         .body(Empty::<Bytes>::new());
     let request = match request {
         Ok(req) => req,
@@ -58,24 +71,24 @@ pub async fn registry_reachable(
             let status = resp.status().as_u16();
             match status {
                 200..=299 => {
-                    Check::pass("registry", host, format!("GET {path} with the token: HTTP {status}"))
+                    Check::pass("registry", host, format!("{method} {path} with the token: HTTP {status}"))
                 }
                 401 | 403 => Check::fail(
                     "registry",
                     host,
-                    format!("GET {path} refused the token: HTTP {status}"),
+                    format!("{method} {path} refused the token: HTTP {status}"),
                     repository_fix(setup),
                 ),
                 404 if repo.is_some() => Check::fail(
                     "registry",
                     host,
-                    format!("GET {path}: HTTP 404"),
+                    format!("{method} {path}: HTTP 404"),
                     "the repository does not exist (or the name is misspelt)".into(),
                 ),
                 _ => Check::fail(
                     "registry",
                     host,
-                    format!("GET {path}: HTTP {status}"),
+                    format!("{method} {path}: HTTP {status}"),
                     "unexpected answer from the registry".into(),
                 ),
             }
