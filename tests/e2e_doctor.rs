@@ -161,6 +161,7 @@ fn each_broken_step_is_named() {
         true,
         false,
     );
+    eprintln!("---- doctor, instance role lacks sts:AssumeRole ----\n{out}");
     assert_eq!(code, 1);
     assert!(
         out.contains("FAIL sts:AssumeRole") && out.contains("setup step 4") && out.contains("setup step 2"),
