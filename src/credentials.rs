@@ -10,7 +10,6 @@ use aws_config::SdkConfig;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::Mutex;
 
@@ -112,10 +111,10 @@ impl CredentialChain {
             // Keep using credentials that still work while IMDS is away.
             Err(e) => match cached.as_ref().filter(|c| c.expiry().is_none_or(|x| x > now)) {
                 Some(c) => {
-                    tracing::warn!(error = %DisplayErrorContext(&e), "IMDS unavailable; using cached instance credentials");
+                    tracing::warn!(error = %error_chain(&e), "IMDS unavailable; using cached instance credentials");
                     Ok(c.clone())
                 }
-                None => Err(FetchError::InstanceCredentials { reason: DisplayErrorContext(&e).to_string() }),
+                None => Err(FetchError::InstanceCredentials { reason: error_chain(&e) }),
             },
         }
     }
@@ -184,6 +183,21 @@ impl CredentialChain {
     }
 }
 
+/// An error and its causes on one line ("a: b: c"), without the Debug dump
+/// of raw responses that the SDK's own formatter appends.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
 /// The metric label for a call's outcome (`Err(denied)` for failures).
 pub fn outcome(result: Result<(), bool>) -> &'static str {
     match result {
@@ -199,7 +213,7 @@ pub fn describe_sdk_error<E, R>(
 ) -> (bool, String)
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + HasStatus,
+    R: std::fmt::Debug + HasStatus + 'static,
 {
     use aws_smithy_runtime_api::client::result::SdkError;
     match err {
@@ -216,7 +230,7 @@ where
             (denied, reason)
         }
         SdkError::TimeoutError(_) => (false, "timed out waiting for AWS".into()),
-        other => (false, DisplayErrorContext(other).to_string()),
+        other => (false, error_chain(other)),
     }
 }
 

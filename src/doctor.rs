@@ -10,7 +10,6 @@ use aws_config::SdkConfig;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use serde::Serialize;
 
 use crate::config::{Config, RegistryConfig};
@@ -124,7 +123,7 @@ pub async fn run(
             None
         }
         Some(Err(e)) => {
-            checks.push(Check::fail("IMDSv2", None, DisplayErrorContext(&e).to_string(), imds_fix.into()));
+            checks.push(Check::fail("IMDSv2", None, crate::credentials::error_chain(&e), imds_fix.into()));
             None
         }
         None => {
