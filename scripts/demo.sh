@@ -18,6 +18,9 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; echo "$2 did not start" >&2; exit 1; }
 clean_env() { env -i PATH="$BIN:/usr/local/bin:/usr/bin:/bin" HOME="$WORK" LANG=C.UTF-8 "$@"; }
+# Starts a server in the background; exec makes $! the server itself, so the
+# cleanup trap stops it rather than an intermediate shell.
+bg() { local log=$1; shift; ( exec env -i PATH="$BIN:/usr/local/bin:/usr/bin:/bin" HOME="$WORK" LANG=C.UTF-8 "$@" >"$log" 2>&1 ) & PIDS+=($!); }
 say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
 
 ACCOUNT=210987654321
@@ -25,8 +28,8 @@ MOTO=$(port); IMDS=$(port); REG=$(port); STATS=$(port)
 HOST=127.0.0.1:$REG
 
 say "starting moto (STS + ECR) on :$MOTO, IMDSv2 double on :$IMDS, docker-registry on :$REG"
-clean_env STATS_PORT="$STATS" "$ROOT/.venv/bin/python" testbed/moto_launcher.py -H 127.0.0.1 -p "$MOTO" >"$WORK/moto.log" 2>&1 & PIDS+=($!)
-clean_env python3 testbed/imds_double.py "$IMDS" >"$WORK/imds.log" 2>&1 & PIDS+=($!)
+bg "$WORK/moto.log" STATS_PORT="$STATS" "$ROOT/.venv/bin/python" testbed/moto_launcher.py -H 127.0.0.1 -p "$MOTO"
+bg "$WORK/imds.log" python3 testbed/imds_double.py "$IMDS"
 mkdir -p "$WORK/registry"
 htpasswd -Bbn AWS "$ACCOUNT-auth-token" >"$WORK/registry/htpasswd" 2>/dev/null
 cat >"$WORK/registry/config.yml" <<YML
@@ -36,7 +39,7 @@ storage: {filesystem: {rootdirectory: $WORK/registry/data}}
 http: {addr: "$HOST"}
 auth: {htpasswd: {realm: basic-realm, path: $WORK/registry/htpasswd}}
 YML
-clean_env docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry.log" 2>&1 & PIDS+=($!)
+bg "$WORK/registry.log" docker-registry serve "$WORK/registry/config.yml"
 wait_port "$MOTO" moto; wait_port "$STATS" "moto stats"; wait_port "$IMDS" "IMDS double"; wait_port "$REG" docker-registry
 echo "    the registry accepts only user AWS with the password moto's ECR token decodes to"
 
@@ -54,8 +57,8 @@ say "config:"; sed 's/^/    /' "$WORK/config.toml"
 clean_env "$BIN/ecr-credd" check-config --config "$WORK/config.toml" | sed 's/^/    /'
 
 say "starting ecr-credd (IMDS -> sts:AssumeRole -> ecr:GetAuthorizationToken)"
-clean_env AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:$IMDS" AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO" \
-  "$BIN/ecr-credd" run --config "$WORK/config.toml" >"$WORK/daemon.log" 2>&1 & PIDS+=($!)
+bg "$WORK/daemon.log" AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:$IMDS" AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO" \
+  "$BIN/ecr-credd" run --config "$WORK/config.toml"
 for _ in $(seq 200); do [ -S "$WORK/ecr-credd.sock" ] && break; sleep 0.05; done
 export ECR_CREDD_SOCKET=$WORK/ecr-credd.sock
 for _ in $(seq 100); do clean_env ECR_CREDD_SOCKET="$ECR_CREDD_SOCKET" "$BIN/ecr-credd" get "$HOST" >"$WORK/get.txt" 2>&1 && break; sleep 0.1; done
