@@ -94,13 +94,7 @@ async fn within<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
 }
 
 /// Runs every check; never hangs (each network step has a timeout).
-pub async fn run(
-    base: &SdkConfig,
-    config: &Config,
-    targets: &[Target],
-    socket: &Path,
-    homes: &[PathBuf],
-) -> Vec<Check> {
+pub async fn run(base: &SdkConfig, targets: &[Target], socket: &Path, homes: &[PathBuf]) -> Vec<Check> {
     let mut checks = Vec::new();
     let imds = aws_config::imds::Client::builder().build();
     let imds_fix =
@@ -189,7 +183,6 @@ pub async fn run(
     }
     checks.extend(local::daemon(socket, targets).await);
     checks.extend(local::client_config(targets, homes));
-    let _ = config;
     checks
 }
 

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 use support::*;
@@ -13,20 +11,7 @@ const PROVIDER: &str = env!("CARGO_BIN_EXE_ecr-credd-kubelet-provider");
 const ALIAS: &str = "127.0.0.1:5000";
 
 fn provide(socket: &std::path::Path, request: &str) -> (i32, String, String) {
-    let mut child = clean_command(PROVIDER, std::path::Path::new("/nonexistent"))
-        .env("ECR_CREDD_SOCKET", socket)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(request.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_client(PROVIDER, &[], socket, request)
 }
 
 fn request(image: &str) -> String {

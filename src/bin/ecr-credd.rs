@@ -59,7 +59,7 @@ fn real_main() -> Result<()> {
                 .context("starting the async runtime")?;
             let checks = runtime.block_on(async {
                 let base = sdk_config().await;
-                ecr_credd::doctor::run(&base, &config, &targets, &socket, &homes).await
+                ecr_credd::doctor::run(&base, &targets, &socket, &homes).await
             });
             if json {
                 println!(

@@ -342,8 +342,13 @@ impl Daemon {
 
 /// Runs `docker-credential-ecr-credd ACTION` with `stdin`; (code, stdout, stderr).
 pub fn run_helper(socket: &Path, action: &str, stdin: &str) -> (i32, String, String) {
-    let mut child = clean_command(HELPER, Path::new("/nonexistent"))
-        .arg(action)
+    run_client(HELPER, &[action], socket, stdin)
+}
+
+/// Runs a socket client (helper, kubelet provider) with `stdin`; (code, stdout, stderr).
+pub fn run_client(program: &str, args: &[&str], socket: &Path, stdin: &str) -> (i32, String, String) {
+    let mut child = clean_command(program, Path::new("/nonexistent"))
+        .args(args)
         .env("ECR_CREDD_SOCKET", socket)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
