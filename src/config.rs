@@ -11,7 +11,8 @@ use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 
-use crate::registry::{is_account_id, is_region, normalize_host, parse_ecr_host};
+use crate::registry::{is_public_host, normalize_host, parse_ecr_host};
+use validate::{check_proxy, check_role_arn, is_session_name, private_location, public_location};
 
 /// Where the config lives unless `--config` or `ECR_CREDD_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ecr-credd/config.toml";
@@ -67,6 +68,8 @@ struct RawConfig {
     health: RawHealth,
     #[serde(default)]
     tokens: RawTokens,
+    #[serde(default)]
+    aws: RawAws,
     #[serde(default, rename = "registry")]
     registries: Vec<RawRegistry>,
 }
@@ -103,6 +106,14 @@ struct RawRegistry {
     region: Option<Spanned<String>>,
     external_id: Option<Spanned<String>>,
     session_name: Option<Spanned<String>>,
+    public: Option<Spanned<bool>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    https_proxy: Option<Spanned<String>>,
+    no_proxy: Option<String>,
 }
 
 /// The validated configuration.
@@ -126,6 +137,10 @@ pub struct Config {
     pub serve_unlisted_ecr: bool,
     /// The configured registries, in file order.
     pub registries: Vec<RegistryConfig>,
+    /// Outbound proxy for STS and ECR; `None` falls back to `HTTPS_PROXY`.
+    pub https_proxy: Option<String>,
+    /// Hosts that bypass the proxy; `None` falls back to `NO_PROXY`.
+    pub no_proxy: Option<String>,
 }
 
 /// One registry, resolved: where its token comes from.
@@ -133,7 +148,7 @@ pub struct Config {
 pub struct RegistryConfig {
     /// Normalised `host[:port]` clients ask for.
     pub host: String,
-    /// The registry (account) id passed as `registryIds`.
+    /// The registry (account) id passed as `registryIds`; [`PUBLIC_ACCOUNT`] for ECR Public.
     pub account: String,
     /// Region of the ECR API to call.
     pub region: String,
@@ -143,7 +158,14 @@ pub struct RegistryConfig {
     pub external_id: Option<String>,
     /// AssumeRole session name.
     pub session_name: String,
+    /// Whether the token comes from the ECR Public API (us-east-1) instead of ECR.
+    pub public: bool,
 }
+
+/// The account shown for ECR Public, whose tokens belong to no registry account.
+pub const PUBLIC_ACCOUNT: &str = "public";
+/// ECR Public's API runs in this region only.
+pub const PUBLIC_REGION: &str = "us-east-1";
 
 impl RegistryConfig {
     /// A short label for messages: `account (region)` plus the host when it differs.
@@ -161,6 +183,7 @@ impl RegistryConfig {
             role_arn: None,
             external_id: None,
             session_name: DEFAULT_SESSION_NAME.to_owned(),
+            public: false,
         })
     }
 }
@@ -208,60 +231,20 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         if !seen.insert(host.clone()) {
             return Err(invalid(Some(r.host.span()), format!("{}: {host:?} is listed twice", key("host"))));
         }
-        let ecr = parse_ecr_host(&host);
-        let account = match (&r.registry_id, &ecr) {
-            (Some(id), Some(ecr)) if id.get_ref() != &ecr.account => {
+        let public = match &r.public {
+            Some(p) if !*p.get_ref() && is_public_host(&host) => {
                 return Err(invalid(
-                    Some(id.span()),
-                    format!(
-                        "{}: {:?} contradicts the account {} in host {host:?}",
-                        key("registry_id"),
-                        id.get_ref(),
-                        ecr.account
-                    ),
+                    Some(p.span()),
+                    format!("{}: {host:?} is ECR Public; remove public = false", key("public")),
                 ))
             }
-            (Some(id), _) if !is_account_id(id.get_ref()) => {
-                return Err(invalid(
-                    Some(id.span()),
-                    format!("{}: {:?} is not a 12-digit account id", key("registry_id"), id.get_ref()),
-                ))
-            }
-            (Some(id), _) => id.get_ref().clone(),
-            (None, Some(ecr)) => ecr.account.clone(),
-            (None, None) => {
-                return Err(invalid(
-                    Some(r.host.span()),
-                    format!("{}: required because host {host:?} is not an ECR hostname", key("registry_id")),
-                ))
-            }
+            Some(p) => *p.get_ref(),
+            None => is_public_host(&host),
         };
-        let region = match (&r.region, &ecr) {
-            (Some(reg), _) if !is_region(reg.get_ref()) => {
-                return Err(invalid(
-                    Some(reg.span()),
-                    format!("{}: {:?} is not an AWS region name", key("region"), reg.get_ref()),
-                ))
-            }
-            (Some(reg), Some(ecr)) if reg.get_ref() != &ecr.region => {
-                return Err(invalid(
-                    Some(reg.span()),
-                    format!(
-                        "{}: {:?} contradicts the region {} in host {host:?}",
-                        key("region"),
-                        reg.get_ref(),
-                        ecr.region
-                    ),
-                ))
-            }
-            (Some(reg), _) => reg.get_ref().clone(),
-            (None, Some(ecr)) => ecr.region.clone(),
-            (None, None) => {
-                return Err(invalid(
-                    Some(r.host.span()),
-                    format!("{}: required because host {host:?} is not an ECR hostname", key("region")),
-                ))
-            }
+        let (account, region) = if public {
+            public_location(&r, &host, &key).map_err(|(span, msg)| invalid(span, msg))?
+        } else {
+            private_location(&r, &host, &key).map_err(|(span, msg)| invalid(span, msg))?
         };
         if let Some(arn) = &r.role_arn {
             if let Err(why) = check_role_arn(arn.get_ref()) {
@@ -306,6 +289,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             role_arn: r.role_arn.map(Spanned::into_inner),
             external_id: r.external_id.map(Spanned::into_inner),
             session_name,
+            public,
         });
     }
 
@@ -345,29 +329,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         safety_margin,
         serve_unlisted_ecr: raw.serve_unlisted_ecr.unwrap_or(true),
         registries,
+        https_proxy: check_proxy(raw.aws.https_proxy).map_err(|(span, msg)| invalid(Some(span), msg))?,
+        no_proxy: raw.aws.no_proxy,
     })
-}
-
-/// `arn:<partition>:iam::<account>:role/<name>`.
-fn check_role_arn(arn: &str) -> Result<(), String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let ok = parts.len() == 6
-        && parts[0] == "arn"
-        && parts[1].starts_with("aws")
-        && parts[2] == "iam"
-        && parts[3].is_empty()
-        && is_account_id(parts[4])
-        && parts[5].strip_prefix("role/").is_some_and(|n| !n.is_empty());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{arn:?} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)"))
-    }
-}
-
-fn is_session_name(name: &str) -> bool {
-    (2..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
 }
 
 /// 1-based line and column of a byte offset.
@@ -377,6 +341,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
     (line, column)
 }
+
+mod validate;
 
 #[cfg(test)]
 mod tests;

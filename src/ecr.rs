@@ -10,9 +10,15 @@ use aws_sdk_ecr::config::Region;
 use base64::Engine;
 use zeroize::Zeroizing;
 
-use crate::config::RegistryConfig;
+use aws_credential_types::Credentials;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::{tls, Connector};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+use crate::config::{RegistryConfig, PUBLIC_REGION};
 use crate::credentials::{describe_sdk_error, outcome, CredentialChain};
 use crate::metrics::Metrics;
+use crate::proxy::{Proxy, ProxyError};
 use crate::secret::Secret;
 use crate::token_source::{FetchError, FetchedToken, TokenSource};
 
@@ -24,9 +30,14 @@ pub struct AwsTokenSource {
 }
 
 /// The shared SDK settings: endpoints from the standard environment, no SDK
-/// retries (the cache's refresh loop owns retrying), and short timeouts.
-pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+/// retries (the cache's refresh loop owns retrying), short timeouts, and the
+/// outbound proxy if there is one.
+pub async fn sdk_config(proxy: Option<&Proxy>) -> Result<SdkConfig, ProxyError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(proxy) = proxy {
+        loader = loader.http_client(proxied_client(proxy.sdk_config()?));
+    }
+    Ok(loader
         // A fixed region stops the loader asking IMDS; each client sets its own.
         .region(Region::from_static("us-east-1"))
         .no_credentials()
@@ -39,7 +50,22 @@ pub async fn sdk_config() -> SdkConfig {
                 .build(),
         )
         .load()
-        .await
+        .await)
+}
+
+/// The SDK's rustls client with a proxy; the stock builder has no proxy knob.
+fn proxied_client(proxy: ProxyConfig) -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut builder = Connector::builder();
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder
+            .proxy_config(proxy.clone())
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+            .build()
+    })
 }
 
 impl AwsTokenSource {
@@ -50,6 +76,9 @@ impl AwsTokenSource {
 
     async fn get_token(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
         let creds = self.chain.for_registry(registry).await?;
+        if registry.public {
+            return self.get_public_token(creds).await;
+        }
         let conf = aws_sdk_ecr::config::Builder::from(&self.base)
             .region(Region::new(registry.region.clone()))
             .credentials_provider(creds)
@@ -68,6 +97,32 @@ impl AwsTokenSource {
         // Never `{:?}` the output: AuthorizationData's Debug prints the token.
         let bad = |reason: &str| FetchError::BadToken { reason: reason.into() };
         let data = out.authorization_data().first().ok_or_else(|| bad("no authorizationData"))?;
+        let token = data.authorization_token().ok_or_else(|| bad("no authorizationToken"))?;
+        let expires_at = data
+            .expires_at()
+            .and_then(|t| SystemTime::try_from(*t).ok())
+            .ok_or_else(|| bad("no usable expiresAt"))?;
+        let (username, password) = decode_token(token)?;
+        Ok(FetchedToken { username, password, expires_at })
+    }
+
+    /// ECR Public: one API in us-east-1, one token for every public repository.
+    async fn get_public_token(&self, creds: Credentials) -> Result<FetchedToken, FetchError> {
+        let conf = aws_sdk_ecrpublic::config::Builder::from(&self.base)
+            .region(Region::from_static(PUBLIC_REGION))
+            .credentials_provider(creds)
+            .build();
+        let out = aws_sdk_ecrpublic::Client::from_conf(conf).get_authorization_token().send().await.map_err(
+            |e| {
+                let (denied, reason) = describe_sdk_error(&e);
+                self.metrics.aws_call("GetAuthorizationTokenPublic", outcome(Err(denied)));
+                FetchError::GetPublicAuthorizationToken { denied, reason }
+            },
+        )?;
+        self.metrics.aws_call("GetAuthorizationTokenPublic", "success");
+        // Never `{:?}` the output: its AuthorizationData prints the token too.
+        let bad = |reason: &str| FetchError::BadToken { reason: reason.into() };
+        let data = out.authorization_data().ok_or_else(|| bad("no authorizationData"))?;
         let token = data.authorization_token().ok_or_else(|| bad("no authorizationToken"))?;
         let expires_at = data
             .expires_at()

@@ -15,6 +15,7 @@ pub mod kubelet;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod proxy;
 pub mod registry;
 pub mod secret;
 pub mod server;

@@ -102,6 +102,14 @@ pub fn is_account_id(id: &str) -> bool {
     id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// ECR Public's registry hostnames.
+pub const PUBLIC_HOSTS: [&str; 2] = ["public.ecr.aws", "ecr-public.aws.com"];
+
+/// Whether `host` (after [`normalize_host`]) is ECR Public, with or without a port.
+pub fn is_public_host(host: &str) -> bool {
+    PUBLIC_HOSTS.contains(&strip_port(host))
+}
+
 /// Parses an ECR private-registry hostname of any partition:
 /// `<account>.dkr[.-]ecr[-fips].<region>.<suffix>`, after [`normalize_host`].
 /// Anything else, including look-alikes, is `None`.
@@ -197,6 +205,16 @@ mod tests {
         ];
         for host in cases {
             assert_eq!(parse_ecr_host(host), None, "{host} must not parse");
+        }
+    }
+
+    #[test]
+    fn knows_ecr_public() {
+        for host in ["public.ecr.aws", "ecr-public.aws.com", "public.ecr.aws:443"] {
+            assert!(is_public_host(host), "{host}");
+        }
+        for host in ["public.ecr.aws.evil.example", "xpublic.ecr.aws", "ecr-public.aws", "ecr.aws"] {
+            assert!(!is_public_host(host), "{host}");
         }
     }
 }

@@ -51,6 +51,14 @@ pub enum FetchError {
         /// What went wrong.
         reason: String,
     },
+    /// ECR Public's GetAuthorizationToken failed.
+    #[error("ecr-public:GetAuthorizationToken in us-east-1 {}: {reason}{}", verb(*.denied), public_hint(*.denied))]
+    GetPublicAuthorizationToken {
+        /// Whether AWS refused on permissions.
+        denied: bool,
+        /// What went wrong.
+        reason: String,
+    },
     /// ECR answered, but not with a token we can use.
     #[error("ECR returned an unusable authorization token: {reason}")]
     BadToken {
@@ -66,8 +74,18 @@ impl FetchError {
             FetchError::InstanceCredentials { .. } => "imds",
             FetchError::AssumeRole { .. } => "assume_role",
             FetchError::GetAuthorizationToken { .. } => "get_authorization_token",
+            FetchError::GetPublicAuthorizationToken { .. } => "get_public_authorization_token",
             FetchError::BadToken { .. } => "bad_token",
         }
+    }
+}
+
+/// The permission people forget: ECR Public mints its token through STS.
+fn public_hint(denied: bool) -> &'static str {
+    if denied {
+        " (the principal needs ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken)"
+    } else {
+        ""
     }
 }
 

@@ -5,6 +5,7 @@ use clap::Parser;
 use ecr_credd::cli::{self, Cli, Command};
 use ecr_credd::daemon::{self, Listeners};
 use ecr_credd::ecr::{sdk_config, AwsTokenSource};
+use ecr_credd::proxy::Proxy;
 use std::sync::Arc;
 
 fn main() -> std::process::ExitCode {
@@ -30,7 +31,11 @@ fn real_main() -> Result<()> {
             runtime.block_on(async {
                 let listeners = Listeners::bind(&config).await?;
                 let metrics = Arc::new(ecr_credd::metrics::Metrics::new());
-                let source = AwsTokenSource::new(sdk_config().await, metrics.clone());
+                let proxy = Proxy::resolve(Some(&config));
+                if let Some(p) = &proxy {
+                    tracing::info!(proxy = %p.display_url(), no_proxy = p.no_proxy(), "STS and ECR calls go through the proxy");
+                }
+                let source = AwsTokenSource::new(sdk_config(proxy.as_ref()).await?, metrics.clone());
                 let reloads = cli::reload_on_sighup(path)?;
                 daemon::run(config, listeners, source, metrics, reloads, shutdown_signal()).await;
                 Ok(())
@@ -58,9 +63,9 @@ fn real_main() -> Result<()> {
                 .build()
                 .context("starting the async runtime")?;
             let checks = runtime.block_on(async {
-                let base = sdk_config().await;
-                ecr_credd::doctor::run(&base, &targets, &socket, &homes).await
-            });
+                let base = sdk_config(Proxy::resolve(Some(&config)).as_ref()).await?;
+                anyhow::Ok(ecr_credd::doctor::run(&base, &targets, &socket, &homes).await)
+            })?;
             if json {
                 println!(
                     "{}",

@@ -133,3 +133,41 @@ fn world_writable_config_is_refused() {
     let err = check_permissions(&path).unwrap_err().to_string();
     assert!(err.contains("writable by others (mode 0666)") && err.contains("c.toml"), "{err}");
 }
+
+#[test]
+fn ecr_public_is_opt_in_and_fixed_to_us_east_1() {
+    let text =
+        "[[registry]]\nhost = \"public.ecr.aws\"\n[[registry]]\nhost = \"127.0.0.1:5002\"\npublic = true\n";
+    let c = parse(text, Path::new("c.toml")).unwrap();
+    for r in &c.registries {
+        assert!(r.public, "{}", r.host);
+        assert_eq!((r.account.as_str(), r.region.as_str()), (PUBLIC_ACCOUNT, "us-east-1"));
+    }
+    let (line, msg) = parse_err("[[registry]]\nhost = \"public.ecr.aws\"\nregion = \"eu-west-1\"\n");
+    assert_eq!(line, 3);
+    assert!(msg.contains("only in us-east-1"), "{msg}");
+    let (line, msg) =
+        parse_err("[[registry]]\nhost = \"ecr-public.aws.com\"\nregistry_id = \"111122223333\"\n");
+    assert_eq!(line, 3);
+    assert!(msg.contains("has no registry id"), "{msg}");
+    let (line, msg) = parse_err("[[registry]]\nhost = \"public.ecr.aws\"\npublic = false\n");
+    assert_eq!(line, 3);
+    assert!(msg.contains("is ECR Public"), "{msg}");
+    // An unlisted public host is not served: anonymous pulls work without us.
+    let c = parse("", Path::new("c.toml")).unwrap();
+    assert!(c.registries.is_empty() && RegistryConfig::unlisted("public.ecr.aws").is_none());
+}
+
+#[test]
+fn proxy_keys() {
+    let c =
+        parse("[aws]\nhttps_proxy = \"http://proxy:3128\"\nno_proxy = \".internal\"\n", Path::new("c.toml"))
+            .unwrap();
+    assert_eq!(c.https_proxy.as_deref(), Some("http://proxy:3128"));
+    assert_eq!(c.no_proxy.as_deref(), Some(".internal"));
+    for bad in ["proxy:3128", "socks5://p:1", "http://", "http://p:1/path"] {
+        let (line, msg) = parse_err(&format!("[aws]\nhttps_proxy = \"{bad}\"\n"));
+        assert_eq!(line, 2, "{bad}");
+        assert!(msg.starts_with("aws.https_proxy:"), "{msg}");
+    }
+}

@@ -83,6 +83,7 @@ fn registry(host: &str) -> RegistryConfig {
         role_arn: Some("arn:aws:iam::210987654321:role/ecr-pull".into()),
         external_id: None,
         session_name: "ecr-credd".into(),
+        public: false,
     }
 }
 

@@ -1,0 +1,124 @@
+//! Outbound HTTPS proxy for STS and ECR. The SDK's default client ignores
+//! `HTTPS_PROXY`, and instances behind an egress proxy cannot reach AWS
+//! without it. IMDS never goes through it: its clients are built separately,
+//! it is plain HTTP, and its addresses are always in the bypass list.
+
+use aws_smithy_http_client::proxy::ProxyConfig;
+
+use crate::config::Config;
+
+/// A proxy URL the HTTP client cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("proxy {url}: {reason}")]
+pub struct ProxyError {
+    /// The URL with credentials hidden.
+    pub url: String,
+    /// Why it is unusable.
+    pub reason: String,
+}
+
+/// IMDS must be reached directly even if `NO_PROXY` forgets it.
+const ALWAYS_DIRECT: &str = "169.254.169.254,fd00:ec2::254";
+
+/// Where HTTPS requests to AWS go, resolved from the config, then the environment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Proxy {
+    url: String,
+    no_proxy: String,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("url", &self.display_url()).field("no_proxy", &self.no_proxy).finish()
+    }
+}
+
+impl Proxy {
+    /// The proxy from `[aws] https_proxy`, else `HTTPS_PROXY`/`https_proxy`; `None` for direct.
+    pub fn resolve(config: Option<&Config>) -> Option<Proxy> {
+        Self::from_parts(
+            config.and_then(|c| c.https_proxy.clone()),
+            config.and_then(|c| c.no_proxy.clone()),
+            |name| std::env::var(name).ok(),
+        )
+    }
+
+    /// Resolution with the environment passed in, so it can be tested.
+    pub fn from_parts(
+        url: Option<String>,
+        no_proxy: Option<String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Option<Proxy> {
+        let first = |names: &[&str]| names.iter().find_map(|n| env(n).filter(|v| !v.trim().is_empty()));
+        let url = url.or_else(|| first(&["HTTPS_PROXY", "https_proxy"]))?.trim().to_owned();
+        let listed = no_proxy.or_else(|| first(&["NO_PROXY", "no_proxy"])).unwrap_or_default();
+        let no_proxy = if listed.trim().is_empty() {
+            ALWAYS_DIRECT.to_owned()
+        } else {
+            format!("{},{ALWAYS_DIRECT}", listed.trim().trim_end_matches(','))
+        };
+        Some(Proxy { url, no_proxy })
+    }
+
+    /// The proxy URL with any `user:password@` hidden, for logs and status.
+    pub fn display_url(&self) -> String {
+        match self.url.split_once("://") {
+            Some((scheme, rest)) => match rest.split_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}"),
+                None => self.url.clone(),
+            },
+            None => self.url.clone(),
+        }
+    }
+
+    /// The bypass list, including the IMDS addresses.
+    pub fn no_proxy(&self) -> &str {
+        &self.no_proxy
+    }
+
+    /// The SDK's proxy settings: HTTPS only, so plain-HTTP endpoints stay direct.
+    pub fn sdk_config(&self) -> Result<ProxyConfig, ProxyError> {
+        ProxyConfig::https(self.url.as_str())
+            .map(|p| p.no_proxy(&self.no_proxy))
+            .map_err(|e| ProxyError { url: self.display_url(), reason: e.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+    }
+
+    #[test]
+    fn config_wins_over_the_environment() {
+        let vars = [("HTTPS_PROXY", "http://env:3128"), ("NO_PROXY", ".internal")];
+        let p = Proxy::from_parts(Some("http://conf:8080".into()), None, env(&vars)).unwrap();
+        assert_eq!(p.url, "http://conf:8080");
+        assert_eq!(p.no_proxy(), ".internal,169.254.169.254,fd00:ec2::254");
+        let p = Proxy::from_parts(None, Some("a.example,".into()), env(&vars)).unwrap();
+        assert_eq!(p.url, "http://env:3128");
+        assert_eq!(p.no_proxy(), "a.example,169.254.169.254,fd00:ec2::254");
+    }
+
+    #[test]
+    fn lower_case_and_empty_variables() {
+        let p = Proxy::from_parts(None, None, env(&[("https_proxy", "http://lower:1")])).unwrap();
+        assert_eq!((p.url.as_str(), p.no_proxy()), ("http://lower:1", ALWAYS_DIRECT));
+        assert_eq!(Proxy::from_parts(None, None, env(&[("HTTPS_PROXY", " ")])), None);
+        // HTTP_PROXY is for plain HTTP; AWS APIs are HTTPS, IMDS is plain HTTP.
+        assert_eq!(Proxy::from_parts(None, None, env(&[("HTTP_PROXY", "http://h:1")])), None);
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_never_shown() {
+        let p = Proxy::from_parts(Some("http://user:hunter2@proxy:3128".into()), None, env(&[])).unwrap();
+        assert_eq!(p.display_url(), "http://***@proxy:3128");
+        assert!(!format!("{p:?}").contains("hunter2"));
+        assert!(p.sdk_config().is_ok());
+        let bad = Proxy::from_parts(Some("http://[bad".into()), None, env(&[])).unwrap();
+        assert!(bad.sdk_config().unwrap_err().to_string().starts_with("proxy http://[bad"));
+    }
+}
