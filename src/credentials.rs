@@ -50,7 +50,7 @@ impl CredentialChain {
     pub fn new(base: SdkConfig, metrics: Arc<Metrics>) -> Self {
         CredentialChain {
             base,
-            imds: ImdsCredentialsProvider::builder().build(),
+            imds: ImdsCredentialsProvider::builder().configure(&crate::proxy::imds_provider_config()).build(),
             instance: Mutex::new(None),
             roles: Mutex::new(HashMap::new()),
             identity: OnceLock::new(),

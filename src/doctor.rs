@@ -14,9 +14,9 @@ use serde::Serialize;
 
 use crate::config::{Config, RegistryConfig};
 use crate::credentials::describe_sdk_error;
-use crate::ecr::decode_token;
 use crate::policy::{Access, Setup};
 use crate::registry::normalize_host;
+use crate::token_source::FetchError;
 
 mod classify;
 mod local;
@@ -96,7 +96,7 @@ async fn within<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
 /// Runs every check; never hangs (each network step has a timeout).
 pub async fn run(base: &SdkConfig, targets: &[Target], socket: &Path, homes: &[PathBuf]) -> Vec<Check> {
     let mut checks = Vec::new();
-    let imds = aws_config::imds::Client::builder().build();
+    let imds = aws_config::imds::Client::builder().configure(&crate::proxy::imds_provider_config()).build();
     let imds_fix =
         "the instance needs an instance profile (aws ec2 associate-iam-instance-profile) and IMDSv2 \
          reachable: HttpTokens=required is fine; from containers HttpPutResponseHopLimit must be 2 or more; \
@@ -131,9 +131,14 @@ pub async fn run(base: &SdkConfig, targets: &[Target], socket: &Path, homes: &[P
         }
     };
     let instance = match role_name {
-        Some(_) => within(ImdsCredentialsProvider::builder().build().provide_credentials())
-            .await
-            .and_then(Result::ok),
+        Some(_) => within(
+            ImdsCredentialsProvider::builder()
+                .configure(&crate::proxy::imds_provider_config())
+                .build()
+                .provide_credentials(),
+        )
+        .await
+        .and_then(Result::ok),
         None => None,
     };
     let region = targets.first().map_or("us-east-1".to_owned(), |t| t.registry.region.clone());
@@ -268,48 +273,38 @@ async fn check_registry(
         }
         None => instance.clone(),
     };
-    let conf = aws_sdk_ecr::config::Builder::from(base)
-        .region(Region::new(r.region.clone()))
-        .credentials_provider(creds)
-        .build();
-    #[allow(deprecated)]
-    let call = aws_sdk_ecr::Client::from_conf(conf).get_authorization_token().registry_ids(&r.account).send();
-    let password = match within(call).await {
-        Some(Ok(out)) => {
-            // Never `{:?}` the output: it holds the token.
-            match out.authorization_data().first().and_then(|d| d.authorization_token()).map(decode_token) {
-                Some(Ok((user, password))) => {
-                    checks.push(Check::pass(
-                        "ecr:GetAuthorizationToken",
-                        host,
-                        format!("token for {} in {}", r.account, r.region),
-                    ));
-                    (user, password)
-                }
-                _ => {
-                    checks.push(Check::fail(
-                        "ecr:GetAuthorizationToken",
-                        host,
-                        "the token is unusable".into(),
-                        "retry; ECR answered oddly".into(),
-                    ));
-                    return checks;
-                }
-            }
+    let step = if r.public { "ecr-public:GetAuthorizationToken" } else { "ecr:GetAuthorizationToken" };
+    let call = async {
+        if r.public {
+            crate::ecr::public_token(base, creds).await
+        } else {
+            crate::ecr::private_token(base, r, creds).await
+        }
+    };
+    let token = match within(call).await {
+        Some(Ok(token)) => {
+            checks.push(Check::pass(step, host, format!("token for {} in {}", r.account, r.region)));
+            token
+        }
+        Some(Err(
+            FetchError::GetAuthorizationToken { denied, reason, .. }
+            | FetchError::GetPublicAuthorizationToken { denied, reason },
+        )) => {
+            let fix = if r.public && denied {
+                "allow ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken on \"*\" in the permissions policy of the principal that fetches the token".into()
+            } else {
+                get_token_fix(denied, &setup)
+            };
+            checks.push(Check::fail(step, host, reason, fix));
+            return checks;
         }
         Some(Err(e)) => {
-            let (denied, reason) = describe_sdk_error(&e);
-            checks.push(Check::fail(
-                "ecr:GetAuthorizationToken",
-                host,
-                reason,
-                get_token_fix(denied, &setup),
-            ));
+            checks.push(Check::fail(step, host, e.to_string(), "retry; ECR answered oddly".into()));
             return checks;
         }
         None => {
             checks.push(Check::fail(
-                "ecr:GetAuthorizationToken",
+                step,
                 host,
                 "ECR did not answer in time".into(),
                 "check outbound HTTPS to ECR".into(),
@@ -317,6 +312,7 @@ async fn check_registry(
             return checks;
         }
     };
+    let password = (token.username, token.password);
     checks.push(
         local::registry_reachable(r, target.repository.as_deref(), &password.0, password.1.expose(), &setup)
             .await,

@@ -11,14 +11,12 @@ use base64::Engine;
 use zeroize::Zeroizing;
 
 use aws_credential_types::Credentials;
-use aws_smithy_http_client::proxy::ProxyConfig;
-use aws_smithy_http_client::{tls, Connector};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_types::DateTime;
 
 use crate::config::{RegistryConfig, PUBLIC_REGION};
 use crate::credentials::{describe_sdk_error, outcome, CredentialChain};
 use crate::metrics::Metrics;
-use crate::proxy::{Proxy, ProxyError};
+use crate::proxy::{http_client, Proxy, ProxyError};
 use crate::secret::Secret;
 use crate::token_source::{FetchError, FetchedToken, TokenSource};
 
@@ -33,11 +31,8 @@ pub struct AwsTokenSource {
 /// retries (the cache's refresh loop owns retrying), short timeouts, and the
 /// outbound proxy if there is one.
 pub async fn sdk_config(proxy: Option<&Proxy>) -> Result<SdkConfig, ProxyError> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(proxy) = proxy {
-        loader = loader.http_client(proxied_client(proxy.sdk_config()?));
-    }
-    Ok(loader
+    Ok(aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client(proxy)?)
         // A fixed region stops the loader asking IMDS; each client sets its own.
         .region(Region::from_static("us-east-1"))
         .no_credentials()
@@ -53,21 +48,6 @@ pub async fn sdk_config(proxy: Option<&Proxy>) -> Result<SdkConfig, ProxyError> 
         .await)
 }
 
-/// The SDK's rustls client with a proxy; the stock builder has no proxy knob.
-fn proxied_client(proxy: ProxyConfig) -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
-        let mut builder = Connector::builder();
-        builder.set_connector_settings(settings.cloned());
-        if let Some(components) = components {
-            builder.set_sleep_impl(components.sleep_impl());
-        }
-        builder
-            .proxy_config(proxy.clone())
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
-            .build()
-    })
-}
-
 impl AwsTokenSource {
     /// A source using `base` for every AWS client.
     pub fn new(base: SdkConfig, metrics: Arc<Metrics>) -> Self {
@@ -76,61 +56,73 @@ impl AwsTokenSource {
 
     async fn get_token(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
         let creds = self.chain.for_registry(registry).await?;
-        if registry.public {
-            return self.get_public_token(creds).await;
-        }
-        let conf = aws_sdk_ecr::config::Builder::from(&self.base)
-            .region(Region::new(registry.region.clone()))
-            .credentials_provider(creds)
-            .build();
-        let client = aws_sdk_ecr::Client::from_conf(conf);
-        // registryIds is deprecated but honoured, and it names the account
-        // whose token we want when a principal can reach several.
-        #[allow(deprecated)]
-        let out =
-            client.get_authorization_token().registry_ids(&registry.account).send().await.map_err(|e| {
-                let (denied, reason) = describe_sdk_error(&e);
-                self.metrics.aws_call("GetAuthorizationToken", outcome(Err(denied)));
-                FetchError::GetAuthorizationToken { region: registry.region.clone(), denied, reason }
-            })?;
-        self.metrics.aws_call("GetAuthorizationToken", "success");
-        // Never `{:?}` the output: AuthorizationData's Debug prints the token.
-        let bad = |reason: &str| FetchError::BadToken { reason: reason.into() };
-        let data = out.authorization_data().first().ok_or_else(|| bad("no authorizationData"))?;
-        let token = data.authorization_token().ok_or_else(|| bad("no authorizationToken"))?;
-        let expires_at = data
-            .expires_at()
-            .and_then(|t| SystemTime::try_from(*t).ok())
-            .ok_or_else(|| bad("no usable expiresAt"))?;
-        let (username, password) = decode_token(token)?;
-        Ok(FetchedToken { username, password, expires_at })
+        let (call, result) = if registry.public {
+            ("GetAuthorizationTokenPublic", public_token(&self.base, creds).await)
+        } else {
+            ("GetAuthorizationToken", private_token(&self.base, registry, creds).await)
+        };
+        let label = match &result {
+            Err(FetchError::GetAuthorizationToken { denied, .. })
+            | Err(FetchError::GetPublicAuthorizationToken { denied, .. }) => outcome(Err(*denied)),
+            // A token ECR sent but we cannot use still was a successful call.
+            _ => "success",
+        };
+        self.metrics.aws_call(call, label);
+        result
     }
+}
 
-    /// ECR Public: one API in us-east-1, one token for every public repository.
-    async fn get_public_token(&self, creds: Credentials) -> Result<FetchedToken, FetchError> {
-        let conf = aws_sdk_ecrpublic::config::Builder::from(&self.base)
-            .region(Region::from_static(PUBLIC_REGION))
-            .credentials_provider(creds)
-            .build();
-        let out = aws_sdk_ecrpublic::Client::from_conf(conf).get_authorization_token().send().await.map_err(
-            |e| {
-                let (denied, reason) = describe_sdk_error(&e);
-                self.metrics.aws_call("GetAuthorizationTokenPublic", outcome(Err(denied)));
-                FetchError::GetPublicAuthorizationToken { denied, reason }
-            },
-        )?;
-        self.metrics.aws_call("GetAuthorizationTokenPublic", "success");
-        // Never `{:?}` the output: its AuthorizationData prints the token too.
-        let bad = |reason: &str| FetchError::BadToken { reason: reason.into() };
-        let data = out.authorization_data().ok_or_else(|| bad("no authorizationData"))?;
-        let token = data.authorization_token().ok_or_else(|| bad("no authorizationToken"))?;
-        let expires_at = data
-            .expires_at()
-            .and_then(|t| SystemTime::try_from(*t).ok())
-            .ok_or_else(|| bad("no usable expiresAt"))?;
-        let (username, password) = decode_token(token)?;
-        Ok(FetchedToken { username, password, expires_at })
-    }
+/// `ecr:GetAuthorizationToken` for one private registry, as `creds`.
+pub async fn private_token(
+    base: &SdkConfig,
+    registry: &RegistryConfig,
+    creds: Credentials,
+) -> Result<FetchedToken, FetchError> {
+    let conf = aws_sdk_ecr::config::Builder::from(base)
+        .region(Region::new(registry.region.clone()))
+        .credentials_provider(creds)
+        .build();
+    // registryIds is deprecated but honoured, and it names the account
+    // whose token we want when a principal can reach several.
+    #[allow(deprecated)]
+    let out = aws_sdk_ecr::Client::from_conf(conf)
+        .get_authorization_token()
+        .registry_ids(&registry.account)
+        .send()
+        .await
+        .map_err(|e| {
+            let (denied, reason) = describe_sdk_error(&e);
+            FetchError::GetAuthorizationToken { region: registry.region.clone(), denied, reason }
+        })?;
+    // Never `{:?}` the output: AuthorizationData's Debug prints the token.
+    let data = out.authorization_data().first();
+    usable(data.and_then(|d| d.authorization_token()), data.and_then(|d| d.expires_at()))
+}
+
+/// ECR Public's token: one API in us-east-1, one token for every public repository.
+pub async fn public_token(base: &SdkConfig, creds: Credentials) -> Result<FetchedToken, FetchError> {
+    let conf = aws_sdk_ecrpublic::config::Builder::from(base)
+        .region(Region::from_static(PUBLIC_REGION))
+        .credentials_provider(creds)
+        .build();
+    let out =
+        aws_sdk_ecrpublic::Client::from_conf(conf).get_authorization_token().send().await.map_err(|e| {
+            let (denied, reason) = describe_sdk_error(&e);
+            FetchError::GetPublicAuthorizationToken { denied, reason }
+        })?;
+    // Never `{:?}` the output: its AuthorizationData prints the token too.
+    let data = out.authorization_data();
+    usable(data.and_then(|d| d.authorization_token()), data.and_then(|d| d.expires_at()))
+}
+
+/// A token and expiry as ECR sent them, checked and decoded.
+fn usable(token: Option<&str>, expires_at: Option<&DateTime>) -> Result<FetchedToken, FetchError> {
+    let bad = |reason: &str| FetchError::BadToken { reason: reason.into() };
+    let token = token.ok_or_else(|| bad("no authorizationToken"))?;
+    let expires_at =
+        expires_at.and_then(|t| SystemTime::try_from(*t).ok()).ok_or_else(|| bad("no usable expiresAt"))?;
+    let (username, password) = decode_token(token)?;
+    Ok(FetchedToken { username, password, expires_at })
 }
 
 /// Splits ECR's base64 `user:password` token.

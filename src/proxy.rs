@@ -1,9 +1,15 @@
-//! Outbound HTTPS proxy for STS and ECR. The SDK's default client ignores
-//! `HTTPS_PROXY`, and instances behind an egress proxy cannot reach AWS
-//! without it. IMDS never goes through it: its clients are built separately,
-//! it is plain HTTP, and its addresses are always in the bypass list.
+//! Outbound HTTPS proxy for STS and ECR, and the HTTP clients that follow it.
+//!
+//! We build every client ourselves rather than take the SDK default, whose
+//! proxy handling depends on the behavior version (newer ones read
+//! `HTTP_PROXY`, which would send IMDS calls to the proxy and break them).
+//! Here only `[aws] https_proxy` or `HTTPS_PROXY` count, only HTTPS goes
+//! through the proxy, and IMDS gets a client with no proxy at all.
 
+use aws_config::provider_config::ProviderConfig;
 use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::{tls, Connector};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 use crate::config::Config;
 
@@ -82,6 +88,33 @@ impl Proxy {
             .map(|p| p.no_proxy(&self.no_proxy))
             .map_err(|e| ProxyError { url: self.display_url(), reason: e.to_string() })
     }
+}
+
+/// The rustls client for AWS APIs: through `proxy`, or direct when `None`.
+pub fn http_client(proxy: Option<&Proxy>) -> Result<SharedHttpClient, ProxyError> {
+    Ok(client_with(match proxy {
+        Some(p) => p.sdk_config()?,
+        None => ProxyConfig::disabled(),
+    }))
+}
+
+fn client_with(proxy: ProxyConfig) -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut builder = Connector::builder();
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder
+            .proxy_config(proxy.clone())
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+            .build()
+    })
+}
+
+/// Provider settings for IMDS: the standard environment, never a proxy.
+pub fn imds_provider_config() -> ProviderConfig {
+    ProviderConfig::default().with_http_client(client_with(ProxyConfig::disabled()))
 }
 
 #[cfg(test)]

@@ -5,6 +5,10 @@ tokens as expired; this launcher returns now + ECR_TOKEN_TTL seconds instead.
 With ECR_ROTATE_PASSWORD=1 each call returns a new password
 (<account>-auth-token-<n>) so rotation can be tested.
 
+moto has no ECR Public; the launcher answers its GetAuthorizationToken
+(X-Amz-Target SpencerFrontendService.GetAuthorizationToken) with a token
+for `AWS:public-auth-token` (rotating like the others).
+
 It also counts AssumeRole and GetAuthorizationToken calls and serves the counts
 as JSON on 127.0.0.1:<STATS_PORT>/ so tests can bound the calls the daemon made.
 """
@@ -20,11 +24,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from moto.core.responses import ActionResult
 from moto.ecr.responses import ECRResponse
 from moto.sts.responses import TokenResponse
+import moto.server
 from moto.server import main as moto_main
 
 TTL = int(os.environ.get("ECR_TOKEN_TTL", "43200"))
 ROTATE = os.environ.get("ECR_ROTATE_PASSWORD") == "1"
-COUNTS = {"AssumeRole": 0, "GetAuthorizationToken": 0}
+COUNTS = {"AssumeRole": 0, "GetAuthorizationToken": 0, "GetAuthorizationTokenPublic": 0}
 LOCK = threading.Lock()
 
 _orig_assume_role = TokenResponse.assume_role
@@ -59,6 +64,31 @@ def get_authorization_token(self):
     return ActionResult({"authorizationData": auth_data})
 
 
+PUBLIC_TARGET = "SpencerFrontendService.GetAuthorizationToken"
+
+
+class WithEcrPublic(moto.server.DomainDispatcherApplication):
+    """moto's dispatcher, plus ECR Public's one call the daemon makes."""
+
+    def __call__(self, environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET") != PUBLIC_TARGET:
+            return super().__call__(environ, start_response)
+        n = _count("GetAuthorizationTokenPublic")
+        password = "public-auth-token" + (f"-{n}" if ROTATE else "")
+        body = json.dumps(
+            {
+                "authorizationData": {
+                    "authorizationToken": b64encode(f"AWS:{password}".encode()).decode(),
+                    "expiresAt": time.time() + TTL,
+                }
+            }
+        ).encode()
+        start_response(
+            "200 OK", [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+
 class Stats(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
@@ -77,6 +107,7 @@ class Stats(BaseHTTPRequestHandler):
 
 TokenResponse.assume_role = assume_role
 ECRResponse.get_authorization_token = get_authorization_token
+moto.server.DomainDispatcherApplication = WithEcrPublic
 
 if __name__ == "__main__":
     stats_port = os.environ.get("STATS_PORT")

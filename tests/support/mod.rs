@@ -4,11 +4,12 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod tls_proxy;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -183,6 +184,12 @@ impl Moto {
         let (_, body) = http(self.stats_port, "GET", "/", "");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         (v["AssumeRole"].as_u64().unwrap(), v["GetAuthorizationToken"].as_u64().unwrap())
+    }
+
+    /// Calls of one kind so far (AssumeRole, GetAuthorizationToken, GetAuthorizationTokenPublic).
+    pub fn count(&self, call: &str) -> u64 {
+        let (_, body) = http(self.stats_port, "GET", "/", "");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()[call].as_u64().unwrap()
     }
 
     pub fn endpoint(&self) -> String {
@@ -406,4 +413,31 @@ pub fn iam_bed(dir: &std::path::Path, allow: &str) -> (Moto, Imds, String) {
     );
     assert_eq!(http(moto.port, "POST", "/moto-api/reset-auth", "0").0, 200);
     (moto, imds, keys["RoleArn"].as_str().unwrap().to_owned())
+}
+
+/// Runs a container client (skopeo, podman, buildah) with only the auth file and socket it is given.
+pub fn container_client(program: &str, home: &Path, auth: &Path, socket: &Path, args: &[&str]) -> Output {
+    clean_command(program, home)
+        .env("REGISTRY_AUTH_FILE", auth)
+        .env("ECR_CREDD_SOCKET", socket)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A finished command's stdout and stderr, for assertion messages.
+pub fn output_text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A small OCI image layout at `home/image`; returns its `oci:` reference.
+pub fn make_oci_image(home: &Path) -> String {
+    let image = home.join("image");
+    let made = clean_command("python3", home)
+        .arg(format!("{ROOT}/testbed/make_oci.py"))
+        .arg(&image)
+        .status()
+        .unwrap();
+    assert!(made.success(), "make_oci.py failed");
+    format!("oci:{}:latest", image.display())
 }

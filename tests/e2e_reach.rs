@@ -1,0 +1,120 @@
+//! Beyond one registry: two accounts in different regions with their own
+//! roles, ECR Public, and AWS reached only through an HTTPS proxy.
+
+mod support;
+
+use support::tls_proxy::TlsProxy;
+use support::*;
+
+const ACCOUNT_A: &str = "111111111111";
+const ACCOUNT_B: &str = "222222222222";
+
+fn secret_of(daemon: &Daemon, host: &str) -> String {
+    let (code, out, err) = daemon.helper("get", host);
+    assert_eq!(code, 0, "get {host}: {out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["Secret"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn two_accounts_and_ecr_public_each_get_their_own_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let (moto, imds) = (Moto::start(home), Imds::start(home));
+    let a = Registry::start(home, &format!("{ACCOUNT_A}-auth-token"));
+    let b = Registry::start(home, &format!("{ACCOUNT_B}-auth-token"));
+    let public = Registry::start(home, "public-auth-token");
+    let config = format!(
+        "\
+         [[registry]]\nhost = \"{}\"\nregistry_id = \"{ACCOUNT_A}\"\nregion = \"us-west-2\"\nrole_arn = \"arn:aws:iam::{ACCOUNT_A}:role/pull-a\"\n\
+         [[registry]]\nhost = \"{}\"\nregistry_id = \"{ACCOUNT_B}\"\nregion = \"eu-west-1\"\nrole_arn = \"arn:aws:iam::{ACCOUNT_B}:role/pull-b\"\n\
+         [[registry]]\nhost = \"{}\"\npublic = true\n",
+        a.host(),
+        b.host(),
+        public.host()
+    );
+    let daemon = Daemon::start(home, &config, &Daemon::aws_env(&moto, &imds), "info");
+
+    assert_eq!(secret_of(&daemon, &a.host()), format!("{ACCOUNT_A}-auth-token"));
+    assert_eq!(secret_of(&daemon, &b.host()), format!("{ACCOUNT_B}-auth-token"));
+    assert_eq!(secret_of(&daemon, &public.host()), "public-auth-token");
+
+    // Each registry accepts only its own account's password, so a push that
+    // succeeds proves the right token reached the right registry.
+    let oci = make_oci_image(home);
+    let auth = home.join("auth.json");
+    let helpers: Vec<String> =
+        [&a, &b, &public].iter().map(|r| format!("\"{}\":\"ecr-credd\"", r.host())).collect();
+    std::fs::write(&auth, format!("{{\"credHelpers\":{{{}}}}}", helpers.join(","))).unwrap();
+    for registry in [&a, &b, &public] {
+        let dest = format!("docker://{}/demo:v1", registry.host());
+        let push = container_client(
+            "skopeo",
+            home,
+            &auth,
+            &daemon.socket,
+            &["copy", "--dest-tls-verify=false", &oci, &dest],
+        );
+        assert!(push.status.success(), "push to {} failed: {}", registry.host(), output_text(&push));
+    }
+
+    assert_eq!(moto.count("AssumeRole"), 2, "one AssumeRole per role");
+    assert_eq!(moto.count("GetAuthorizationToken"), 2, "one token per private registry");
+    assert_eq!(moto.count("GetAuthorizationTokenPublic"), 1, "one ECR Public token");
+    // ECR Public is opt-in: the real public host is not served unless listed.
+    let (code, out, _) = daemon.helper("get", "public.ecr.aws");
+    assert_eq!((code, out.trim()), (1, "credentials not found in native keychain"));
+}
+
+#[test]
+fn aws_calls_go_through_the_https_proxy_and_imds_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let (moto, imds) = (Moto::start(home), Imds::start(home));
+    let proxy = TlsProxy::start(home, &moto);
+    let public_host = "127.0.0.1:5999";
+    let registries = format!(
+        "[[registry]]\nhost = \"127.0.0.1:5000\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n\
+         [[registry]]\nhost = \"{public_host}\"\npublic = true\n"
+    );
+    // No AWS_ENDPOINT_URL: the daemon asks for the real AWS hostnames, and
+    // only the proxy knows where they are. HTTP_PROXY too, which IMDS ignores.
+    let env = vec![
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()),
+        ("HTTPS_PROXY", proxy.url()),
+        ("HTTP_PROXY", proxy.url()),
+        ("SSL_CERT_FILE", proxy.ca.display().to_string()),
+    ];
+    let daemon = Daemon::start(home, &registries, &env, "info");
+    assert_eq!(secret_of(&daemon, "127.0.0.1:5000"), PASSWORD);
+    assert_eq!(secret_of(&daemon, public_host), "public-auth-token");
+
+    let stats = proxy.stats();
+    let tunnels = |host: &str| stats[host].as_u64().unwrap_or(0);
+    assert!(tunnels("sts.us-east-1.amazonaws.com") + tunnels("sts.amazonaws.com") >= 1, "{stats}");
+    assert!(tunnels("api.ecr.us-east-1.amazonaws.com") >= 1, "{stats}");
+    assert!(tunnels("api.ecr-public.us-east-1.amazonaws.com") >= 1, "{stats}");
+    assert_eq!(stats["plain"], 0, "IMDS must not go through the proxy: {stats}");
+    assert!(imds.calls() >= 2, "IMDS was asked directly");
+    assert_eq!(moto.count("GetAuthorizationToken"), 1);
+    let log = daemon.proc.output();
+    assert!(log.contains("STS and ECR calls go through the proxy"), "{log}");
+    drop(daemon);
+
+    // The config key works without the environment, and credentials in the
+    // proxy URL never reach the log.
+    let with_key =
+        format!("[aws]\nhttps_proxy = \"http://user:s3cret@127.0.0.1:{}\"\n\n{registries}", proxy.port);
+    let env = vec![
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()),
+        ("SSL_CERT_FILE", proxy.ca.display().to_string()),
+    ];
+    let dir = home.join("second");
+    std::fs::create_dir_all(&dir).unwrap();
+    let daemon = Daemon::start(&dir, &with_key, &env, "debug");
+    assert_eq!(secret_of(&daemon, "127.0.0.1:5000"), PASSWORD);
+    assert_eq!(moto.count("GetAuthorizationToken"), 2);
+    let log = daemon.proc.output();
+    assert!(log.contains("***@127.0.0.1"), "{log}");
+    assert!(!log.contains("s3cret"), "the proxy password leaked into the log");
+}

@@ -1,0 +1,39 @@
+//! `testbed/connect_proxy.py`: a CONNECT proxy that answers as the real AWS
+//! API hostnames over TLS (test CA) and relays to moto.
+
+use std::path::{Path, PathBuf};
+
+use super::{clean_command, free_port, http, wait_port, Moto, Proc, ROOT};
+
+pub struct TlsProxy {
+    pub port: u16,
+    /// The test CA to trust (SSL_CERT_FILE).
+    pub ca: PathBuf,
+    _proc: Proc,
+}
+
+impl TlsProxy {
+    pub fn start(dir: &Path, moto: &Moto) -> TlsProxy {
+        let port = free_port();
+        let certs = dir.join(format!("proxy-certs-{port}"));
+        let mut cmd = clean_command(format!("{ROOT}/.venv/bin/python"), dir);
+        cmd.arg(format!("{ROOT}/testbed/connect_proxy.py"))
+            .arg(port.to_string())
+            .arg(moto.port.to_string())
+            .arg(&certs);
+        let proc = Proc::spawn("connect-proxy", &mut cmd);
+        wait_port(port, "connect proxy");
+        TlsProxy { port, ca: certs.join("ca.pem"), _proc: proc }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Tunnels opened per host, and "plain" (requests that were not CONNECT).
+    pub fn stats(&self) -> serde_json::Value {
+        let (status, body) = http(self.port, "GET", "/_stats", "");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
