@@ -5,7 +5,7 @@ CARGO   ?= cargo
 PYTHON  ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 VENV    := .venv
 # Debian packages the test bed runs: a real registry, real clients, htpasswd.
-DEB_PKGS := docker-registry skopeo podman apache2-utils uidmap binutils rpm lintian
+DEB_PKGS := docker-registry skopeo podman buildah apache2-utils uidmap binutils rpm lintian
 # Packaging tools, pinned.
 CARGO_DEB_VERSION := 3.6.2
 CARGO_RPM_VERSION := 0.21.1
@@ -32,6 +32,8 @@ deps: .deps-stamp $(VENV)/.stamp
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
 	fi
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; $(SUDO) apt-get install -y python3-venv; }
+	@# The tests need only the docker CLI (no engine); Debian ships it in docker.io.
+	@command -v docker >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; $(SUDO) apt-get install -y --no-install-recommends docker.io; }
 	@touch $@
 
 $(VENV)/.stamp: testbed/requirements.txt testbed/constraints.txt

@@ -1,4 +1,4 @@
-//! skopeo and podman push and pull through the helper against a real
+//! skopeo, podman and buildah push and pull through the helper against a real
 //! registry, with tokens from IMDS double -> moto STS -> moto ECR.
 
 mod support;
@@ -15,7 +15,7 @@ fn registry_config(registry: &Registry) -> String {
 }
 
 #[test]
-fn skopeo_and_podman_push_and_pull_through_the_helper() {
+fn skopeo_podman_and_buildah_push_and_pull_through_the_helper() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let (moto, imds) = (Moto::start(home), Imds::start(home));
@@ -84,6 +84,33 @@ fn skopeo_and_podman_push_and_pull_through_the_helper() {
         ],
     );
     assert!(podman.status.success(), "podman pull failed: {}", output_text(&podman));
+
+    // buildah pulls, then pushes under a new tag: both ways through the helper.
+    let storage = home.join("buildah");
+    let (root, runroot) = (storage.join("root"), storage.join("run"));
+    let buildah = |args: &[&str]| {
+        let mut all = vec!["--root", root.to_str().unwrap(), "--runroot", runroot.to_str().unwrap()];
+        all.extend_from_slice(&["--storage-driver", "vfs"]);
+        all.extend_from_slice(args);
+        container_client("buildah", home, &auth, &daemon.socket, &all)
+    };
+    let source = format!("{host}/demo:v1");
+    let pull = buildah(&["pull", "--tls-verify=false", &source]);
+    assert!(pull.status.success(), "buildah pull failed: {}", output_text(&pull));
+    let target = format!("docker://{host}/demo:from-buildah");
+    let push = buildah(&["push", "--tls-verify=false", &source, &target]);
+    assert!(push.status.success(), "buildah push failed: {}", output_text(&push));
+    let (status, tags) = {
+        let out = container_client(
+            "skopeo",
+            home,
+            &auth,
+            &daemon.socket,
+            &["list-tags", "--tls-verify=false", &format!("docker://{host}/demo")],
+        );
+        (out.status.success(), output_text(&out))
+    };
+    assert!(status && tags.contains("from-buildah"), "the buildah push landed: {tags}");
 
     // Without the helper the same push is refused: the registry really checks.
     let bare = home.join("bare.json");

@@ -1,0 +1,139 @@
+//! The docker CLI, with `credHelpers` and with `credsStore`. The CLI execs the
+//! helper itself and forwards the credentials to the engine, so a stub engine
+//! on loopback (testbed/docker_engine_stub.py) shows exactly what it would send.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use support::*;
+
+struct Engine {
+    port: u16,
+    _proc: Proc,
+}
+
+impl Engine {
+    fn start(home: &Path) -> Engine {
+        let port = free_port();
+        let mut cmd = clean_command("python3", home);
+        cmd.arg(format!("{ROOT}/testbed/docker_engine_stub.py")).arg(port.to_string());
+        let proc = Proc::spawn("docker engine stub", &mut cmd);
+        wait_port(port, "docker engine stub");
+        Engine { port, _proc: proc }
+    }
+
+    /// Requests so far: (path, decoded X-Registry-Auth, decoded X-Registry-Config, /auth body).
+    fn requests(&self) -> Vec<serde_json::Value> {
+        let (_, body) = http(self.port, "GET", "/_requests", "");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+fn docker(home: &Path, config: &Path, engine: &Engine, socket: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = clean_command("docker", home)
+        .env("DOCKER_HOST", format!("tcp://127.0.0.1:{}", engine.port))
+        .env("DOCKER_BUILDKIT", "0")
+        .env("ECR_CREDD_SOCKET", socket)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn config_dir(home: &Path, name: &str, json: &str) -> PathBuf {
+    let dir = home.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), json).unwrap();
+    dir
+}
+
+#[test]
+fn docker_cli_forwards_our_credentials_with_cred_helpers_and_creds_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let (moto, imds) = (Moto::start(home), Imds::start(home));
+    let engine = Engine::start(home);
+    let host = "127.0.0.1:5000";
+    let config = format!(
+        "[[registry]]\nhost = \"{host}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n"
+    );
+    let daemon = Daemon::start(home, &config, &Daemon::aws_env(&moto, &imds), "info");
+    let image = format!("{host}/demo:v1");
+    let expect_auth = |auth: &serde_json::Value, what: &str| {
+        assert_eq!(auth["username"], "AWS", "{what}: {auth}");
+        assert_eq!(auth["password"], PASSWORD, "{what}: {auth}");
+        assert_eq!(auth["serveraddress"], host, "{what}: {auth}");
+    };
+
+    // credHelpers: a pull carries our token in X-Registry-Auth.
+    let helpers = config_dir(home, "helpers", &format!("{{\"credHelpers\":{{\"{host}\":\"ecr-credd\"}}}}"));
+    let out = docker(home, &helpers, &engine, &daemon.socket, &["pull", &image], "");
+    assert!(out.status.success(), "docker pull: {}", output_text(&out));
+    let pulls: Vec<_> = engine
+        .requests()
+        .into_iter()
+        .filter(|r| r["path"].as_str().unwrap().contains("/images/create"))
+        .collect();
+    assert_eq!(pulls.len(), 1);
+    expect_auth(&pulls[0]["auth"], "pull with credHelpers");
+
+    // credsStore: push, then a legacy build, which lists the store and sends
+    // every credential in X-Registry-Config.
+    let store = config_dir(home, "store", "{\"credsStore\":\"ecr-credd\"}");
+    let out = docker(home, &store, &engine, &daemon.socket, &["push", &image], "");
+    assert!(out.status.success(), "docker push: {}", output_text(&out));
+    let context = home.join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(context.join("Dockerfile"), format!("FROM {image}\n")).unwrap();
+    let out = docker(
+        home,
+        &store,
+        &engine,
+        &daemon.socket,
+        &["build", "-t", "built", context.to_str().unwrap()],
+        "",
+    );
+    assert!(out.status.success(), "docker build: {}", output_text(&out));
+    let requests = engine.requests();
+    let find =
+        |part: &str| requests.iter().find(|r| r["path"].as_str().unwrap().contains(part)).cloned().unwrap();
+    expect_auth(&find("/push")["auth"], "push with credsStore");
+    let build = find("/build");
+    expect_auth(&build["config"][host], "build with credsStore (list, then get)");
+
+    // docker login: with the store's credentials, and with --password-stdin
+    // (the `aws ecr get-login-password | docker login` habit). Both end in
+    // `store`, which must succeed without writing anything.
+    let out = docker(home, &store, &engine, &daemon.socket, &["login", host], "");
+    assert!(out.status.success(), "docker login: {}", output_text(&out));
+    assert!(output_text(&out).contains("Login Succeeded"), "{}", output_text(&out));
+    let out = docker(
+        home,
+        &store,
+        &engine,
+        &daemon.socket,
+        &["login", "-u", "AWS", "--password-stdin", host],
+        PASSWORD,
+    );
+    assert!(out.status.success(), "docker login --password-stdin: {}", output_text(&out));
+    let logins: Vec<_> =
+        engine.requests().into_iter().filter(|r| r["path"].as_str().unwrap().ends_with("/auth")).collect();
+    assert_eq!(logins.len(), 2);
+    for login in &logins {
+        let body: serde_json::Value = serde_json::from_str(login["body"].as_str().unwrap()).unwrap();
+        expect_auth(&body, "login");
+    }
+    let saved = std::fs::read_to_string(store.join("config.json")).unwrap();
+    assert!(!saved.contains(PASSWORD) && !saved.contains("\"auth\""), "docker saved a secret: {saved}");
+
+    // Everything above cost one AssumeRole and one GetAuthorizationToken.
+    assert_eq!(moto.counts(), (1, 1));
+}
