@@ -96,8 +96,11 @@ fuzz:
 	done
 
 ## Benchmarks (release build; not part of make test).
-bench:
+bench: deps
+	@dpkg -s amazon-ecr-credential-helper >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get install -y --no-install-recommends amazon-ecr-credential-helper; }
 	$(CARGO) bench --bench helper_get
+	$(CARGO) bench --bench vs_ecr_login
 
 clean:
 	$(CARGO) clean

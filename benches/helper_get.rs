@@ -3,16 +3,19 @@
 //! under concurrency. The daemon runs in-process with a static token source,
 //! so only ecr-credd's own path is measured.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use ecr_credd::config::{self, RegistryConfig};
 use ecr_credd::daemon::{self, Listeners};
 use ecr_credd::secret::Secret;
 use ecr_credd::token_source::{FetchError, FetchedToken, TokenSource};
 use ecr_credd::wire::{Request, RequestBody};
+
+use common::{exec_samples, percentile, socket_load};
 
 struct Static;
 
@@ -26,32 +29,18 @@ impl TokenSource for Static {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// Exec `program arg` with the server URL on stdin, 500 timed runs after 20 warm-ups.
-fn exec_bench(label: &str, program: &str, arg: &str, socket: &std::path::Path) {
-    let mut times = Vec::new();
-    for i in 0..520 {
-        let start = Instant::now();
-        let mut child = Command::new(program)
-            .arg(arg)
-            .env("ECR_CREDD_SOCKET", socket)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        // /bin/true may exit before reading; a broken pipe is fine there.
-        let _ = child.stdin.take().expect("stdin").write_all(b"127.0.0.1:5000\n");
-        let out = child.wait_with_output().expect("wait");
-        let elapsed = start.elapsed();
-        assert!(out.status.success());
-        if i >= 20 {
-            times.push(elapsed);
-        }
-    }
-    times.sort();
+/// Exec `program get` with the server URL on stdin, 500 timed runs after 20 warm-ups.
+fn exec_bench(label: &str, program: &str, socket: &std::path::Path) {
+    let times = exec_samples(
+        || {
+            let mut cmd = Command::new(program);
+            cmd.arg("get").env("ECR_CREDD_SOCKET", socket);
+            cmd
+        },
+        b"127.0.0.1:5000\n",
+        20,
+        500,
+    );
     println!(
         "{label}, exec to exit, {} runs: median {:?}  p99 {:?}",
         times.len(),
@@ -87,34 +76,14 @@ fn main() {
     }
 
     let helper = env!("CARGO_BIN_EXE_docker-credential-ecr-credd");
-    for (label, program, arg) in
-        [("/bin/true (exec floor)", "/bin/true", "get"), ("helper get", helper, "get")]
-    {
-        exec_bench(label, program, arg, &socket);
+    for (label, program) in [("/bin/true (exec floor)", "/bin/true"), ("helper get", helper)] {
+        exec_bench(label, program, &socket);
     }
 
     for clients in [1usize, 8, 64] {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let threads: Vec<_> = (0..clients)
-            .map(|_| {
-                let socket = socket.clone();
-                let get = get.clone();
-                std::thread::spawn(move || {
-                    let mut lat = Vec::new();
-                    while Instant::now() < deadline {
-                        let start = Instant::now();
-                        ecr_credd::client::request(&socket, &get).expect("get");
-                        lat.push(start.elapsed());
-                    }
-                    lat
-                })
-            })
-            .collect();
-        let mut all: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().expect("join")).collect();
-        all.sort();
+        let (rate, all) = socket_load(&socket, &get, clients, 2);
         println!(
-            "socket get, {clients:>2} clients (connection per request): {:>7.0}/s  p50 {:?}  p99 {:?}",
-            all.len() as f64 / 2.0,
+            "socket get, {clients:>2} clients (connection per request): {rate:>7.0}/s  p50 {:?}  p99 {:?}",
             percentile(&all, 0.5),
             percentile(&all, 0.99)
         );
