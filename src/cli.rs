@@ -125,6 +125,10 @@ pub fn check_config(flag: Option<PathBuf>) -> Result<String> {
     if let Some(addr) = c.health_listen {
         out += &format!("health: {addr}\n");
     }
+    out += &match crate::proxy::Proxy::resolve(Some(&c)) {
+        Some(p) => format!("AWS proxy: {} (bypassed for {})\n", p.display_url(), p.no_proxy()),
+        None => "AWS proxy: none (direct)\n".to_owned(),
+    };
     out += &format!(
         "unlisted ECR hosts: {}\n",
         if c.serve_unlisted_ecr { "served with instance credentials" } else { "refused" }

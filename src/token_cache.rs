@@ -112,6 +112,7 @@ struct Inner<S> {
     entries: RwLock<HashMap<String, Arc<Entry>>>,
     configured: RwLock<Vec<String>>,
     serve_unlisted: AtomicBool,
+    fetch_slots: tokio::sync::Semaphore,
 }
 
 /// What a reload changed.
@@ -153,11 +154,12 @@ impl<S: TokenSource> TokenCache<S> {
             inner: Arc::new(Inner {
                 source,
                 clock,
-                policy,
                 metrics,
                 entries: RwLock::new(entries),
                 configured: RwLock::new(registries.iter().map(|r| r.host.clone()).collect()),
                 serve_unlisted: AtomicBool::new(serve_unlisted),
+                fetch_slots: tokio::sync::Semaphore::new(policy.max_concurrent_fetches.max(1)),
+                policy,
             }),
         }
     }
@@ -354,7 +356,10 @@ async fn fetch<S: TokenSource>(inner: &Arc<Inner<S>>, entry: &Arc<Entry>) -> Res
     let label = entry.registry.label();
     let (inner, entry) = (inner.clone(), entry.clone());
     let task = tokio::spawn(async move {
+        // The semaphore is never closed; without a permit we fetch anyway.
+        let slot = inner.fetch_slots.acquire().await.ok();
         let result = inner.source.fetch(&entry.registry).await;
+        drop(slot);
         let now = inner.clock.now();
         let mut st = lock(&entry.state);
         record(&inner, &entry, &mut st, result, now);

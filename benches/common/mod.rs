@@ -1,6 +1,8 @@
 //! Timing helpers shared by the benches.
 #![allow(dead_code)]
 
+pub mod report;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};

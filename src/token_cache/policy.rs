@@ -47,6 +47,9 @@ pub struct Policy {
     pub max_lifetime: Duration,
     /// Most unlisted ECR hosts tracked at once.
     pub max_unlisted: usize,
+    /// Most fetches in flight at once, across registries: a daemon with many
+    /// registries must not burst past ECR's per-account rate at start-up.
+    pub max_concurrent_fetches: usize,
 }
 
 impl Default for Policy {
@@ -60,6 +63,7 @@ impl Default for Policy {
             get_wait: Duration::from_secs(5),
             max_lifetime: Duration::from_secs(12 * 3600),
             max_unlisted: 256,
+            max_concurrent_fetches: 8,
         }
     }
 }

@@ -313,3 +313,48 @@ async fn status_reports_failures_without_secrets() {
     assert!(metrics.contains("step=\"assume_role\"} 1"), "{metrics}");
     assert!(!metrics.contains("pw-"));
 }
+
+/// Counts fetches in flight and remembers the most seen at once.
+struct Gauge {
+    now: AtomicU32,
+    max: AtomicU32,
+}
+
+struct SlowSource(Arc<Gauge>);
+
+impl TokenSource for SlowSource {
+    async fn fetch(&self, _registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
+        let n = self.0.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.0.max.fetch_max(n, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+        Ok(FetchedToken {
+            username: "AWS".into(),
+            password: Secret::new("pw".into()),
+            expires_at: SystemTime::now() + 12 * HOUR,
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_registries_start_without_a_burst() {
+    let gauge = Arc::new(Gauge { now: AtomicU32::new(0), max: AtomicU32::new(0) });
+    let registries: Vec<_> = (0..40).map(|i| registry(&format!("registry-{i}.internal"))).collect();
+    let policy = Policy::default();
+    let limit = policy.max_concurrent_fetches as u32;
+    let cache = TokenCache::new(
+        &registries,
+        false,
+        SlowSource(gauge.clone()),
+        Arc::new(SystemClock),
+        policy,
+        Arc::default(),
+    );
+    cache.start();
+    // 40 fetches of 200 ms, 8 at a time: all done in 5 rounds.
+    tokio::time::sleep(Duration::from_millis(5 * 200 + 50)).await;
+    for r in &registries {
+        assert!(cache.get(&r.host).await.is_ok(), "{} ready", r.host);
+    }
+    assert_eq!(gauge.max.load(Ordering::SeqCst), limit, "at most {limit} fetches in flight");
+}
