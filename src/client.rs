@@ -61,6 +61,49 @@ pub fn request(path: &Path, req: &Request) -> Result<Response, ClientError> {
     stream.set_write_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
     stream.write_all(&wire::encode(req)).map_err(io)?;
     let mut line = Vec::with_capacity(512);
-    BufReader::new(stream).take(wire::MAX_FRAME as u64).read_until(b'\n', &mut line).map_err(io)?;
+    BufReader::new(stream).take(wire::MAX_RESPONSE as u64).read_until(b'\n', &mut line).map_err(io)?;
     wire::decode_response(&line).map_err(|source| ClientError::Protocol { path: path.to_owned(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{RegistryStatus, RequestBody, ResponseBody};
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn reads_a_status_for_hundreds_of_registries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let registries: Vec<RegistryStatus> = (0..500)
+            .map(|i| RegistryStatus {
+                host: format!("{:012}.dkr.ecr.eu-west-1.amazonaws.com", 100_000_000_000u64 + i),
+                account: format!("{:012}", 100_000_000_000u64 + i),
+                region: "eu-west-1".into(),
+                role_arn: Some(format!("arn:aws:iam::{:012}:role/ecr-pull", 100_000_000_000u64 + i)),
+                configured: true,
+                ready: true,
+                expires_at: Some(1),
+                last_refresh: Some(1),
+                next_refresh: Some(1),
+                consecutive_failures: 0,
+                last_error: None,
+            })
+            .collect();
+        let answer = wire::encode(&Response::new(ResponseBody::Status { ready: true, registries }));
+        assert!(answer.len() > 8 * wire::MAX_FRAME, "the test needs a big answer");
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&mut conn).read_line(&mut line).unwrap();
+            conn.write_all(&answer).unwrap();
+        });
+        let resp = request(&path, &Request::new(RequestBody::Status)).unwrap();
+        server.join().unwrap();
+        match resp.body {
+            ResponseBody::Status { registries, .. } => assert_eq!(registries.len(), 500),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }

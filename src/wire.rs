@@ -10,8 +10,12 @@ use crate::secret::Secret;
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
 
-/// The largest frame either side accepts, newline included.
+/// The largest request the daemon accepts, newline included.
 pub const MAX_FRAME: usize = 16 * 1024;
+
+/// The largest response a client accepts: `status` and `list` grow with the
+/// number of registries (about 300 bytes each), so they need more than a request.
+pub const MAX_RESPONSE: usize = 8 * 1024 * 1024;
 
 /// A request with its version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

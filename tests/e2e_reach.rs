@@ -72,7 +72,9 @@ fn aws_calls_go_through_the_https_proxy_and_imds_does_not() {
     let home = tmp.path();
     let (moto, imds) = (Moto::start(home), Imds::start(home));
     let proxy = TlsProxy::start(home, &moto);
-    let public_host = "127.0.0.1:5999";
+    let public = Registry::start(home, "public-auth-token");
+    let public_host = public.host();
+    let public_host = public_host.as_str();
     let registries = format!(
         "[[registry]]\nhost = \"127.0.0.1:5000\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n\
          [[registry]]\nhost = \"{public_host}\"\npublic = true\n"
@@ -117,4 +119,14 @@ fn aws_calls_go_through_the_https_proxy_and_imds_does_not() {
     let log = daemon.proc.output();
     assert!(log.contains("***@127.0.0.1"), "{log}");
     assert!(!log.contains("s3cret"), "the proxy password leaked into the log");
+
+    // doctor takes the same path: proxy from the config, ECR Public's API,
+    // then the registry itself with the token.
+    let config = Daemon::write_config(&dir, &with_key);
+    let out =
+        clean_command(DAEMON, &dir).args(["doctor", "--config"]).arg(&config).envs(env).output().unwrap();
+    let report = output_text(&out);
+    assert!(report.contains(&format!("ok   ecr-public:GetAuthorizationToken [{public_host}]")), "{report}");
+    assert!(report.contains("ok   ecr:GetAuthorizationToken [127.0.0.1:5000]"), "{report}");
+    assert!(!report.contains("s3cret"), "{report}");
 }
