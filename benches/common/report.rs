@@ -169,7 +169,8 @@ pub fn plot(cases: &[Case]) -> String {
     };
     let y = |q: f64| (h - bottom) - q * (h - bottom - 20.0);
     let colors = ["#1b7837", "#5aae61", "#c51b7d", "#e08214", "#8073ac", "#b2182b"];
-    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+    let total_h = h + 16.0 * cases.len() as f64 + 8.0;
+    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{total_h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
     for tick in [0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0] {
         let tx = x(Duration::from_secs_f64(tick / 1e3));
         let _ = writeln!(svg, "<line x1=\"{tx:.1}\" y1=\"20\" x2=\"{tx:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{tick} ms</text>", h - bottom, h - bottom + 16.0);
@@ -200,8 +201,9 @@ pub fn plot(cases: &[Case]) -> String {
         let _ = writeln!(
             svg,
             "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\">{}: {}</text>",
-            left + 10.0,
-            36.0 + 16.0 * i as f64,
+            // Under the axis caption, clear of every curve.
+            left,
+            h + 12.0 + 16.0 * i as f64,
             c.tool,
             c.label
         );
