@@ -87,6 +87,9 @@ pub enum Command {
         /// AWS partition (aws, aws-cn, aws-us-gov, ...).
         #[arg(long, default_value = "aws")]
         partition: String,
+        /// Also let the role fetch ECR Public tokens (public.ecr.aws listed with this role).
+        #[arg(long)]
+        ecr_public: bool,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: crate::policy::Format,

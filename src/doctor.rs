@@ -217,6 +217,7 @@ async fn check_registry(
         access: Access::Pull,
         external_id: r.external_id.clone(),
         partition: "aws".into(),
+        ecr_public: r.public,
     };
     let creds = match &r.role_arn {
         Some(role_arn) => {

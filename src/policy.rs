@@ -85,7 +85,12 @@ pub struct Setup {
     pub external_id: Option<String>,
     /// The partition, e.g. `aws`, `aws-cn`, `aws-us-gov`.
     pub partition: String,
+    /// Whether the role also fetches ECR Public tokens.
+    pub ecr_public: bool,
 }
+
+/// What fetching an ECR Public token needs (it is minted through STS).
+pub const PUBLIC_TOKEN_ACTIONS: &[&str] = &["ecr-public:GetAuthorizationToken", "sts:GetServiceBearerToken"];
 
 /// The four documents, in setup order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,7 +196,7 @@ impl Setup {
         }
         let sid = if self.access == Access::Push { "PullAndPush" } else { "Pull" };
 
-        let permissions = doc(vec![
+        let mut permissions = doc(vec![
             allow(
                 "GetAuthorizationToken",
                 None,
@@ -200,6 +205,15 @@ impl Setup {
             ),
             allow(sid, None, actions.clone(), Some(repos)),
         ]);
+        if self.ecr_public {
+            // Neither action takes a resource ARN.
+            permissions.statement.push(allow(
+                "EcrPublicToken",
+                None,
+                strings(PUBLIC_TOKEN_ACTIONS),
+                Some(vec!["*".into()]),
+            ));
+        }
         let mut trust_stmt = allow(
             "TrustInstanceAccount",
             Some(vec![instance_principal.clone()]),

@@ -90,6 +90,7 @@ fn real_main() -> Result<()> {
             access,
             external_id,
             partition,
+            ecr_public,
             format,
             json,
         } => {
@@ -102,6 +103,7 @@ fn real_main() -> Result<()> {
                 access,
                 external_id,
                 partition,
+                ecr_public,
             };
             let docs = setup.documents()?;
             let format = if json { ecr_credd::policy::Format::Json } else { format };

@@ -92,6 +92,7 @@ mod tests {
             access: Access::Pull,
             external_id: None,
             partition: "aws".into(),
+            ecr_public: false,
         }
     }
 

@@ -10,6 +10,7 @@ fn setup(access: Access) -> Setup {
         access,
         external_id: Some("fleet-7".into()),
         partition: "aws".into(),
+        ecr_public: false,
     }
 }
 
@@ -133,4 +134,22 @@ fn terraform_and_cloudformation_embed_the_same_documents() {
     }
     let json: Documents = serde_json::from_str(&render(&s, &docs, Format::Json)).unwrap();
     assert_eq!(json, docs);
+}
+
+#[test]
+fn ecr_public_adds_its_two_token_actions_to_the_role() {
+    let mut s = setup(Access::Pull);
+    let plain = s.documents().unwrap();
+    s.ecr_public = true;
+    let docs = s.documents().unwrap();
+    let added: Vec<_> = docs
+        .role_permissions_policy
+        .statement
+        .iter()
+        .skip(plain.role_permissions_policy.statement.len())
+        .collect();
+    assert_eq!(added.len(), 1);
+    assert_eq!(added[0].action, ["ecr-public:GetAuthorizationToken", "sts:GetServiceBearerToken"]);
+    assert_eq!(added[0].resource.as_deref(), Some(&["*".to_owned()][..]));
+    assert_eq!(docs.role_trust_policy, plain.role_trust_policy);
 }
