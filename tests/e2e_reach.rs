@@ -129,4 +129,30 @@ fn aws_calls_go_through_the_https_proxy_and_imds_does_not() {
     assert!(report.contains(&format!("ok   ecr-public:GetAuthorizationToken [{public_host}]")), "{report}");
     assert!(report.contains("ok   ecr:GetAuthorizationToken [127.0.0.1:5000]"), "{report}");
     assert!(!report.contains("s3cret"), "{report}");
+    drop(daemon);
+
+    // NO_PROXY wins for the hosts it names: STS is then tried directly (a DNS
+    // failure here, said so), and the proxy sees no new tunnel.
+    let tunnels = |s: &serde_json::Value| -> u64 {
+        s.as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.ends_with(".amazonaws.com"))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    };
+    let before = tunnels(&proxy.stats());
+    let env = vec![
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()),
+        ("HTTPS_PROXY", proxy.url()),
+        ("NO_PROXY", ".amazonaws.com".into()),
+        ("SSL_CERT_FILE", proxy.ca.display().to_string()),
+    ];
+    let dir = home.join("third");
+    std::fs::create_dir_all(&dir).unwrap();
+    let daemon = Daemon::start(&dir, &registries, &env, "info");
+    let (code, out, _) = daemon.helper("get", "127.0.0.1:5000");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("sts:AssumeRole on") && out.contains("dns error"), "{out}");
+    assert_eq!(tunnels(&proxy.stats()), before, "NO_PROXY hosts must not be tunnelled");
 }
