@@ -63,33 +63,9 @@ pub enum Command {
     },
     /// Print the four IAM documents of the cross-account setup.
     Policy {
-        /// Account A, which owns the registry.
-        #[arg(long)]
-        registry_account: String,
-        /// Account B, where the instances run.
-        #[arg(long)]
-        instance_account: String,
-        /// The role to create in account A.
-        #[arg(long)]
-        role_name: String,
-        /// B's instance role name; the trust names it instead of all of B.
-        #[arg(long)]
-        instance_role: Option<String>,
-        /// Repository to grant (repeatable); default: every repository in A.
-        #[arg(long = "repository")]
-        repositories: Vec<String>,
-        /// Pull only, or pull and push.
-        #[arg(long, value_enum, default_value = "pull")]
-        access: crate::policy::Access,
-        /// Require this sts:ExternalId in the trust policy.
-        #[arg(long)]
-        external_id: Option<String>,
-        /// AWS partition (aws, aws-cn, aws-us-gov, ...).
-        #[arg(long, default_value = "aws")]
-        partition: String,
-        /// Also let the role fetch ECR Public tokens (public.ecr.aws listed with this role).
-        #[arg(long)]
-        ecr_public: bool,
+        /// Accounts, roles, repositories and access.
+        #[command(flatten)]
+        setup: crate::policy::Setup,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: crate::policy::Format,
@@ -128,7 +104,7 @@ pub fn check_config(flag: Option<PathBuf>) -> Result<String> {
     if let Some(addr) = c.health_listen {
         out += &format!("health: {addr}\n");
     }
-    out += &match crate::proxy::Proxy::resolve(Some(&c)) {
+    out += &match crate::proxy::Proxy::resolve(&c) {
         Some(p) => format!("AWS proxy: {} (bypassed for {})\n", p.display_url(), p.no_proxy()),
         None => "AWS proxy: none (direct)\n".to_owned(),
     };

@@ -96,7 +96,8 @@ async fn within<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
 /// Runs every check; never hangs (each network step has a timeout).
 pub async fn run(base: &SdkConfig, targets: &[Target], socket: &Path, homes: &[PathBuf]) -> Vec<Check> {
     let mut checks = Vec::new();
-    let imds = aws_config::imds::Client::builder().configure(&crate::proxy::imds_provider_config()).build();
+    let imds_config = crate::proxy::imds_provider_config();
+    let imds = aws_config::imds::Client::builder().configure(&imds_config).build();
     let imds_fix =
         "the instance needs an instance profile (aws ec2 associate-iam-instance-profile) and IMDSv2 \
          reachable: HttpTokens=required is fine; from containers HttpPutResponseHopLimit must be 2 or more; \
@@ -131,14 +132,11 @@ pub async fn run(base: &SdkConfig, targets: &[Target], socket: &Path, homes: &[P
         }
     };
     let instance = match role_name {
-        Some(_) => within(
-            ImdsCredentialsProvider::builder()
-                .configure(&crate::proxy::imds_provider_config())
-                .build()
-                .provide_credentials(),
-        )
-        .await
-        .and_then(Result::ok),
+        Some(_) => {
+            within(ImdsCredentialsProvider::builder().configure(&imds_config).build().provide_credentials())
+                .await
+                .and_then(Result::ok)
+        }
         None => None,
     };
     let region = targets.first().map_or("us-east-1".to_owned(), |t| t.registry.region.clone());

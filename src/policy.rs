@@ -66,26 +66,35 @@ pub enum Access {
     Push,
 }
 
-/// What the setup connects.
-#[derive(Debug, Clone)]
+/// What the setup connects; also the `policy` command's flags.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Setup {
     /// Account A, which owns the registry.
+    #[arg(long)]
     pub registry_account: String,
     /// Account B, where the instances run.
+    #[arg(long)]
     pub instance_account: String,
-    /// The role to create in A.
+    /// The role to create in account A.
+    #[arg(long)]
     pub role_name: String,
-    /// B's instance role, if the trust should name it rather than B's root.
+    /// B's instance role name; the trust names it instead of all of B.
+    #[arg(long)]
     pub instance_role: Option<String>,
-    /// Repositories to grant; empty means every repository in A.
+    /// Repository to grant (repeatable); default: every repository in A.
+    #[arg(long = "repository")]
     pub repositories: Vec<String>,
-    /// Pull or push.
+    /// Pull only, or pull and push.
+    #[arg(long, value_enum, default_value = "pull")]
     pub access: Access,
-    /// Required external id, if any.
+    /// Require this sts:ExternalId in the trust policy.
+    #[arg(long)]
     pub external_id: Option<String>,
-    /// The partition, e.g. `aws`, `aws-cn`, `aws-us-gov`.
+    /// AWS partition (aws, aws-cn, aws-us-gov, ...).
+    #[arg(long, default_value = "aws")]
     pub partition: String,
-    /// Whether the role also fetches ECR Public tokens.
+    /// Also let the role fetch ECR Public tokens (public.ecr.aws listed with this role).
+    #[arg(long)]
     pub ecr_public: bool,
 }
 

@@ -41,12 +41,8 @@ impl std::fmt::Debug for Proxy {
 
 impl Proxy {
     /// The proxy from `[aws] https_proxy`, else `HTTPS_PROXY`/`https_proxy`; `None` for direct.
-    pub fn resolve(config: Option<&Config>) -> Option<Proxy> {
-        Self::from_parts(
-            config.and_then(|c| c.https_proxy.clone()),
-            config.and_then(|c| c.no_proxy.clone()),
-            |name| std::env::var(name).ok(),
-        )
+    pub fn resolve(config: &Config) -> Option<Proxy> {
+        Self::from_parts(config.https_proxy.clone(), config.no_proxy.clone(), |name| std::env::var(name).ok())
     }
 
     /// Resolution with the environment passed in, so it can be tested.
@@ -83,7 +79,7 @@ impl Proxy {
     }
 
     /// The SDK's proxy settings: HTTPS only, so plain-HTTP endpoints stay direct.
-    pub fn sdk_config(&self) -> Result<ProxyConfig, ProxyError> {
+    pub fn proxy_config(&self) -> Result<ProxyConfig, ProxyError> {
         ProxyConfig::https(self.url.as_str())
             .map(|p| p.no_proxy(&self.no_proxy))
             .map_err(|e| ProxyError { url: self.display_url(), reason: e.to_string() })
@@ -93,7 +89,7 @@ impl Proxy {
 /// The rustls client for AWS APIs: through `proxy`, or direct when `None`.
 pub fn http_client(proxy: Option<&Proxy>) -> Result<SharedHttpClient, ProxyError> {
     Ok(client_with(match proxy {
-        Some(p) => p.sdk_config()?,
+        Some(p) => p.proxy_config()?,
         None => ProxyConfig::disabled(),
     }))
 }
@@ -150,8 +146,8 @@ mod tests {
         let p = Proxy::from_parts(Some("http://user:hunter2@proxy:3128".into()), None, env(&[])).unwrap();
         assert_eq!(p.display_url(), "http://***@proxy:3128");
         assert!(!format!("{p:?}").contains("hunter2"));
-        assert!(p.sdk_config().is_ok());
+        assert!(p.proxy_config().is_ok());
         let bad = Proxy::from_parts(Some("http://[bad".into()), None, env(&[])).unwrap();
-        assert!(bad.sdk_config().unwrap_err().to_string().starts_with("proxy http://[bad"));
+        assert!(bad.proxy_config().unwrap_err().to_string().starts_with("proxy http://[bad"));
     }
 }

@@ -7,6 +7,14 @@ use ecr_credd::policy::Documents;
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_ecr-credd");
 
+/// `ecr-credd policy` for `registry` and `instance` accounts and role `r`.
+fn policy(registry: &str, instance: &str) -> std::process::Output {
+    Command::new(DAEMON)
+        .args(["policy", "--registry-account", registry, "--instance-account", instance, "--role-name", "r"])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn policy_prints_the_four_documents() {
     let out = Command::new(DAEMON)
@@ -23,35 +31,13 @@ fn policy_prints_the_four_documents() {
     );
     assert!(docs.repository_policy.statement[0].action.iter().any(|a| a == "ecr:PutImage"));
 
-    let text = Command::new(DAEMON)
-        .args([
-            "policy",
-            "--registry-account",
-            "111122223333",
-            "--instance-account",
-            "444455556666",
-            "--role-name",
-            "r",
-        ])
-        .output()
-        .unwrap();
+    let text = policy("111122223333", "444455556666");
     let text = String::from_utf8_lossy(&text.stdout);
     for heading in ["# 1. Account 111122223333", "# 2.", "# 3.", "# 4. Account 444455556666"] {
         assert!(text.contains(heading), "{text}");
     }
 
-    let bad = Command::new(DAEMON)
-        .args([
-            "policy",
-            "--registry-account",
-            "12",
-            "--instance-account",
-            "444455556666",
-            "--role-name",
-            "r",
-        ])
-        .output()
-        .unwrap();
+    let bad = policy("12", "444455556666");
     assert_eq!(bad.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&bad.stderr),

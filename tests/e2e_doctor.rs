@@ -99,6 +99,15 @@ fn a_working_setup_passes_every_check() {
     );
 }
 
+/// doctor against moto with IAM enforced and the instance role allowed only `allow`.
+fn iam_scenario(home: &Path, name: &str, allow: &str) -> (i32, String) {
+    let d = home.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    let (moto, imds, role) = iam_bed(&d, allow);
+    let config = config_for("127.0.0.1:5000", "123456789012", &role);
+    doctor(&d, &config, &Daemon::aws_env(&moto, &imds), "127.0.0.1:5000", true, false)
+}
+
 #[test]
 fn each_broken_step_is_named() {
     let tmp = tempfile::tempdir().unwrap();
@@ -150,37 +159,16 @@ fn each_broken_step_is_named() {
     drop((moto, imds));
 
     // The instance role may not assume the role: step 4 (or 2).
-    let d = home.join("no-assume");
-    std::fs::create_dir_all(&d).unwrap();
-    let (moto, imds, role) = iam_bed(&d, "ecr:GetAuthorizationToken");
-    let (code, out) = doctor(
-        &d,
-        &config_for("127.0.0.1:5000", "123456789012", &role),
-        &Daemon::aws_env(&moto, &imds),
-        "127.0.0.1:5000",
-        true,
-        false,
-    );
+    let (code, out) = iam_scenario(home, "no-assume", "ecr:GetAuthorizationToken");
     eprintln!("---- doctor, instance role lacks sts:AssumeRole ----\n{out}");
     assert_eq!(code, 1);
     assert!(
         out.contains("FAIL sts:AssumeRole") && out.contains("setup step 4") && out.contains("setup step 2"),
         "{out}"
     );
-    drop((moto, imds));
 
     // The role may not get a token: step 1.
-    let d = home.join("no-token");
-    std::fs::create_dir_all(&d).unwrap();
-    let (moto, imds, role) = iam_bed(&d, "sts:AssumeRole");
-    let (code, out) = doctor(
-        &d,
-        &config_for("127.0.0.1:5000", "123456789012", &role),
-        &Daemon::aws_env(&moto, &imds),
-        "127.0.0.1:5000",
-        true,
-        false,
-    );
+    let (code, out) = iam_scenario(home, "no-token", "sts:AssumeRole");
     eprintln!("---- doctor, role lacks ecr:GetAuthorizationToken ----\n{out}");
     assert_eq!(code, 1);
     assert!(out.contains("ok   sts:AssumeRole"), "{out}");

@@ -174,12 +174,7 @@ fn rotated_credentials_and_passwords_are_picked_up_at_refresh() {
         registry.host()
     );
     let daemon = Daemon::start(tmp.path(), &config, &Daemon::aws_env(&moto, &imds), "info");
-    let secret = || {
-        let (code, out, _) = daemon.helper("get", &registry.host());
-        (code == 0).then(|| {
-            serde_json::from_str::<serde_json::Value>(&out).unwrap()["Secret"].as_str().unwrap().to_owned()
-        })
-    };
+    let secret = || daemon.secret(&registry.host());
     wait_until("the first token", Duration::from_secs(20), || secret().is_some());
     assert_eq!(secret().unwrap(), format!("{PASSWORD}-1"));
     let imds_calls = imds.calls();

@@ -9,11 +9,9 @@ use support::*;
 const ACCOUNT_A: &str = "111111111111";
 const ACCOUNT_B: &str = "222222222222";
 
+/// The secret served for `host`; the get must succeed.
 fn secret_of(daemon: &Daemon, host: &str) -> String {
-    let (code, out, err) = daemon.helper("get", host);
-    assert_eq!(code, 0, "get {host}: {out}{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["Secret"].as_str().unwrap().to_owned()
+    daemon.secret(host).unwrap_or_else(|| panic!("get {host}: {:?}", daemon.helper("get", host)))
 }
 
 #[test]

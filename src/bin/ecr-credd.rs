@@ -31,7 +31,7 @@ fn real_main() -> Result<()> {
             runtime.block_on(async {
                 let listeners = Listeners::bind(&config).await?;
                 let metrics = Arc::new(ecr_credd::metrics::Metrics::new());
-                let proxy = Proxy::resolve(Some(&config));
+                let proxy = Proxy::resolve(&config);
                 if let Some(p) = &proxy {
                     tracing::info!(proxy = %p.display_url(), no_proxy = p.no_proxy(), "STS and ECR calls go through the proxy");
                 }
@@ -63,7 +63,7 @@ fn real_main() -> Result<()> {
                 .build()
                 .context("starting the async runtime")?;
             let checks = runtime.block_on(async {
-                let base = sdk_config(Proxy::resolve(Some(&config)).as_ref()).await?;
+                let base = sdk_config(Proxy::resolve(&config).as_ref()).await?;
                 anyhow::Ok(ecr_credd::doctor::run(&base, &targets, &socket, &homes).await)
             })?;
             if json {
@@ -81,30 +81,7 @@ fn real_main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Policy {
-            registry_account,
-            instance_account,
-            role_name,
-            instance_role,
-            repositories,
-            access,
-            external_id,
-            partition,
-            ecr_public,
-            format,
-            json,
-        } => {
-            let setup = ecr_credd::policy::Setup {
-                registry_account,
-                instance_account,
-                role_name,
-                instance_role,
-                repositories,
-                access,
-                external_id,
-                partition,
-                ecr_public,
-            };
+        Command::Policy { setup, format, json } => {
             let docs = setup.documents()?;
             let format = if json { ecr_credd::policy::Format::Json } else { format };
             print!("{}", ecr_credd::policy::render(&setup, &docs, format));

@@ -345,6 +345,14 @@ impl Daemon {
     pub fn helper(&self, action: &str, stdin: &str) -> (i32, String, String) {
         run_helper(&self.socket, action, stdin)
     }
+
+    /// The secret the helper's `get` returns for `host`, or `None` if it fails.
+    pub fn secret(&self, host: &str) -> Option<String> {
+        let (code, out, _) = self.helper("get", host);
+        (code == 0).then(|| {
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()["Secret"].as_str().unwrap().to_owned()
+        })
+    }
 }
 
 /// Runs `docker-credential-ecr-credd ACTION` with `stdin`; (code, stdout, stderr).
