@@ -5,7 +5,12 @@ CARGO   ?= cargo
 PYTHON  ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 VENV    := .venv
 # Debian packages the test bed runs: a real registry, real clients, htpasswd.
-DEB_PKGS := docker-registry skopeo podman buildah apache2-utils uidmap binutils rpm lintian
+DEB_PKGS := docker-registry skopeo podman buildah apache2-utils uidmap binutils rpm lintian \
+            debootstrap qemu-user-static cpio
+# The release toolchain: Debian 12's rustc-web (the only one here with an
+# aarch64 std), the aarch64 cross linker and both libcs for static linking.
+RELEASE_PKGS := rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu \
+                libc6-dev-arm64-cross libc6-dev binutils
 # Packaging tools, pinned.
 CARGO_DEB_VERSION := 3.6.2
 CARGO_RPM_VERSION := 0.21.1
@@ -13,7 +18,8 @@ CARGO_DENY_VERSION := 0.20.2
 CARGO_FUZZ_VERSION := 0.13.2
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build test demo deps lint fmt bench soak audit deny-tool fuzz package package-tools clean
+.PHONY: all build test demo deps lint fmt bench soak audit deny-tool fuzz package package-tools \
+        release release-tools clean
 
 all: build
 
@@ -41,8 +47,9 @@ $(VENV)/.stamp: testbed/requirements.txt testbed/constraints.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r testbed/requirements.txt -c testbed/constraints.txt
 	@touch $@
 
-## Everything CI checks: formatting, lints, packages, unit and end-to-end tests.
-test: deps lint package
+## Everything CI checks: formatting, lints, release artifacts for both
+## architectures, unit and end-to-end tests (Debian 11 root, qemu-aarch64).
+test: deps lint release
 	$(CARGO) test --lib --bins --tests
 
 lint: deny-tool
@@ -65,14 +72,23 @@ fmt:
 demo: deps build
 	scripts/demo.sh
 
-## .deb and .rpm from the release build, with man pages from the clap definitions.
-package: package-tools
-	$(CARGO) build --release --bins
-	rm -rf target/man && target/release/ecr-credd man target/man >/dev/null
-	rm -f target/debian/*.deb target/generate-rpm/*.rpm
-	$(CARGO) deb --no-build --no-strip
-	$(CARGO) generate-rpm
-	@ls -l target/debian/*.deb target/generate-rpm/*.rpm
+## dist/: static binaries, .deb, .rpm and tarballs for x86_64 and aarch64, SHA256SUMS.
+release: release-tools
+	scripts/release.sh
+
+## The packages are part of the release (kept as a name for old habits).
+package: release
+
+release-tools: package-tools
+	@dpkg --print-foreign-architectures | grep -qx arm64 || \
+	  { $(SUDO) dpkg --add-architecture arm64 && $(SUDO) apt-get update; }
+	@missing=$$(for p in $(RELEASE_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get install -y --no-install-recommends $$missing || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
+	fi
 
 package-tools:
 	@$(CARGO) deb --version 2>/dev/null | grep -q "$(CARGO_DEB_VERSION)" || \
@@ -104,4 +120,4 @@ bench: deps
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) .deps-stamp .demo
+	rm -rf $(VENV) .deps-stamp .demo dist

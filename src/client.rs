@@ -27,6 +27,14 @@ pub enum ClientError {
         /// The connect error.
         source: std::io::Error,
     },
+    /// The socket exists but this user may not open it (not in its group).
+    #[error("permission denied on the ecr-credd socket {path}: only root and members of group {group} may use it; add this user with 'sudo usermod -aG {group} USER' and log in again, or list its uid in [server] allowed_uids")]
+    Denied {
+        /// The socket path.
+        path: PathBuf,
+        /// The socket's group.
+        group: String,
+    },
     /// The connection broke or timed out mid-request.
     #[error("lost the connection to the ecr-credd daemon at {path}: {source}")]
     Io {
@@ -52,11 +60,21 @@ pub fn socket_path() -> PathBuf {
         .map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from)
 }
 
+fn connect_error(path: &Path, source: std::io::Error) -> ClientError {
+    if source.kind() == std::io::ErrorKind::PermissionDenied {
+        // A systemd unit cannot be started by this user anyway; name the group.
+        if let Ok(meta) = std::fs::metadata(path) {
+            let group = crate::socket::group_name(std::os::unix::fs::MetadataExt::gid(&meta));
+            return ClientError::Denied { path: path.to_owned(), group };
+        }
+    }
+    ClientError::Connect { path: path.to_owned(), source }
+}
+
 /// Sends one request and reads one response.
 pub fn request(path: &Path, req: &Request) -> Result<Response, ClientError> {
     let io = |source| ClientError::Io { path: path.to_owned(), source };
-    let mut stream =
-        UnixStream::connect(path).map_err(|source| ClientError::Connect { path: path.to_owned(), source })?;
+    let mut stream = UnixStream::connect(path).map_err(|source| connect_error(path, source))?;
     stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
     stream.write_all(&wire::encode(req)).map_err(io)?;

@@ -22,8 +22,9 @@ pub const DEFAULT_SOCKET_PATH: &str = "/run/ecr-credd/ecr-credd.sock";
 pub const DEFAULT_SESSION_NAME: &str = "ecr-credd";
 /// Tokens stop being served this long before they expire.
 pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::from_secs(5 * 60);
-/// The group the socket is given when the config names none and it exists.
-pub const DEFAULT_SOCKET_GROUP: &str = "docker";
+/// The group the socket is given when the config names none and it exists;
+/// the packages create it. Never `docker`: containerd-only and podman hosts have none.
+pub const DEFAULT_SOCKET_GROUP: &str = "ecr-credd";
 
 /// A config that cannot be used, with where and why.
 #[derive(Debug, Error)]

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -53,20 +54,22 @@ impl Listeners {
     /// Takes the socket systemd passed, or binds the configured one with its
     /// mode and group; binds the health endpoint. Must run inside a tokio runtime.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
-        let gid = socket_gid(config)?;
         let map_io = |action, source| SocketError::Io { path: config.socket.clone(), action, source };
-        let (std_listener, owned) = match systemd::activated_listener().map_err(StartError::Activation)? {
-            Some(l) => {
-                tracing::info!("using the socket passed by systemd");
-                (l, None)
-            }
-            None => {
-                let l = socket::bind(&config.socket, gid)?;
-                let inode = std::fs::metadata(&config.socket).map(|m| m.ino()).unwrap_or(0);
-                tracing::info!(path = %config.socket.display(), mode = "0660", gid = ?gid, "listening");
-                (l, Some((config.socket.clone(), inode)))
-            }
-        };
+        let (std_listener, owned, gid) =
+            match systemd::activated_listener().map_err(StartError::Activation)? {
+                Some(l) => {
+                    let gid = activated_gid(config, &l)?;
+                    tracing::info!(gid = ?gid, "using the socket passed by systemd");
+                    (l, None, gid)
+                }
+                None => {
+                    let gid = socket_gid(config)?;
+                    let l = socket::bind(&config.socket, gid)?;
+                    let inode = std::fs::metadata(&config.socket).map(|m| m.ino()).unwrap_or(0);
+                    tracing::info!(path = %config.socket.display(), mode = "0660", gid = ?gid, "listening");
+                    (l, Some((config.socket.clone(), inode)), gid)
+                }
+            };
         let unix = tokio::net::UnixListener::from_std(std_listener)
             .map_err(|e| map_io("register the socket with the runtime", e))?;
         let health = match config.health_listen {
@@ -88,16 +91,42 @@ impl Listeners {
     }
 }
 
+/// The group for a socket we bind: the configured one (which must exist when
+/// named), else the default group when the host has it, else our own.
 fn socket_gid(config: &Config) -> Result<Option<u32>, SocketError> {
     let Some(group) = &config.socket_group else { return Ok(None) };
     match socket::lookup_group(group) {
         Some(gid) => Ok(Some(gid)),
         None if config.socket_group_explicit => Err(SocketError::NoSuchGroup { group: group.clone() }),
         None => {
-            tracing::warn!(group = %group, "socket group does not exist; keeping the daemon's own group");
+            tracing::warn!(
+                group = %group,
+                "socket group {group} does not exist, so only root and the daemon's own user may connect; \
+                 create it (groupadd --system {group}) or set [server] group"
+            );
             Ok(None)
         }
     }
+}
+
+/// The group of a socket systemd created. Its `SocketGroup=` decides who can
+/// connect, so peers are checked against it, not against the config's guess.
+fn activated_gid(config: &Config, listener: &UnixListener) -> Result<Option<u32>, StartError> {
+    let gid = socket::bound_gid(listener).map_err(StartError::Activation)?;
+    if config.socket_group_explicit {
+        if let Some(group) = &config.socket_group {
+            let wanted = socket::lookup_group(group)
+                .ok_or_else(|| SocketError::NoSuchGroup { group: group.clone() })?;
+            if gid.is_some_and(|g| g != wanted) {
+                let actual = gid.map(socket::group_name).unwrap_or_default();
+                tracing::warn!(
+                    "[server] group is {group} but systemd made the socket with group {actual}; \
+                     the socket's group decides who may connect (change it with: systemctl edit ecr-credd.socket)"
+                );
+            }
+        }
+    }
+    Ok(gid)
 }
 
 /// Serves tokens for `config` until `shutdown` resolves; applies each config

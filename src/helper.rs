@@ -80,7 +80,9 @@ fn get(stdin: &mut dyn Read, socket: &Path) -> Result<String, String> {
         Ok(r) => r,
         // With `credsStore` docker asks us about every registry; a stopped
         // daemon must not break pulls from Docker Hub or quay.io.
-        Err(ClientError::Connect { .. }) if !could_be_ours(url) => return Err(NOT_FOUND.to_owned()),
+        Err(ClientError::Connect { .. } | ClientError::Denied { .. }) if !could_be_ours(url) => {
+            return Err(NOT_FOUND.to_owned())
+        }
         Err(e) => return Err(format!("ecr-credd: {e}")),
     };
     match response.body {

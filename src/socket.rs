@@ -34,7 +34,7 @@ pub enum SocketError {
         mode: u32,
     },
     /// The configured group does not exist.
-    #[error("[server] group {group:?} does not exist in /etc/group")]
+    #[error("[server] group {group:?} does not exist in /etc/group; create it (groupadd --system {group}) or name an existing group, e.g. \"ecr-credd\", which the packages create")]
     NoSuchGroup {
         /// The group name.
         group: String,
@@ -56,14 +56,39 @@ fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> Socke
     move |source| SocketError::Io { path, action, source }
 }
 
+/// (name, gid) of each group in /etc/group. The file, not NSS: the release
+/// binaries link glibc statically and cannot load NSS modules, and the groups
+/// that matter here (system groups made by sysusers or groupadd) live there.
+fn groups() -> Vec<(String, u32)> {
+    let text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            Some((name.to_owned(), fields.nth(1)?.parse().ok()?))
+        })
+        .collect()
+}
+
 /// The gid of `group` from /etc/group.
 pub fn lookup_group(group: &str) -> Option<u32> {
-    let text = std::fs::read_to_string("/etc/group").ok()?;
-    text.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        (fields.next()? == group).then_some(())?;
-        fields.nth(1)?.parse().ok()
-    })
+    groups().into_iter().find_map(|(name, gid)| (name == group).then_some(gid))
+}
+
+/// The name of group `gid` from /etc/group, or the number when it has none.
+pub fn group_name(gid: u32) -> String {
+    groups().into_iter().find_map(|(name, g)| (g == gid).then_some(name)).unwrap_or_else(|| gid.to_string())
+}
+
+/// The group of the file a listener is bound to: for a socket systemd
+/// created, this is its `SocketGroup=`, whatever the config says. (fstat on
+/// the descriptor would describe the socket inode, not the path's owner.)
+pub fn bound_gid(listener: &UnixListener) -> std::io::Result<Option<u32>> {
+    let addr = listener.local_addr()?;
+    match addr.as_pathname() {
+        Some(path) => Ok(Some(std::fs::metadata(path)?.gid())),
+        None => Ok(None),
+    }
 }
 
 /// Binds `path` with mode 0660 and group `gid`. The socket is bound under a

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ecr_credd::client;
@@ -24,24 +24,7 @@ fn alias_config(extra_server: &str) -> String {
 
 /// Runs the helper as `nobody`, from a copy nobody can execute.
 fn helper_as_nobody(dir: &Path, socket: &Path) -> (i32, String) {
-    let copy = dir.join("helper-copy");
-    if !copy.exists() {
-        std::fs::copy(HELPER, &copy).unwrap();
-        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let mut child = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(&copy)
-        .arg("get")
-        .env_clear()
-        .env("ECR_CREDD_SOCKET", socket)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(ALIAS.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    helper_as(dir, socket, 65534, 65534, ALIAS)
 }
 
 #[test]
@@ -175,6 +158,20 @@ fn insecure_config_or_socket_directory_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the socket directory is writable by others (mode 0777)"), "{err}");
+
+    // A named group that this host lacks (say `docker` on a containerd-only
+    // node): the error names the group and how to fix it.
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // (write_config opens [server], so the key lands in that table.)
+    let config = Daemon::write_config(tmp.path(), "group = \"no-such-group\"\n");
+    let out = clean_command(DAEMON, tmp.path()).args(["run", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[server] group \"no-such-group\" does not exist")
+            && err.contains("groupadd --system no-such-group"),
+        "{err}"
+    );
 }
 
 fn timed_get(socket: &Path) -> Duration {

@@ -61,9 +61,11 @@ fn units_verify_and_score_at_most_1_5() {
         assert!(service.contains(line), "service lacks {line}");
     }
     let socket = std::fs::read_to_string(tmp.path().join("ecr-credd.socket")).unwrap();
-    for line in ["ListenStream=/run/ecr-credd/ecr-credd.sock", "SocketMode=0660", "SocketGroup=docker"] {
+    for line in ["ListenStream=/run/ecr-credd/ecr-credd.sock", "SocketMode=0660", "SocketGroup=ecr-credd"] {
         assert!(socket.contains(line), "socket lacks {line}");
     }
+    // containerd-only and podman hosts have no docker group; the unit must not need one.
+    assert!(!socket.contains("SocketGroup=docker"), "the socket unit names the docker group");
 }
 
 #[test]
@@ -179,4 +181,35 @@ fn socket_activation_and_restart_lose_no_get() {
     assert!(failed.is_empty(), "gets failed across the restart: {failed:?}");
     assert!(ok > 20, "the stream kept going ({ok})");
     drop(second);
+}
+
+#[test]
+fn the_socket_group_comes_from_the_activated_socket() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    // As systemd makes it with SocketGroup=users; the config names no group.
+    let users = ecr_credd::socket::lookup_group("users").expect("group users in /etc/group");
+    let path = tmp.path().join("held.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    std::os::unix::fs::chown(&path, None, Some(users)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let _daemon = activated(tmp.path(), &listener, &Daemon::aws_env(&moto, &imds));
+    wait_until("the first token", Duration::from_secs(20), || run_helper(&path, "get", ALIAS).0 == 0);
+
+    // A member of the socket's group gets the token: the daemon's peer check
+    // follows the socket it was handed, not the config's default group.
+    let (code, out) = helper_as(tmp.path(), &path, 65534, users, ALIAS);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(PASSWORD), "{out}");
+
+    // Someone outside it is told which group to join, not to start the service.
+    let (code, out) = helper_as(tmp.path(), &path, 65534, 65534, ALIAS);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("only root and members of group users may use it")
+            && out.contains("sudo usermod -aG users USER")
+            && !out.contains("systemctl start"),
+        "{out}"
+    );
 }

@@ -1,28 +1,16 @@
 //! The .deb and .rpm: contents, config files, maintainer scripts, lintian,
 //! and the binaries running from an unpacked package. `make test` builds the
-//! packages first; run on its own, this test builds them with `make package`.
+//! packages first (`make release`); tests/debian11.rs installs the .deb.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::ROOT;
-
-fn find(dir: &str, ext: &str) -> Option<PathBuf> {
-    std::fs::read_dir(Path::new(ROOT).join(dir))
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == ext))
-}
+use support::{dist_file, ROOT};
 
 fn packages() -> (PathBuf, PathBuf) {
-    if let (Some(deb), Some(rpm)) = (find("target/debian", "deb"), find("target/generate-rpm", "rpm")) {
-        return (deb, rpm);
-    }
-    let status = Command::new("make").arg("package").current_dir(ROOT).status().expect("make");
-    assert!(status.success(), "make package failed");
-    (find("target/debian", "deb").expect(".deb"), find("target/generate-rpm", "rpm").expect(".rpm"))
+    (dist_file("_amd64.deb"), dist_file(".x86_64.rpm"))
 }
 
 fn run(program: &str, args: &[&str]) -> String {
@@ -38,6 +26,7 @@ const FILES: &[&str] = &[
     "doc/ecr-credd/examples/credential-provider-config.yaml",
     "systemd/system/ecr-credd.service",
     "systemd/system/ecr-credd.socket",
+    "usr/lib/sysusers.d/ecr-credd.conf",
     "etc/ecr-credd/config.toml",
     "usr/share/man/man1/ecr-credd.1",
     "usr/share/man/man1/ecr-credd-run.1",
@@ -76,9 +65,10 @@ fn deb_contents_scripts_lintian_and_binaries() {
     eprintln!("helper binary: {helper_size} bytes; package: {} bytes", std::fs::metadata(deb).unwrap().len());
     assert!(helper_size < 1024 * 1024, "helper is {helper_size} bytes");
 
-    // Maintainer scripts are harmless where systemd is absent (container builds).
+    // Removal scripts are harmless where systemd is absent (container builds);
+    // postinst, which makes the group, runs in tests/debian11.rs under dpkg.
     if !Path::new("/run/systemd/system").exists() {
-        for (script, arg) in [("postinst", "configure"), ("prerm", "remove"), ("postrm", "remove")] {
+        for (script, arg) in [("prerm", "remove"), ("postrm", "remove")] {
             let text = run("dpkg-deb", &["-I", deb, script]);
             let path = root.path().join(script);
             std::fs::write(&path, text).unwrap();
@@ -118,6 +108,9 @@ fn rpm_contents_config_and_scripts() {
         "{scripts}"
     );
     assert!(scripts.contains("preuninstall") && scripts.contains("disable --now"), "{scripts}");
+    // %pre is packaging/rpm/pre_install.sh verbatim (tests/debian11.rs runs that file).
+    let pre = std::fs::read_to_string(Path::new(ROOT).join("packaging/rpm/pre_install.sh")).unwrap();
+    assert!(scripts.contains("preinstall") && scripts.contains(pre.trim()), "{scripts}");
     let info = run("rpm", &["-qip", rpm]);
     assert!(info.contains("Apache-2.0"), "{info}");
 }

@@ -5,6 +5,6 @@ if [ -d /run/systemd/system ]; then
         systemctl enable --now ecr-credd.socket || :
         systemctl enable ecr-credd.service || :
     else
-        systemctl try-restart ecr-credd.service || :
+        systemctl try-restart ecr-credd.socket ecr-credd.service || :
     fi
 fi

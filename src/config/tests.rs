@@ -46,7 +46,7 @@ fn parses_the_documented_example() {
 fn empty_config_uses_defaults() {
     let c = parse("", Path::new("c.toml")).unwrap();
     assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET_PATH));
-    assert_eq!(c.socket_group.as_deref(), Some("docker"));
+    assert_eq!(c.socket_group.as_deref(), Some("ecr-credd"));
     assert!(!c.socket_group_explicit);
     assert!(c.registries.is_empty());
 }

@@ -13,6 +13,7 @@ use super::{within, Check, Target};
 use crate::client;
 use crate::config::RegistryConfig;
 use crate::policy::Setup;
+use crate::socket::group_name;
 use crate::wire::{Request, RequestBody, ResponseBody};
 
 /// Plain HTTP for loopback test registries, HTTPS for everything else.
@@ -108,18 +109,6 @@ pub async fn registry_reachable(
     }
 }
 
-fn group_name(gid: u32) -> String {
-    std::fs::read_to_string("/etc/group")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() > 2 && f[2] == gid.to_string()).then(|| f[0].to_owned())
-            })
-        })
-        .unwrap_or_else(|| gid.to_string())
-}
-
 /// The daemon: socket present, its mode and group, reachable, tokens ready.
 pub async fn daemon(socket: &Path, targets: &[Target]) -> Vec<Check> {
     let start = "start it: systemctl enable --now ecr-credd.socket ecr-credd.service";
@@ -134,15 +123,12 @@ pub async fn daemon(socket: &Path, targets: &[Target]) -> Vec<Check> {
             )]
         }
     };
+    let group = group_name(meta.gid());
+    let join = format!("add this user to the socket's group (sudo usermod -aG {group} USER, then log in again), or to [server] allowed_uids");
     let mut checks = vec![Check::pass(
         "daemon socket",
         None,
-        format!(
-            "{} mode {:04o} group {}",
-            socket.display(),
-            meta.permissions().mode() & 0o7777,
-            group_name(meta.gid())
-        ),
+        format!("{} mode {:04o} group {}", socket.display(), meta.permissions().mode() & 0o7777, group),
     )];
     let path = socket.to_owned();
     let status =
@@ -173,13 +159,9 @@ pub async fn daemon(socket: &Path, targets: &[Target]) -> Vec<Check> {
                     }
                 }
             }
-            ResponseBody::Error { message, .. } => checks.push(Check::fail(
-                "daemon access",
-                None,
-                message,
-                "add this user to the socket's group (usermod -aG docker USER), or to [server] allowed_uids"
-                    .into(),
-            )),
+            ResponseBody::Error { message, .. } => {
+                checks.push(Check::fail("daemon access", None, message, join))
+            }
             _ => checks.push(Check::fail(
                 "daemon access",
                 None,
@@ -191,7 +173,7 @@ pub async fn daemon(socket: &Path, targets: &[Target]) -> Vec<Check> {
             "daemon access",
             None,
             e.to_string(),
-            "add this user to the socket's group (usermod -aG docker USER), or start the daemon".into(),
+            format!("{join}; or start the daemon"),
         )),
         Err(e) => checks.push(Check::fail("daemon access", None, e.to_string(), start.into())),
     }

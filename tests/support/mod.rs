@@ -449,3 +449,37 @@ pub fn make_oci_image(home: &Path) -> String {
     assert!(made.success(), "make_oci.py failed");
     format!("oci:{}:latest", image.display())
 }
+
+/// Runs the helper's `get HOST` as `uid`:`gid` with no supplementary groups,
+/// from a copy in `dir` (which must be reachable by that user).
+pub fn helper_as(dir: &Path, socket: &Path, uid: u32, gid: u32, host: &str) -> (i32, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let copy = dir.join("helper-copy");
+    if !copy.exists() {
+        std::fs::copy(HELPER, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut child = Command::new("setpriv")
+        .args([&format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups", "--"])
+        .arg(&copy)
+        .arg("get")
+        .env_clear()
+        .env("ECR_CREDD_SOCKET", socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(host.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The one release artifact in dist/ whose name ends with `suffix`.
+pub fn dist_file(suffix: &str) -> PathBuf {
+    let dir = Path::new(ROOT).join("dist");
+    let all: Vec<PathBuf> =
+        std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let found: Vec<PathBuf> = all.into_iter().filter(|p| p.to_string_lossy().ends_with(suffix)).collect();
+    assert_eq!(found.len(), 1, "one *{suffix} in {} expected (run `make release`): {found:?}", dir.display());
+    found[0].clone()
+}

@@ -1,0 +1,83 @@
+#!/bin/sh
+# Builds the release into dist/: static binaries for x86_64 and aarch64 (one
+# set runs on every glibc-based EC2 Linux: no dynamic loader, no libc
+# version), a .deb and an .rpm for each architecture, a tarball of each, and
+# SHA256SUMS. `make release` installs the tools first; run alone, this script
+# says which tool is missing and how to install it.
+set -eu
+cd "$(dirname "$0")/.."
+
+# Debian 12's rustc-web: the only toolchain here with an aarch64 std. Both
+# architectures are built with it so one compiler makes every artifact.
+RELEASE_CARGO=${RELEASE_CARGO:-/usr/bin/cargo}
+RELEASE_RUSTC=${RELEASE_RUSTC:-/usr/bin/rustc}
+CROSS_CC=${CROSS_CC:-aarch64-linux-gnu-gcc}
+TARGETS="x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu"
+DIST=${DIST:-dist}
+
+missing=""
+need_file() { [ -e "$1" ] || missing="$missing
+  $1: apt-get install $2"; }
+need_cmd() { command -v "$1" >/dev/null 2>&1 || missing="$missing
+  $1: $2"; }
+need_file "$RELEASE_CARGO" cargo-web
+need_file "$RELEASE_RUSTC" rustc-web
+need_file /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib "libstd-rust-web-dev:arm64 (after: dpkg --add-architecture arm64 && apt-get update)"
+need_file /usr/lib/x86_64-linux-gnu/libc.a libc6-dev
+need_file /usr/aarch64-linux-gnu/lib/libc.a libc6-dev-arm64-cross
+need_cmd "$CROSS_CC" "apt-get install gcc-aarch64-linux-gnu"
+need_cmd sha256sum "apt-get install coreutils"
+need_cmd readelf "apt-get install binutils"
+cargo deb --version >/dev/null 2>&1 || missing="$missing
+  cargo-deb: cargo install --locked cargo-deb"
+cargo generate-rpm --version >/dev/null 2>&1 || missing="$missing
+  cargo-generate-rpm: cargo install --locked cargo-generate-rpm"
+if [ -n "$missing" ]; then
+    echo "release: missing tools (make release-tools installs all of them):$missing" >&2
+    exit 2
+fi
+
+# crt-static links glibc into each binary (a static-pie). Only the target
+# gets the flag: build scripts and proc macros stay ordinary host programs.
+export RUSTC="$RELEASE_RUSTC"
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="$CROSS_CC"
+export CC_aarch64_unknown_linux_gnu="$CROSS_CC"
+export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+set --
+for t in $TARGETS; do set -- "$@" --target "$t"; done
+"$RELEASE_CARGO" build --release --locked --bins "$@"
+
+# Every shipped binary must be static: no interpreter, no NEEDED libraries.
+for t in $TARGETS; do
+    for b in ecr-credd docker-credential-ecr-credd ecr-credd-kubelet-provider; do
+        f="target/$t/release/$b"
+        if readelf -lW "$f" | grep -q 'INTERP' || readelf -dW "$f" | grep -q '(NEEDED)'; then
+            echo "release: $f is dynamically linked" >&2
+            exit 1
+        fi
+    done
+done
+
+rm -rf target/man && target/x86_64-unknown-linux-gnu/release/ecr-credd man target/man >/dev/null
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+rm -rf "$DIST" && mkdir -p "$DIST"
+for t in $TARGETS; do
+    arch=${t%%-*}
+    cargo deb --target "$t" --no-build --no-strip --output "$DIST/" >/dev/null
+    cargo generate-rpm --target "$t" --output "$DIST/" >/dev/null
+    # The tarball: the same files as the packages, for other installers.
+    stage="target/stage/ecr-credd-$version-$arch-linux"
+    rm -rf "$stage" && mkdir -p "$stage/bin" "$stage/man" "$stage/systemd" "$stage/sysusers.d"
+    cp "target/$t/release/ecr-credd" "target/$t/release/docker-credential-ecr-credd" \
+        "target/$t/release/ecr-credd-kubelet-provider" "$stage/bin/"
+    cp target/man/*.1 packaging/docker-credential-ecr-credd.1 "$stage/man/"
+    cp systemd/ecr-credd.service systemd/ecr-credd.socket "$stage/systemd/"
+    cp packaging/sysusers.d/ecr-credd.conf "$stage/sysusers.d/"
+    cp packaging/config.toml README.md LICENSE "$stage/"
+    tar -C target/stage --owner=0 --group=0 --sort=name -czf "$DIST/ecr-credd-$version-$arch-linux.tar.gz" \
+        "ecr-credd-$version-$arch-linux"
+done
+(cd "$DIST" && sha256sum -- * > SHA256SUMS)
+ls -l "$DIST"

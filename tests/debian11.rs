@@ -1,0 +1,209 @@
+//! The x86_64 release on an older distribution: a Debian 11 root (glibc
+//! 2.31, no systemd running, no `docker` group), built once with debootstrap
+//! and cached under target/. The .deb installs with dpkg, its scripts make
+//! the `ecr-credd` group, and the installed daemon fetches a real token from
+//! moto on the host's loopback, reaching moto through /etc/hosts and the IMDS
+//! double through DNS, which the static binary must resolve by itself.
+
+mod support;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const ALIAS: &str = "127.0.0.1:5000";
+/// An address of our own on loopback for the DNS double (port 53, as resolv.conf has no port).
+const DNS_ADDRESS: &str = "127.0.0.153";
+
+/// The cached Debian 11 root, made on first use.
+fn bullseye_root() -> PathBuf {
+    let root = Path::new(ROOT).join("target/reach/bullseye");
+    if root.join(".complete").exists() {
+        return root;
+    }
+    let tmp = root.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
+    let start = Instant::now();
+    let out = Command::new("debootstrap")
+        .args(["--variant=minbase", "bullseye"])
+        .arg(&tmp)
+        .output()
+        .expect("debootstrap (make test installs it)");
+    assert!(out.status.success(), "debootstrap failed: {}", output_text(&out));
+    eprintln!("debootstrap bullseye: {:.1}s", start.elapsed().as_secs_f64());
+    std::fs::write(tmp.join(".complete"), "").unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::rename(&tmp, &root).unwrap();
+    root
+}
+
+/// /proc mounted in the root for as long as it lives.
+struct ProcMount(PathBuf);
+
+impl ProcMount {
+    fn new(root: &Path) -> ProcMount {
+        let target = root.join("proc");
+        if !target.join("self").exists() {
+            let ok = Command::new("mount").args(["-t", "proc", "proc"]).arg(&target).status().unwrap();
+            assert!(ok.success(), "mount proc in {}", root.display());
+        }
+        ProcMount(target)
+    }
+}
+
+impl Drop for ProcMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// `chroot ROOT` with a plain environment plus `env`.
+fn chroot(root: &Path, userspec: Option<&str>, args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new("chroot");
+    if let Some(spec) = userspec {
+        cmd.arg(format!("--userspec={spec}"));
+    }
+    cmd.arg(root).args(args).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").env("LANG", "C");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn ok(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(out.status.success(), "{what}: {}", output_text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs the installed helper's `get ALIAS` in the root as `userspec`.
+fn helper_get(root: &Path, userspec: Option<&str>) -> Output {
+    let mut child = chroot(root, userspec, &["/usr/bin/docker-credential-ecr-credd", "get"], &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), ALIAS.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn gid_of(root: &Path, group: &str) -> Option<u32> {
+    std::fs::read_to_string(root.join("etc/group")).unwrap().lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&group)).then(|| f[2].parse().unwrap())
+    })
+}
+
+#[test]
+fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
+    let root = bullseye_root();
+    let _proc = ProcMount::new(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    let _ = chroot(&root, None, &["dpkg", "--purge", "ecr-credd"], &[]).output();
+    let _ = std::fs::remove_dir_all(root.join("etc/systemd/system/ecr-credd.socket.d"));
+    let _ = chroot(&root, None, &["groupdel", "ecr-credd"], &[]).output();
+    assert_eq!(gid_of(&root, "docker"), None, "the Debian 11 root must have no docker group");
+    let libc = ok(&mut chroot(&root, None, &["ldd", "--version"], &[]), "ldd");
+    eprintln!("root: {}", libc.lines().next().unwrap_or_default());
+
+    // dpkg -i with no systemd running: the scripts make the group and stop there.
+    std::fs::copy(dist_file("_amd64.deb"), root.join("tmp/ecr-credd.deb")).unwrap();
+    let installed = ok(&mut chroot(&root, None, &["dpkg", "-i", "/tmp/ecr-credd.deb"], &[]), "dpkg -i");
+    eprintln!("dpkg -i:\n{installed}");
+    let gid = gid_of(&root, "ecr-credd").expect("the package creates the ecr-credd group");
+    for bin in ["ecr-credd", "docker-credential-ecr-credd", "ecr-credd-kubelet-provider"] {
+        let v = ok(&mut chroot(&root, None, &[&format!("/usr/bin/{bin}"), "--version"], &[]), bin);
+        assert!(v.contains(env!("CARGO_PKG_VERSION")), "{bin}: {v}");
+    }
+
+    // The packaged config plus one registry; the health port is ours.
+    let config_path = root.join("etc/ecr-credd/config.toml");
+    let packaged = std::fs::read_to_string(&config_path).unwrap();
+    let health = free_port();
+    std::fs::write(
+        &config_path,
+        format!(
+            "{}\n[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n",
+            packaged.replace("127.0.0.1:9466", &format!("127.0.0.1:{health}"))
+        ),
+    )
+    .unwrap();
+    let checked = ok(
+        &mut chroot(
+            &root,
+            None,
+            &["/usr/bin/ecr-credd", "check-config", "--config", "/etc/ecr-credd/config.toml"],
+            &[],
+        ),
+        "check-config",
+    );
+    assert!(checked.contains(": OK"), "{checked}");
+
+    // Names: moto through /etc/hosts, the IMDS double through DNS.
+    std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost moto.hosts.test\n").unwrap();
+    std::fs::write(
+        root.join("etc/resolv.conf"),
+        format!("nameserver {DNS_ADDRESS}\noptions timeout:2 attempts:2\n"),
+    )
+    .unwrap();
+    let mut dns_cmd = clean_command("python3", tmp.path());
+    dns_cmd.arg(format!("{ROOT}/testbed/dns_double.py")).args([DNS_ADDRESS, "53", "imds.dns.test=127.0.0.1"]);
+    let dns = Proc::spawn("dns double", &mut dns_cmd);
+    wait_until("the DNS double", Duration::from_secs(10), || dns.output().contains("listening"));
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    let env = [
+        ("RUST_LOG", "info".to_string()),
+        ("AWS_ENDPOINT_URL", format!("http://moto.hosts.test:{}", moto.port)),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://imds.dns.test:{}", imds.port)),
+    ];
+    let mut daemon_cmd =
+        chroot(&root, None, &["/usr/bin/ecr-credd", "run", "--config", "/etc/ecr-credd/config.toml"], &env);
+    let daemon = Proc::spawn("ecr-credd (Debian 11)", &mut daemon_cmd);
+    let socket = root.join("run/ecr-credd/ecr-credd.sock");
+    wait_until("the daemon's socket", Duration::from_secs(20), || socket.exists());
+    assert_eq!(std::fs::metadata(&socket).unwrap().gid(), gid, "the socket's group is ecr-credd");
+
+    wait_until("a token in the Debian 11 root", Duration::from_secs(30), || {
+        helper_get(&root, None).status.success()
+    });
+    let out = helper_get(&root, None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["Secret"], PASSWORD);
+    assert!(dns.output().contains("query imds.dns.test 1"), "the static binary asked DNS:\n{}", dns.output());
+    assert_eq!(moto.counts(), (1, 1));
+
+    // A member of ecr-credd gets the token; anyone else is told to join it.
+    let member = helper_get(&root, Some(&format!("65534:{gid}")));
+    assert!(member.status.success(), "member: {}", output_text(&member));
+    let outsider = helper_get(&root, Some("65534:65534"));
+    let text = String::from_utf8_lossy(&outsider.stdout);
+    assert!(!outsider.status.success() && text.contains("members of group ecr-credd"), "outsider: {text}");
+    drop(daemon);
+
+    // Upgrading from 0.1, whose socket group was docker, keeps docker's users in.
+    ok(&mut chroot(&root, None, &["groupadd", "--system", "docker"], &[]), "groupadd docker");
+    let upgraded = ok(
+        &mut chroot(&root, None, &["/var/lib/dpkg/info/ecr-credd.postinst", "configure", "0.1.0"], &[]),
+        "postinst configure 0.1.0",
+    );
+    let dropin =
+        std::fs::read_to_string(root.join("etc/systemd/system/ecr-credd.socket.d/group-from-0.1.conf"))
+            .unwrap();
+    assert!(dropin.contains("[Socket]\nSocketGroup=docker"), "{dropin}");
+    assert!(upgraded.contains("kept the socket's group 'docker'"), "{upgraded}");
+    ok(&mut chroot(&root, None, &["groupdel", "docker"], &[]), "groupdel docker");
+
+    // The .rpm's %pre makes the group the same way where no sysusers runs.
+    ok(&mut chroot(&root, None, &["groupdel", "ecr-credd"], &[]), "groupdel ecr-credd");
+    let pre = std::fs::read_to_string(format!("{ROOT}/packaging/rpm/pre_install.sh")).unwrap();
+    ok(&mut chroot(&root, None, &["sh", "-c", &pre, "pre_install", "1"], &[]), "rpm %pre");
+    assert!(gid_of(&root, "ecr-credd").is_some(), "the rpm's %pre creates the group");
+
+    ok(&mut chroot(&root, None, &["dpkg", "--purge", "ecr-credd"], &[]), "dpkg --purge");
+    assert!(!root.join("usr/bin/ecr-credd").exists());
+}
