@@ -6,7 +6,7 @@ PYTHON  ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command 
 VENV    := .venv
 # Debian packages the test bed runs: a real registry, real clients, htpasswd.
 DEB_PKGS := docker-registry skopeo podman buildah apache2-utils uidmap binutils rpm lintian \
-            debootstrap qemu-user-static cpio
+            debootstrap qemu-user-static cpio docker.io ca-certificates
 # The release toolchain: Debian 12's rustc-web (the only one here with an
 # aarch64 std), the aarch64 cross linker and both libcs for static linking.
 RELEASE_PKGS := rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu \
@@ -19,7 +19,7 @@ CARGO_FUZZ_VERSION := 0.13.2
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build test demo deps lint fmt bench soak audit deny-tool fuzz package package-tools \
-        release release-tools clean
+        release release-tools image clean
 
 all: build
 
@@ -38,8 +38,6 @@ deps: .deps-stamp $(VENV)/.stamp
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
 	fi
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; $(SUDO) apt-get install -y python3-venv; }
-	@# The tests need only the docker CLI (no engine); Debian ships it in docker.io.
-	@command -v docker >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; $(SUDO) apt-get install -y --no-install-recommends docker.io; }
 	@touch $@
 
 $(VENV)/.stamp: testbed/requirements.txt testbed/constraints.txt
@@ -72,9 +70,15 @@ fmt:
 demo: deps build
 	scripts/demo.sh
 
-## dist/: static binaries, .deb, .rpm and tarballs for x86_64 and aarch64, SHA256SUMS.
-release: release-tools
+## dist/: static binaries, .deb, .rpm and tarballs for x86_64 and aarch64,
+## the OCI image (both architectures), SHA256SUMS.
+release: release-tools deps
 	scripts/release.sh
+	scripts/image.sh
+
+## The OCI image alone, from the last release build.
+image: deps
+	scripts/image.sh
 
 ## The packages are part of the release (kept as a name for old habits).
 package: release

@@ -15,7 +15,7 @@ use ecr_credd::secret::Secret;
 use ecr_credd::token_source::{FetchError, FetchedToken, TokenSource};
 use ecr_credd::wire::{Request, RequestBody};
 
-use common::{exec_samples, percentile, socket_load};
+use common::{percentile, socket_load, time_exec};
 
 struct Static;
 
@@ -29,24 +29,41 @@ impl TokenSource for Static {
     }
 }
 
-/// Exec `program get` with the server URL on stdin, 500 timed runs after 20 warm-ups.
-fn exec_bench(label: &str, program: &str, socket: &std::path::Path) {
-    let times = exec_samples(
-        || {
+/// Exec `program get` with the server URL on stdin for each program in turn,
+/// 500 timed rounds after 20 warm-ups, interleaved so that drift in the
+/// machine's speed hits every program alike. Sorted samples per program.
+fn exec_side_by_side(programs: &[(String, String)], socket: &std::path::Path) -> Vec<Vec<Duration>> {
+    let mut samples = vec![Vec::new(); programs.len()];
+    for round in 0..520 {
+        for (i, (_, program)) in programs.iter().enumerate() {
             let mut cmd = Command::new(program);
             cmd.arg("get").env("ECR_CREDD_SOCKET", socket);
-            cmd
-        },
-        b"127.0.0.1:5000\n",
-        20,
-        500,
-    );
-    println!(
-        "{label}, exec to exit, {} runs: median {:?}  p99 {:?}",
-        times.len(),
-        percentile(&times, 0.5),
-        percentile(&times, 0.99)
-    );
+            let t = time_exec(&mut cmd, b"127.0.0.1:5000\n");
+            if round >= 20 {
+                samples[i].push(t);
+            }
+        }
+    }
+    for s in &mut samples {
+        s.sort();
+    }
+    samples
+}
+
+/// The programs to time: `/bin/true`, the helper cargo built, and the shipped
+/// helper when `SHIPPED_HELPER` names it (`make bench` unpacks it from dist/).
+fn programs() -> Vec<(String, String)> {
+    let mut list = vec![
+        ("/bin/true (exec floor)".to_owned(), "/bin/true".to_owned()),
+        (
+            "helper get (cargo bench build)".to_owned(),
+            env!("CARGO_BIN_EXE_docker-credential-ecr-credd").to_owned(),
+        ),
+    ];
+    if let Some(shipped) = std::env::var_os("SHIPPED_HELPER") {
+        list.push(("helper get (shipped, static)".to_owned(), shipped.to_string_lossy().into_owned()));
+    }
+    list
 }
 
 fn main() {
@@ -75,9 +92,17 @@ fn main() {
         std::thread::sleep(Duration::from_millis(10));
     }
 
-    let helper = env!("CARGO_BIN_EXE_docker-credential-ecr-credd");
-    for (label, program) in [("/bin/true (exec floor)", "/bin/true"), ("helper get", helper)] {
-        exec_bench(label, program, &socket);
+    let programs = programs();
+    let samples = exec_side_by_side(&programs, &socket);
+    let floor = percentile(&samples[0], 0.5);
+    for ((label, _), times) in programs.iter().zip(&samples) {
+        let median = percentile(times, 0.5);
+        println!(
+            "{label}, exec to exit, {} runs: median {median:?}  p99 {:?}  {:.2}x /bin/true",
+            times.len(),
+            percentile(times, 0.99),
+            median.as_secs_f64() / floor.as_secs_f64()
+        );
     }
 
     for clients in [1usize, 8, 64] {

@@ -66,7 +66,8 @@ rm -rf "$DIST" && mkdir -p "$DIST"
 for t in $TARGETS; do
     arch=${t%%-*}
     cargo deb --target "$t" --no-build --no-strip --output "$DIST/" >/dev/null
-    cargo generate-rpm --target "$t" --output "$DIST/" >/dev/null
+    # gzip: Amazon Linux 2's rpm 4.11 cannot read the default zstd payload.
+    cargo generate-rpm --target "$t" --payload-compress gzip --output "$DIST/" >/dev/null
     # The tarball: the same files as the packages, for other installers.
     stage="target/stage/ecr-credd-$version-$arch-linux"
     rm -rf "$stage" && mkdir -p "$stage/bin" "$stage/man" "$stage/systemd" "$stage/sysusers.d"

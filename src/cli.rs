@@ -73,6 +73,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the kubelet provider and the docker helper to a host directory and
+    /// make the socket directory (a DaemonSet's init container; the image has no shell).
+    InstallHost {
+        /// Where the kubelet looks for credential providers (a hostPath mount).
+        #[arg(long)]
+        bin_dir: PathBuf,
+        /// The socket directory to create on the host (a hostPath mount).
+        #[arg(long)]
+        socket_dir: Option<PathBuf>,
+        /// UID:GID to own the socket directory (the daemon's user).
+        #[arg(long, value_parser = parse_owner)]
+        owner: Option<(u32, u32)>,
+    },
     /// Write man pages for ecr-credd and its subcommands into DIR (for packaging).
     #[command(hide = true)]
     Man {
@@ -87,6 +100,10 @@ pub enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
+}
+
+fn parse_owner(text: &str) -> std::result::Result<(u32, u32), String> {
+    crate::install::parse_owner(text).map_err(|e| e.to_string())
 }
 
 /// Loads the config named by the flag, the environment or the default.

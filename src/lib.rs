@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod ecr;
 pub mod health;
 pub mod helper;
+pub mod install;
 pub mod kubelet;
 pub mod logging;
 pub mod metrics;

@@ -183,6 +183,11 @@ fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
     let outsider = helper_get(&root, Some("65534:65534"));
     let text = String::from_utf8_lossy(&outsider.stdout);
     assert!(!outsider.status.success() && text.contains("members of group ecr-credd"), "outsider: {text}");
+    eprintln!(
+        "helper get as root: {}\noutsider: {text}",
+        String::from_utf8_lossy(&out.stdout).replace(PASSWORD, "<password>")
+    );
+    eprintln!("daemon in the Debian 11 root:\n{}", daemon.output());
     drop(daemon);
 
     // Upgrading from 0.1, whose socket group was docker, keeps docker's users in.

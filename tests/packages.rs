@@ -63,7 +63,11 @@ fn deb_contents_scripts_lintian_and_binaries() {
     assert!(checked.contains(": OK"), "{checked}");
     let helper_size = std::fs::metadata(bin("docker-credential-ecr-credd")).unwrap().len();
     eprintln!("helper binary: {helper_size} bytes; package: {} bytes", std::fs::metadata(deb).unwrap().len());
-    assert!(helper_size < 1024 * 1024, "helper is {helper_size} bytes");
+    // Static glibc costs size and saves the dynamic loader on every exec: the
+    // static helper starts faster than a dynamic /bin/true (BENCHMARKS.md).
+    // A static std hello-world is 1.2 MB with this toolchain, so the old 1 MiB
+    // bound (set for a dynamic helper) cannot hold; this one keeps it small.
+    assert!(helper_size < 1536 * 1024, "helper is {helper_size} bytes");
 
     // Removal scripts are harmless where systemd is absent (container builds);
     // postinst, which makes the group, runs in tests/debian11.rs under dpkg.

@@ -87,6 +87,14 @@ fn real_main() -> Result<()> {
             print!("{}", ecr_credd::policy::render(&setup, &docs, format));
             Ok(())
         }
+        Command::InstallHost { bin_dir, socket_dir, owner } => {
+            let exe = std::env::current_exe().context("finding this program's directory")?;
+            let from = exe.parent().context("this program has no directory")?;
+            for path in ecr_credd::install::install_host(from, &bin_dir, socket_dir.as_deref(), owner)? {
+                println!("installed {}", path.display());
+            }
+            Ok(())
+        }
         Command::Man { dir } => {
             for page in cli::write_man_pages(&dir)? {
                 println!("{}", page.display());
