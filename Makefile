@@ -115,12 +115,14 @@ fuzz:
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
 
-## Benchmarks (release build; not part of make test).
-bench: deps
+## Benchmarks (not part of make test): the shipped helper, unpacked from the
+## release's .deb, timed side by side with /bin/true and against ecr-login.
+bench: deps release
 	@dpkg -s amazon-ecr-credential-helper >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; \
 	  $(SUDO) apt-get install -y --no-install-recommends amazon-ecr-credential-helper; }
-	$(CARGO) bench --bench helper_get
-	$(CARGO) bench --bench vs_ecr_login
+	rm -rf target/bench-pkg && dpkg-deb -x dist/ecr-credd_*_amd64.deb target/bench-pkg
+	SHIPPED_HELPER=$(CURDIR)/target/bench-pkg/usr/bin/docker-credential-ecr-credd $(CARGO) bench --bench helper_get
+	SHIPPED_HELPER=$(CURDIR)/target/bench-pkg/usr/bin/docker-credential-ecr-credd $(CARGO) bench --bench vs_ecr_login
 
 clean:
 	$(CARGO) clean

@@ -83,7 +83,7 @@ fn cold_start(bed: &Bed, dir: &Path, registries: &str) -> Duration {
     cmd.args(["run", "--config"]).arg(&config).env("RUST_LOG", "warn").envs(bed.env());
     let _daemon = Proc::spawn("ecr-credd (cold)", &mut cmd);
     loop {
-        let out = clean_command(HELPER, dir)
+        let out = clean_command(helper_path(), dir)
             .arg("get")
             .env("ECR_CREDD_SOCKET", &socket)
             .stdin(std::process::Stdio::piped())
@@ -166,6 +166,12 @@ fn rss_case(dir: &Path, moto: &Moto, imds: &Imds, n: usize) -> RssRow {
     RssRow { registries: n, start_kib: start, after_kib: after, calls }
 }
 
+/// The helper to time: the shipped static one (`make bench` unpacks it from
+/// dist/ and names it in SHIPPED_HELPER), else the one cargo built.
+fn helper_path() -> String {
+    std::env::var("SHIPPED_HELPER").unwrap_or_else(|_| HELPER.to_owned())
+}
+
 fn main() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let home = tmp.path();
@@ -179,7 +185,7 @@ fn main() {
     let registries = format!("[[registry]]\nhost = \"{CROSS_HOST}\"\nrole_arn = \"{ROLE}\"\n[[registry]]\nhost = \"{INSTANCE_HOST}\"\n");
     let daemon = Daemon::start(home, &registries, &bed.env(), "warn");
     let helper = || {
-        let mut cmd = clean_command(HELPER, home);
+        let mut cmd = clean_command(helper_path(), home);
         cmd.arg("get").env("ECR_CREDD_SOCKET", &daemon.socket);
         cmd
     };

@@ -79,7 +79,12 @@ pub fn render(
     let _ = writeln!(out, "`docs/bench-latency.svg` are rewritten by every run.\n");
     let _ = writeln!(out, "- Machine: {}", machine());
     let _ = writeln!(out, "- Both tools reach the same moto (STS, ECR) by the real AWS hostnames through a TLS-terminating CONNECT proxy on loopback, and the same IMDSv2 double.");
-    let _ = writeln!(out, "- Times are a whole helper process, exec to exit, for one `get`; `/bin/true` exec'd the same way takes {} ms median here.\n", ms(floor));
+    let shipped = if std::env::var_os("SHIPPED_HELPER").is_some() {
+        "the shipped helper (static, unpacked from dist/'s .deb)"
+    } else {
+        "the helper cargo built"
+    };
+    let _ = writeln!(out, "- Times are a whole helper process, exec to exit, for one `get`; `/bin/true` (dynamically linked, as Debian ships it) exec'd the same way takes {} ms median here, and ecr-credd's get, {shipped}, {:.2}× that.\n", ms(floor), base_instance.as_secs_f64() / floor.as_secs_f64());
     let _ = writeln!(out, "## Helper `get`\n");
     let _ = writeln!(out, "| tool | case | runs | median ms | p99 ms | ecr-login / ecr-credd |");
     let _ = writeln!(out, "|---|---|---|---|---|---|");
