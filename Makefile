@@ -29,14 +29,20 @@ build:
 ## Test-bed dependencies: Debian packages by name, moto pinned in a venv.
 deps: .deps-stamp $(VENV)/.stamp
 
-.deps-stamp:
-	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  $(SUDO) apt-get install -y --no-install-recommends $$missing || \
-	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
-	fi
+# Installs those of the Debian packages $(1) that are missing (apt-get update
+# only when the install fails on stale lists).
+define apt_install
+missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+if [ -n "$$missing" ]; then \
+  echo "installing:$$missing"; \
+  export DEBIAN_FRONTEND=noninteractive; \
+  $(SUDO) apt-get install -y --no-install-recommends $$missing || \
+  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
+fi
+endef
+
+.deps-stamp: Makefile
+	@$(call apt_install,$(DEB_PKGS))
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; $(SUDO) apt-get install -y python3-venv; }
 	@touch $@
 
@@ -86,13 +92,7 @@ package: release
 release-tools: package-tools
 	@dpkg --print-foreign-architectures | grep -qx arm64 || \
 	  { $(SUDO) dpkg --add-architecture arm64 && $(SUDO) apt-get update; }
-	@missing=$$(for p in $(RELEASE_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  $(SUDO) apt-get install -y --no-install-recommends $$missing || \
-	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
-	fi
+	@$(call apt_install,$(RELEASE_PKGS))
 
 package-tools:
 	@$(CARGO) deb --version 2>/dev/null | grep -q "$(CARGO_DEB_VERSION)" || \

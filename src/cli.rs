@@ -117,7 +117,18 @@ pub fn load_config(flag: Option<PathBuf>) -> Result<(PathBuf, Config)> {
 pub fn check_config(flag: Option<PathBuf>) -> Result<String> {
     let (path, c) = load_config(flag)?;
     let mut out = format!("{}: OK\n", path.display());
-    out += &format!("socket: {} (group {})\n", c.socket.display(), c.socket_group.as_deref().unwrap_or("-"));
+    let group = c.socket_group.as_deref().unwrap_or("-");
+    let missing = match crate::socket::lookup_group(group) {
+        Some(_) => "",
+        None if c.socket_group_explicit => {
+            return Err(crate::socket::SocketError::NoSuchGroup { group: group.into() }.into())
+        }
+        None => ", which does not exist here: only root and the daemon's user could connect",
+    };
+    out += &format!(
+        "socket: {} (group {group}{missing}; a socket from systemd keeps its SocketGroup=)\n",
+        c.socket.display()
+    );
     if let Some(addr) = c.health_listen {
         out += &format!("health: {addr}\n");
     }
@@ -201,13 +212,13 @@ pub fn reload_on_sighup(path: PathBuf) -> Result<tokio::sync::mpsc::UnboundedRec
         while hup.recv().await.is_some() {
             match config::load(&path) {
                 Ok(c) => {
-                    tracing::info!(path = %path.display(), "SIGHUP: reloading config");
+                    tracing::info!(path = %path.display(), "SIGHUP: reloading config from {}", path.display());
                     if tx.send(c).is_err() {
                         return;
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "SIGHUP: new config rejected; keeping the one in force")
+                    tracing::error!(error = %e, "SIGHUP: new config rejected; keeping the one in force: {e}")
                 }
             }
         }

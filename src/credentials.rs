@@ -111,7 +111,8 @@ impl CredentialChain {
             // Keep using credentials that still work while IMDS is away.
             Err(e) => match cached.as_ref().filter(|c| c.expiry().is_none_or(|x| x > now)) {
                 Some(c) => {
-                    tracing::warn!(error = %error_chain(&e), "IMDS unavailable; using cached instance credentials");
+                    let error = error_chain(&e);
+                    tracing::warn!(%error, "IMDS unavailable; using cached instance credentials: {error}");
                     Ok(c.clone())
                 }
                 None => Err(FetchError::InstanceCredentials { reason: error_chain(&e) }),

@@ -59,14 +59,22 @@ impl Listeners {
             match systemd::activated_listener().map_err(StartError::Activation)? {
                 Some(l) => {
                     let gid = activated_gid(config, &l)?;
-                    tracing::info!(gid = ?gid, "using the socket passed by systemd");
+                    let group = gid.map(socket::group_name).unwrap_or_else(|| "-".into());
+                    tracing::info!(gid = ?gid, "using the socket passed by systemd (group {group})");
                     (l, None, gid)
                 }
                 None => {
                     let gid = socket_gid(config)?;
                     let l = socket::bind(&config.socket, gid)?;
                     let inode = std::fs::metadata(&config.socket).map(|m| m.ino()).unwrap_or(0);
-                    tracing::info!(path = %config.socket.display(), mode = "0660", gid = ?gid, "listening");
+                    let group = gid.map(socket::group_name).unwrap_or_else(|| "the daemon's own".into());
+                    tracing::info!(
+                        path = %config.socket.display(),
+                        mode = "0660",
+                        gid = ?gid,
+                        "listening on {} (mode 0660, group {group})",
+                        config.socket.display()
+                    );
                     (l, Some((config.socket.clone(), inode)), gid)
                 }
             };
@@ -77,7 +85,7 @@ impl Listeners {
                 let l = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|source| StartError::Health { addr, source })?;
-                tracing::info!(%addr, "health endpoint listening");
+                tracing::info!(%addr, "health endpoint listening on {addr}");
                 Some(l)
             }
             None => None,
@@ -174,7 +182,11 @@ pub async fn run<S: TokenSource>(
         })
     };
     let summary = format!("serving {} registries", config.registries.len());
-    tracing::info!(registries = config.registries.len(), "ecr-credd started");
+    tracing::info!(
+        registries = config.registries.len(),
+        "ecr-credd started: {summary} (version {})",
+        env!("CARGO_PKG_VERSION")
+    );
     systemd::ready(&summary);
     server::serve(unix, cache.clone(), Arc::new(peers), shutdown).await;
     systemd::stopping();
@@ -194,7 +206,15 @@ fn apply_reload<S: TokenSource>(cache: &TokenCache<S>, old: &Config, new: &Confi
         tracing::warn!("socket, group and health address changes take effect at the next restart");
     }
     let r = cache.reconfigure(&new.registries, new.serve_unlisted_ecr);
-    tracing::info!(kept = r.kept, added = r.added, removed = r.removed, "config reloaded");
+    tracing::info!(
+        kept = r.kept,
+        added = r.added,
+        removed = r.removed,
+        "config reloaded: {} registries kept, {} added, {} removed",
+        r.kept,
+        r.added,
+        r.removed
+    );
 }
 
 /// Pings systemd's watchdog while every refresh loop is alive, so a wedged

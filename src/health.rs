@@ -120,7 +120,7 @@ pub async fn serve<S: TokenSource>(
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
-                    tracing::warn!(error = %e, "health endpoint: accept failed");
+                    tracing::warn!(error = %e, "health endpoint: accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -43,7 +43,7 @@ pub async fn serve<S: TokenSource>(
                 Ok((s, _)) => s,
                 Err(e) => {
                     // EMFILE and friends: pause instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(error = %e, "accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -67,7 +67,7 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
     let cred = match stream.peer_cred() {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read peer credentials; closing");
+            tracing::warn!(error = %e, "cannot read peer credentials; closing: {e}");
             return;
         }
     };
@@ -78,7 +78,10 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
             uid = cred.uid(),
             gid = cred.gid(),
             pid = cred.pid(),
-            "refused a peer not allowed to use the socket"
+            "refused a peer not allowed to use the socket: uid {} gid {} pid {}",
+            cred.uid(),
+            cred.gid(),
+            cred.pid().unwrap_or(0)
         );
         let msg = format!("uid {} is not allowed to use the ecr-credd socket", cred.uid());
         let _ = write.write_all(&wire::encode(&Response::error(ErrorKind::Forbidden, msg))).await;

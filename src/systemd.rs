@@ -32,7 +32,7 @@ pub fn watchdog() {
 
 fn notify(state: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(false, state) {
-        tracing::warn!(error = %e, "cannot notify systemd");
+        tracing::warn!(error = %e, "cannot notify systemd: {e}");
     }
 }
 

@@ -397,7 +397,13 @@ fn record<S>(
                     margin: policy.safety_margin,
                 });
                 inner.metrics.fetch(&entry.registry.host, false, "token_lifetime");
-                tracing::warn!(registry = %entry.registry.host, left_secs = lifetime.as_secs(), "token from ECR is too close to expiry to serve");
+                tracing::warn!(
+                    registry = %entry.registry.host,
+                    left_secs = lifetime.as_secs(),
+                    "token from ECR is too close to expiry to serve, for {}: {}s left",
+                    entry.registry.host,
+                    lifetime.as_secs()
+                );
             } else {
                 let jitter = rand::thread_rng().gen_range(-policy.jitter..=policy.jitter);
                 let refresh_in = lifetime.mul_f64(policy.refresh_fraction * (1.0 + jitter));
@@ -418,14 +424,35 @@ fn record<S>(
                     valid_until: now + lifetime,
                     expires_at: inner.clock.wall() + lifetime,
                 });
-                tracing::info!(registry = %entry.registry.host, lifetime_secs = lifetime.as_secs(), refresh_in_secs = (st.next_attempt - now).as_secs(), "token refreshed");
+                let refresh_in = (st.next_attempt - now).as_secs();
+                tracing::info!(
+                    registry = %entry.registry.host,
+                    lifetime_secs = lifetime.as_secs(),
+                    refresh_in_secs = refresh_in,
+                    "token refreshed for {}: valid {}s, next refresh in {refresh_in}s",
+                    entry.registry.host,
+                    lifetime.as_secs()
+                );
             }
         }
         Err(err) => {
             st.failures += 1;
             st.next_attempt = now + backoff(policy, st.failures);
             let still_valid = st.token.as_ref().is_some_and(|t| t.valid_until > now + policy.safety_margin);
-            tracing::warn!(registry = %entry.registry.host, failures = st.failures, retry_in_ms = (st.next_attempt - now).as_millis() as u64, serving_previous = still_valid, error = %err, "token fetch failed");
+            // The journal's default view shows only the message: it must
+            // name the registry, the failing step and the cause by itself.
+            let retry_in = st.next_attempt - now;
+            tracing::warn!(
+                registry = %entry.registry.host,
+                failures = st.failures,
+                retry_in_ms = retry_in.as_millis() as u64,
+                serving_previous = still_valid,
+                error = %err,
+                "token fetch failed for {}: {err} (retry in {:.1}s{})",
+                entry.registry.host,
+                retry_in.as_secs_f64(),
+                if still_valid { "; still serving the previous token" } else { "" }
+            );
             inner.metrics.fetch(&entry.registry.host, false, err.step());
             st.last_error = Some(GetError::Unavailable { registry: entry.registry.label(), source: err });
         }

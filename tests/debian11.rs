@@ -10,36 +10,13 @@ mod support;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
 const ALIAS: &str = "127.0.0.1:5000";
 /// An address of our own on loopback for the DNS double (port 53, as resolv.conf has no port).
 const DNS_ADDRESS: &str = "127.0.0.153";
-
-/// The cached Debian 11 root, made on first use.
-fn bullseye_root() -> PathBuf {
-    let root = Path::new(ROOT).join("target/reach/bullseye");
-    if root.join(".complete").exists() {
-        return root;
-    }
-    let tmp = root.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
-    let start = Instant::now();
-    let out = Command::new("debootstrap")
-        .args(["--variant=minbase", "bullseye"])
-        .arg(&tmp)
-        .output()
-        .expect("debootstrap (make test installs it)");
-    assert!(out.status.success(), "debootstrap failed: {}", output_text(&out));
-    eprintln!("debootstrap bullseye: {:.1}s", start.elapsed().as_secs_f64());
-    std::fs::write(tmp.join(".complete"), "").unwrap();
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::rename(&tmp, &root).unwrap();
-    root
-}
 
 /// /proc mounted in the root for as long as it lives.
 struct ProcMount(PathBuf);
@@ -101,7 +78,7 @@ fn gid_of(root: &Path, group: &str) -> Option<u32> {
 
 #[test]
 fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
-    let root = bullseye_root();
+    let root = support::roots::debian_root("bullseye", "bullseye", &[]);
     let _proc = ProcMount::new(&root);
     let tmp = tempfile::tempdir().unwrap();
     let _ = chroot(&root, None, &["dpkg", "--purge", "ecr-credd"], &[]).output();

@@ -10,58 +10,11 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
+use support::engine::Dockerd;
 use support::*;
-
-/// A private dockerd (vfs storage, no iptables or bridge), stopped on drop.
-struct Dockerd {
-    host: String,
-    proc: Proc,
-}
-
-impl Dockerd {
-    fn start(dir: &Path) -> Dockerd {
-        let sock = dir.join("docker.sock");
-        let mut cmd = Command::new("dockerd");
-        cmd.arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("dockerd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", sock.display()))
-            .args(["--iptables=false", "--ip-masq=false", "--bridge=none", "--storage-driver=vfs"]);
-        let proc = Proc::spawn("dockerd", &mut cmd);
-        let host = format!("unix://{}", sock.display());
-        let d = Dockerd { host, proc };
-        wait_until("dockerd to answer", Duration::from_secs(60), || d.docker(&["version"]).status.success());
-        d
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker").args(args).env("DOCKER_HOST", &self.host).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(out.status.success(), "docker {args:?}: {}", output_text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let ids = self.docker(&["ps", "-aq"]);
-        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-            let _ = self.docker(&["rm", "-f", id]);
-        }
-        self.proc.signal("TERM");
-        let _ = self.proc.terminate(Duration::from_secs(20));
-    }
-}
 
 fn skopeo(args: &[&str]) -> String {
     let out = Command::new("skopeo").args(args).output().unwrap();

@@ -7,7 +7,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::*;
@@ -137,18 +137,10 @@ fn aarch64_daemon_and_helper_serve_a_token_under_qemu() {
     let daemon = Proc::spawn("ecr-credd (aarch64)", &mut cmd);
     wait_until("the aarch64 daemon's socket", Duration::from_secs(60), || socket.exists());
     let helper = root.join("usr/bin/docker-credential-ecr-credd");
+    let helper = helper.to_str().unwrap();
     let get = || {
-        let mut child = clean_command("qemu-aarch64-static", tmp.path())
-            .arg(&helper)
-            .arg("get")
-            .env("ECR_CREDD_SOCKET", &socket)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), ALIAS.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        let (code, out, _) = run_client("qemu-aarch64-static", &[helper, "get"], &socket, ALIAS);
+        (code == 0, out)
     };
     wait_until("a token from the aarch64 daemon", Duration::from_secs(60), || get().0);
     let (_, out) = get();

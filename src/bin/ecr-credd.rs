@@ -33,7 +33,7 @@ fn real_main() -> Result<()> {
                 let metrics = Arc::new(ecr_credd::metrics::Metrics::new());
                 let proxy = Proxy::resolve(&config);
                 if let Some(p) = &proxy {
-                    tracing::info!(proxy = %p.display_url(), no_proxy = p.no_proxy(), "STS and ECR calls go through the proxy");
+                    tracing::info!(proxy = %p.display_url(), no_proxy = p.no_proxy(), "STS and ECR calls go through the proxy {}", p.display_url());
                 }
                 let source = AwsTokenSource::new(sdk_config(proxy.as_ref()).await?, metrics.clone());
                 let reloads = cli::reload_on_sighup(path)?;

@@ -3,7 +3,9 @@
 //! clean environment, stopped when dropped (also when a test fails).
 #![allow(dead_code)]
 
+pub mod engine;
 pub mod fault_proxy;
+pub mod roots;
 pub mod tls_proxy;
 
 use std::io::{Read, Write};

@@ -1,0 +1,243 @@
+//! The package under a real systemd: a Debian root with systemd as PID 1 in
+//! a private dockerd's container (Debian 12, systemd 252, and Debian 11,
+//! systemd 247, the oldest we claim), the .deb installed with dpkg while
+//! systemd runs, moto and the IMDS double on the host's loopback. Checks what
+//! an operator relies on: socket activation and who may connect, reload and
+//! restart, readable journal lines, the unit's settings and its exposure.
+
+mod support;
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use support::engine::Dockerd;
+use support::roots::debian_root;
+use support::*;
+
+/// Served with the instance's credentials.
+const SERVED: &str = "127.0.0.1:5000";
+/// Its role may not be assumed: the instance role lacks sts:AssumeRole.
+const DENIED: &str = "127.0.0.1:5001";
+/// Added by a reload.
+const ADDED: &str = "127.0.0.1:5002";
+const BOX: &str = "ecr-credd-systemd";
+
+/// The container with systemd as PID 1.
+struct Machine<'a> {
+    docker: &'a Dockerd,
+}
+
+impl Machine<'_> {
+    /// `sh -c SCRIPT` as root.
+    fn sh(&self, script: &str) -> Output {
+        self.docker.exec(BOX, None, &["sh", "-c", script], "")
+    }
+
+    /// `sh -c SCRIPT` as root, which must succeed; its stdout.
+    fn ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(out.status.success(), "{script}: {}", output_text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        let script = format!("mkdir -p \"$(dirname {path})\" && cat > {path}");
+        let out = self.docker.exec(BOX, None, &["sh", "-c", &script], text);
+        assert!(out.status.success(), "write {path}: {}", output_text(&out));
+    }
+
+    /// The helper's `get HOST` as `user` (root when `None`).
+    fn get(&self, user: Option<&str>, host: &str) -> Output {
+        self.docker.exec(BOX, user, &["docker-credential-ecr-credd", "get"], host)
+    }
+
+    fn journal(&self) -> String {
+        self.ok("journalctl -u ecr-credd --no-pager")
+    }
+
+    /// `systemctl show ecr-credd -p NAME` → value.
+    fn show(&self, name: &str) -> String {
+        self.ok(&format!("systemctl show ecr-credd.service -p {name} --value")).trim().to_owned()
+    }
+}
+
+fn config(health: u16, role: &str, extra: &str) -> String {
+    format!(
+        "[health]\nlisten = \"127.0.0.1:{health}\"\n\
+         [[registry]]\nhost = \"{SERVED}\"\nregistry_id = \"123456789012\"\nregion = \"us-east-1\"\n\
+         [[registry]]\nhost = \"{DENIED}\"\nregistry_id = \"123456789012\"\nregion = \"us-east-1\"\nrole_arn = \"{role}\"\n{extra}"
+    )
+}
+
+fn secret(out: &Output) -> String {
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", output_text(out)));
+    v["Secret"].as_str().unwrap_or_default().to_owned()
+}
+
+fn under_systemd(suite: &str) {
+    let root = debian_root(&format!("systemd-{suite}"), suite, &["systemd", "systemd-sysv", "dbus"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds, role) = iam_bed(tmp.path(), "ecr:GetAuthorizationToken");
+    let docker = Dockerd::start(&tmp.path().join("engine"));
+    let image = format!("ecr-credd-systemd:{suite}");
+    docker.import(&root, &image);
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        BOX,
+        "--network",
+        "host",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/run/lock",
+        "-v",
+        "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+        &image,
+        "/lib/systemd/systemd",
+    ]);
+    let m = Machine { docker: &docker };
+    wait_until("systemd to finish booting", Duration::from_secs(60), || {
+        let state = String::from_utf8_lossy(&m.sh("systemctl is-system-running").stdout).trim().to_owned();
+        state == "running" || state == "degraded"
+    });
+    eprintln!("{suite}: {}", m.ok("systemctl --version | head -n 1").trim());
+    // Minimal roots lack procps: a reload must not need /bin/kill.
+    m.ok("test ! -e /bin/kill && test ! -e /usr/bin/kill");
+
+    // dpkg -i with systemd running: the group made, the socket enabled and listening.
+    let deb = dist_file("_amd64.deb");
+    docker.ok(&["cp", deb.to_str().unwrap(), &format!("{BOX}:/tmp/ecr-credd.deb")]);
+    eprintln!("{}", m.ok("dpkg -i /tmp/ecr-credd.deb 2>&1"));
+    assert_eq!(m.ok("systemctl is-active ecr-credd.socket").trim(), "active");
+    assert_eq!(m.ok("stat -c %G /run/ecr-credd/ecr-credd.sock").trim(), "ecr-credd");
+    m.ok("useradd -m -G ecr-credd alice && useradd -m bob");
+    let health = free_port();
+    m.write("/etc/ecr-credd/config.toml", &config(health, &role, ""));
+    m.write(
+        "/etc/systemd/system/ecr-credd.service.d/test-bed.conf",
+        &format!(
+            "[Service]\nEnvironment=AWS_ENDPOINT_URL={} AWS_EC2_METADATA_SERVICE_ENDPOINT={}\n",
+            moto.endpoint(),
+            imds.endpoint()
+        ),
+    );
+    m.ok("systemctl daemon-reload");
+    assert_eq!(
+        String::from_utf8_lossy(&m.sh("systemctl is-active ecr-credd.service").stdout).trim(),
+        "inactive"
+    );
+
+    // Socket activation on the first get; then a member of the group is served
+    // and anyone else is told which group to join.
+    wait_until("a token via socket activation", Duration::from_secs(30), || {
+        m.get(None, SERVED).status.success()
+    });
+    assert_eq!(m.ok("systemctl is-active ecr-credd.service").trim(), "active");
+    let token = secret(&m.get(None, SERVED));
+    assert!(!token.is_empty());
+    assert_eq!(secret(&m.get(Some("alice"), SERVED)), token, "alice is in ecr-credd");
+    let bob = m.get(Some("bob"), SERVED);
+    let said = String::from_utf8_lossy(&bob.stdout);
+    assert!(!bob.status.success(), "bob got a token");
+    assert!(
+        said.contains("only root and members of group ecr-credd may use it")
+            && said.contains("sudo usermod -aG ecr-credd USER")
+            && !said.contains("systemctl start"),
+        "{said}"
+    );
+
+    // The journal's default output says which registry, step and role failed.
+    let denial = format!("token fetch failed for {DENIED}: sts:AssumeRole on {role} denied");
+    wait_until("the denial in the journal", Duration::from_secs(20), || m.journal().contains(&denial));
+
+    // reload adds a registry (ExecReload without /bin/kill) ...
+    m.write(
+        "/etc/ecr-credd/config.toml",
+        &config(
+            health,
+            &role,
+            &format!(
+                "[[registry]]\nhost = \"{ADDED}\"\nregistry_id = \"123456789012\"\nregion = \"us-east-1\"\n"
+            ),
+        ),
+    );
+    m.ok("systemctl reload ecr-credd");
+    wait_until("the added registry's token", Duration::from_secs(20), || m.get(None, ADDED).status.success());
+    // ... and refuses a broken config, saying why in the journal, keeping the old.
+    m.write("/etc/ecr-credd/config.toml", "[[registry]]\nhost = \n");
+    m.ok("systemctl reload ecr-credd");
+    let rejected = "SIGHUP: new config rejected; keeping the one in force: /etc/ecr-credd/config.toml:2:";
+    wait_until("the rejection in the journal", Duration::from_secs(20), || m.journal().contains(rejected));
+    assert!(m.get(None, ADDED).status.success(), "the config in force stays");
+    assert_eq!(m.ok("systemctl is-active ecr-credd.service").trim(), "active");
+
+    // restart during 200 gets loses none.
+    let before = m.show("MainPID");
+    let script = format!(
+        "i=0; while [ $i -lt 200 ]; do i=$((i+1)); \
+         if echo {SERVED} | docker-credential-ecr-credd get >/dev/null; then echo ok $i; else echo FAIL $i; fi; sleep 0.02; done"
+    );
+    let mut loop_cmd = docker.command();
+    loop_cmd.args(["exec", BOX, "sh", "-c", &script]);
+    let mut gets = Proc::spawn("200 gets", &mut loop_cmd);
+    wait_until("the first gets", Duration::from_secs(30), || gets.output().matches("ok ").count() >= 20);
+    m.ok("systemctl restart ecr-credd.service");
+    let at_restart = gets.output().lines().count();
+    wait_until("200 gets", Duration::from_secs(120), || gets.exited().is_some());
+    let out = gets.output();
+    let (ok, failed) = (out.matches("ok ").count(), out.matches("FAIL").count());
+    eprintln!("{suite}: gets across restart: {ok} ok, {failed} failed; restart after {at_restart}");
+    assert_eq!((ok, failed), (200, 0), "{out}");
+    assert!(at_restart < 200, "the restart came after the gets");
+    assert_ne!(m.show("MainPID"), before, "the daemon was restarted");
+    let quiet_from = Instant::now();
+
+    let journal = m.journal();
+    let lines =
+        |needle: &str| journal.lines().filter(|l| l.contains(needle)).take(2).collect::<Vec<_>>().join("\n");
+    eprintln!("{suite}: journalctl -u ecr-credd:\n{}\n{}", lines(&denial), lines(rejected));
+
+    // The unit as installed: its settings, and the hardening score.
+    let security =
+        String::from_utf8_lossy(&m.sh("systemd-analyze security ecr-credd.service --no-pager").stdout)
+            .into_owned();
+    let score: f64 = security
+        .lines()
+        .find_map(|l| l.split("ecr-credd.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no score in {security}"));
+    eprintln!("{suite}: systemd-analyze security ecr-credd.service: {score}");
+    assert!(score <= 1.5, "exposure {score}:\n{security}");
+
+    // After a quiet minute: still up, never restarted by systemd (watchdog 30 s).
+    std::thread::sleep(Duration::from_secs(62).saturating_sub(quiet_from.elapsed()));
+    for (name, want) in [
+        ("Type", "notify"),
+        ("WatchdogUSec", "30s"),
+        ("DynamicUser", "yes"),
+        ("NRestarts", "0"),
+        ("ActiveState", "active"),
+    ] {
+        assert_eq!(m.show(name), want, "{name}");
+    }
+    assert!(m.get(None, SERVED).status.success());
+    assert_eq!(http(health, "GET", "/readyz", "").0, 503, "the denied registry keeps readiness down");
+}
+
+#[test]
+fn debian_12_systemd_252() {
+    under_systemd("bookworm");
+}
+
+#[test]
+fn debian_11_systemd_247() {
+    under_systemd("bullseye");
+}
