@@ -136,9 +136,17 @@ fn under_systemd(suite: &str) {
 
     // Socket activation on the first get; then a member of the group is served
     // and anyone else is told which group to join.
-    wait_until("a token via socket activation", Duration::from_secs(30), || {
+    let activated = (0..300).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
         m.get(None, SERVED).status.success()
     });
+    assert!(
+        activated,
+        "no token via socket activation: {}\n{}\n{}",
+        output_text(&m.get(None, SERVED)),
+        m.journal(),
+        String::from_utf8_lossy(&m.sh("systemctl status ecr-credd --no-pager").stdout)
+    );
     assert_eq!(m.ok("systemctl is-active ecr-credd.service").trim(), "active");
     let token = secret(&m.get(None, SERVED));
     assert!(!token.is_empty());
@@ -177,6 +185,7 @@ fn under_systemd(suite: &str) {
     wait_until("the rejection in the journal", Duration::from_secs(20), || m.journal().contains(rejected));
     assert!(m.get(None, ADDED).status.success(), "the config in force stays");
     assert_eq!(m.ok("systemctl is-active ecr-credd.service").trim(), "active");
+    m.write("/etc/ecr-credd/config.toml", &config(health, &role, ""));
 
     // restart during 200 gets loses none.
     let before = m.show("MainPID");

@@ -27,7 +27,13 @@ impl Dockerd {
             .arg(dir.join("dockerd.pid"))
             .arg("-H")
             .arg(format!("unix://{}", sock.display()))
-            .args(["--iptables=false", "--ip-masq=false", "--bridge=none", "--storage-driver=vfs"]);
+            .args([
+                "--iptables=false",
+                "--ip-masq=false",
+                "--bridge=none",
+                "--storage-driver=vfs",
+                "--log-level=warn",
+            ]);
         let proc = Proc::spawn("dockerd", &mut cmd);
         let d = Dockerd { host: format!("unix://{}", sock.display()), proc };
         wait_until("dockerd to answer", Duration::from_secs(60), || d.docker(&["version"]).status.success());
