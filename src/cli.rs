@@ -210,7 +210,9 @@ pub fn reload_on_sighup(path: PathBuf) -> Result<tokio::sync::mpsc::UnboundedRec
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            match config::load(&path) {
+            // The same checks as at start: a config others can write is
+            // refused on reload too, or anyone could swap in their role.
+            match config::check_permissions(&path).and_then(|()| config::load(&path)) {
                 Ok(c) => {
                     tracing::info!(path = %path.display(), "SIGHUP: reloading config from {}", path.display());
                     if tx.send(c).is_err() {

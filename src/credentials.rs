@@ -2,6 +2,7 @@
 //! `sts:AssumeRole` per distinct role, each cached until shortly before expiry.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -37,7 +38,8 @@ pub struct CredentialChain {
     // One lock for all roles: AssumeRole is rare (hourly per role), and
     // serialising it means registries sharing a role share one call.
     roles: Mutex<HashMap<RoleKey, Credentials>>,
-    identity: OnceLock<String>,
+    identity: Arc<OnceLock<String>>,
+    identity_asked: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -53,7 +55,8 @@ impl CredentialChain {
             imds: ImdsCredentialsProvider::builder().configure(&crate::proxy::imds_provider_config()).build(),
             instance: Mutex::new(None),
             roles: Mutex::new(HashMap::new()),
-            identity: OnceLock::new(),
+            identity: Arc::new(OnceLock::new()),
+            identity_asked: AtomicBool::new(false),
             metrics,
         }
     }
@@ -73,24 +76,30 @@ impl CredentialChain {
         aws_sdk_sts::Client::from_conf(conf)
     }
 
-    /// Learns the instance identity once, for `/status`; failure only costs the display.
-    async fn learn_identity(&self, region: &str, instance: &Credentials) {
-        if self.identity.get().is_some() {
+    /// Asks for the instance identity once, for `/status`, in the background:
+    /// a VPC with an ECR endpoint but no route to STS must still get tokens,
+    /// so the fetch never waits for it, and a failure is not retried.
+    fn learn_identity(&self, region: &str, instance: &Credentials) {
+        if self.identity_asked.swap(true, Ordering::SeqCst) {
             return;
         }
-        match self.sts(region, instance.clone()).get_caller_identity().send().await {
-            Ok(out) => {
-                self.metrics.aws_call("GetCallerIdentity", "success");
-                if let Some(arn) = out.arn() {
-                    let _ = self.identity.set(arn.to_owned());
+        let client = self.sts(region, instance.clone());
+        let (identity, metrics) = (self.identity.clone(), self.metrics.clone());
+        tokio::spawn(async move {
+            match client.get_caller_identity().send().await {
+                Ok(out) => {
+                    metrics.aws_call("GetCallerIdentity", "success");
+                    if let Some(arn) = out.arn() {
+                        let _ = identity.set(arn.to_owned());
+                    }
+                }
+                Err(e) => {
+                    let (denied, reason) = describe_sdk_error(&e);
+                    metrics.aws_call("GetCallerIdentity", outcome(Err(denied)));
+                    tracing::debug!(%reason, "sts:GetCallerIdentity failed; /status will not show the instance identity: {reason}");
                 }
             }
-            Err(e) => {
-                let (denied, reason) = describe_sdk_error(&e);
-                self.metrics.aws_call("GetCallerIdentity", outcome(Err(denied)));
-                tracing::debug!(%reason, "sts:GetCallerIdentity failed; /status will not show the instance identity");
-            }
-        }
+        });
     }
 
     /// The instance profile's credentials.
@@ -125,7 +134,7 @@ impl CredentialChain {
     pub async fn for_registry(&self, registry: &RegistryConfig) -> Result<Credentials, FetchError> {
         let Some(role_arn) = &registry.role_arn else {
             let instance = self.instance().await?;
-            self.learn_identity(&registry.region, &instance).await;
+            self.learn_identity(&registry.region, &instance);
             return Ok(instance);
         };
         let key = RoleKey {
@@ -138,7 +147,7 @@ impl CredentialChain {
             return Ok(c.clone());
         }
         let instance = self.instance().await?;
-        self.learn_identity(&registry.region, &instance).await;
+        self.learn_identity(&registry.region, &instance);
         let creds = self.assume_role(&key, &registry.region, instance).await?;
         roles.insert(key, creds.clone());
         Ok(creds)

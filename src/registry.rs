@@ -45,10 +45,18 @@ pub struct EcrHost {
 
 /// Reduces what a client sends (`https://HOST:PORT/v2/`, `HOST/`, `Host`) to
 /// the lower-case `host[:port]` that config entries are matched against.
+/// HTTPS's port (`:443`) and an empty one (`host:`) are dropped: they name the
+/// same registry as the bare host, and must not become a different entry.
 pub fn normalize_host(input: &str) -> Result<String, HostError> {
     let mut s = input.trim();
-    if let Some(idx) = s.find("://") {
-        s = &s[idx + 3..];
+    // A scheme only at the very start: `evil.example/x://<ecr host>` names
+    // evil.example, not the ECR host after the `://`.
+    if let Some((scheme, rest)) = s.split_once("://") {
+        let is_scheme = scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if is_scheme {
+            s = rest;
+        }
     }
     if let Some(idx) = s.find(['/', '?', '#']) {
         s = &s[..idx];
@@ -71,6 +79,15 @@ pub fn normalize_host(input: &str) -> Result<String, HostError> {
     if !ok {
         return Err(HostError::InvalidChars(s.chars().take(80).collect()));
     }
+    let s = match s.rsplit_once(':') {
+        Some((host, "" | "443"))
+            if !host.is_empty()
+                && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']'))) =>
+        {
+            host
+        }
+        _ => s,
+    };
     Ok(s.to_ascii_lowercase())
 }
 
@@ -146,6 +163,19 @@ mod tests {
             ("https://index.docker.io/v1/", "index.docker.io"),
             ("user@registry.example", "registry.example"),
             ("[::1]:5000", "[::1]:5000"),
+            // The default port and an empty one are the bare host.
+            (
+                "111122223333.dkr.ecr.eu-west-1.amazonaws.com:443",
+                "111122223333.dkr.ecr.eu-west-1.amazonaws.com",
+            ),
+            ("111122223333.dkr.ecr.eu-west-1.amazonaws.com:", "111122223333.dkr.ecr.eu-west-1.amazonaws.com"),
+            ("https://registry.example:443/v2/", "registry.example"),
+            ("[::1]:443", "[::1]"),
+            ("registry.example:4430", "registry.example:4430"),
+            // A scheme counts only at the start.
+            ("evil.example/x://111122223333.dkr.ecr.eu-west-1.amazonaws.com", "evil.example"),
+            ("evil.example:1://111122223333.dkr.ecr.eu-west-1.amazonaws.com", "evil.example:1:"),
+            ("oci+https://registry.example", "registry.example"),
         ];
         for (input, want) in cases {
             assert_eq!(normalize_host(input).as_deref(), Ok(want), "input {input:?}");

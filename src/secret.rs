@@ -5,6 +5,14 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
+/// Makes this process non-dumpable: no core file (so no token or key on
+/// disk after a crash or a watchdog SIGABRT) and no ptrace by other users.
+/// Returns the error for the caller to report; the process still works.
+pub fn forbid_core_dumps() -> std::io::Result<()> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(std::io::Error::from)
+}
+
 /// A secret string: `Debug` redacts it, its memory is zeroed on drop, and it
 /// is read only through [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]

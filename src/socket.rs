@@ -33,6 +33,17 @@ pub enum SocketError {
         /// Its mode.
         mode: u32,
     },
+    /// The socket's directory belongs to someone who could rename our socket
+    /// away and bind their own in its place.
+    #[error("{path}: the socket directory is owned by uid {owner}, not root or this daemon (uid {me}); use a directory only root can write, e.g. /run/ecr-credd")]
+    DirOwner {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The daemon's uid.
+        me: u32,
+    },
     /// The configured group does not exist.
     #[error("[server] group {group:?} does not exist in /etc/group; create it (groupadd --system {group}) or name an existing group, e.g. \"ecr-credd\", which the packages create")]
     NoSuchGroup {
@@ -54,6 +65,12 @@ pub enum SocketError {
 fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> SocketError {
     let path = path.to_owned();
     move |source| SocketError::Io { path, action, source }
+}
+
+/// This process's real uid (from the kernel: /proc/self belongs to root once
+/// the process is not dumpable).
+pub fn own_uid() -> u32 {
+    rustix::process::getuid().as_raw()
 }
 
 /// (name, gid) of each group in /etc/group. The file, not NSS: the release
@@ -98,11 +115,16 @@ pub fn bound_gid(listener: &UnixListener) -> std::io::Result<Option<u32>> {
 pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, SocketError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io(dir, "create the socket directory"))?;
-        let mode =
-            std::fs::metadata(dir).map_err(io(dir, "inspect the socket directory"))?.permissions().mode();
-        // Anyone who can write the directory can swap our socket for theirs.
-        if mode & 0o002 != 0 {
+        let meta = std::fs::metadata(dir).map_err(io(dir, "inspect the socket directory"))?;
+        let mode = meta.permissions().mode();
+        // Anyone who can write the directory can swap our socket for theirs:
+        // others and the group by its mode, the owner always.
+        if mode & 0o022 != 0 {
             return Err(SocketError::DirWritable { path: dir.to_owned(), mode: mode & 0o7777 });
+        }
+        let me = own_uid();
+        if meta.uid() != 0 && meta.uid() != me {
+            return Err(SocketError::DirOwner { path: dir.to_owned(), owner: meta.uid(), me });
         }
     }
     match std::fs::symlink_metadata(path) {
@@ -161,7 +183,7 @@ pub struct PeerPolicy {
 impl PeerPolicy {
     /// The daemon's own uid plus what the config and socket group allow.
     pub fn new(uids: &[u32], gids: &[u32], socket_gid: Option<u32>) -> Self {
-        let own_uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+        let own_uid = own_uid();
         let mut gids = gids.to_vec();
         gids.extend(socket_gid);
         PeerPolicy { own_uid, uids: uids.to_vec(), gids }
@@ -210,6 +232,17 @@ mod tests {
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
         let err = bind(&open.join("s.sock"), None).unwrap_err();
         assert!(err.to_string().contains("writable by others (mode 0777)"), "{err}");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let err = bind(&open.join("s.sock"), None).unwrap_err();
+        assert!(err.to_string().contains("(mode 0775)"), "group-writable: {err}");
+        // Owned by someone else (who could rename our socket away): refused.
+        if own_uid() == 0 {
+            let theirs = dir.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            let err = bind(&theirs.join("s.sock"), None).unwrap_err();
+            assert!(err.to_string().contains("owned by uid 65534, not root or this daemon"), "{err}");
+        }
         // Not a socket: never deleted.
         let file = dir.path().join("file");
         std::fs::write(&file, "keep").unwrap();

@@ -243,7 +243,7 @@ impl<S: TokenSource> TokenCache<S> {
         let now = inner.clock.now();
         {
             let st = lock(&entry.state);
-            if let Some(creds) = usable(&entry, &st, now, &inner.policy) {
+            if let Some(creds) = usable(&entry, &st, now, inner.clock.wall(), &inner.policy) {
                 return Ok(creds);
             }
             // Within a backoff window the last failure still stands; asking
@@ -319,9 +319,19 @@ impl Entry {
     }
 }
 
-fn usable(entry: &Entry, st: &State, now: Instant, policy: &Policy) -> Option<Credentials> {
+impl CachedToken {
+    /// Whether the token has more than `margin` left by both clocks: the
+    /// monotonic one, which a skewed wall clock cannot stretch, and the wall
+    /// one, which keeps counting while an instance hibernates (the monotonic
+    /// clock stops then, and alone would serve a token that has expired).
+    fn fresh(&self, now: Instant, wall: SystemTime, margin: Duration) -> bool {
+        self.valid_until > now + margin && self.expires_at > wall + margin
+    }
+}
+
+fn usable(entry: &Entry, st: &State, now: Instant, wall: SystemTime, policy: &Policy) -> Option<Credentials> {
     let t = st.token.as_ref()?;
-    (t.valid_until > now + policy.safety_margin).then(|| Credentials {
+    t.fresh(now, wall, policy.safety_margin).then(|| Credentials {
         host: entry.registry.host.clone(),
         username: t.username.clone(),
         password: t.password.clone(),
@@ -330,8 +340,14 @@ fn usable(entry: &Entry, st: &State, now: Instant, policy: &Policy) -> Option<Cr
 }
 
 /// The outcome of the latest fetch, as a `get` should see it.
-fn outcome(entry: &Entry, st: &State, now: Instant, policy: &Policy) -> Result<Credentials, GetError> {
-    if let Some(creds) = usable(entry, st, now, policy) {
+fn outcome(
+    entry: &Entry,
+    st: &State,
+    now: Instant,
+    wall: SystemTime,
+    policy: &Policy,
+) -> Result<Credentials, GetError> {
+    if let Some(creds) = usable(entry, st, now, wall, policy) {
         return Ok(creds);
     }
     Err(st
@@ -348,7 +364,7 @@ async fn fetch<S: TokenSource>(inner: &Arc<Inner<S>>, entry: &Arc<Entry>) -> Res
         let st = lock(&entry.state);
         if st.generation != generation {
             // A fetch finished while we queued: its result is ours.
-            return outcome(entry, &st, inner.clock.now(), &inner.policy);
+            return outcome(entry, &st, inner.clock.now(), inner.clock.wall(), &inner.policy);
         }
     }
     // The fetch runs in its own task so a caller that gives up (timeout,
@@ -364,7 +380,7 @@ async fn fetch<S: TokenSource>(inner: &Arc<Inner<S>>, entry: &Arc<Entry>) -> Res
         let mut st = lock(&entry.state);
         record(&inner, &entry, &mut st, result, now);
         drop(guard);
-        outcome(&entry, &st, now, &inner.policy)
+        outcome(&entry, &st, now, inner.clock.wall(), &inner.policy)
     });
     match task.await {
         Ok(result) => result,
@@ -438,7 +454,8 @@ fn record<S>(
         Err(err) => {
             st.failures += 1;
             st.next_attempt = now + backoff(policy, st.failures);
-            let still_valid = st.token.as_ref().is_some_and(|t| t.valid_until > now + policy.safety_margin);
+            let still_valid =
+                st.token.as_ref().is_some_and(|t| t.fresh(now, inner.clock.wall(), policy.safety_margin));
             // The journal's default view shows only the message: it must
             // name the registry, the failing step and the cause by itself.
             let retry_in = st.next_attempt - now;

@@ -264,3 +264,29 @@ fn slow_aws_past_the_timeout_is_reported_then_recovers() {
     wait_until("recovery", Duration::from_secs(40), || daemon.helper("get", ALIAS).0 == 0);
     assert!(proxy.count("AssumeRole") <= 4, "{} AssumeRole calls", proxy.count("AssumeRole"));
 }
+
+#[test]
+fn sts_unreachable_does_not_hold_up_instance_credential_registries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    // STS is a black hole (a VPC with an ECR endpoint and no STS route): it
+    // accepts connections and never answers. The test process ends it.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sts = format!("http://{}", hole.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<_> = hole.incoming().take(64).flatten().collect();
+        drop(held);
+    });
+    let config =
+        format!("[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\n");
+    let mut env = Daemon::aws_env(&moto, &imds);
+    env.push(("AWS_ENDPOINT_URL_STS", sts));
+    let daemon = Daemon::start(tmp.path(), &config, &env, "info");
+    let start = Instant::now();
+    let (code, out, _) = daemon.helper("get", ALIAS);
+    let took = start.elapsed();
+    assert_eq!(code, 0, "an instance-credential registry waits on STS: {out}");
+    assert!(took < Duration::from_secs(3), "the first get took {took:?}");
+    let (code, _, _) = daemon.helper("get", ECR_HOST);
+    assert_eq!(code, 0, "an unlisted ECR host (instance credentials) too");
+}

@@ -158,6 +158,18 @@ fn sighup_reloads_keeping_unchanged_tokens_and_rejects_bad_configs() {
     assert!(daemon.proc.output().contains("unknown field `hots`"));
     assert_eq!(daemon.helper("get", "127.0.0.2:5000").0, 0);
 
+    // A config others may write is refused on reload as it is at start.
+    let sneaky =
+        "\n[[registry]]\nhost = \"127.0.0.3:5000\"\nregistry_id = \"111122223333\"\nregion = \"eu-west-1\"\n";
+    let path = Daemon::write_config(tmp.path(), &config(port, sneaky));
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    daemon.proc.signal("HUP");
+    wait_until("the rejection of a writable config", Duration::from_secs(10), || {
+        daemon.proc.output().contains("the config is writable by others (mode 0666)")
+    });
+    assert_eq!(daemon.helper("get", "127.0.0.3:5000").0, 1, "the writable config was not applied");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+
     // Removing a registry stops serving it.
     Daemon::write_config(tmp.path(), &config(port, ""));
     daemon.proc.signal("HUP");

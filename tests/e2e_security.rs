@@ -159,6 +159,19 @@ fn insecure_config_or_socket_directory_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the socket directory is writable by others (mode 0777)"), "{err}");
 
+    // A socket directory owned by another user, who could rename our socket
+    // away and bind theirs: refused, even at mode 0755.
+    let theirs = tmp.path().join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let config_theirs = tmp.path().join("theirs.toml");
+    std::fs::write(&config_theirs, format!("[server]\nsocket = \"{}/s.sock\"\n", theirs.display())).unwrap();
+    let out =
+        clean_command(DAEMON, tmp.path()).args(["run", "--config"]).arg(&config_theirs).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the socket directory is owned by uid 65534, not root or this daemon"), "{err}");
+
     // A named group that this host lacks (say `docker` on a containerd-only
     // node): the error names the group and how to fix it.
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -260,4 +273,45 @@ fn hostile_input_gets_specific_errors_while_others_are_served() {
     assert!(during[49] < Duration::from_secs(1), "a get took {:?} under attack", during[49]);
     drop(stalled);
     assert!(daemon.helper("get", ALIAS).0 == 0);
+}
+
+/// Whether `dir` holds a core file (`core` or `core.PID`, as core_pattern names them).
+fn has_core(dir: &Path) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("core"))
+}
+
+#[test]
+fn an_aborted_daemon_leaves_no_core_file_with_its_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
+    // Control: here a dumpable process that aborts with cores allowed leaves one.
+    let control = tmp.path().join("control");
+    std::fs::create_dir_all(&control).unwrap();
+    let _ = clean_command("sh", &control)
+        .args(["-c", "ulimit -c unlimited && kill -ABRT $$"])
+        .current_dir(&control)
+        .status();
+    assert!(
+        has_core(&control),
+        "this machine writes no core file to the working directory (core_pattern {pattern:?}), so the check below would prove nothing"
+    );
+
+    // The daemon, holding a token and instance credentials, aborted the same way.
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    let dir = tmp.path().join("daemon");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = Daemon::write_config(&dir, &alias_config(""));
+    let script = format!("ulimit -c unlimited && exec {DAEMON} run --config {}", config.display());
+    let mut cmd = clean_command("sh", &dir);
+    cmd.args(["-c", &script]).current_dir(&dir).envs(Daemon::aws_env(&moto, &imds));
+    let mut daemon = Proc::spawn("ecr-credd", &mut cmd);
+    let socket = dir.join("run/ecr-credd.sock");
+    wait_until("a token", Duration::from_secs(20), || run_helper(&socket, "get", ALIAS).0 == 0);
+    daemon.signal("ABRT");
+    wait_until("the daemon to die", Duration::from_secs(10), || daemon.exited().is_some());
+    assert!(
+        !has_core(&dir),
+        "the daemon dumped core: {:?}",
+        std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect::<Vec<_>>()
+    );
 }

@@ -104,4 +104,24 @@ proptest! {
         prop_assert_eq!(parse_ecr_host(&evil_prefix), None);
         prop_assert_eq!(parse_ecr_host(&evil_infix), None);
     }
+
+    /// The default and empty ports name the same registry as the bare host,
+    /// and a `://` after anything but a scheme never hides the real host.
+    #[test]
+    fn ports_and_schemes_cannot_alias_another_host(
+        (host, _, _) in ecr_host(),
+        scheme in prop::sample::select(&["", "https://", "http://", "oci+https://"][..]),
+        junk in "[a-z0-9.-]{1,20}(/[a-z0-9.]{0,10})?",
+        path in prop::sample::select(&["", "/", "/v2/", "/ns/repo:tag"][..]),
+    ) {
+        for port in ["", ":", ":443"] {
+            prop_assert_eq!(normalize_host(&format!("{scheme}{host}{port}{path}")).unwrap(), host.clone());
+        }
+        let other = normalize_host(&format!("{scheme}{host}:8443{path}")).unwrap();
+        prop_assert_ne!(other, host.clone());
+        let smuggled = format!("{junk}/x://{host}");
+        if let Ok(h) = normalize_host(&smuggled) {
+            prop_assert_ne!(parse_ecr_host(&h).map(|e| e.account), parse_ecr_host(&host).map(|e| e.account));
+        }
+    }
 }

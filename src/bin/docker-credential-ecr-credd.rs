@@ -2,6 +2,8 @@
 //! runtime and no AWS SDK: it only talks to the daemon's socket.
 
 fn main() {
+    // It holds a token for a moment; a crash must not write it to a core file.
+    let _ = ecr_credd::secret::forbid_core_dumps();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let socket = ecr_credd::client::socket_path();
     let code =

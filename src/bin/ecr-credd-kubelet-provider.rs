@@ -6,6 +6,8 @@ fn main() {
         println!("ecr-credd-kubelet-provider (ecr-credd) {}", env!("CARGO_PKG_VERSION"));
         return;
     }
+    // It holds a token for a moment; a crash must not write it to a core file.
+    let _ = ecr_credd::secret::forbid_core_dumps();
     let socket = ecr_credd::client::socket_path();
     let code = ecr_credd::kubelet::run(
         &mut std::io::stdin().lock(),

@@ -22,6 +22,9 @@ fn real_main() -> Result<()> {
     match Cli::parse().command {
         Command::Run { config, log_level } => {
             ecr_credd::logging::init(&log_level);
+            if let Err(e) = ecr_credd::secret::forbid_core_dumps() {
+                tracing::warn!(error = %e, "cannot make the process non-dumpable; a crash could dump tokens to disk: {e}");
+            }
             let (path, config) = cli::load_config(config)?;
             ecr_credd::config::check_permissions(&path)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()

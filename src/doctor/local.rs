@@ -16,9 +16,19 @@ use crate::policy::Setup;
 use crate::socket::group_name;
 use crate::wire::{Request, RequestBody, ResponseBody};
 
-/// Plain HTTP for loopback test registries, HTTPS for everything else.
+/// Plain HTTP only for a loopback address (a test registry), HTTPS for
+/// everything else: the request carries the token, and a name that merely
+/// starts like one (`localhost.corp.example`, `127.example`) is not loopback.
 fn base_url(host: &str) -> String {
-    let loopback = host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host
+            .rsplit_once(':')
+            .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host, |(h, _)| h),
+    };
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     format!("{}://{host}", if loopback { "http" } else { "https" })
 }
 
@@ -237,4 +247,26 @@ pub fn client_config(targets: &[Target], homes: &[PathBuf]) -> Vec<Check> {
         }
     }
     checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base_url;
+
+    #[test]
+    fn plain_http_only_for_exact_loopback_addresses() {
+        for host in ["127.0.0.1:5000", "127.1.2.3", "localhost", "localhost:5000", "[::1]:5000", "[::1]"] {
+            assert!(base_url(host).starts_with("http://"), "{host}");
+        }
+        for host in [
+            "localhost.corp.example",
+            "localhost.corp.example:5000",
+            "127.example",
+            "127.0.0.1.nip.example",
+            "111122223333.dkr.ecr.eu-west-1.amazonaws.com",
+            "[::2]:5000",
+        ] {
+            assert!(base_url(host).starts_with("https://"), "{host}");
+        }
+    }
 }

@@ -9,6 +9,9 @@ struct ManualClock {
     start: Instant,
     start_wall: SystemTime,
     skew_secs: AtomicI64,
+    /// Time spent suspended: the wall clock (ours and AWS's) moves on, the
+    /// monotonic one does not.
+    suspended_secs: AtomicI64,
 }
 
 impl ManualClock {
@@ -17,10 +20,12 @@ impl ManualClock {
             start: Instant::now(),
             start_wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             skew_secs: AtomicI64::new(0),
+            suspended_secs: AtomicI64::new(0),
         })
     }
     fn true_wall(&self) -> SystemTime {
-        self.start_wall + (Instant::now() - self.start)
+        let suspended = Duration::from_secs(self.suspended_secs.load(Ordering::SeqCst).unsigned_abs());
+        self.start_wall + (Instant::now() - self.start) + suspended
     }
 }
 
@@ -243,6 +248,21 @@ async fn wall_clock_behind_cannot_stretch_a_token() {
     // The local clock believes 17 h remain; the token really dies at 12 h.
     tokio::time::sleep(12 * HOUR).await;
     assert!(h.password().await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_hibernation_an_expired_token_is_never_served() {
+    let h = harness(Duration::ZERO);
+    h.cache.start();
+    settle().await;
+    assert_eq!(h.password().await.unwrap(), "pw-1");
+    // 13 h suspended: by the monotonic clock pw-1 is minutes old, by the
+    // wall clock (and AWS) it expired an hour ago.
+    h.clock.suspended_secs.store(13 * 3600, Ordering::SeqCst);
+    assert_eq!(h.password().await.unwrap(), "pw-2", "the expired token was served");
+    assert_eq!(h.calls(), 2, "the get fetched a fresh token");
+    let status = h.cache.status();
+    assert!(status.iter().all(|s| s.ready));
 }
 
 #[tokio::test(start_paused = true)]
