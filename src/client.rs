@@ -77,7 +77,13 @@ pub fn request(path: &Path, req: &Request) -> Result<Response, ClientError> {
     let mut stream = UnixStream::connect(path).map_err(|source| connect_error(path, source))?;
     stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
-    stream.write_all(&wire::encode(req)).map_err(io)?;
+    // A daemon that refuses this peer answers at once and closes, perhaps
+    // before our request is written: read its answer even after EPIPE.
+    if let Err(e) = stream.write_all(&wire::encode(req)) {
+        if !matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) {
+            return Err(io(e));
+        }
+    }
     let mut line = Vec::with_capacity(512);
     BufReader::new(stream).take(wire::MAX_RESPONSE as u64).read_until(b'\n', &mut line).map_err(io)?;
     wire::decode_response(&line).map_err(|source| ClientError::Protocol { path: path.to_owned(), source })

@@ -12,16 +12,21 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
+use crate::server::AcceptErrors;
 use crate::token_cache::TokenCache;
 use crate::token_source::TokenSource;
 use crate::wire::RegistryStatus;
 
 /// How long a client may take to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest a connection may stay open.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest a connection may stay open (one request: no keep-alive).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most connections served at once. Monitoring needs a handful; the rest
+/// wait in the listen backlog, so any local user's flood of connections costs
+/// no file descriptors that the token socket needs.
+pub const MAX_CONNECTIONS: usize = 32;
 /// Largest request head accepted (hyper's minimum buffer).
 const MAX_HEAD: usize = 8 * 1024;
 
@@ -115,13 +120,21 @@ pub async fn serve<S: TokenSource>(
     cache: Arc<TokenCache<S>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut errors = AcceptErrors::default();
     loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = until_stopped(&mut stop) => return,
+        };
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
-                    tracing::warn!(error = %e, "health endpoint: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    errors.pause("health endpoint", &e).await;
                     continue;
                 }
             },
@@ -129,12 +142,14 @@ pub async fn serve<S: TokenSource>(
         };
         let cache = cache.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let response = route(&cache, req.method(), req.uri().path());
                 async move { Ok::<_, Infallible>(response) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
+                .keep_alive(false)
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(MAX_HEAD)
                 .serve_connection(TokioIo::new(stream), service);

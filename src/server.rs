@@ -14,12 +14,42 @@ use crate::token_cache::{GetError, TokenCache};
 use crate::token_source::TokenSource;
 use crate::wire::{self, ErrorKind, RequestBody, Response, ResponseBody};
 
-/// Most connections served at once; more wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 1024;
+/// Most connections served at once; more wait in the listen backlog. Well
+/// below the default soft limit of 1024 fds, so that with the health
+/// endpoint's own cap and the AWS connections the daemon never runs out.
+pub const MAX_CONNECTIONS: usize = 512;
 /// How long a client may take to send each request.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long in-flight requests get to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Failed accepts (EMFILE and friends): a pause instead of a spin, and a
+/// warning at most every 10 s that counts what it held back, so a flood
+/// cannot also flood the journal.
+#[derive(Default)]
+pub(crate) struct AcceptErrors {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl AcceptErrors {
+    pub(crate) async fn pause(&mut self, listener: &str, e: &std::io::Error) {
+        let now = Instant::now();
+        if self.last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+            tracing::warn!(
+                error = %e,
+                held_back = self.held_back,
+                "{listener}: accept failed: {e} ({} more since the last warning)",
+                self.held_back
+            );
+            self.last = Some(now);
+            self.held_back = 0;
+        } else {
+            self.held_back += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// Serves `listener` until `shutdown` resolves, then drains in-flight connections.
 pub async fn serve<S: TokenSource>(
@@ -29,6 +59,7 @@ pub async fn serve<S: TokenSource>(
     shutdown: impl Future<Output = ()>,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut errors = AcceptErrors::default();
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -42,9 +73,7 @@ pub async fn serve<S: TokenSource>(
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
-                    // EMFILE and friends: pause instead of spinning.
-                    tracing::warn!(error = %e, "accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    errors.pause("socket", &e).await;
                     continue;
                 }
             },

@@ -300,18 +300,60 @@ fn an_aborted_daemon_leaves_no_core_file_with_its_tokens() {
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let dir = tmp.path().join("daemon");
     std::fs::create_dir_all(&dir).unwrap();
-    let config = Daemon::write_config(&dir, &alias_config(""));
-    let script = format!("ulimit -c unlimited && exec {DAEMON} run --config {}", config.display());
-    let mut cmd = clean_command("sh", &dir);
-    cmd.args(["-c", &script]).current_dir(&dir).envs(Daemon::aws_env(&moto, &imds));
-    let mut daemon = Proc::spawn("ecr-credd", &mut cmd);
-    let socket = dir.join("run/ecr-credd.sock");
-    wait_until("a token", Duration::from_secs(20), || run_helper(&socket, "get", ALIAS).0 == 0);
-    daemon.signal("ABRT");
-    wait_until("the daemon to die", Duration::from_secs(10), || daemon.exited().is_some());
+    let mut daemon = Daemon::start_in_shell(
+        &dir,
+        &alias_config(""),
+        &Daemon::aws_env(&moto, &imds),
+        "ulimit -c unlimited &&",
+    );
+    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
+    daemon.proc.signal("ABRT");
+    wait_until("the daemon to die", Duration::from_secs(10), || daemon.proc.exited().is_some());
     assert!(
         !has_core(&dir),
         "the daemon dumped core: {:?}",
         std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn a_flood_of_health_connections_from_another_user_leaves_the_socket_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    let health = free_port();
+    let config = alias_config(&format!("[health]\nlisten = \"127.0.0.1:{health}\""));
+    // The default soft limit of 1024 fds, as a service gets without LimitNOFILE.
+    let daemon =
+        Daemon::start_in_shell(tmp.path(), &config, &Daemon::aws_env(&moto, &imds), "ulimit -n 1024 &&");
+    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
+    let mut normal: Vec<Duration> = (0..100).map(|_| timed_get(&daemon.socket)).collect();
+    normal.sort();
+
+    // 3,000 half-open requests to the health port from nobody, held 8 s.
+    let script = format!(
+        "ulimit -n 4096 && exec setpriv --reuid=65534 --regid=65534 --clear-groups python3 {ROOT}/testbed/conn_flood.py {health} 3000 8"
+    );
+    let mut cmd = clean_command("sh", tmp.path());
+    cmd.args(["-c", &script]);
+    let flood = Proc::spawn("flood", &mut cmd);
+    wait_until("the flood", Duration::from_secs(15), || flood.output().contains("flooding"));
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", daemon.proc.pid())).unwrap().count();
+    let mut during: Vec<Duration> = (0..200).map(|_| timed_get(&daemon.socket)).collect();
+    during.sort();
+    let (p99_normal, p99_during) = (normal[98], during[197]);
+    eprintln!(
+        "{}; daemon fds {fds}; socket get p99 {p99_normal:?} before, {p99_during:?} during",
+        flood.output().trim()
+    );
+    assert!(fds < 200, "the flood took {fds} of the daemon's descriptors");
+    assert!(
+        p99_during < Duration::from_millis(100).max(p99_normal * 20),
+        "p99 {p99_during:?} during the flood"
+    );
+    wait_until("the flood to end", Duration::from_secs(20), || flood.output().contains("done"));
+    wait_until("the health endpoint back", Duration::from_secs(10), || {
+        http(health, "GET", "/healthz", "").0 == 200
+    });
+    let warnings = daemon.proc.output().matches("accept failed").count();
+    assert!(warnings <= 3, "{warnings} accept warnings");
 }

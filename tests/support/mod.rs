@@ -330,6 +330,22 @@ impl Daemon {
         Daemon { socket, proc }
     }
 
+    /// Like [`Daemon::start`], run as `sh -c "SHELL_PREFIX exec ecr-credd run …"`
+    /// in `dir` (for `ulimit` settings, which Command cannot make safely).
+    pub fn start_in_shell(dir: &Path, config: &str, aws: &[(&str, String)], shell_prefix: &str) -> Daemon {
+        let socket = dir.join("run/ecr-credd.sock");
+        let path = Daemon::write_config(dir, config);
+        let script = format!("{shell_prefix} exec {DAEMON} run --config {}", path.display());
+        let mut cmd = clean_command("sh", dir);
+        cmd.args(["-c", &script]).current_dir(dir).env("RUST_LOG", "info");
+        for (k, v) in aws {
+            cmd.env(k, v);
+        }
+        let proc = Proc::spawn("ecr-credd", &mut cmd);
+        wait_until("the daemon's socket", Duration::from_secs(20), || socket.exists());
+        Daemon { socket, proc }
+    }
+
     /// Writes `dir/config.toml` with the socket under `dir/run`; returns its path.
     pub fn write_config(dir: &Path, config: &str) -> PathBuf {
         let socket = dir.join("run/ecr-credd.sock");
