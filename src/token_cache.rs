@@ -93,6 +93,8 @@ struct State {
     next_attempt: Instant,
     /// Bumped by every finished fetch; single-flight waiters compare it.
     generation: u64,
+    /// The last `get` for this host: unlisted hosts idle too long are dropped.
+    last_used: Instant,
 }
 
 struct Entry {
@@ -189,10 +191,14 @@ impl<S: TokenSource> TokenCache<S> {
         &self.inner.metrics
     }
 
-    /// Whether every background refresher is still running.
+    /// Whether every configured registry's background refresher is still
+    /// running (those of unlisted hosts end by design: see `spawn_refresher`).
     pub fn refreshers_alive(&self) -> bool {
         let entries = self.inner.entries.read().unwrap_or_else(PoisonError::into_inner);
-        entries.values().all(|e| lock(&e.refresher).as_ref().is_some_and(|t| !t.is_finished()))
+        entries
+            .values()
+            .filter(|e| e.configured)
+            .all(|e| lock(&e.refresher).as_ref().is_some_and(|t| !t.is_finished()))
     }
 
     /// Applies a reloaded config: registries whose settings did not change
@@ -242,7 +248,8 @@ impl<S: TokenSource> TokenCache<S> {
         let inner = &self.inner;
         let now = inner.clock.now();
         {
-            let st = lock(&entry.state);
+            let mut st = lock(&entry.state);
+            st.last_used = now;
             if let Some(creds) = usable(&entry, &st, now, inner.clock.wall(), &inner.policy) {
                 return Ok(creds);
             }
@@ -255,10 +262,19 @@ impl<S: TokenSource> TokenCache<S> {
             }
         }
         let wait = inner.policy.get_wait;
-        match tokio::time::timeout(wait, fetch(inner, &entry)).await {
+        let result = match tokio::time::timeout(wait, fetch(inner, &entry)).await {
             Ok(result) => result,
             Err(_) => Err(GetError::Timeout { registry: entry.registry.label(), waited: wait }),
+        };
+        // An unlisted host whose background refresh stopped (it had never got
+        // a token) is refreshed again once a get shows it is real.
+        if result.is_ok()
+            && !entry.configured
+            && lock(&entry.refresher).as_ref().is_none_or(|t| t.is_finished())
+        {
+            spawn_refresher(inner, entry.clone());
         }
+        result
     }
 
     fn entry(&self, host: &str) -> Result<Arc<Entry>, GetError> {
@@ -276,7 +292,22 @@ impl<S: TokenSource> TokenCache<S> {
             return Ok(e.clone());
         }
         if entries.values().filter(|e| !e.configured).count() >= inner.policy.max_unlisted {
-            return Err(GetError::TooManyUnlisted { host: host.to_owned() });
+            // Full, perhaps of made-up accounts and regions: hosts that never
+            // got a token make room before anyone is refused.
+            let dead: Vec<String> = entries
+                .iter()
+                .filter(|(_, e)| !e.configured && lock(&e.state).last_refresh.is_none())
+                .map(|(h, _)| h.clone())
+                .collect();
+            if dead.is_empty() {
+                return Err(GetError::TooManyUnlisted { host: host.to_owned() });
+            }
+            for h in dead {
+                if let Some(e) = entries.remove(&h) {
+                    e.stop();
+                    inner.metrics.forget(&h);
+                }
+            }
         }
         let entry = Arc::new(Entry::new(registry, false, inner.clock.now()));
         entries.insert(host.to_owned(), entry.clone());
@@ -311,6 +342,7 @@ impl Entry {
                 failures: 0,
                 next_attempt: now,
                 generation: 0,
+                last_used: now,
             }),
             fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
             reschedule: Notify::new(),
@@ -477,6 +509,30 @@ fn record<S>(
     entry.reschedule.notify_one();
 }
 
+/// Whether an unlisted host's refresher goes on. One nobody asked for in
+/// `unlisted_idle` is dropped from the table; one that never got a token
+/// (a made-up account or region) is not retried in the background, only
+/// when asked again, so junk hosts cannot keep calling AWS forever.
+fn keep_refreshing_unlisted<S: TokenSource>(inner: &Arc<Inner<S>>, entry: &Arc<Entry>) -> bool {
+    let (idle, never_served) = {
+        let st = lock(&entry.state);
+        (
+            inner.clock.now().saturating_duration_since(st.last_used),
+            st.last_refresh.is_none() && st.failures > 0,
+        )
+    };
+    if idle >= inner.policy.unlisted_idle {
+        let mut entries = inner.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if entries.get(&entry.registry.host).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            entries.remove(&entry.registry.host);
+            inner.metrics.forget(&entry.registry.host);
+            tracing::info!(registry = %entry.registry.host, "unlisted registry {} idle for {}s; dropped", entry.registry.host, idle.as_secs());
+        }
+        return false;
+    }
+    !never_served
+}
+
 fn spawn_refresher<S: TokenSource>(inner: &Arc<Inner<S>>, entry: Arc<Entry>) {
     let (task_inner, task_entry) = (inner.clone(), entry.clone());
     let task = tokio::spawn(async move {
@@ -486,6 +542,9 @@ fn spawn_refresher<S: TokenSource>(inner: &Arc<Inner<S>>, entry: Arc<Entry>) {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
                 _ = entry.reschedule.notified() => continue,
+            }
+            if !entry.configured && !keep_refreshing_unlisted(&inner, &entry) {
+                return;
             }
             if inner.clock.now() >= lock(&entry.state).next_attempt {
                 let _ = fetch(&inner, &entry).await;

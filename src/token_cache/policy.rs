@@ -47,6 +47,8 @@ pub struct Policy {
     pub max_lifetime: Duration,
     /// Most unlisted ECR hosts tracked at once.
     pub max_unlisted: usize,
+    /// An unlisted host nobody asked for in this long is dropped, token and all.
+    pub unlisted_idle: Duration,
     /// Most fetches in flight at once, across registries: a daemon with many
     /// registries must not burst past ECR's per-account rate at start-up.
     pub max_concurrent_fetches: usize,
@@ -63,6 +65,7 @@ impl Default for Policy {
             get_wait: Duration::from_secs(5),
             max_lifetime: Duration::from_secs(12 * 3600),
             max_unlisted: 256,
+            unlisted_idle: Duration::from_secs(6 * 3600),
             max_concurrent_fetches: 8,
         }
     }

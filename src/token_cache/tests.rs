@@ -53,10 +53,11 @@ struct FakeSource {
 }
 
 impl TokenSource for FakeSource {
-    async fn fetch(&self, _registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
+    async fn fetch(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         tokio::time::sleep(self.delay).await;
-        if self.failing.load(Ordering::SeqCst) {
+        // Accounts starting 99 are made up: AWS never answers them with a token.
+        if self.failing.load(Ordering::SeqCst) || registry.account.starts_with("99") {
             return Err(FetchError::AssumeRole {
                 role_arn: "arn:aws:iam::210987654321:role/ecr-pull".into(),
                 denied: true,
@@ -377,4 +378,72 @@ async fn many_registries_start_without_a_burst() {
         assert!(cache.get(&r.host).await.is_ok(), "{} ready", r.host);
     }
     assert_eq!(gauge.max.load(Ordering::SeqCst), limit, "at most {limit} fetches in flight");
+}
+
+fn unlisted(account: &str) -> String {
+    format!("{account}.dkr.ecr.eu-west-1.amazonaws.com")
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_and_empty_ports_are_the_configured_entry() {
+    let clock = ManualClock::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing, delay: Duration::ZERO };
+    let ecr = registry(&unlisted("210987654321"));
+    let cache =
+        TokenCache::new(std::slice::from_ref(&ecr), true, source, clock, Policy::default(), Arc::default());
+    cache.start();
+    settle().await;
+    for form in
+        [format!("{}:443", ecr.host), format!("{}:", ecr.host), format!("https://{}:443/v2/", ecr.host)]
+    {
+        let creds = cache.get(&form).await.unwrap();
+        assert_eq!(creds.host, ecr.host, "{form}");
+    }
+    assert_eq!(cache.status().len(), 1, "no unlisted entry (with instance credentials) for {}:443", ecr.host);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn made_up_unlisted_hosts_neither_fill_the_table_nor_retry_forever() {
+    let clock = ManualClock::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing, delay: Duration::ZERO };
+    let policy = Policy { max_unlisted: 8, ..Policy::default() };
+    let cache = TokenCache::new(&[], true, source, clock, policy, Arc::default());
+    for i in 0..8 {
+        assert!(cache.get(&unlisted(&format!("99000000000{i}"))).await.is_err());
+    }
+    // The table is full of hosts that never got a token: a real one still gets in.
+    let real = cache.get(&unlisted("111122223333")).await.unwrap();
+    assert_eq!(real.password.expose(), "pw-9");
+    // The made-up ones are not retried in the background.
+    let before = calls.load(Ordering::SeqCst);
+    cache.get(&unlisted("990000000099")).await.unwrap_err();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let after = calls.load(Ordering::SeqCst);
+    assert!(after <= before + 2, "{} background fetches for a made-up host in an hour", after - before);
+    assert!(cache.refreshers_alive(), "a stopped unlisted refresher does not stop the watchdog");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_unlisted_hosts_are_dropped() {
+    let h = harness(Duration::ZERO);
+    h.cache.start();
+    settle().await;
+    let host = unlisted("111122223333");
+    h.cache.get(&host).await.unwrap();
+    assert_eq!(h.cache.status().len(), 2);
+    // Refreshed while in use ...
+    tokio::time::sleep(Duration::from_secs(5 * 3600)).await;
+    h.cache.get(&host).await.unwrap();
+    // ... dropped once nobody asked for it in 6 h.
+    tokio::time::sleep(Duration::from_secs(13 * 3600)).await;
+    let hosts: Vec<String> = h.cache.status().into_iter().map(|s| s.host).collect();
+    assert_eq!(hosts, [HOST], "the idle unlisted host is gone");
+    // Asked again, it comes back.
+    h.cache.get(&host).await.unwrap();
+    assert_eq!(h.cache.status().len(), 2);
 }
