@@ -65,14 +65,15 @@ impl Listeners {
                 }
                 None => {
                     let gid = socket_gid(config)?;
-                    let l = socket::bind(&config.socket, gid)?;
+                    let mode = socket_mode(config);
+                    let l = socket::bind(&config.socket, gid, mode)?;
                     let inode = std::fs::metadata(&config.socket).map(|m| m.ino()).unwrap_or(0);
                     let group = gid.map(socket::group_name).unwrap_or_else(|| "the daemon's own".into());
                     tracing::info!(
                         path = %config.socket.display(),
-                        mode = "0660",
+                        mode = format!("{mode:04o}"),
                         gid = ?gid,
-                        "listening on {} (mode 0660, group {group})",
+                        "listening on {} (mode {mode:04o}, group {group})",
                         config.socket.display()
                     );
                     (l, Some((config.socket.clone(), inode)), gid)
@@ -99,6 +100,16 @@ impl Listeners {
     }
 }
 
+/// 0660, or 0666 when allow-lists name peers the group does not cover: a
+/// mode they cannot pass would refuse them at connect(), before the check.
+fn socket_mode(config: &Config) -> u32 {
+    if config.allowed_uids.is_empty() && config.allowed_gids.is_empty() {
+        socket::SOCKET_MODE
+    } else {
+        socket::SOCKET_MODE_ALLOW_LISTS
+    }
+}
+
 /// The group for a socket we bind: the configured one (which must exist when
 /// named), else the default group when the host has it, else our own.
 fn socket_gid(config: &Config) -> Result<Option<u32>, SocketError> {
@@ -120,7 +131,14 @@ fn socket_gid(config: &Config) -> Result<Option<u32>, SocketError> {
 /// The group of a socket systemd created. Its `SocketGroup=` decides who can
 /// connect, so peers are checked against it, not against the config's guess.
 fn activated_gid(config: &Config, listener: &UnixListener) -> Result<Option<u32>, StartError> {
-    let gid = socket::bound_gid(listener).map_err(StartError::Activation)?;
+    let (gid, mode) = socket::bound_owner(listener).map_err(StartError::Activation)?;
+    if socket_mode(config) == socket::SOCKET_MODE_ALLOW_LISTS && mode & 0o006 != 0o006 {
+        tracing::warn!(
+            "[server] allowed_uids/allowed_gids name users outside the socket's group, but systemd made the socket \
+             with mode {mode:04o}, so they cannot connect; set SocketMode=0666 (systemctl edit ecr-credd.socket): \
+             the daemon's peer check still refuses everyone not allowed"
+        );
+    }
     if config.socket_group_explicit {
         if let Some(group) = &config.socket_group {
             let wanted = socket::lookup_group(group)
@@ -162,9 +180,6 @@ pub async fn run<S: TokenSource>(
     if let Some(listener) = health {
         tokio::spawn(health::serve(listener, cache.clone(), stop_rx.clone()));
     }
-    if let Some(every) = systemd::watchdog_interval() {
-        tokio::spawn(watchdog(cache.clone(), every, stop_rx.clone()));
-    }
     let reloader = {
         let (cache, mut stop) = (cache.clone(), stop_rx.clone());
         let mut current = config.clone();
@@ -188,6 +203,10 @@ pub async fn run<S: TokenSource>(
         env!("CARGO_PKG_VERSION")
     );
     systemd::ready(&summary);
+    // After READY=1: systemd expects no watchdog ping before it.
+    if let Some(every) = systemd::watchdog_interval() {
+        tokio::spawn(watchdog(cache.clone(), every, stop_rx.clone()));
+    }
     server::serve(unix, cache.clone(), Arc::new(peers), shutdown).await;
     systemd::stopping();
     let _ = stop_tx.send(true);

@@ -9,6 +9,9 @@ use thiserror::Error;
 
 /// The socket's mode: owner and group may connect, nobody else.
 pub const SOCKET_MODE: u32 = 0o660;
+/// The mode when `allowed_uids`/`allowed_gids` name peers outside the group:
+/// they must be able to connect, and the peer check (SO_PEERCRED) is the gate.
+pub const SOCKET_MODE_ALLOW_LISTS: u32 = 0o666;
 
 /// Why the socket could not be set up.
 #[derive(Debug, Error)]
@@ -97,22 +100,26 @@ pub fn group_name(gid: u32) -> String {
     groups().into_iter().find_map(|(name, g)| (g == gid).then_some(name)).unwrap_or_else(|| gid.to_string())
 }
 
-/// The group of the file a listener is bound to: for a socket systemd
-/// created, this is its `SocketGroup=`, whatever the config says. (fstat on
-/// the descriptor would describe the socket inode, not the path's owner.)
-pub fn bound_gid(listener: &UnixListener) -> std::io::Result<Option<u32>> {
+/// The group and mode of the file a listener is bound to: for a socket
+/// systemd created, its `SocketGroup=` and `SocketMode=`, whatever the config
+/// says. (fstat on the descriptor would describe the socket inode, not the
+/// path's owner.) An abstract socket has neither: `(None, 0o666)`.
+pub fn bound_owner(listener: &UnixListener) -> std::io::Result<(Option<u32>, u32)> {
     let addr = listener.local_addr()?;
     match addr.as_pathname() {
-        Some(path) => Ok(Some(std::fs::metadata(path)?.gid())),
-        None => Ok(None),
+        Some(path) => {
+            let meta = std::fs::metadata(path)?;
+            Ok((Some(meta.gid()), meta.permissions().mode() & 0o7777))
+        }
+        None => Ok((None, 0o666)),
     }
 }
 
-/// Binds `path` with mode 0660 and group `gid`. The socket is bound under a
+/// Binds `path` with `mode` and group `gid`. The socket is bound under a
 /// temporary name, given its mode and group, then renamed into place, so it
 /// never exists at `path` with looser permissions. A stale socket left by a
 /// crashed daemon is replaced; a live one or a non-socket file is an error.
-pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, SocketError> {
+pub fn bind(path: &Path, gid: Option<u32>, mode: u32) -> Result<UnixListener, SocketError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io(dir, "create the socket directory"))?;
         let meta = std::fs::metadata(dir).map_err(io(dir, "inspect the socket directory"))?;
@@ -147,7 +154,7 @@ pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, SocketError> 
     let _ = std::fs::remove_file(&tmp);
     let listener = UnixListener::bind(&tmp).map_err(io(&tmp, "bind"))?;
     let result = (|| {
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(SOCKET_MODE))
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
             .map_err(io(&tmp, "set the socket mode"))?;
         if let Some(gid) = gid {
             std::os::unix::fs::chown(&tmp, None, Some(gid)).map_err(io(&tmp, "set the socket group"))?;
@@ -218,35 +225,35 @@ mod tests {
     fn binds_with_mode_and_replaces_stale_sockets() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/ecr-credd.sock");
-        let l = bind(&path, None).unwrap();
+        let l = bind(&path, None, SOCKET_MODE).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, SOCKET_MODE);
         // Live: refused.
-        assert!(matches!(bind(&path, None), Err(SocketError::InUse { .. })));
+        assert!(matches!(bind(&path, None, SOCKET_MODE), Err(SocketError::InUse { .. })));
         // Stale (listener gone): replaced.
         drop(l);
-        let _l2 = bind(&path, None).unwrap();
+        let _l2 = bind(&path, None, SOCKET_MODE).unwrap();
         // A directory others can write is refused.
         let open = dir.path().join("open");
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = bind(&open.join("s.sock"), None).unwrap_err();
+        let err = bind(&open.join("s.sock"), None, SOCKET_MODE).unwrap_err();
         assert!(err.to_string().contains("writable by others (mode 0777)"), "{err}");
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o775)).unwrap();
-        let err = bind(&open.join("s.sock"), None).unwrap_err();
+        let err = bind(&open.join("s.sock"), None, SOCKET_MODE).unwrap_err();
         assert!(err.to_string().contains("(mode 0775)"), "group-writable: {err}");
         // Owned by someone else (who could rename our socket away): refused.
         if own_uid() == 0 {
             let theirs = dir.path().join("theirs");
             std::fs::create_dir(&theirs).unwrap();
             std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
-            let err = bind(&theirs.join("s.sock"), None).unwrap_err();
+            let err = bind(&theirs.join("s.sock"), None, SOCKET_MODE).unwrap_err();
             assert!(err.to_string().contains("owned by uid 65534, not root or this daemon"), "{err}");
         }
         // Not a socket: never deleted.
         let file = dir.path().join("file");
         std::fs::write(&file, "keep").unwrap();
-        assert!(matches!(bind(&file, None), Err(SocketError::NotASocket { .. })));
+        assert!(matches!(bind(&file, None, SOCKET_MODE), Err(SocketError::NotASocket { .. })));
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
     }
 

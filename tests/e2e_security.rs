@@ -52,7 +52,9 @@ fn peer_check_refuses_other_users_and_logs_uid_and_pid() {
     assert!(line.contains("uid=65534") && pid.parse::<u32>().is_ok(), "{line}");
     drop(daemon);
 
-    // The same user, allowed by the config, gets the token.
+    // The same user, allowed by the config, gets the token through the mode
+    // the daemon gives the socket itself (no chmod here): allow-lists open
+    // the file to everyone and leave the gate to the peer check ...
     let b = tmp.path().join("b");
     std::fs::create_dir_all(&b).unwrap();
     std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -62,11 +64,18 @@ fn peer_check_refuses_other_users_and_logs_uid_and_pid() {
         &Daemon::aws_env(&moto, &imds),
         "info",
     );
-    std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mode = std::fs::metadata(&daemon.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666, "allow-lists need a socket everyone can connect to");
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
     let (code, out) = helper_as_nobody(tmp.path(), &daemon.socket);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(PASSWORD));
+    // ... which refuses whoever is not on them.
+    let (code, out) = helper_as(tmp.path(), &daemon.socket, 65533, 65533, ALIAS);
+    assert_eq!(
+        (code, out.as_str()),
+        (1, "ecr-credd: uid 65533 is not allowed to use the ecr-credd socket\n")
+    );
 }
 
 #[test]

@@ -194,7 +194,7 @@ fn the_socket_group_comes_from_the_activated_socket() {
     let listener = UnixListener::bind(&path).unwrap();
     std::os::unix::fs::chown(&path, None, Some(users)).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
-    let _daemon = activated(tmp.path(), &listener, &Daemon::aws_env(&moto, &imds));
+    let daemon = activated(tmp.path(), &listener, &Daemon::aws_env(&moto, &imds));
     wait_until("the first token", Duration::from_secs(20), || run_helper(&path, "get", ALIAS).0 == 0);
 
     // A member of the socket's group gets the token: the daemon's peer check
@@ -202,6 +202,18 @@ fn the_socket_group_comes_from_the_activated_socket() {
     let (code, out) = helper_as(tmp.path(), &path, 65534, users, ALIAS);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(PASSWORD), "{out}");
+
+    // A group only NSS knows (LDAP, sssd: not in /etc/group, which the static
+    // binary reads): under systemd the daemon takes the gid from the socket.
+    let nss_only = 4242;
+    assert_eq!(ecr_credd::socket::group_name(nss_only), "4242", "gid 4242 must not be in /etc/group here");
+    std::os::unix::fs::chown(&path, None, Some(nss_only)).unwrap();
+    drop(daemon);
+    let _daemon = activated(tmp.path(), &listener, &Daemon::aws_env(&moto, &imds));
+    wait_until("the token again", Duration::from_secs(20), || run_helper(&path, "get", ALIAS).0 == 0);
+    let (code, out) = helper_as(tmp.path(), &path, 65534, nss_only, ALIAS);
+    assert_eq!(code, 0, "a member of a group missing from /etc/group: {out}");
+    std::os::unix::fs::chown(&path, None, Some(users)).unwrap();
 
     // Someone outside it is told which group to join, not to start the service.
     let (code, out) = helper_as(tmp.path(), &path, 65534, 65534, ALIAS);
