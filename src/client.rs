@@ -1,12 +1,13 @@
 //! A blocking socket client for the helper and the CLI: no async runtime, so
 //! the helper stays small and starts fast.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 use crate::wire::{self, Request, Response};
 
@@ -84,8 +85,20 @@ pub fn request(path: &Path, req: &Request) -> Result<Response, ClientError> {
             return Err(io(e));
         }
     }
-    let mut line = Vec::with_capacity(512);
-    BufReader::new(stream).take(wire::MAX_RESPONSE as u64).read_until(b'\n', &mut line).map_err(io)?;
+    // The answer may carry a token: read without a BufReader's extra copy,
+    // into buffers that are zeroed when dropped (and sized so a token's
+    // answer never makes the line reallocate and leave a copy behind).
+    let mut line = Zeroizing::new(Vec::with_capacity(8192));
+    let mut chunk = Zeroizing::new([0u8; 4096]);
+    while !line.contains(&b'\n') && line.len() < wire::MAX_RESPONSE {
+        let n = stream.read(&mut chunk[..]).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        line.extend_from_slice(&chunk[..n]);
+    }
+    let end = line.iter().position(|&b| b == b'\n').map_or(line.len(), |i| i + 1);
+    line.truncate(end);
     wire::decode_response(&line).map_err(|source| ClientError::Protocol { path: path.to_owned(), source })
 }
 
@@ -93,6 +106,7 @@ pub fn request(path: &Path, req: &Request) -> Result<Response, ClientError> {
 mod tests {
     use super::*;
     use crate::wire::{RegistryStatus, RequestBody, ResponseBody};
+    use std::io::{BufRead, BufReader};
     use std::os::unix::net::UnixListener;
 
     #[test]
@@ -129,5 +143,12 @@ mod tests {
             ResponseBody::Status { registries, .. } => assert_eq!(registries.len(), 500),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// Answers that carry a token sit in buffers that zero themselves.
+    #[test]
+    fn frames_are_zeroed_on_drop() {
+        let frame: Zeroizing<Vec<u8>> = wire::encode(&Request::new(RequestBody::Status));
+        assert!(frame.ends_with(b"\n"));
     }
 }

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 use crate::client::{self, ClientError};
 use crate::registry::{normalize_host, parse_ecr_host};
@@ -29,16 +30,18 @@ struct GetReply<'a> {
 
 /// Runs one helper action; returns the process exit code.
 pub fn run(args: &[String], stdin: &mut dyn Read, stdout: &mut dyn Write, socket: &Path) -> i32 {
-    let result = match args {
+    // What goes to stdout may be a token: zeroed once written.
+    let result: Result<Zeroizing<String>, String> = match args {
         [action] => match action.as_str() {
             "get" => get(stdin, socket),
             // docker and podman call store after every login; succeeding
             // without keeping anything is what makes `docker login` work.
-            "store" | "erase" => read_stdin(stdin).map(|_| String::new()),
-            "list" => Ok(list(socket)),
-            "version" | "--version" => {
-                Ok(format!("docker-credential-ecr-credd (ecr-credd) {}\n", env!("CARGO_PKG_VERSION")))
-            }
+            "store" | "erase" => read_stdin(stdin).map(|_| Zeroizing::default()),
+            "list" => Ok(Zeroizing::new(list(socket))),
+            "version" | "--version" => Ok(Zeroizing::new(format!(
+                "docker-credential-ecr-credd (ecr-credd) {}\n",
+                env!("CARGO_PKG_VERSION")
+            ))),
             _ => Err(USAGE.to_owned()),
         },
         _ => Err(USAGE.to_owned()),
@@ -69,7 +72,7 @@ fn read_stdin(stdin: &mut dyn Read) -> Result<String, String> {
     String::from_utf8(buf).map_err(|_| "ecr-credd: input on stdin is not UTF-8".to_owned())
 }
 
-fn get(stdin: &mut dyn Read, socket: &Path) -> Result<String, String> {
+fn get(stdin: &mut dyn Read, socket: &Path) -> Result<Zeroizing<String>, String> {
     let input = read_stdin(stdin)?;
     let url = input.trim();
     if url.is_empty() {
@@ -88,7 +91,10 @@ fn get(stdin: &mut dyn Read, socket: &Path) -> Result<String, String> {
     match response.body {
         ResponseBody::Credentials { username, secret, .. } => {
             let reply = GetReply { server_url: url, username: &username, secret: secret.expose() };
-            let mut out = serde_json::to_string(&reply).map_err(|e| format!("ecr-credd: {e}"))?;
+            let mut out =
+                Zeroizing::new(serde_json::to_string(&reply).map_err(|e| format!("ecr-credd: {e}"))?);
+            // Reserve first so the push cannot move the token and leave a copy.
+            out.reserve_exact(1);
             out.push('\n');
             Ok(out)
         }

@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::client;
+use crate::secret::Secret;
 use crate::wire::{ErrorKind, Request, RequestBody, ResponseBody};
 
 /// The only API version the kubelet speaks to us.
@@ -53,7 +54,7 @@ pub struct AuthConfig {
     /// `AWS`.
     pub username: String,
     /// The token's password.
-    pub password: String,
+    pub password: Secret,
 }
 
 /// The registry host of an image reference, by the docker reference rules:
@@ -69,8 +70,9 @@ pub fn image_host(image: &str) -> &str {
 /// Runs one request; returns the exit code. Errors go to stderr, where the kubelet logs them.
 pub fn run(stdin: &mut dyn Read, stdout: &mut dyn Write, stderr: &mut dyn Write, socket: &Path) -> i32 {
     match answer(stdin, socket) {
-        Ok(response) => match serde_json::to_string(&response) {
-            Ok(text) if writeln!(stdout, "{text}").is_ok() => 0,
+        // The answer holds the token: zeroed once written.
+        Ok(response) => match serde_json::to_string(&response).map(zeroize::Zeroizing::new) {
+            Ok(text) if writeln!(stdout, "{}", text.as_str()).is_ok() => 0,
             _ => 1,
         },
         Err(msg) => {
@@ -109,7 +111,7 @@ fn answer(stdin: &mut dyn Read, socket: &Path) -> Result<CredentialProviderRespo
                 kind: "CredentialProviderResponse",
                 cache_key_type: "Registry",
                 cache_duration: format!("{cache}s"),
-                auth: BTreeMap::from([(host, AuthConfig { username, password: secret.expose().to_owned() })]),
+                auth: BTreeMap::from([(host, AuthConfig { username, password: secret })]),
             })
         }
         ResponseBody::Error { kind: ErrorKind::NotFound, .. } => {

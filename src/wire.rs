@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 use crate::secret::Secret;
 
@@ -164,11 +165,14 @@ impl Response {
 }
 
 /// Serialises a message as one line, newline included.
-pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+pub fn encode<T: Serialize>(msg: &T) -> Zeroizing<Vec<u8>> {
     // Our message types serialise infallibly (string keys, no maps with
     // non-string keys), so an error here would be a bug; report it as a
     // frame the peer will reject rather than panic.
-    let mut out = serde_json::to_vec(msg).unwrap_or_else(|_| b"{}".to_vec());
+    let mut out = Zeroizing::new(serde_json::to_vec(msg).unwrap_or_else(|_| b"{}".to_vec()));
+    // A frame may carry a token: zeroed when dropped. Reserve first so the
+    // push cannot move the bytes and leave a copy behind.
+    out.reserve_exact(1);
     out.push(b'\n');
     out
 }
@@ -204,7 +208,7 @@ mod tests {
     use super::*;
 
     fn golden<T: Serialize>(msg: &T, want: &str) {
-        assert_eq!(String::from_utf8(encode(msg)).unwrap(), want);
+        assert_eq!(String::from_utf8(encode(msg).to_vec()).unwrap(), want);
     }
 
     #[test]
