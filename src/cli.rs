@@ -196,8 +196,8 @@ pub fn get(host: &str, socket: Option<PathBuf>) -> Result<String> {
         ResponseBody::Error { message, .. } => {
             Err(anyhow::anyhow!("{message}")).context(format!("asking {}", socket.display()))
         }
-        ResponseBody::Hosts { .. } | ResponseBody::Status { .. } => {
-            bail!("unexpected answer from the daemon")
+        ResponseBody::Hosts { .. } | ResponseBody::Status { .. } | ResponseBody::Unknown => {
+            bail!("unexpected answer from the daemon (is it newer than this ecr-credd?)")
         }
     }
 }

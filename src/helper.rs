@@ -103,6 +103,10 @@ fn get(stdin: &mut dyn Read, socket: &Path) -> Result<Zeroizing<String>, String>
         ResponseBody::Hosts { .. } | ResponseBody::Status { .. } => {
             Err("ecr-credd: the daemon gave an answer that does not fit a get".to_owned())
         }
+        ResponseBody::Unknown => Err(format!(
+            "ecr-credd: the daemon answered in a form this helper ({}) does not know; upgrade the helper to match the daemon",
+            env!("CARGO_PKG_VERSION")
+        )),
     }
 }
 

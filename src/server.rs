@@ -172,6 +172,7 @@ fn outcome(response: &Response) -> &'static str {
         ResponseBody::Error { kind: ErrorKind::Unavailable, .. } => "unavailable",
         ResponseBody::Error { kind: ErrorKind::BadRequest, .. } => "bad_request",
         ResponseBody::Error { kind: ErrorKind::Forbidden, .. } => "forbidden",
+        ResponseBody::Error { kind: ErrorKind::Other, .. } | ResponseBody::Unknown => "other",
     }
 }
 
@@ -182,6 +183,13 @@ async fn respond<S: TokenSource>(cache: &TokenCache<S>, frame: &[u8]) -> Respons
     };
     match request.body {
         RequestBody::List => Response::new(ResponseBody::Hosts { hosts: cache.hosts() }),
+        RequestBody::Unsupported => Response::error(
+            ErrorKind::BadRequest,
+            format!(
+                "unsupported request: this ecr-credd daemon ({}) answers get, list and status; upgrade the daemon to match the client",
+                env!("CARGO_PKG_VERSION")
+            ),
+        ),
         RequestBody::Status => {
             let registries = cache.status();
             let ready = registries.iter().filter(|r| r.configured).all(|r| r.ready);

@@ -1,6 +1,10 @@
 //! The messages on the daemon's Unix socket, shared by the daemon and every
 //! client. One JSON object per line, each way; a connection may carry several
-//! requests. Unknown fields are ignored so either side can grow.
+//! requests. Within version 1 either side can grow: unknown fields are
+//! ignored, and every enum has a catch-all variant, so an older helper shows a
+//! newer daemon's error message and an older daemon answers a newer request
+//! with a clear "unsupported" error. (Packages replace the daemon and the
+//! helpers at different moments, so both skews happen.)
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -41,6 +45,9 @@ pub enum RequestBody {
     List,
     /// Every registry's state, without secrets.
     Status,
+    /// An operation from a newer client; answered with a `bad_request` error.
+    #[serde(other)]
+    Unsupported,
 }
 
 /// A response with its version.
@@ -87,6 +94,9 @@ pub enum ResponseBody {
         /// A one-line reason a person can act on.
         message: String,
     },
+    /// A message type from a newer daemon.
+    #[serde(other)]
+    Unknown,
 }
 
 /// One registry's state, as `/status` and `ecr-credd status` show it. It
@@ -129,6 +139,9 @@ pub enum ErrorKind {
     BadRequest,
     /// The peer is not allowed to use the socket.
     Forbidden,
+    /// A kind from a newer daemon: show its message, as for `unavailable`.
+    #[serde(other)]
+    Other,
 }
 
 /// Why a frame could not be decoded.
@@ -211,6 +224,28 @@ mod tests {
         assert_eq!(String::from_utf8(encode(msg).to_vec()).unwrap(), want);
     }
 
+    /// Messages recorded from a newer peer, against today's decoder.
+    #[test]
+    fn newer_peers_messages_decode_to_the_catch_alls() {
+        let r = decode_response(
+            b"{\"v\":1,\"type\":\"error\",\"kind\":\"throttled\",\"message\":\"ECR is throttling; retry in 3s\"}\n",
+        )
+        .unwrap();
+        let message = "ECR is throttling; retry in 3s".to_owned();
+        assert_eq!(r.body, ResponseBody::Error { kind: ErrorKind::Other, message });
+        let r =
+            decode_response(b"{\"v\":1,\"type\":\"credentials_v2\",\"token\":{\"parts\":[1]}}\n").unwrap();
+        assert_eq!(r.body, ResponseBody::Unknown);
+        let q = decode_request(b"{\"v\":1,\"op\":\"rotate\",\"host\":\"x\"}\n").unwrap();
+        assert_eq!(q.body, RequestBody::Unsupported);
+        // New fields in known messages are ignored.
+        let q = decode_request(b"{\"v\":1,\"op\":\"get\",\"host\":\"h\",\"trace_id\":\"abc\"}").unwrap();
+        assert_eq!(q.body, RequestBody::Get { host: "h".into() });
+        let r =
+            decode_response(b"{\"v\":1,\"type\":\"hosts\",\"hosts\":[\"a\"],\"generated_at\":1}").unwrap();
+        assert_eq!(r.body, ResponseBody::Hosts { hosts: vec!["a".into()] });
+    }
+
     #[test]
     fn golden_requests() {
         let get = Request::new(RequestBody::Get { host: "https://127.0.0.1:5000".into() });
@@ -287,7 +322,8 @@ mod tests {
         assert_eq!(req.body, RequestBody::List);
         assert!(matches!(decode_request(b"{\"v\":2,\"op\":\"list\"}"), Err(WireError::Version { got: 2 })));
         assert!(matches!(decode_request(b"garbage"), Err(WireError::Malformed(_))));
-        assert!(matches!(decode_request(b"{\"v\":1,\"op\":\"launch\"}"), Err(WireError::Malformed(_))));
+        // An op from a newer client is not malformed: the daemon says it is unsupported.
+        assert_eq!(decode_request(b"{\"v\":1,\"op\":\"launch\"}").unwrap().body, RequestBody::Unsupported);
         assert!(matches!(decode_request(b"{\"v\":1,\"op\":\"get\"}"), Err(WireError::Malformed(_))));
     }
 

@@ -22,6 +22,36 @@ fn fake_daemon(reply: fn(&wire::Request) -> Response) -> (tempfile::TempDir, Pat
     (dir, path)
 }
 
+/// A fake newer daemon: answers every connection with `frame`, as recorded.
+fn fake_raw_daemon(frame: &'static [u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let _ = BufReader::new(&stream).read_until(b'\n', &mut Vec::new());
+            let _ = stream.write_all(frame);
+        }
+    });
+    (dir, path)
+}
+
+#[test]
+fn a_newer_daemons_answers_are_shown_not_misread() {
+    // An error kind this helper does not know: the daemon's message is shown.
+    let (_d, sock) = fake_raw_daemon(
+        b"{\"v\":1,\"type\":\"error\",\"kind\":\"throttled\",\"message\":\"ECR is throttling account 210987654321; retry in 3s\"}\n",
+    );
+    let (code, out) = run_helper(&["get"], "127.0.0.1:5000", &sock);
+    assert_eq!((code, out.as_str()), (1, "ecr-credd: ECR is throttling account 210987654321; retry in 3s\n"));
+    // An answer type it does not know: said plainly, not "unreadable answer".
+    let (_d, sock) = fake_raw_daemon(b"{\"v\":1,\"type\":\"credentials_v2\",\"token\":{\"parts\":[1,2]}}\n");
+    let (code, out) = run_helper(&["get"], "127.0.0.1:5000", &sock);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("ecr-credd: the daemon answered in a form this helper"), "{out}");
+}
+
 fn run_helper(args: &[&str], stdin: &str, socket: &Path) -> (i32, String) {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let mut out = Vec::new();
@@ -42,7 +72,7 @@ fn answer(req: &wire::Request) -> Response {
             "broken.example (210987654321, us-east-1): sts:AssumeRole on arn:aws:iam::210987654321:role/r denied: AccessDenied",
         ),
         RequestBody::Get { .. } => Response::error(ErrorKind::NotFound, "docker.io is not a registry ecr-credd serves"),
-        RequestBody::Status => Response::error(ErrorKind::BadRequest, "not in this fake"),
+        RequestBody::Status | RequestBody::Unsupported => Response::error(ErrorKind::BadRequest, "not in this fake"),
         RequestBody::List => Response::new(ResponseBody::Hosts {
             hosts: vec!["b.example".into(), "127.0.0.1:5000".into()],
         }),
