@@ -153,7 +153,35 @@ pub fn check_config(flag: Option<PathBuf>) -> Result<String> {
         })
         .collect();
     out += &table(["HOST", "ACCOUNT", "REGION", "ROLE"], &rows);
+    out += &endpoint_lines(&c);
     Ok(out)
+}
+
+/// Per registry, the STS and ECR endpoints its calls go to, as the SDKs
+/// resolve them. Without `sts_region` STS is called in this instance's region,
+/// which only IMDS knows at run time: the line says which region stands in.
+fn endpoint_lines(c: &Config) -> String {
+    let env_region = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|k| std::env::var(k).ok());
+    let mut out = String::new();
+    for r in &c.registries {
+        let (sts_region, note) = match r.sts_region.as_ref().or(c.sts_region.as_ref()) {
+            Some(region) => (region.clone(), ""),
+            None => (
+                env_region.clone().unwrap_or_else(|| r.region.clone()),
+                " (or this instance's region, when IMDS gives it)",
+            ),
+        };
+        let line = match crate::ecr::endpoints(r, &sts_region, c.use_fips) {
+            Ok((sts, ecr)) => format!(
+                "{}: AssumeRole at {sts}{note}; GetAuthorizationToken at {ecr}{}\n",
+                r.host,
+                if r.role_arn.is_none() { " (no role: STS only tells /status who we are)" } else { "" }
+            ),
+            Err(e) => format!("{}: no endpoint: {e}\n", r.host),
+        };
+        out += &line;
+    }
+    out
 }
 
 /// Formats rows in aligned columns.

@@ -12,7 +12,9 @@ use thiserror::Error;
 use toml::Spanned;
 
 use crate::registry::{is_public_host, normalize_host, parse_ecr_host};
-use validate::{check_proxy, check_role_arn, is_session_name, private_location, public_location};
+use validate::{
+    check_proxy, check_region, check_role_arn, is_session_name, private_location, public_location,
+};
 
 /// Where the config lives unless `--config` or `ECR_CREDD_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ecr-credd/config.toml";
@@ -108,6 +110,7 @@ struct RawRegistry {
     external_id: Option<Spanned<String>>,
     session_name: Option<Spanned<String>>,
     public: Option<Spanned<bool>>,
+    sts_region: Option<Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -115,6 +118,8 @@ struct RawRegistry {
 struct RawAws {
     https_proxy: Option<Spanned<String>>,
     no_proxy: Option<String>,
+    use_fips: Option<bool>,
+    sts_region: Option<Spanned<String>>,
 }
 
 /// The validated configuration.
@@ -142,6 +147,11 @@ pub struct Config {
     pub https_proxy: Option<String>,
     /// Hosts that bypass the proxy; `None` falls back to `NO_PROXY`.
     pub no_proxy: Option<String>,
+    /// FIPS endpoints for every registry's STS and ECR calls.
+    pub use_fips: bool,
+    /// Where AssumeRole is called unless a registry says otherwise; `None`:
+    /// the instance's region, else `AWS_REGION`, else the registry's.
+    pub sts_region: Option<String>,
 }
 
 /// One registry, resolved: where its token comes from.
@@ -161,6 +171,12 @@ pub struct RegistryConfig {
     pub session_name: String,
     /// Whether the token comes from the ECR Public API (us-east-1) instead of ECR.
     pub public: bool,
+    /// A `dkr.ecr-fips` host: its STS and ECR calls go to FIPS endpoints.
+    pub fips: bool,
+    /// A dual-stack host (`dkr-ecr.<region>.on.aws`): ECR's dual-stack endpoint.
+    pub dual_stack: bool,
+    /// Where this registry's AssumeRole is called, overriding `[aws] sts_region`.
+    pub sts_region: Option<String>,
 }
 
 /// The account shown for ECR Public, whose tokens belong to no registry account.
@@ -177,6 +193,7 @@ impl RegistryConfig {
     /// An unlisted ECR host served with the instance's credentials.
     pub fn unlisted(host: &str) -> Option<Self> {
         let ecr = parse_ecr_host(host)?;
+        let dual_stack = ecr.dual_stack();
         Some(RegistryConfig {
             host: host.to_owned(),
             account: ecr.account,
@@ -185,6 +202,9 @@ impl RegistryConfig {
             external_id: None,
             session_name: DEFAULT_SESSION_NAME.to_owned(),
             public: false,
+            fips: ecr.fips,
+            dual_stack,
+            sts_region: None,
         })
     }
 }
@@ -283,7 +303,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 ));
             }
         }
+        let sts_region =
+            check_region(r.sts_region, &key("sts_region")).map_err(|(span, msg)| invalid(Some(span), msg))?;
+        let ecr = if public { None } else { parse_ecr_host(&host) };
         registries.push(RegistryConfig {
+            fips: ecr.as_ref().is_some_and(|e| e.fips),
+            dual_stack: ecr.as_ref().is_some_and(|e| e.dual_stack()),
+            sts_region,
             host,
             account,
             region,
@@ -332,6 +358,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         registries,
         https_proxy: check_proxy(raw.aws.https_proxy).map_err(|(span, msg)| invalid(Some(span), msg))?,
         no_proxy: raw.aws.no_proxy,
+        use_fips: raw.aws.use_fips.unwrap_or(false),
+        sts_region: check_region(raw.aws.sts_region, "aws.sts_region")
+            .map_err(|(span, msg)| invalid(Some(span), msg))?,
     })
 }
 

@@ -30,9 +30,21 @@ struct RoleKey {
     session_name: String,
 }
 
+/// `[aws]` settings that apply to every registry (a restart applies changes).
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    /// FIPS endpoints for every STS and ECR call.
+    pub use_fips: bool,
+    /// Where AssumeRole is called unless a registry names its own region.
+    pub sts_region: Option<String>,
+}
+
 /// Instance credentials and assumed-role credentials, cached.
 pub struct CredentialChain {
     base: SdkConfig,
+    settings: AwsSettings,
+    /// The instance's own region from IMDS, once known.
+    instance_region: Mutex<Option<String>>,
     imds: ImdsCredentialsProvider,
     instance: Mutex<Option<Credentials>>,
     // One lock for all roles: AssumeRole is rare (hourly per role), and
@@ -49,9 +61,11 @@ fn fresh(creds: &Credentials, now: SystemTime) -> bool {
 
 impl CredentialChain {
     /// A chain whose AWS clients are built from `base` (endpoints, timeouts, retries).
-    pub fn new(base: SdkConfig, metrics: Arc<Metrics>) -> Self {
+    pub fn new(base: SdkConfig, settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
         CredentialChain {
             base,
+            settings,
+            instance_region: Mutex::new(None),
             imds: ImdsCredentialsProvider::builder().configure(&crate::proxy::imds_provider_config()).build(),
             instance: Mutex::new(None),
             roles: Mutex::new(HashMap::new()),
@@ -66,11 +80,46 @@ impl CredentialChain {
         self.identity.get().cloned()
     }
 
-    fn sts(&self, region: &str, creds: Credentials) -> aws_sdk_sts::Client {
-        // STS in the registry's region keeps China, GovCloud and ISO
-        // partitions working, where the global endpoint does not apply.
+    /// Where `registry`'s STS calls go: its `sts_region`, else `[aws]
+    /// sts_region`, else this instance's region (a private subnet often
+    /// reaches STS only through an interface endpoint in its own region),
+    /// else `AWS_REGION`/`AWS_DEFAULT_REGION`, else the registry's region;
+    /// and whether through FIPS endpoints.
+    pub async fn sts_target(&self, registry: &RegistryConfig) -> (String, bool) {
+        let fips = registry.fips || self.settings.use_fips;
+        if let Some(r) = registry.sts_region.as_ref().or(self.settings.sts_region.as_ref()) {
+            return (r.clone(), fips);
+        }
+        if let Some(r) = self.instance_region().await {
+            return (r, fips);
+        }
+        let env = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|k| std::env::var(k).ok());
+        (env.filter(|r| !r.is_empty()).unwrap_or_else(|| registry.region.clone()), fips)
+    }
+
+    /// The instance's region from IMDS (placement/region), asked until known.
+    async fn instance_region(&self) -> Option<String> {
+        let mut known = self.instance_region.lock().await;
+        if known.is_none() {
+            let provider = aws_config::imds::region::ImdsRegionProvider::builder()
+                .configure(&crate::proxy::imds_provider_config())
+                .build();
+            *known = tokio::time::timeout(Duration::from_secs(2), provider.region())
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.as_ref().to_owned());
+        }
+        known.clone()
+    }
+
+    fn sts(&self, (region, fips): &(String, bool), creds: Credentials) -> aws_sdk_sts::Client {
+        // Always a regional endpoint (the SDK's default): China, GovCloud and
+        // ISO partitions have no global one. Endpoint names come from the
+        // SDK's resolver, FIPS and all.
         let conf = aws_sdk_sts::config::Builder::from(&self.base)
-            .region(Region::new(region.to_owned()))
+            .region(Region::new(region.clone()))
+            .use_fips(*fips)
             .credentials_provider(creds)
             .build();
         aws_sdk_sts::Client::from_conf(conf)
@@ -79,11 +128,11 @@ impl CredentialChain {
     /// Asks for the instance identity once, for `/status`, in the background:
     /// a VPC with an ECR endpoint but no route to STS must still get tokens,
     /// so the fetch never waits for it, and a failure is not retried.
-    fn learn_identity(&self, region: &str, instance: &Credentials) {
+    fn learn_identity(&self, target: &(String, bool), instance: &Credentials) {
         if self.identity_asked.swap(true, Ordering::SeqCst) {
             return;
         }
-        let client = self.sts(region, instance.clone());
+        let client = self.sts(target, instance.clone());
         let (identity, metrics) = (self.identity.clone(), self.metrics.clone());
         tokio::spawn(async move {
             match client.get_caller_identity().send().await {
@@ -134,7 +183,7 @@ impl CredentialChain {
     pub async fn for_registry(&self, registry: &RegistryConfig) -> Result<Credentials, FetchError> {
         let Some(role_arn) = &registry.role_arn else {
             let instance = self.instance().await?;
-            self.learn_identity(&registry.region, &instance);
+            self.learn_identity(&self.sts_target(registry).await, &instance);
             return Ok(instance);
         };
         let key = RoleKey {
@@ -147,8 +196,9 @@ impl CredentialChain {
             return Ok(c.clone());
         }
         let instance = self.instance().await?;
-        self.learn_identity(&registry.region, &instance);
-        let creds = self.assume_role(&key, &registry.region, instance).await?;
+        let target = self.sts_target(registry).await;
+        self.learn_identity(&target, &instance);
+        let creds = self.assume_role(&key, &target, instance).await?;
         roles.insert(key, creds.clone());
         Ok(creds)
     }
@@ -156,10 +206,10 @@ impl CredentialChain {
     async fn assume_role(
         &self,
         key: &RoleKey,
-        region: &str,
+        target: &(String, bool),
         instance: Credentials,
     ) -> Result<Credentials, FetchError> {
-        let client = self.sts(region, instance);
+        let client = self.sts(target, instance);
         let fail = |denied: bool, reason: String| FetchError::AssumeRole {
             role_arn: key.role_arn.clone(),
             denied,

@@ -221,8 +221,12 @@ fn apply_reload<S: TokenSource>(cache: &TokenCache<S>, old: &Config, new: &Confi
     if new.socket != old.socket
         || new.health_listen != old.health_listen
         || new.socket_group != old.socket_group
+        || new.use_fips != old.use_fips
+        || new.sts_region != old.sts_region
     {
-        tracing::warn!("socket, group and health address changes take effect at the next restart");
+        tracing::warn!(
+            "socket, group, health address and [aws] use_fips/sts_region changes take effect at the next restart"
+        );
     }
     let r = cache.reconfigure(&new.registries, new.serve_unlisted_ecr);
     tracing::info!(

@@ -277,7 +277,7 @@ async fn check_registry(
         if r.public {
             crate::ecr::public_token(base, creds).await
         } else {
-            crate::ecr::private_token(base, r, creds).await
+            crate::ecr::private_token(base, r, creds, false).await
         }
     };
     let token = match within(call).await {

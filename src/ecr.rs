@@ -14,7 +14,7 @@ use aws_credential_types::Credentials;
 use aws_smithy_types::DateTime;
 
 use crate::config::{RegistryConfig, PUBLIC_REGION};
-use crate::credentials::{describe_sdk_error, outcome, CredentialChain};
+use crate::credentials::{describe_sdk_error, outcome, AwsSettings, CredentialChain};
 use crate::metrics::Metrics;
 use crate::proxy::{http_client, Proxy, ProxyError};
 use crate::secret::Secret;
@@ -24,6 +24,7 @@ use crate::token_source::{FetchError, FetchedToken, TokenSource};
 pub struct AwsTokenSource {
     base: SdkConfig,
     chain: CredentialChain,
+    use_fips: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -50,8 +51,14 @@ pub async fn sdk_config(proxy: Option<&Proxy>) -> Result<SdkConfig, ProxyError> 
 
 impl AwsTokenSource {
     /// A source using `base` for every AWS client.
-    pub fn new(base: SdkConfig, metrics: Arc<Metrics>) -> Self {
-        AwsTokenSource { chain: CredentialChain::new(base.clone(), metrics.clone()), base, metrics }
+    pub fn new(base: SdkConfig, settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
+        let use_fips = settings.use_fips;
+        AwsTokenSource {
+            chain: CredentialChain::new(base.clone(), settings, metrics.clone()),
+            base,
+            use_fips,
+            metrics,
+        }
     }
 
     async fn get_token(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
@@ -59,7 +66,7 @@ impl AwsTokenSource {
         let (call, result) = if registry.public {
             ("GetAuthorizationTokenPublic", public_token(&self.base, creds).await)
         } else {
-            ("GetAuthorizationToken", private_token(&self.base, registry, creds).await)
+            ("GetAuthorizationToken", private_token(&self.base, registry, creds, self.use_fips).await)
         };
         let label = match &result {
             Err(FetchError::GetAuthorizationToken { denied, .. })
@@ -72,16 +79,80 @@ impl AwsTokenSource {
     }
 }
 
+/// ECR's client settings for `registry`: its region, and FIPS or dual-stack
+/// as its host (or `use_fips`) says, leaving the endpoint's name to the SDK.
+pub fn ecr_config(
+    base: &SdkConfig,
+    registry: &RegistryConfig,
+    use_fips: bool,
+) -> aws_sdk_ecr::config::Builder {
+    aws_sdk_ecr::config::Builder::from(base)
+        .region(Region::new(registry.region.clone()))
+        .use_fips(registry.fips || use_fips)
+        .use_dual_stack(registry.dual_stack)
+}
+
+/// The endpoints `registry`'s calls go to, as the SDKs resolve them: STS
+/// (AssumeRole, in `sts_region`) and ECR (GetAuthorizationToken).
+pub fn endpoints(
+    registry: &RegistryConfig,
+    sts_region: &str,
+    use_fips: bool,
+) -> Result<(String, String), String> {
+    use aws_sdk_ecr::config::endpoint::ResolveEndpoint as _;
+    use aws_sdk_sts::config::endpoint::ResolveEndpoint as _;
+    let fips = registry.fips || use_fips;
+    let (ecr_region, ecr_fips, dual_stack) = if registry.public {
+        (PUBLIC_REGION, false, false)
+    } else {
+        (registry.region.as_str(), fips, registry.dual_stack)
+    };
+    let sts = aws_sdk_sts::config::endpoint::Params::builder()
+        .region(sts_region)
+        .use_fips(fips)
+        .use_global_endpoint(false)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let ecr = aws_sdk_ecr::config::endpoint::Params::builder()
+        .region(ecr_region)
+        .use_fips(ecr_fips)
+        .use_dual_stack(dual_stack)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let sts = now(aws_sdk_sts::config::endpoint::DefaultResolver::new().resolve_endpoint(&sts))?;
+    let ecr = if registry.public {
+        use aws_sdk_ecrpublic::config::endpoint::ResolveEndpoint as _;
+        let params = aws_sdk_ecrpublic::config::endpoint::Params::builder()
+            .region(PUBLIC_REGION)
+            .build()
+            .map_err(|e| e.to_string())?;
+        now(aws_sdk_ecrpublic::config::endpoint::DefaultResolver::new().resolve_endpoint(&params))?
+    } else {
+        now(aws_sdk_ecr::config::endpoint::DefaultResolver::new().resolve_endpoint(&ecr))?
+    };
+    Ok((sts, ecr))
+}
+
+/// The URL of an endpoint future the default resolvers complete at once.
+fn now(future: aws_smithy_runtime_api::client::endpoint::EndpointFuture<'_>) -> Result<String, String> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::future::Future::poll(future.as_mut(), &mut cx) {
+        std::task::Poll::Ready(Ok(endpoint)) => Ok(endpoint.url().to_owned()),
+        std::task::Poll::Ready(Err(e)) => Err(e.to_string()),
+        std::task::Poll::Pending => Err("the endpoint resolver did not answer at once".into()),
+    }
+}
+
 /// `ecr:GetAuthorizationToken` for one private registry, as `creds`.
+/// `use_fips` (`[aws] use_fips`) or a FIPS host sends it to ECR's FIPS endpoint.
 pub async fn private_token(
     base: &SdkConfig,
     registry: &RegistryConfig,
     creds: Credentials,
+    use_fips: bool,
 ) -> Result<FetchedToken, FetchError> {
-    let conf = aws_sdk_ecr::config::Builder::from(base)
-        .region(Region::new(registry.region.clone()))
-        .credentials_provider(creds)
-        .build();
+    let conf = ecr_config(base, registry, use_fips).credentials_provider(creds).build();
     // registryIds is deprecated but honoured, and it names the account
     // whose token we want when a principal can reach several.
     #[allow(deprecated)]
@@ -160,6 +231,36 @@ impl TokenSource for AwsTokenSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_come_from_the_sdks_resolvers() {
+        let mut r = RegistryConfig::unlisted("111122223333.dkr.ecr-fips.us-east-1.amazonaws.com").unwrap();
+        assert_eq!(
+            endpoints(&r, "us-east-1", false).unwrap(),
+            (
+                "https://sts-fips.us-east-1.amazonaws.com".into(),
+                "https://api.ecr-fips.us-east-1.amazonaws.com".into()
+            )
+        );
+        r = RegistryConfig::unlisted("111122223333.dkr.ecr.eu-west-1.amazonaws.com").unwrap();
+        assert_eq!(
+            endpoints(&r, "eu-central-1", false).unwrap(),
+            (
+                "https://sts.eu-central-1.amazonaws.com".into(),
+                "https://api.ecr.eu-west-1.amazonaws.com".into()
+            )
+        );
+        r = RegistryConfig::unlisted("111122223333.dkr-ecr.us-west-2.on.aws").unwrap();
+        assert_eq!(endpoints(&r, "us-west-2", false).unwrap().1, "https://ecr.us-west-2.api.aws");
+        r = RegistryConfig::unlisted("111122223333.dkr.ecr.us-gov-west-1.amazonaws.com").unwrap();
+        assert_eq!(
+            endpoints(&r, "us-gov-west-1", true).unwrap(),
+            (
+                "https://sts.us-gov-west-1.amazonaws.com".into(),
+                "https://api.ecr-fips.us-gov-west-1.amazonaws.com".into()
+            )
+        );
+    }
 
     #[test]
     fn decodes_user_and_password() {

@@ -43,6 +43,13 @@ pub struct EcrHost {
     pub suffix: &'static str,
 }
 
+impl EcrHost {
+    /// Whether the name is a dual-stack endpoint (`dkr-ecr.<region>.on.aws`).
+    pub fn dual_stack(&self) -> bool {
+        self.suffix.starts_with("on.")
+    }
+}
+
 /// Reduces what a client sends (`https://HOST:PORT/v2/`, `HOST/`, `Host`) to
 /// the lower-case `host[:port]` that config entries are matched against.
 /// HTTPS's port (`:443`) and an empty one (`host:`) are dropped: they name the

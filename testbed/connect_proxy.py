@@ -35,6 +35,10 @@ NAMES = (
     [f"api.ecr.{r}.amazonaws.com" for r in REGIONS]
     + [f"sts.{r}.amazonaws.com" for r in REGIONS]
     + ["sts.amazonaws.com", "api.ecr-public.us-east-1.amazonaws.com", "ecr-public.us-east-1.amazonaws.com"]
+    # FIPS and dual-stack names, as the SDKs' endpoint rules spell them.
+    + [f"api.ecr-fips.{r}.amazonaws.com" for r in REGIONS]
+    + [f"sts-fips.{r}.amazonaws.com" for r in REGIONS]
+    + [f"ecr.{r}.api.aws" for r in REGIONS]
 )
 COUNTS = {"plain": 0}
 LOCK = threading.Lock()

@@ -4,6 +4,7 @@ that the AWS SDK's credential provider uses, with controls for tests.
   PUT  /latest/api/token                               token (echoes the TTL header)
   GET  /latest/meta-data/iam/security-credentials/     role name (token required)
   GET  /latest/meta-data/iam/security-credentials/ROLE credentials JSON
+  GET  /latest/meta-data/placement/region              the instance's region (IMDS_REGION)
 
 Controls (loopback only, no token needed):
   POST /_control/fail    body "on" or "off": every IMDS call answers 500
@@ -29,6 +30,7 @@ ROLE = os.environ.get("IMDS_ROLE", "ecr-credd-instance")
 # How long issued credentials claim to last; short values make clients refetch.
 EXPIRY = int(os.environ.get("IMDS_EXPIRY_SECONDS", str(6 * 3600)))
 ACCOUNT = os.environ.get("IMDS_ACCOUNT", "123456789012")
+REGION = os.environ.get("IMDS_REGION", "us-east-1")
 STATE = {"fail": False, "delay": 0.0, "gen": 0, "calls": 0, "tokens": set()}
 LOCK = threading.Lock()
 
@@ -102,7 +104,8 @@ class Handler(BaseHTTPRequestHandler):
                 body = json.dumps({"calls": STATE["calls"], "generation": STATE["gen"]})
             return self.reply(200, body, [("Content-Type", "application/json")])
         prefix = "/latest/meta-data/iam/security-credentials/"
-        if not self.path.startswith(prefix):
+        placement = self.path == "/latest/meta-data/placement/region"
+        if not self.path.startswith(prefix) and not placement:
             return self.reply(404)
         if not self.imds_gate():
             return
@@ -110,6 +113,8 @@ class Handler(BaseHTTPRequestHandler):
             ok = self.headers.get("X-aws-ec2-metadata-token") in STATE["tokens"]
         if not ok:
             return self.reply(401)
+        if placement:
+            return self.reply(200, REGION)
         rest = self.path[len(prefix):]
         if rest == "":
             return self.reply(200, ROLE)

@@ -154,3 +154,82 @@ fn aws_calls_go_through_the_https_proxy_and_imds_does_not() {
     assert!(out.contains("sts:AssumeRole on") && out.contains("dns error"), "{out}");
     assert_eq!(tunnels(&proxy.stats()), before, "NO_PROXY hosts must not be tunnelled");
 }
+
+/// The hosts a proxy saw tunnels to (its stats, less the counters).
+fn tunnelled(proxy: &TlsProxy) -> std::collections::BTreeSet<String> {
+    let stats = proxy.stats();
+    let map = stats.as_object().unwrap();
+    map.iter()
+        .filter(|(k, v)| !k.starts_with("plain") && v.as_u64().unwrap_or(0) > 0)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+#[test]
+fn endpoints_are_fips_dual_stack_and_sts_in_the_instances_region() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let moto = Moto::start(home);
+    // The instance runs in eu-west-1; its registries are elsewhere.
+    let imds = Imds::start_with(home, &[("IMDS_REGION", "eu-west-1")]);
+    let run = |dir: &str, config: &str| {
+        let dir = home.join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let proxy = TlsProxy::start(&dir, &moto);
+        let env = vec![
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()),
+            ("HTTPS_PROXY", proxy.url()),
+            ("SSL_CERT_FILE", proxy.ca.display().to_string()),
+        ];
+        let daemon = Daemon::start(&dir, config, &env, "info");
+        (daemon, proxy)
+    };
+    let fips_host = format!("{ACCOUNT}.dkr.ecr-fips.us-east-1.amazonaws.com");
+    let dual_host = format!("{ACCOUNT}.dkr-ecr.us-west-2.on.aws");
+    let plain_host = format!("{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com");
+    let config = format!(
+        "[[registry]]\nhost = \"{fips_host}\"\nrole_arn = \"{ROLE}\"\n\
+         [[registry]]\nhost = \"{dual_host}\"\n\
+         [[registry]]\nhost = \"{plain_host}\"\nrole_arn = \"{ROLE}-2\"\nsts_region = \"us-west-2\"\n"
+    );
+    let (daemon, proxy) = run("hosts", &config);
+    for host in [&fips_host, &dual_host, &plain_host] {
+        assert_eq!(secret_of(&daemon, host), PASSWORD, "{host}");
+    }
+    let seen = tunnelled(&proxy);
+    eprintln!("tunnels for a FIPS, a dual-stack and a plain host: {seen:?}");
+    for want in [
+        "sts-fips.eu-west-1.amazonaws.com", // the FIPS host's AssumeRole, in the instance's region
+        "api.ecr-fips.us-east-1.amazonaws.com", // its GetAuthorizationToken
+        "ecr.us-west-2.api.aws",            // the dual-stack host's
+        "sts.us-west-2.amazonaws.com",      // sts_region for the plain host's role
+        "api.ecr.us-east-1.amazonaws.com",  // and its token
+    ] {
+        assert!(seen.contains(want), "{want} not contacted: {seen:?}");
+    }
+    // Nothing else, but the one identity lookup for /status (instance region).
+    let allowed = [
+        "sts-fips.eu-west-1.amazonaws.com",
+        "api.ecr-fips.us-east-1.amazonaws.com",
+        "ecr.us-west-2.api.aws",
+        "sts.us-west-2.amazonaws.com",
+        "api.ecr.us-east-1.amazonaws.com",
+        "sts.eu-west-1.amazonaws.com",
+    ];
+    assert!(seen.iter().all(|h| allowed.contains(&h.as_str())), "unexpected endpoints: {seen:?}");
+    drop(daemon);
+
+    // [aws] use_fips: every STS and ECR call goes to a FIPS endpoint.
+    let config =
+        format!("[aws]\nuse_fips = true\n\n[[registry]]\nhost = \"{plain_host}\"\nrole_arn = \"{ROLE}\"\n");
+    let (daemon, proxy) = run("use-fips", &config);
+    assert_eq!(secret_of(&daemon, &plain_host), PASSWORD);
+    let seen = tunnelled(&proxy);
+    eprintln!("tunnels with use_fips: {seen:?}");
+    assert!(
+        seen.contains("sts-fips.eu-west-1.amazonaws.com")
+            && seen.contains("api.ecr-fips.us-east-1.amazonaws.com"),
+        "{seen:?}"
+    );
+    assert!(seen.iter().all(|h| h.contains("-fips.")), "a non-FIPS endpoint was contacted: {seen:?}");
+}

@@ -38,7 +38,11 @@ fn real_main() -> Result<()> {
                 if let Some(p) = &proxy {
                     tracing::info!(proxy = %p.display_url(), no_proxy = p.no_proxy(), "STS and ECR calls go through the proxy {}", p.display_url());
                 }
-                let source = AwsTokenSource::new(sdk_config(proxy.as_ref()).await?, metrics.clone());
+                let settings = ecr_credd::credentials::AwsSettings {
+                    use_fips: config.use_fips,
+                    sts_region: config.sts_region.clone(),
+                };
+                let source = AwsTokenSource::new(sdk_config(proxy.as_ref()).await?, settings, metrics.clone());
                 let reloads = cli::reload_on_sighup(path)?;
                 daemon::run(config, listeners, source, metrics, reloads, shutdown_signal()).await;
                 Ok(())

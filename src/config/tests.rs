@@ -100,6 +100,13 @@ fn errors_name_line_and_key() {
             3,
             "registry[0].external_id: only makes sense with role_arn",
         ),
+        ("[aws]\nsts_region = \"mars\"\n", 2, "aws.sts_region: \"mars\" is not an AWS region name"),
+        (
+            "[[registry]]\nhost = \"111122223333.dkr.ecr.eu-west-1.amazonaws.com\"\nsts_region = \"EU\"\n",
+            3,
+            "registry[0].sts_region: \"EU\" is not an AWS region name",
+        ),
+        ("[aws]\nuse_fips = \"yes\"\n", 2, "invalid type"),
     ];
     for (text, line, needle) in cases {
         let (got_line, msg) = parse_err(text);
@@ -170,4 +177,18 @@ fn proxy_keys() {
         assert_eq!(line, 2, "{bad}");
         assert!(msg.starts_with("aws.https_proxy:"), "{msg}");
     }
+}
+
+#[test]
+fn fips_dual_stack_and_sts_region() {
+    let text = "[aws]\nuse_fips = true\nsts_region = \"eu-central-1\"\n\
+        [[registry]]\nhost = \"111122223333.dkr.ecr-fips.us-gov-west-1.amazonaws.com\"\n\
+        [[registry]]\nhost = \"111122223333.dkr-ecr.us-west-2.on.aws\"\nsts_region = \"us-west-2\"\n";
+    let c = parse(text, Path::new("c.toml")).unwrap();
+    assert!(c.use_fips);
+    assert_eq!(c.sts_region.as_deref(), Some("eu-central-1"));
+    let (fips, dual) = (&c.registries[0], &c.registries[1]);
+    assert!(fips.fips && !fips.dual_stack && fips.sts_region.is_none());
+    assert!(!dual.fips && dual.dual_stack);
+    assert_eq!(dual.sts_region.as_deref(), Some("us-west-2"));
 }

@@ -123,3 +123,18 @@ pub(super) fn is_session_name(name: &str) -> bool {
     (2..=64).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
 }
+
+/// An optional region setting (`sts_region`), which must look like one.
+pub(super) fn check_region(
+    value: Option<Spanned<String>>,
+    key: &str,
+) -> Result<Option<String>, (Range<usize>, String)> {
+    match value {
+        None => Ok(None),
+        Some(r) if is_region(r.get_ref()) => Ok(Some(r.into_inner())),
+        Some(r) => Err((
+            r.span(),
+            format!("{key}: {:?} is not an AWS region name (e.g. eu-west-1, us-gov-west-1)", r.get_ref()),
+        )),
+    }
+}

@@ -90,6 +90,9 @@ fn registry(host: &str) -> RegistryConfig {
         external_id: None,
         session_name: "ecr-credd".into(),
         public: false,
+        fips: false,
+        dual_stack: false,
+        sts_region: None,
     }
 }
 
