@@ -276,14 +276,17 @@ fn short(secs: u64) -> String {
 pub fn status(socket: Option<PathBuf>, as_json: bool) -> Result<(bool, String)> {
     let socket = socket.unwrap_or_else(client::socket_path);
     let response = client::request(&socket, &Request::new(RequestBody::Status))?;
-    let (ready, registries) = match response.body {
-        ResponseBody::Status { ready, registries } => (ready, registries),
+    let (ready, registries, source) = match response.body {
+        ResponseBody::Status { ready, registries, credential_source } => {
+            (ready, registries, credential_source)
+        }
         ResponseBody::Error { message, .. } => bail!("{message}"),
         _ => bail!("unexpected answer from the daemon"),
     };
     if as_json {
-        let text =
-            serde_json::to_string_pretty(&serde_json::json!({ "ready": ready, "registries": registries }))?;
+        let text = serde_json::to_string_pretty(
+            &serde_json::json!({ "ready": ready, "credential_source": source, "registries": registries }),
+        )?;
         return Ok((ready, text + "\n"));
     }
     let now = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -306,6 +309,9 @@ pub fn status(socket: Option<PathBuf>, as_json: bool) -> Result<(bool, String)> 
         .collect();
     let mut out =
         table(["HOST", "ACCOUNT", "REGION", "READY", "EXPIRES", "NEXT REFRESH", "LAST ERROR"], &rows);
+    if let Some(source) = source {
+        out += &format!("base credentials: {source}\n");
+    }
     out += if ready { "ready\n" } else { "NOT READY\n" };
     Ok((ready, out))
 }

@@ -129,7 +129,11 @@ mod tests {
                 last_error: None,
             })
             .collect();
-        let answer = wire::encode(&Response::new(ResponseBody::Status { ready: true, registries }));
+        let answer = wire::encode(&Response::new(ResponseBody::Status {
+            ready: true,
+            registries,
+            credential_source: None,
+        }));
         assert!(answer.len() > 8 * wire::MAX_FRAME, "the test needs a big answer");
         let server = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();

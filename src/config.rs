@@ -11,6 +11,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 
+use crate::credential_source::CredentialSource;
 use crate::registry::{is_public_host, normalize_host, parse_ecr_host};
 use validate::{
     check_proxy, check_region, check_role_arn, is_session_name, private_location, public_location,
@@ -120,6 +121,7 @@ struct RawAws {
     no_proxy: Option<String>,
     use_fips: Option<bool>,
     sts_region: Option<Spanned<String>>,
+    credentials: Option<Spanned<String>>,
 }
 
 /// The validated configuration.
@@ -152,6 +154,8 @@ pub struct Config {
     /// Where AssumeRole is called unless a registry says otherwise; `None`:
     /// the instance's region, else `AWS_REGION`, else the registry's.
     pub sts_region: Option<String>,
+    /// Where the base credentials come from.
+    pub credentials: CredentialSource,
 }
 
 /// One registry, resolved: where its token comes from.
@@ -359,6 +363,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         https_proxy: check_proxy(raw.aws.https_proxy).map_err(|(span, msg)| invalid(Some(span), msg))?,
         no_proxy: raw.aws.no_proxy,
         use_fips: raw.aws.use_fips.unwrap_or(false),
+        credentials: match raw.aws.credentials {
+            None => CredentialSource::Instance,
+            Some(c) => CredentialSource::parse(c.get_ref())
+                .and_then(|source| source.precheck(&|k| std::env::var(k).ok()).map(|()| source))
+                .map_err(|why| invalid(Some(c.span()), format!("aws.credentials: {why}")))?,
+        },
         sts_region: check_region(raw.aws.sts_region, "aws.sts_region")
             .map_err(|(span, msg)| invalid(Some(span), msg))?,
     })

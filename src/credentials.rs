@@ -4,17 +4,18 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use aws_config::imds::credentials::ImdsCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::SdkConfig;
-use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::Mutex;
 
 use crate::config::RegistryConfig;
+use crate::credential_source::{first_credentials, CredentialSource};
 use crate::metrics::Metrics;
 use crate::token_source::FetchError;
 
@@ -22,6 +23,26 @@ use crate::token_source::FetchError;
 const RENEW_BEFORE: Duration = Duration::from_secs(10 * 60);
 /// AssumeRole session length: the STS default, and the cap for role chaining.
 const SESSION_SECONDS: i32 = 3600;
+/// Base credentials without an expiry (static keys) are read again this often.
+const REREAD_STATIC: Duration = Duration::from_secs(5 * 60);
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Settings for the providers other than IMDS: the proxy-aware HTTP client,
+/// and a region for the STS call web identity makes (`AWS_REGION`, else us-east-1).
+fn other_providers(base: &SdkConfig) -> ProviderConfig {
+    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|r| !r.is_empty()))
+        .unwrap_or_else(|| "us-east-1".into());
+    let config = ProviderConfig::default().with_region(Some(Region::new(region)));
+    match base.http_client() {
+        Some(client) => config.with_http_client(client),
+        None => config,
+    }
+}
 
 #[derive(Hash, PartialEq, Eq, Clone)]
 struct RoleKey {
@@ -37,6 +58,8 @@ pub struct AwsSettings {
     pub use_fips: bool,
     /// Where AssumeRole is called unless a registry names its own region.
     pub sts_region: Option<String>,
+    /// Where the base credentials come from.
+    pub credentials: CredentialSource,
 }
 
 /// Instance credentials and assumed-role credentials, cached.
@@ -45,8 +68,12 @@ pub struct CredentialChain {
     settings: AwsSettings,
     /// The instance's own region from IMDS, once known.
     instance_region: Mutex<Option<String>>,
-    imds: ImdsCredentialsProvider,
-    instance: Mutex<Option<Credentials>>,
+    /// The configured source's providers, tried in order.
+    providers: Vec<(String, SharedCredentialsProvider)>,
+    /// The base credentials, when they were had, and from which provider.
+    instance: Mutex<Option<(Credentials, Instant, String)>>,
+    /// The provider that gave them last, for `/status` and the log.
+    source_used: std::sync::Mutex<Option<String>>,
     // One lock for all roles: AssumeRole is rare (hourly per role), and
     // serialising it means registries sharing a role share one call.
     roles: Mutex<HashMap<RoleKey, Credentials>>,
@@ -62,12 +89,15 @@ fn fresh(creds: &Credentials, now: SystemTime) -> bool {
 impl CredentialChain {
     /// A chain whose AWS clients are built from `base` (endpoints, timeouts, retries).
     pub fn new(base: SdkConfig, settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
+        let providers =
+            settings.credentials.providers(&crate::proxy::imds_provider_config(), &other_providers(&base));
         CredentialChain {
+            providers,
             base,
             settings,
             instance_region: Mutex::new(None),
-            imds: ImdsCredentialsProvider::builder().configure(&crate::proxy::imds_provider_config()).build(),
             instance: Mutex::new(None),
+            source_used: std::sync::Mutex::new(None),
             roles: Mutex::new(HashMap::new()),
             identity: Arc::new(OnceLock::new()),
             identity_asked: AtomicBool::new(false),
@@ -90,17 +120,21 @@ impl CredentialChain {
         if let Some(r) = registry.sts_region.as_ref().or(self.settings.sts_region.as_ref()) {
             return (r.clone(), fips);
         }
-        if let Some(r) = self.instance_region().await {
+        // Only an instance profile implies an instance to ask: pods and tasks
+        // on other sources may not reach IMDS, and AWS_REGION is theirs.
+        let from_imds = self.source_used().as_deref() == Some(crate::credential_source::IMDS_NAME);
+        if let Some(r) = self.instance_region(from_imds).await {
             return (r, fips);
         }
         let env = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|k| std::env::var(k).ok());
         (env.filter(|r| !r.is_empty()).unwrap_or_else(|| registry.region.clone()), fips)
     }
 
-    /// The instance's region from IMDS (placement/region), asked until known.
-    async fn instance_region(&self) -> Option<String> {
+    /// The instance's region from IMDS (placement/region), asked until known
+    /// when `ask` (the base credentials came from IMDS).
+    async fn instance_region(&self, ask: bool) -> Option<String> {
         let mut known = self.instance_region.lock().await;
-        if known.is_none() {
+        if known.is_none() && ask {
             let provider = aws_config::imds::region::ImdsRegionProvider::builder()
                 .configure(&crate::proxy::imds_provider_config())
                 .build();
@@ -151,29 +185,56 @@ impl CredentialChain {
         });
     }
 
-    /// The instance profile's credentials.
+    /// Which provider gave the base credentials last.
+    pub fn source_used(&self) -> Option<String> {
+        lock(&self.source_used).clone()
+    }
+
+    /// The base credentials: the instance profile's, or the configured
+    /// source's. Kept until near expiry; ones without an expiry (static keys)
+    /// are asked for again after a few minutes, so a rotated key is picked up.
     pub async fn instance(&self) -> Result<Credentials, FetchError> {
         let mut cached = self.instance.lock().await;
         let now = SystemTime::now();
-        if let Some(c) = cached.as_ref().filter(|c| fresh(c, now)) {
+        let still_good = |(c, at, _): &(Credentials, Instant, String)| match c.expiry() {
+            Some(_) => fresh(c, now),
+            None => at.elapsed() < REREAD_STATIC,
+        };
+        if let Some((c, _, _)) = cached.as_ref().filter(|e| still_good(e)) {
             return Ok(c.clone());
         }
-        let result = self.imds.provide_credentials().await;
-        self.metrics.aws_call("IMDS", if result.is_ok() { "success" } else { "error" });
+        let (result, lacked) = first_credentials(&self.providers).await;
+        let imds = self.settings.credentials == CredentialSource::Instance;
+        self.metrics.aws_call(
+            if imds { "IMDS" } else { "BaseCredentials" },
+            if result.is_ok() { "success" } else { "error" },
+        );
         match result {
-            Ok(c) => {
-                tracing::debug!(access_key_id = c.access_key_id(), "instance credentials from IMDS");
-                *cached = Some(c.clone());
+            Ok((name, c)) => {
+                let previous = lock(&self.source_used).replace(name.clone());
+                if previous.as_deref() != Some(name.as_str()) {
+                    let skipped = if lacked.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (not: {})", lacked.join("; "))
+                    };
+                    tracing::info!(source = %name, "base credentials from {name}{skipped}");
+                }
+                tracing::debug!(access_key_id = c.access_key_id(), "base credentials from {name}");
+                *cached = Some((c.clone(), Instant::now(), name));
                 Ok(c)
             }
-            // Keep using credentials that still work while IMDS is away.
-            Err(e) => match cached.as_ref().filter(|c| c.expiry().is_none_or(|x| x > now)) {
-                Some(c) => {
-                    let error = error_chain(&e);
-                    tracing::warn!(%error, "IMDS unavailable; using cached instance credentials: {error}");
+            // Keep using credentials that still work while the source is away.
+            Err(reason) => match cached.as_ref().filter(|(c, _, _)| c.expiry().is_none_or(|x| x > now)) {
+                Some((c, _, name)) => {
+                    tracing::warn!(error = %reason, "{name} unavailable; using the cached base credentials: {reason}");
                     Ok(c.clone())
                 }
-                None => Err(FetchError::InstanceCredentials { reason: error_chain(&e) }),
+                None if imds => Err(FetchError::InstanceCredentials { reason }),
+                None => Err(FetchError::BaseCredentials {
+                    source_name: self.settings.credentials.to_string(),
+                    reason,
+                }),
             },
         }
     }

@@ -223,6 +223,7 @@ fn apply_reload<S: TokenSource>(cache: &TokenCache<S>, old: &Config, new: &Confi
         || new.socket_group != old.socket_group
         || new.use_fips != old.use_fips
         || new.sts_region != old.sts_region
+        || new.credentials != old.credentials
     {
         tracing::warn!(
             "socket, group, health address and [aws] use_fips/sts_region changes take effect at the next restart"

@@ -218,6 +218,10 @@ impl TokenSource for AwsTokenSource {
         self.chain.identity()
     }
 
+    fn credential_source(&self) -> Option<String> {
+        self.chain.source_used()
+    }
+
     async fn fetch(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
         let result = self.get_token(registry).await;
         match &result {

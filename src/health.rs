@@ -34,6 +34,7 @@ const MAX_HEAD: usize = 8 * 1024;
 struct Status<'a> {
     ready: bool,
     identity: Option<String>,
+    credential_source: Option<String>,
     registries: &'a [RegistryStatus],
 }
 
@@ -97,7 +98,15 @@ pub fn route<S: TokenSource>(cache: &TokenCache<S>, method: &Method, path: &str)
         "/status" => {
             let registries = cache.status();
             let ready = registries.iter().filter(|s| s.configured).all(|s| s.ready);
-            json(StatusCode::OK, &Status { ready, identity: cache.identity(), registries: &registries })
+            json(
+                StatusCode::OK,
+                &Status {
+                    ready,
+                    identity: cache.identity(),
+                    credential_source: cache.credential_source(),
+                    registries: &registries,
+                },
+            )
         }
         "/metrics" => reply(
             StatusCode::OK,

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod credential_source;
 pub mod credentials;
 pub mod daemon;
 pub mod doctor;

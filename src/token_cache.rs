@@ -186,6 +186,11 @@ impl<S: TokenSource> TokenCache<S> {
         self.inner.source.identity()
     }
 
+    /// Which source gave the base credentials last, when known.
+    pub fn credential_source(&self) -> Option<String> {
+        self.inner.source.credential_source()
+    }
+
     /// The metrics this cache reports into.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics

@@ -31,6 +31,15 @@ pub enum FetchError {
         /// What went wrong.
         reason: String,
     },
+    /// The configured source (`[aws] credentials`, not the instance profile)
+    /// had no usable credentials.
+    #[error("no base credentials from {source_name}: {reason}")]
+    BaseCredentials {
+        /// The source, e.g. `web-identity`.
+        source_name: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// AssumeRole into the registry's account failed.
     #[error("sts:AssumeRole on {role_arn} {}: {reason}", verb(*.denied))]
     AssumeRole {
@@ -72,6 +81,7 @@ impl FetchError {
     pub fn step(&self) -> &'static str {
         match self {
             FetchError::InstanceCredentials { .. } => "imds",
+            FetchError::BaseCredentials { .. } => "base_credentials",
             FetchError::AssumeRole { .. } => "assume_role",
             FetchError::GetAuthorizationToken { .. } => "get_authorization_token",
             FetchError::GetPublicAuthorizationToken { .. } => "get_public_authorization_token",
@@ -108,6 +118,11 @@ pub trait TokenSource: Send + Sync + 'static {
 
     /// The principal tokens are fetched as, when known (for `/status`).
     fn identity(&self) -> Option<String> {
+        None
+    }
+
+    /// Which source gave the base credentials last (for `/status`), if any yet.
+    fn credential_source(&self) -> Option<String> {
         None
     }
 }

@@ -86,6 +86,10 @@ pub enum ResponseBody {
         ready: bool,
         /// One entry per registry, configured ones first.
         registries: Vec<RegistryStatus>,
+        /// Which source gave the base credentials (no secret): e.g.
+        /// `instance profile (IMDS)`, `web identity`. Absent before the first fetch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential_source: Option<String>,
     },
     /// A failure; `kind` tells the client how to react.
     Error {
@@ -288,6 +292,7 @@ mod tests {
         }
         let status = Response::new(ResponseBody::Status {
             ready: false,
+            credential_source: None,
             registries: vec![RegistryStatus {
                 host: "127.0.0.1:5000".into(),
                 account: "210987654321".into(),

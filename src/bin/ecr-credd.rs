@@ -41,7 +41,9 @@ fn real_main() -> Result<()> {
                 let settings = ecr_credd::credentials::AwsSettings {
                     use_fips: config.use_fips,
                     sts_region: config.sts_region.clone(),
+                    credentials: config.credentials.clone(),
                 };
+                tracing::info!(source = %config.credentials, "base credentials: [aws] credentials = {}", config.credentials);
                 let source = AwsTokenSource::new(sdk_config(proxy.as_ref()).await?, settings, metrics.clone());
                 let reloads = cli::reload_on_sighup(path)?;
                 daemon::run(config, listeners, source, metrics, reloads, shutdown_signal()).await;

@@ -1,0 +1,230 @@
+//! Where the base credentials come from (`[aws] credentials`): the instance
+//! profile by default, or any of aws-config's own providers, for pods (IRSA,
+//! EKS Pod Identity), ECS tasks, on-prem nodes (Roles Anywhere through a
+//! profile's `credential_process`), SSO laptops and CI runners.
+
+use std::fmt;
+
+use aws_config::ecs::EcsCredentialsProvider;
+use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
+use aws_config::imds::credentials::ImdsCredentialsProvider;
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
+use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
+
+use crate::credentials::error_chain;
+
+/// The name the instance profile's provider is shown and logged under.
+pub const IMDS_NAME: &str = "instance profile (IMDS)";
+
+/// The accepted values, for messages.
+pub const CHOICES: &str = "instance, chain, env, profile:NAME, web-identity or container";
+
+/// One configured source of base credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CredentialSource {
+    /// IMDSv2 only: the instance profile (the default; no surprise keys).
+    #[default]
+    Instance,
+    /// The SDK's order: environment, profile files, web identity, container, IMDS.
+    Chain,
+    /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`(/`AWS_SESSION_TOKEN`).
+    Env,
+    /// A named profile of the shared config files (keys, SSO, `credential_process`).
+    Profile(String),
+    /// `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` (IRSA).
+    WebIdentity,
+    /// The container credentials endpoint (ECS, EKS Pod Identity).
+    Container,
+}
+
+impl CredentialSource {
+    /// Parses a `credentials` value; the error says what is accepted.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "instance" => CredentialSource::Instance,
+            "chain" => CredentialSource::Chain,
+            "env" => CredentialSource::Env,
+            "web-identity" => CredentialSource::WebIdentity,
+            "container" => CredentialSource::Container,
+            _ => match text.strip_prefix("profile:") {
+                Some("") => return Err("\"profile:\" needs a profile name, e.g. \"profile:ci\"".into()),
+                Some(name) => CredentialSource::Profile(name.to_owned()),
+                None => return Err(format!("{text:?} is not a credential source; use {CHOICES}")),
+            },
+        })
+    }
+
+    /// What a person should check before start: a missing token file or
+    /// profile, said with the fix. `env` is what the daemon will see.
+    pub fn precheck(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+        match self {
+            CredentialSource::WebIdentity => {
+                let file = env("AWS_WEB_IDENTITY_TOKEN_FILE").ok_or(
+                    "web-identity: AWS_WEB_IDENTITY_TOKEN_FILE is not set (IRSA sets it in the pod; set it in the service's environment)",
+                )?;
+                std::fs::read(&file)
+                    .map_err(|e| format!("web-identity: cannot read the token file {file}: {e}"))?;
+                env("AWS_ROLE_ARN").ok_or("web-identity: AWS_ROLE_ARN is not set")?;
+                Ok(())
+            }
+            CredentialSource::Profile(name) => {
+                if profile_exists(name, env) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "profile {name:?} is in neither {} nor {}; add it there or set AWS_CONFIG_FILE",
+                        config_file(env, "AWS_CONFIG_FILE", "config"),
+                        config_file(env, "AWS_SHARED_CREDENTIALS_FILE", "credentials")
+                    ))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The providers to try in order, each with the name logged and shown.
+    /// `imds` gets a client that never uses the proxy; `other` the proxy's.
+    pub fn providers(
+        &self,
+        imds: &ProviderConfig,
+        other: &ProviderConfig,
+    ) -> Vec<(String, SharedCredentialsProvider)> {
+        let instance = || {
+            (
+                "instance profile (IMDS)".to_owned(),
+                shared(ImdsCredentialsProvider::builder().configure(imds).build()),
+            )
+        };
+        let env = || ("environment".to_owned(), shared(EnvironmentVariableCredentialsProvider::new()));
+        let web = || {
+            (
+                "web identity".to_owned(),
+                shared(WebIdentityTokenCredentialsProvider::builder().configure(other).build()),
+            )
+        };
+        let container = || {
+            (
+                "container endpoint".to_owned(),
+                shared(EcsCredentialsProvider::builder().configure(other).build()),
+            )
+        };
+        let profile = |name: Option<&str>| {
+            let mut b = ProfileFileCredentialsProvider::builder().configure(other);
+            if let Some(n) = name {
+                b = b.profile_name(n);
+            }
+            (format!("profile {}", name.unwrap_or("(AWS_PROFILE or default)")), shared(b.build()))
+        };
+        match self {
+            CredentialSource::Instance => vec![instance()],
+            CredentialSource::Env => vec![env()],
+            CredentialSource::Profile(name) => vec![profile(Some(name))],
+            CredentialSource::WebIdentity => vec![web()],
+            CredentialSource::Container => vec![container()],
+            CredentialSource::Chain => vec![env(), profile(None), web(), container(), instance()],
+        }
+    }
+}
+
+impl fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialSource::Instance => f.write_str("instance"),
+            CredentialSource::Chain => f.write_str("chain"),
+            CredentialSource::Env => f.write_str("env"),
+            CredentialSource::Profile(n) => write!(f, "profile:{n}"),
+            CredentialSource::WebIdentity => f.write_str("web-identity"),
+            CredentialSource::Container => f.write_str("container"),
+        }
+    }
+}
+
+fn shared(p: impl ProvideCredentials + 'static) -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(p)
+}
+
+/// Credentials from the first provider that has some, its name, and what
+/// each earlier one lacked. A provider that has credentials but fails (a
+/// denied web identity, a broken `credential_process`) stops the search, as
+/// in the SDK's own chain: falling through would hide the real problem.
+pub async fn first_credentials(
+    providers: &[(String, SharedCredentialsProvider)],
+) -> (Result<(String, Credentials), String>, Vec<String>) {
+    let mut lacked = Vec::new();
+    for (name, provider) in providers {
+        match provider.provide_credentials().await {
+            Ok(c) => return (Ok((name.clone(), c)), lacked),
+            Err(e @ CredentialsError::CredentialsNotLoaded(_)) if providers.len() > 1 => {
+                lacked.push(format!("{name}: {}", error_chain(&e)));
+            }
+            Err(e) => return (Err(format!("{name}: {}", error_chain(&e))), lacked),
+        }
+    }
+    (Err(format!("no source had credentials ({})", lacked.join("; "))), lacked)
+}
+
+fn config_file(env: &dyn Fn(&str) -> Option<String>, var: &str, name: &str) -> String {
+    env(var).unwrap_or_else(|| format!("{}/.aws/{name}", env("HOME").unwrap_or_else(|| "~".into())))
+}
+
+/// Whether `[profile NAME]` (config) or `[NAME]` (credentials) is defined.
+fn profile_exists(name: &str, env: &dyn Fn(&str) -> Option<String>) -> bool {
+    let sections = |path: String, prefix: &str| {
+        std::fs::read_to_string(path).unwrap_or_default().lines().any(|l| {
+            let l = l.trim();
+            l.strip_prefix('[').and_then(|l| l.strip_suffix(']')).map(str::trim).is_some_and(|s| {
+                s.strip_prefix(prefix).map(str::trim) == Some(name) || (name == "default" && s == "default")
+            })
+        })
+    };
+    sections(config_file(env, "AWS_CONFIG_FILE", "config"), "profile ")
+        || sections(config_file(env, "AWS_SHARED_CREDENTIALS_FILE", "credentials"), "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_source_and_says_what_is_accepted() {
+        for (text, want) in [
+            ("instance", CredentialSource::Instance),
+            ("chain", CredentialSource::Chain),
+            ("env", CredentialSource::Env),
+            ("profile:ci", CredentialSource::Profile("ci".into())),
+            ("web-identity", CredentialSource::WebIdentity),
+            ("container", CredentialSource::Container),
+        ] {
+            assert_eq!(CredentialSource::parse(text).as_ref(), Ok(&want));
+            assert_eq!(want.to_string(), text);
+        }
+        assert!(CredentialSource::parse("profile:").unwrap_err().contains("needs a profile name"));
+        let err = CredentialSource::parse("imds").unwrap_err();
+        assert!(err.contains("\"imds\" is not a credential source; use instance, chain"), "{err}");
+    }
+
+    #[test]
+    fn prechecks_name_the_missing_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        std::fs::write(&config, "[profile ci]\nregion = eu-west-1\n[default]\n").unwrap();
+        let vars = [
+            ("AWS_CONFIG_FILE", config.display().to_string()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
+        ];
+        let env = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        assert_eq!(CredentialSource::Profile("ci".into()).precheck(&env), Ok(()));
+        let err = CredentialSource::Profile("prod".into()).precheck(&env).unwrap_err();
+        assert!(err.contains("profile \"prod\" is in neither") && err.contains("/config"), "{err}");
+        let err = CredentialSource::WebIdentity.precheck(&env).unwrap_err();
+        assert!(err.contains("AWS_WEB_IDENTITY_TOKEN_FILE is not set"), "{err}");
+        let vars = [("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/token".to_owned())];
+        let env = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        let err = CredentialSource::WebIdentity.precheck(&env).unwrap_err();
+        assert!(err.contains("cannot read the token file /nonexistent/token"), "{err}");
+    }
+}

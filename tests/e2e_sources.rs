@@ -1,0 +1,231 @@
+//! Base credentials beyond the instance profile (`[aws] credentials`), each
+//! end to end: the daemon gets its base credentials from the source, assumes
+//! the registry's role in moto, and skopeo pushes and pulls through the
+//! helper. IMDS is a dead port unless the case is about IMDS, so a token can
+//! only have come from the source under test.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::*;
+
+/// Pushes an image to `registry` and pulls it back, both through the helper.
+fn push_and_pull(home: &Path, daemon: &Daemon, registry: &Registry) {
+    let oci = make_oci_image(home);
+    let auth = home.join("auth.json");
+    std::fs::write(&auth, format!("{{\"credHelpers\":{{\"{}\":\"ecr-credd\"}}}}", registry.host())).unwrap();
+    let image = format!("docker://{}/sources/app:v1", registry.host());
+    let push = container_client(
+        "skopeo",
+        home,
+        &auth,
+        &daemon.socket,
+        &["copy", "--dest-tls-verify=false", &oci, &image],
+    );
+    assert!(push.status.success(), "push: {}", output_text(&push));
+    let back = format!("oci:{}:pulled", home.join("pulled").display());
+    let pull = container_client(
+        "skopeo",
+        home,
+        &auth,
+        &daemon.socket,
+        &["copy", "--src-tls-verify=false", &image, &back],
+    );
+    assert!(pull.status.success(), "pull: {}", output_text(&pull));
+}
+
+fn config(registry: &Registry, source: &str) -> String {
+    format!(
+        "[aws]\ncredentials = \"{source}\"\n\n[[registry]]\nhost = \"{}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n",
+        registry.host()
+    )
+}
+
+/// The base-credential source the daemon reports, once it has a token.
+fn source_of(daemon: &Daemon, host: &str) -> String {
+    wait_until("a token", Duration::from_secs(30), || daemon.helper("get", host).0 == 0);
+    let out = clean_command(DAEMON, Path::new("/nonexistent"))
+        .args(["status", "--json", "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["credential_source"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Environment for a daemon whose IMDS is a dead port.
+fn no_imds(moto: &Moto) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{}", free_port())),
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+    ]
+}
+
+#[test]
+fn env_and_profiles_give_the_base_credentials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let moto = Moto::start(home);
+    let registry = Registry::start(home, PASSWORD);
+
+    // env: static keys in the environment.
+    let dir = home.join("env");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut env = no_imds(&moto);
+    env.push(("AWS_ACCESS_KEY_ID", "AKIAENVEXAMPLE000001".into()));
+    env.push(("AWS_SECRET_ACCESS_KEY", "env-secret-not-logged".into()));
+    let daemon = Daemon::start(&dir, &config(&registry, "env"), &env, "info");
+    assert_eq!(source_of(&daemon, &registry.host()), "environment");
+    push_and_pull(&dir, &daemon, &registry);
+    assert!(daemon.proc.output().contains("base credentials from environment"));
+    assert!(!daemon.proc.output().contains("env-secret-not-logged"));
+    drop(daemon);
+
+    // profile:NAME with keys, and one whose credential_process is a script.
+    let dir = home.join("profile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("creds.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho '{\"Version\":1,\"AccessKeyId\":\"AKIAPROCESS000000001\",\"SecretAccessKey\":\"process-secret\",\"SessionToken\":\"process-token\"}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let aws_config = dir.join("aws-config");
+    std::fs::write(
+        &aws_config,
+        format!(
+            "[profile keys]\naws_access_key_id = AKIAPROFILE000000001\naws_secret_access_key = profile-secret\n\n\
+             [profile roles-anywhere]\ncredential_process = {}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    for (profile, source) in [("keys", "profile keys"), ("roles-anywhere", "profile roles-anywhere")] {
+        let d = dir.join(profile);
+        std::fs::create_dir_all(&d).unwrap();
+        let mut env = no_imds(&moto);
+        env.push(("AWS_CONFIG_FILE", aws_config.display().to_string()));
+        let daemon = Daemon::start(&d, &config(&registry, &format!("profile:{profile}")), &env, "info");
+        assert_eq!(source_of(&daemon, &registry.host()), source);
+        push_and_pull(&d, &daemon, &registry);
+    }
+}
+
+#[test]
+fn web_identity_and_container_endpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let moto = Moto::start(home);
+    let registry = Registry::start(home, PASSWORD);
+
+    // web-identity (IRSA): moto answers AssumeRoleWithWebIdentity.
+    let dir = home.join("web");
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(
+        &token,
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6a3ViZS1zeXN0ZW06ZWNyIn0.c2ln",
+    )
+    .unwrap();
+    let mut env = no_imds(&moto);
+    env.push(("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()));
+    env.push(("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa-node".into()));
+    env.push(("AWS_ROLE_SESSION_NAME", "ecr-credd-test".into()));
+    let daemon = Daemon::start(&dir, &config(&registry, "web-identity"), &env, "info");
+    assert_eq!(source_of(&daemon, &registry.host()), "web identity");
+    push_and_pull(&dir, &daemon, &registry);
+    drop(daemon);
+
+    // container (EKS Pod Identity): FULL_URI on loopback with a token file.
+    let dir = home.join("container");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let mut cmd = clean_command("python3", &dir);
+    cmd.arg(format!("{ROOT}/testbed/container_creds.py")).arg(port.to_string()).arg("pod-identity-token");
+    let _endpoint = Proc::spawn("container credentials", &mut cmd);
+    wait_port(port, "container credentials double");
+    let token_file = dir.join("eks-pod-identity-token");
+    std::fs::write(&token_file, "pod-identity-token").unwrap();
+    let mut env = no_imds(&moto);
+    env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://127.0.0.1:{port}/creds")));
+    env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.display().to_string()));
+    let daemon = Daemon::start(&dir, &config(&registry, "container"), &env, "info");
+    assert_eq!(source_of(&daemon, &registry.host()), "container endpoint");
+    push_and_pull(&dir, &daemon, &registry);
+    let (_, stats) = http(port, "GET", "/_stats", "");
+    assert!(stats.contains("\"calls\": 1"), "the endpoint gave the credentials: {stats}");
+}
+
+#[test]
+fn chain_picks_the_first_source_and_instance_ignores_the_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let (moto, imds) = (Moto::start(home), Imds::start(home));
+    let registry = Registry::start(home, PASSWORD);
+    let keys =
+        [("AWS_ACCESS_KEY_ID", "AKIAENVEXAMPLE000002".to_owned()), ("AWS_SECRET_ACCESS_KEY", "s".to_owned())];
+
+    // chain: the environment comes first, IMDS is never asked.
+    let dir = home.join("chain");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut env = Daemon::aws_env(&moto, &imds);
+    env.extend(keys.clone());
+    let before = imds.calls();
+    let daemon = Daemon::start(&dir, &config(&registry, "chain"), &env, "info");
+    assert_eq!(source_of(&daemon, &registry.host()), "environment");
+    assert_eq!(imds.calls(), before, "the chain stopped at the environment, and IMDS was not asked");
+    drop(daemon);
+
+    // chain with no keys: each earlier source is named with what it lacked.
+    let dir = home.join("chain-imds");
+    std::fs::create_dir_all(&dir).unwrap();
+    let daemon = Daemon::start(&dir, &config(&registry, "chain"), &Daemon::aws_env(&moto, &imds), "info");
+    assert_eq!(source_of(&daemon, &registry.host()), "instance profile (IMDS)");
+    let log = daemon.proc.output();
+    assert!(log.contains("base credentials from instance profile (IMDS) (not: environment:"), "{log}");
+    assert!(log.contains("web identity:"), "{log}");
+    drop(daemon);
+
+    // instance (the default): keys in the environment are ignored.
+    let dir = home.join("instance");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut env = Daemon::aws_env(&moto, &imds);
+    env.extend(keys);
+    let before = imds.calls();
+    let daemon = Daemon::start(&dir, &config(&registry, "instance"), &env, "info");
+    assert_eq!(source_of(&daemon, &registry.host()), "instance profile (IMDS)");
+    assert!(imds.calls() > before, "IMDS gave the credentials");
+    push_and_pull(&dir, &daemon, &registry);
+}
+
+#[test]
+fn a_bad_source_is_refused_at_check_config_and_start_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        ("imds", "aws.credentials: \"imds\" is not a credential source; use instance, chain"),
+        ("profile:", "aws.credentials: \"profile:\" needs a profile name"),
+        ("profile:nope", "aws.credentials: profile \"nope\" is in neither"),
+        ("web-identity", "aws.credentials: web-identity: AWS_WEB_IDENTITY_TOKEN_FILE is not set"),
+    ];
+    for (source, want) in cases {
+        let path = Daemon::write_config(tmp.path(), &format!("[aws]\ncredentials = \"{source}\"\n"));
+        for args in [&["check-config", "--config"][..], &["run", "--config"][..]] {
+            let out = clean_command(DAEMON, tmp.path()).args(args).arg(&path).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?} {source}: {err}");
+            assert!(err.contains(want) && err.contains("config.toml:"), "{args:?} {source}: {err}");
+        }
+    }
+    let path = Daemon::write_config(tmp.path(), "[aws]\ncredentials = \"web-identity\"\n");
+    let out = clean_command(DAEMON, tmp.path())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/token")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read the token file /nonexistent/token"), "{err}");
+}
