@@ -216,6 +216,9 @@ async fn check_registry(
         external_id: r.external_id.clone(),
         partition: "aws".into(),
         ecr_public: r.public,
+        source: crate::policy::BaseSource::Instance,
+        oidc_provider: None,
+        service_account: None,
     };
     let creds = match &r.role_arn {
         Some(role_arn) => {

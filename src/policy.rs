@@ -49,12 +49,44 @@ pub struct Statement {
     pub condition: Option<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
-/// `{"AWS": [arn, ...]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `{"AWS": [arn, ...]}`, `{"Service": [...]}` or `{"Federated": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Principal {
     /// AWS principals by ARN.
-    #[serde(rename = "AWS")]
+    #[serde(rename = "AWS", default, skip_serializing_if = "Vec::is_empty")]
     pub aws: Vec<String>,
+    /// AWS services (`ec2.amazonaws.com`, ...).
+    #[serde(rename = "Service", default, skip_serializing_if = "Vec::is_empty")]
+    pub service: Vec<String>,
+    /// An identity provider (an EKS cluster's OIDC provider ARN).
+    #[serde(rename = "Federated", default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<String>,
+}
+
+impl BaseSource {
+    /// What B's role is called, for headings.
+    pub fn role_label(self) -> &'static str {
+        match self {
+            BaseSource::Instance => "instance role",
+            BaseSource::WebIdentity => "service account's role (IRSA)",
+            BaseSource::PodIdentity => "pod identity role",
+            BaseSource::RolesAnywhere => "Roles Anywhere role",
+        }
+    }
+}
+
+/// Where the instance side's base credentials come from (its role's trust).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BaseSource {
+    /// An EC2 instance profile: the role trusts ec2.amazonaws.com.
+    #[default]
+    Instance,
+    /// IRSA: the role trusts the cluster's OIDC provider for one service account.
+    WebIdentity,
+    /// EKS Pod Identity: the role trusts pods.eks.amazonaws.com.
+    PodIdentity,
+    /// IAM Roles Anywhere (on-prem, hybrid): the role trusts rolesanywhere.amazonaws.com.
+    RolesAnywhere,
 }
 
 /// Pull only, or pull and push.
@@ -96,6 +128,15 @@ pub struct Setup {
     /// Also let the role fetch ECR Public tokens (public.ecr.aws listed with this role).
     #[arg(long)]
     pub ecr_public: bool,
+    /// Where B's base credentials come from: decides the trust policy of B's role.
+    #[arg(long, value_enum, default_value = "instance")]
+    pub source: BaseSource,
+    /// With --source web-identity: the cluster's OIDC provider ARN.
+    #[arg(long, required_if_eq("source", "web-identity"))]
+    pub oidc_provider: Option<String>,
+    /// With --source web-identity: the service account, as NAMESPACE/NAME.
+    #[arg(long, required_if_eq("source", "web-identity"))]
+    pub service_account: Option<String>,
 }
 
 /// What fetching an ECR Public token needs (it is minted through STS).
@@ -112,6 +153,8 @@ pub struct Documents {
     pub repository_policy: PolicyDocument,
     /// Step 4: B's instance role policy (the one people forget).
     pub instance_role_policy: PolicyDocument,
+    /// B's role's own trust policy: only when you create that role.
+    pub instance_role_trust_policy: PolicyDocument,
 }
 
 /// Why the setup cannot be expressed.
@@ -148,7 +191,7 @@ fn allow(
     Statement {
         sid: sid.into(),
         effect: "Allow".into(),
-        principal: principal.map(|aws| Principal { aws }),
+        principal: principal.map(|aws| Principal { aws, ..Principal::default() }),
         action,
         resource,
         condition: None,
@@ -242,6 +285,51 @@ impl Setup {
             role_trust_policy: doc(vec![trust_stmt]),
             repository_policy: repository,
             instance_role_policy: instance,
+            instance_role_trust_policy: doc(vec![self.base_trust()?]),
+        })
+    }
+
+    /// The trust policy of B's own role, for the source of its credentials.
+    fn base_trust(&self) -> Result<Statement, PolicyError> {
+        let service = |sid: &str, service: &str, actions: &[&str]| Statement {
+            principal: Some(Principal { service: vec![service.into()], ..Principal::default() }),
+            ..allow(sid, None, strings(actions), None)
+        };
+        Ok(match self.source {
+            BaseSource::Instance => service("TrustEc2", "ec2.amazonaws.com", &["sts:AssumeRole"]),
+            BaseSource::PodIdentity => service(
+                "TrustEksPodIdentity",
+                "pods.eks.amazonaws.com",
+                &["sts:AssumeRole", "sts:TagSession"],
+            ),
+            BaseSource::RolesAnywhere => service(
+                "TrustRolesAnywhere",
+                "rolesanywhere.amazonaws.com",
+                &["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+            ),
+            BaseSource::WebIdentity => {
+                let provider = self.oidc_provider.clone().unwrap_or_default();
+                // arn:aws:iam::ACCOUNT:oidc-provider/oidc.eks.REGION.amazonaws.com/id/ID
+                let issuer = provider
+                    .split_once(":oidc-provider/")
+                    .map(|(_, issuer)| issuer.to_owned())
+                    .filter(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_graphic()))
+                    .ok_or_else(|| PolicyError::Name { flag: "--oidc-provider", value: provider.clone() })?;
+                let account = self.service_account.clone().unwrap_or_default();
+                let (ns, name) = account
+                    .split_once('/')
+                    .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+                    .ok_or_else(|| PolicyError::Name { flag: "--service-account", value: account.clone() })?;
+                let cond = BTreeMap::from([
+                    (format!("{issuer}:aud"), "sts.amazonaws.com".to_owned()),
+                    (format!("{issuer}:sub"), format!("system:serviceaccount:{ns}:{name}")),
+                ]);
+                Statement {
+                    principal: Some(Principal { federated: Some(provider), ..Principal::default() }),
+                    condition: Some(BTreeMap::from([("StringEquals".to_owned(), cond)])),
+                    ..allow("TrustServiceAccount", None, strings(&["sts:AssumeRoleWithWebIdentity"]), None)
+                }
+            }
         })
     }
 }
@@ -254,11 +342,15 @@ pub fn render_text(setup: &Setup, docs: &Documents) -> String {
         "# 1. Account {a}: permissions policy of role {role}\n{}\n\n\
          # 2. Account {a}: trust policy of role {role}\n{}\n\n\
          # 3. Account {a}: repository policy on each repository\n{}\n\n\
-         # 4. Account {b}: policy on the instance role (needed, and often forgotten)\n{}\n",
+         # 4. Account {b}: policy on the instance role (needed, and often forgotten)\n{}\n\n\
+         # 5. Account {b}: trust policy of the {} (only when you create {})\n{}\n",
         pretty(&docs.role_permissions_policy),
         pretty(&docs.role_trust_policy),
         pretty(&docs.repository_policy),
         pretty(&docs.instance_role_policy),
+        setup.source.role_label(),
+        if setup.source == BaseSource::Instance { "the instance role" } else { "that role" },
+        pretty(&docs.instance_role_trust_policy),
     )
 }
 

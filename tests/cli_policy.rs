@@ -44,3 +44,98 @@ fn policy_prints_the_four_documents() {
         "ecr-credd: --registry-account: \"12\" is not a 12-digit account id\n"
     );
 }
+
+/// `policy` for each source of B's credentials, in `format`.
+fn policy_for(source: &[&str], format: &str) -> String {
+    let out = Command::new(DAEMON)
+        .args(["policy", "--registry-account", "111122223333", "--instance-account", "444455556666"])
+        .args(["--role-name", "ecr-access-from-b", "--instance-role", "nodes", "--format", format])
+        .args(source)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{source:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const OIDC: &str = "arn:aws:iam::444455556666:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+const SOURCES: [&[&str]; 4] = [
+    &["--source", "instance"],
+    &["--source", "web-identity", "--oidc-provider", OIDC, "--service-account", "kube-system/ecr-credd"],
+    &["--source", "pod-identity"],
+    &["--source", "roles-anywhere"],
+];
+
+#[test]
+fn the_base_roles_trust_policy_follows_the_source() {
+    let trust = |source: &[&str]| -> serde_json::Value {
+        let docs: serde_json::Value = serde_json::from_str(&policy_for(source, "json")).unwrap();
+        docs["instance_role_trust_policy"]["Statement"][0].clone()
+    };
+    let s = trust(SOURCES[0]);
+    assert_eq!(s["Principal"]["Service"][0], "ec2.amazonaws.com");
+    assert_eq!(s["Action"][0], "sts:AssumeRole");
+    let s = trust(SOURCES[1]);
+    assert_eq!(s["Principal"]["Federated"], OIDC);
+    assert_eq!(s["Action"][0], "sts:AssumeRoleWithWebIdentity");
+    let issuer = "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+    assert_eq!(
+        s["Condition"]["StringEquals"][format!("{issuer}:sub")],
+        "system:serviceaccount:kube-system:ecr-credd"
+    );
+    assert_eq!(s["Condition"]["StringEquals"][format!("{issuer}:aud")], "sts.amazonaws.com");
+    let s = trust(SOURCES[2]);
+    assert_eq!(s["Principal"]["Service"][0], "pods.eks.amazonaws.com");
+    assert_eq!(s["Action"], serde_json::json!(["sts:AssumeRole", "sts:TagSession"]));
+    let s = trust(SOURCES[3]);
+    assert_eq!(s["Principal"]["Service"][0], "rolesanywhere.amazonaws.com");
+    let text = policy_for(SOURCES[0], "text");
+    assert!(text.contains("# 5. Account 444455556666: trust policy of the instance role (only when you create the instance role)"), "{text}");
+
+    // A malformed provider or service account is refused, naming the flag.
+    let out = Command::new(DAEMON)
+        .args(["policy", "--registry-account", "111122223333", "--instance-account", "444455556666"])
+        .args([
+            "--role-name",
+            "r",
+            "--source",
+            "web-identity",
+            "--oidc-provider",
+            "nope",
+            "--service-account",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--oidc-provider: \"nope\" is not a valid name"));
+}
+
+#[test]
+fn cloudformation_passes_cfn_lint_for_every_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lint = format!("{}/.venv/bin/cfn-lint", env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for (i, source) in SOURCES.iter().enumerate() {
+        let printed = policy_for(source, "cloudformation");
+        for (j, part) in printed.split("# ---- stack in account ").skip(1).enumerate() {
+            let path = tmp.path().join(format!("stack-{i}-{j}.json"));
+            std::fs::write(&path, part.split_once('\n').unwrap().1).unwrap();
+            files.push(path);
+        }
+    }
+    assert_eq!(files.len(), 8);
+    let out = Command::new(&lint).args(&files).output().expect("cfn-lint (make test installs it)");
+    assert!(
+        out.status.success(),
+        "cfn-lint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And it does catch a broken template.
+    let broken = tmp.path().join("broken.json");
+    std::fs::write(&broken, r#"{"AWSTemplateFormatVersion":"2010-09-09","Resources":{"R":{"Type":"AWS::IAM::Role","Properties":{}}}}"#).unwrap();
+    assert!(
+        !Command::new(&lint).arg(&broken).output().unwrap().status.success(),
+        "cfn-lint passed a role without a trust policy"
+    );
+}

@@ -105,3 +105,24 @@ resource "aws_iam_role_policy" "assume_ecr_access_from_b" {
     ]
   })
 }
+
+# Only when you create the instance role: its trust policy.
+output "instance_role_trust_policy" {
+  value = jsonencode({
+    "Version": "2012-10-17",
+    "Statement": [
+      {
+        "Sid": "TrustEc2",
+        "Effect": "Allow",
+        "Principal": {
+          "Service": [
+            "ec2.amazonaws.com"
+          ]
+        },
+        "Action": [
+          "sts:AssumeRole"
+        ]
+      }
+    ]
+  })
+}

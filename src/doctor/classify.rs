@@ -80,7 +80,7 @@ pub fn repository_fix(setup: &Setup) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Access;
+    use crate::policy::{Access, BaseSource};
 
     fn setup() -> Setup {
         Setup {
@@ -93,6 +93,9 @@ mod tests {
             external_id: None,
             partition: "aws".into(),
             ecr_public: false,
+            source: BaseSource::Instance,
+            oidc_provider: None,
+            service_account: None,
         }
     }
 

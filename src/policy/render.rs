@@ -55,6 +55,11 @@ pub fn terraform(setup: &Setup, docs: &Documents) -> String {
         name = setup.role_name,
         doc = jsonencode(&docs.instance_role_policy),
     );
+    out += &format!(
+        "\n# Only when you create the {label}: its trust policy.\noutput \"instance_role_trust_policy\" {{\n  value = {doc}\n}}\n",
+        label = setup.source.role_label(),
+        doc = jsonencode(&docs.instance_role_trust_policy),
+    );
     out
 }
 
@@ -92,6 +97,12 @@ pub fn cloudformation(setup: &Setup, docs: &Documents) -> String {
                     "Roles": [instance_role],
                     "PolicyDocument": docs.instance_role_policy,
                 }
+            }
+        },
+        "Outputs": {
+            "InstanceRoleTrustPolicy": {
+                "Description": format!("Only when you create the {}: its trust policy", setup.source.role_label()),
+                "Value": serde_json::to_string(&docs.instance_role_trust_policy).unwrap_or_default(),
             }
         }
     });

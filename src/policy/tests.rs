@@ -11,6 +11,9 @@ fn setup(access: Access) -> Setup {
         external_id: Some("fleet-7".into()),
         partition: "aws".into(),
         ecr_public: false,
+        source: BaseSource::Instance,
+        oidc_provider: None,
+        service_account: None,
     }
 }
 
