@@ -32,7 +32,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Settings for the providers other than IMDS: the proxy-aware HTTP client,
 /// and a region for the STS call web identity makes (`AWS_REGION`, else us-east-1).
-fn other_providers(base: &SdkConfig) -> ProviderConfig {
+pub(crate) fn other_providers(base: &SdkConfig) -> ProviderConfig {
     let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|r| !r.is_empty()))
@@ -60,6 +60,17 @@ pub struct AwsSettings {
     pub sts_region: Option<String>,
     /// Where the base credentials come from.
     pub credentials: CredentialSource,
+}
+
+impl AwsSettings {
+    /// The `[aws]` settings of `config`.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        AwsSettings {
+            use_fips: config.use_fips,
+            sts_region: config.sts_region.clone(),
+            credentials: config.credentials.clone(),
+        }
+    }
 }
 
 /// Instance credentials and assumed-role credentials, cached.

@@ -13,7 +13,8 @@ use aws_sdk_sts::config::Region;
 use serde::Serialize;
 
 use crate::config::{Config, RegistryConfig};
-use crate::credentials::describe_sdk_error;
+use crate::credential_source::{first_credentials, CredentialSource};
+use crate::credentials::{describe_sdk_error, AwsSettings};
 use crate::policy::{Access, Setup};
 use crate::registry::normalize_host;
 use crate::token_source::FetchError;
@@ -93,11 +94,69 @@ async fn within<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
     tokio::time::timeout(STEP_TIMEOUT, fut).await.ok()
 }
 
+/// The base credentials from a configured source other than the instance
+/// profile: which source gave them, and (under `chain`) what each earlier one lacked.
+async fn base_from_source(
+    base: &SdkConfig,
+    settings: &AwsSettings,
+    checks: &mut Vec<Check>,
+) -> Option<(Credentials, String)> {
+    let providers = settings
+        .credentials
+        .providers(&crate::proxy::imds_provider_config(), &crate::credentials::other_providers(base));
+    let fix = match &settings.credentials {
+        CredentialSource::Env => "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the service's environment",
+        CredentialSource::Profile(_) => "check the profile in AWS_CONFIG_FILE (~/.aws/config): keys, sso_session, or a working credential_process",
+        CredentialSource::WebIdentity => "set AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN (IRSA does in the pod) and let the role trust the cluster's OIDC provider (ecr-credd policy --source web-identity)",
+        CredentialSource::Container => "run where the container credentials endpoint is set (ECS task role, EKS Pod Identity association)",
+        _ => "see the reasons above; ecr-credd policy --source prints the trust each source needs",
+    };
+    match within(first_credentials(&providers)).await {
+        Some((Ok((name, creds)), lacked)) => {
+            let skipped =
+                if lacked.is_empty() { String::new() } else { format!("; not from: {}", lacked.join("; ")) };
+            checks.push(Check::pass("base credentials", None, format!("{} gave them{skipped}", name)));
+            Some((creds, name))
+        }
+        Some((Err(reason), _)) => {
+            checks.push(Check::fail(
+                "base credentials",
+                None,
+                format!("{}: {reason}", settings.credentials),
+                fix.into(),
+            ));
+            None
+        }
+        None => {
+            checks.push(Check::fail(
+                "base credentials",
+                None,
+                format!("{}: no answer in time", settings.credentials),
+                fix.into(),
+            ));
+            None
+        }
+    }
+}
+
 /// Runs every check; never hangs (each network step has a timeout).
-pub async fn run(base: &SdkConfig, targets: &[Target], socket: &Path, homes: &[PathBuf]) -> Vec<Check> {
+pub async fn run(
+    base: &SdkConfig,
+    settings: &AwsSettings,
+    targets: &[Target],
+    socket: &Path,
+    homes: &[PathBuf],
+) -> Vec<Check> {
     let mut checks = Vec::new();
     let imds_config = crate::proxy::imds_provider_config();
     let imds = aws_config::imds::Client::builder().configure(&imds_config).build();
+    if settings.credentials != CredentialSource::Instance {
+        let found = base_from_source(base, settings, &mut checks).await;
+        let from_imds = found.as_ref().is_some_and(|(_, name)| name == crate::credential_source::IMDS_NAME);
+        let instance_region = if from_imds { imds_region(&imds).await } else { None };
+        let instance = found.map(|(c, _)| c);
+        return finish(base, settings, instance, instance_region, targets, socket, homes, checks).await;
+    }
     let imds_fix =
         "the instance needs an instance profile (aws ec2 associate-iam-instance-profile) and IMDSv2 \
          reachable: HttpTokens=required is fine; from containers HttpPutResponseHopLimit must be 2 or more; \
@@ -139,10 +198,52 @@ pub async fn run(base: &SdkConfig, targets: &[Target], socket: &Path, homes: &[P
         }
         None => None,
     };
-    let region = targets.first().map_or("us-east-1".to_owned(), |t| t.registry.region.clone());
+    let instance_region = imds_region(&imds).await;
+    finish(base, settings, instance, instance_region, targets, socket, homes, checks).await
+}
+
+/// The instance's region from IMDS, if it answers in time.
+async fn imds_region(imds: &aws_config::imds::Client) -> Option<String> {
+    match within(imds.get("/latest/meta-data/placement/region")).await {
+        Some(Ok(r)) => Some(r.as_ref().trim().to_owned()).filter(|r| !r.is_empty()),
+        _ => None,
+    }
+}
+
+/// Where doctor calls STS for `r`: as the daemon would (see `CredentialChain::sts_target`).
+fn sts_target(r: &RegistryConfig, settings: &AwsSettings, instance_region: Option<&str>) -> (String, bool) {
+    let env = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok())
+        .filter(|r| !r.is_empty());
+    let region = r
+        .sts_region
+        .clone()
+        .or_else(|| settings.sts_region.clone())
+        .or_else(|| instance_region.map(str::to_owned))
+        .or(env)
+        .unwrap_or_else(|| r.region.clone());
+    (region, r.fips || settings.use_fips)
+}
+
+/// The checks after the base credentials: identity, each registry, the
+/// daemon and the clients.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    base: &SdkConfig,
+    settings: &AwsSettings,
+    instance: Option<Credentials>,
+    instance_region: Option<String>,
+    targets: &[Target],
+    socket: &Path,
+    homes: &[PathBuf],
+    mut checks: Vec<Check>,
+) -> Vec<Check> {
+    let first = targets.first().map(|t| sts_target(&t.registry, settings, instance_region.as_deref()));
+    let (region, fips) = first.unwrap_or_else(|| ("us-east-1".into(), settings.use_fips));
     let identity = match &instance {
         Some(creds) => {
-            let sts = sts_client(base, &region, creds.clone());
+            let sts = sts_client(base, &region, fips, creds.clone());
             match within(sts.get_caller_identity().send()).await {
                 Some(Ok(out)) => {
                     let arn = out.arn().unwrap_or_default().to_owned();
@@ -178,8 +279,26 @@ pub async fn run(base: &SdkConfig, targets: &[Target], socket: &Path, homes: &[P
         None => None,
     };
     for target in targets {
+        let sts = sts_target(&target.registry, settings, instance_region.as_deref());
+        match crate::ecr::endpoints(&target.registry, &sts.0, settings.use_fips) {
+            Ok((sts_url, ecr_url)) => checks.push(Check::pass(
+                "endpoints",
+                Some(&target.registry.host),
+                format!(
+                    "STS {sts_url} (sts_region {}), ECR {ecr_url}{}",
+                    sts.0,
+                    if sts.1 { ", FIPS" } else { "" }
+                ),
+            )),
+            Err(e) => checks.push(Check::fail(
+                "endpoints",
+                Some(&target.registry.host),
+                e,
+                "check sts_region and the registry's region".into(),
+            )),
+        }
         let registry_checks = match &instance {
-            Some(creds) => check_registry(base, target, creds, identity.as_deref()).await,
+            Some(creds) => check_registry(base, settings, &sts, target, creds, identity.as_deref()).await,
             None => Vec::new(),
         };
         checks.extend(registry_checks);
@@ -189,9 +308,10 @@ pub async fn run(base: &SdkConfig, targets: &[Target], socket: &Path, homes: &[P
     checks
 }
 
-fn sts_client(base: &SdkConfig, region: &str, creds: Credentials) -> aws_sdk_sts::Client {
+fn sts_client(base: &SdkConfig, region: &str, fips: bool, creds: Credentials) -> aws_sdk_sts::Client {
     let conf = aws_sdk_sts::config::Builder::from(base)
         .region(Region::new(region.to_owned()))
+        .use_fips(fips)
         .credentials_provider(creds)
         .build();
     aws_sdk_sts::Client::from_conf(conf)
@@ -199,6 +319,8 @@ fn sts_client(base: &SdkConfig, region: &str, creds: Credentials) -> aws_sdk_sts
 
 async fn check_registry(
     base: &SdkConfig,
+    settings: &AwsSettings,
+    (sts_region, sts_fips): &(String, bool),
     target: &Target,
     instance: &Credentials,
     identity: Option<&str>,
@@ -222,7 +344,7 @@ async fn check_registry(
     };
     let creds = match &r.role_arn {
         Some(role_arn) => {
-            let sts = sts_client(base, &r.region, instance.clone());
+            let sts = sts_client(base, sts_region, *sts_fips, instance.clone());
             let call = sts
                 .assume_role()
                 .role_arn(role_arn)
@@ -280,7 +402,7 @@ async fn check_registry(
         if r.public {
             crate::ecr::public_token(base, creds).await
         } else {
-            crate::ecr::private_token(base, r, creds, false).await
+            crate::ecr::private_token(base, r, creds, settings.use_fips).await
         }
     };
     let token = match within(call).await {

@@ -229,3 +229,56 @@ fn a_bad_source_is_refused_at_check_config_and_start_naming_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot read the token file /nonexistent/token"), "{err}");
 }
+
+/// `ecr-credd doctor` for `config` (no daemon running): exit code and report.
+fn doctor(dir: &Path, config: &str, env: &[(&str, String)]) -> (i32, String) {
+    let path = Daemon::write_config(dir, config);
+    let out = clean_command(DAEMON, dir)
+        .args(["doctor", "--config"])
+        .arg(&path)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[test]
+fn doctor_says_which_source_gave_credentials_and_what_the_chain_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let moto = Moto::start(home);
+    let registry = Registry::start(home, PASSWORD);
+
+    // env
+    let mut env = no_imds(&moto);
+    env.push(("AWS_ACCESS_KEY_ID", "AKIAENVEXAMPLE000003".into()));
+    env.push(("AWS_SECRET_ACCESS_KEY", "s".into()));
+    let (_, report) = doctor(home, &config(&registry, "env"), &env);
+    eprintln!("doctor, credentials = \"env\":\n{report}");
+    assert!(report.contains("ok   base credentials: environment gave them"), "{report}");
+    assert!(report.contains("ok   sts:AssumeRole"), "{report}");
+
+    // chain with only a web identity: the earlier sources are named with what they lacked.
+    let token = home.join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln").unwrap();
+    let mut env = no_imds(&moto);
+    env.push(("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()));
+    env.push(("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa-node".into()));
+    let (_, report) = doctor(home, &config(&registry, "chain"), &env);
+    eprintln!("doctor, credentials = \"chain\":\n{report}");
+    assert!(
+        report.contains("ok   base credentials: web identity gave them; not from: environment:"),
+        "{report}"
+    );
+    assert!(report.contains("profile (AWS_PROFILE or default):"), "{report}");
+
+    // container with no endpoint: failed, with the fix for that source.
+    let (code, report) = doctor(home, &config(&registry, "container"), &no_imds(&moto));
+    eprintln!("doctor, credentials = \"container\" without an endpoint:\n{report}");
+    assert_eq!(code, 1);
+    assert!(report.contains("FAIL base credentials: container:"), "{report}");
+    assert!(report.contains("EKS Pod Identity association"), "{report}");
+}

@@ -38,11 +38,7 @@ fn real_main() -> Result<()> {
                 if let Some(p) = &proxy {
                     tracing::info!(proxy = %p.display_url(), no_proxy = p.no_proxy(), "STS and ECR calls go through the proxy {}", p.display_url());
                 }
-                let settings = ecr_credd::credentials::AwsSettings {
-                    use_fips: config.use_fips,
-                    sts_region: config.sts_region.clone(),
-                    credentials: config.credentials.clone(),
-                };
+                let settings = ecr_credd::credentials::AwsSettings::from_config(&config);
                 tracing::info!(source = %config.credentials, "base credentials: [aws] credentials = {}", config.credentials);
                 let source = AwsTokenSource::new(sdk_config(proxy.as_ref()).await?, settings, metrics.clone());
                 let reloads = cli::reload_on_sighup(path)?;
@@ -73,7 +69,8 @@ fn real_main() -> Result<()> {
                 .context("starting the async runtime")?;
             let checks = runtime.block_on(async {
                 let base = sdk_config(Proxy::resolve(&config).as_ref()).await?;
-                anyhow::Ok(ecr_credd::doctor::run(&base, &targets, &socket, &homes).await)
+                let settings = ecr_credd::credentials::AwsSettings::from_config(&config);
+                anyhow::Ok(ecr_credd::doctor::run(&base, &settings, &targets, &socket, &homes).await)
             })?;
             if json {
                 println!(
