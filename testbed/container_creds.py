@@ -3,11 +3,13 @@
   container_creds.py PORT TOKEN
 
 GET /creds with `Authorization: TOKEN` (what AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
-holds) answers {AccessKeyId, SecretAccessKey, Token, Expiration}; any other
+holds) answers {AccessKeyId, SecretAccessKey, Token, Expiration}, new ones on
+every call, expiring after EXPIRY_SECONDS (default 6 h); any other
 Authorization gets 401. GET /_stats answers {"calls": N}.
 """
 
 import json
+import os
 import secrets
 import sys
 from datetime import datetime, timedelta, timezone
@@ -36,12 +38,12 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != TOKEN:
             return self.reply(401, '{"message":"bad token"}')
         STATE["calls"] += 1
-        expires = datetime.now(timezone.utc) + timedelta(hours=6)
+        expires = datetime.now(timezone.utc) + timedelta(seconds=int(os.environ.get("EXPIRY_SECONDS", "21600")))
         self.reply(
             200,
             json.dumps(
                 {
-                    "AccessKeyId": "ASIACONTAINER" + secrets.token_hex(4).upper(),
+                    "AccessKeyId": "ASIACONTAINER%07d" % STATE["calls"],
                     "SecretAccessKey": secrets.token_urlsafe(30),
                     "Token": secrets.token_urlsafe(60),
                     "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -282,3 +282,72 @@ fn doctor_says_which_source_gave_credentials_and_what_the_chain_skipped() {
     assert!(report.contains("FAIL base credentials: container:"), "{report}");
     assert!(report.contains("EKS Pod Identity association"), "{report}");
 }
+
+#[test]
+fn rotated_source_credentials_are_used_for_the_next_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    // 16 s tokens, refreshed every few seconds (safety margin 10 s).
+    let moto = Moto::start_with(home, &[("ECR_TOKEN_TTL", "16")]);
+    let registry = Registry::start(home, PASSWORD);
+    let no_role = |source: &str| {
+        format!(
+            "[tokens]\nsafety_margin = 10\n[aws]\ncredentials = \"{source}\"\n\n[[registry]]\nhost = \"{}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\n",
+            registry.host()
+        )
+    };
+    let rotated = |daemon: &Daemon, first: &str, second: &str| {
+        wait_until("credentials read twice, rotated", Duration::from_secs(40), || {
+            let log = daemon.proc.output();
+            log.contains(first) && log.contains(second)
+        });
+        let before = moto.count("GetAuthorizationToken");
+        wait_until("a token fetched after the rotation", Duration::from_secs(20), || {
+            moto.count("GetAuthorizationToken") > before
+        });
+        assert_eq!(daemon.helper("get", &registry.host()).0, 0);
+    };
+
+    // A credential_process (Roles Anywhere's shape) that hands out a new key
+    // each time, expiring in 2 minutes: read again at every refresh.
+    let dir = home.join("process");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("creds.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nn=$(($(cat {count} 2>/dev/null || echo 0) + 1)); echo $n > {count}\n\
+             printf '{{\"Version\":1,\"AccessKeyId\":\"AKIAPROCESS%07d\",\"SecretAccessKey\":\"s\",\"SessionToken\":\"t\",\"Expiration\":\"%s\"}}' $n \"$(date -u -d '+120 sec' +%Y-%m-%dT%H:%M:%SZ)\"\n",
+            count = dir.join("count").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let aws_config = dir.join("aws-config");
+    std::fs::write(&aws_config, format!("[profile rotate]\ncredential_process = {}\n", script.display()))
+        .unwrap();
+    let mut env = no_imds(&moto);
+    env.push(("AWS_CONFIG_FILE", aws_config.display().to_string()));
+    let daemon = Daemon::start(&dir, &no_role("profile:rotate"), &env, "info,ecr_credd=debug");
+    rotated(&daemon, "AKIAPROCESS0000001", "AKIAPROCESS0000002");
+    drop(daemon);
+
+    // The container endpoint, whose credentials expire in 2 minutes.
+    let dir = home.join("container");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let mut cmd = clean_command("python3", &dir);
+    cmd.arg(format!("{ROOT}/testbed/container_creds.py"))
+        .arg(port.to_string())
+        .arg("tok")
+        .env("EXPIRY_SECONDS", "120");
+    let _endpoint = Proc::spawn("container credentials", &mut cmd);
+    wait_port(port, "container credentials double");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "tok").unwrap();
+    let mut env = no_imds(&moto);
+    env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://127.0.0.1:{port}/creds")));
+    env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.display().to_string()));
+    let daemon = Daemon::start(&dir, &no_role("container"), &env, "info,ecr_credd=debug");
+    rotated(&daemon, "ASIACONTAINER0000001", "ASIACONTAINER0000002");
+}
