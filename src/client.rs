@@ -54,6 +54,20 @@ pub enum ClientError {
     },
 }
 
+/// Most bytes a client program (helper, kubelet provider) reads from stdin;
+/// a server URL or a CredentialProviderRequest is far shorter.
+pub const MAX_STDIN: usize = 64 * 1024;
+
+/// All of stdin, refusing more than [`MAX_STDIN`] bytes without reading the rest.
+pub fn read_stdin(stdin: &mut dyn Read) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    stdin.take(MAX_STDIN as u64 + 1).read_to_end(&mut buf).map_err(|e| format!("cannot read stdin: {e}"))?;
+    if buf.len() > MAX_STDIN {
+        return Err(format!("input on stdin is larger than {MAX_STDIN} bytes"));
+    }
+    Ok(buf)
+}
+
 /// The socket path from `ECR_CREDD_SOCKET`, else the default.
 pub fn socket_path() -> PathBuf {
     std::env::var_os("ECR_CREDD_SOCKET")

@@ -98,7 +98,7 @@ struct RawTokens {
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHealth {
-    listen: Option<SocketAddr>,
+    listen: Option<Spanned<SocketAddr>>,
 }
 
 #[derive(Deserialize)]
@@ -330,11 +330,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             return Err(invalid(Some(group.span()), format!("server.group: {g:?} is not a group name")));
         }
     }
-    if let Some(addr) = raw.health.listen {
-        if !addr.ip().is_loopback() {
-            // The span of a typed value is not kept; point at the [health] table.
-            let at = text.find("listen").map(|i| i..i + 6);
-            return Err(invalid(at, format!("health.listen: {addr} is not a loopback address; the endpoint is for local monitoring agents")));
+    if let Some(addr) = &raw.health.listen {
+        if !addr.get_ref().ip().is_loopback() {
+            return Err(invalid(
+                Some(addr.span()),
+                format!(
+                    "health.listen: {} is not a loopback address; the endpoint is for local monitoring agents",
+                    addr.get_ref()
+                ),
+            ));
         }
     }
     let safety_margin = match &raw.tokens.safety_margin {
@@ -356,7 +360,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         socket_group_explicit,
         allowed_uids: raw.server.allowed_uids,
         allowed_gids: raw.server.allowed_gids,
-        health_listen: raw.health.listen,
+        health_listen: raw.health.listen.map(Spanned::into_inner),
         safety_margin,
         serve_unlisted_ecr: raw.serve_unlisted_ecr.unwrap_or(true),
         registries,

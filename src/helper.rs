@@ -13,8 +13,8 @@ use crate::wire::{ErrorKind, Request, RequestBody, ResponseBody};
 
 /// The exact text that makes docker treat a host as having no credentials.
 pub const NOT_FOUND: &str = "credentials not found in native keychain";
-/// Most bytes read from stdin; a server URL is far shorter.
-pub const MAX_STDIN: usize = 64 * 1024;
+/// Most bytes read from stdin.
+pub use client::MAX_STDIN;
 /// The usage line.
 pub const USAGE: &str = "Usage: docker-credential-ecr-credd <get|store|erase|list|version>";
 
@@ -61,14 +61,7 @@ pub fn run(args: &[String], stdin: &mut dyn Read, stdout: &mut dyn Write, socket
 }
 
 fn read_stdin(stdin: &mut dyn Read) -> Result<String, String> {
-    let mut buf = Vec::new();
-    stdin
-        .take(MAX_STDIN as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("ecr-credd: cannot read stdin: {e}"))?;
-    if buf.len() > MAX_STDIN {
-        return Err(format!("ecr-credd: input on stdin is larger than {MAX_STDIN} bytes"));
-    }
+    let buf = client::read_stdin(stdin).map_err(|e| format!("ecr-credd: {e}"))?;
     String::from_utf8(buf).map_err(|_| "ecr-credd: input on stdin is not UTF-8".to_owned())
 }
 

@@ -18,7 +18,7 @@ pub const API_VERSION: &str = "credentialprovider.kubelet.k8s.io/v1";
 /// The kubelet caches no longer than the token stays usable minus this.
 pub const CACHE_MARGIN_SECS: u64 = 5 * 60;
 /// Most bytes read from stdin.
-pub const MAX_STDIN: usize = 64 * 1024;
+pub use crate::client::MAX_STDIN;
 
 /// The kubelet's request.
 #[derive(Debug, Deserialize)]
@@ -83,11 +83,7 @@ pub fn run(stdin: &mut dyn Read, stdout: &mut dyn Write, stderr: &mut dyn Write,
 }
 
 fn answer(stdin: &mut dyn Read, socket: &Path) -> Result<CredentialProviderResponse, String> {
-    let mut buf = Vec::new();
-    stdin.take(MAX_STDIN as u64 + 1).read_to_end(&mut buf).map_err(|e| format!("cannot read stdin: {e}"))?;
-    if buf.len() > MAX_STDIN {
-        return Err(format!("request on stdin is larger than {MAX_STDIN} bytes"));
-    }
+    let buf = client::read_stdin(stdin)?;
     let request: CredentialProviderRequest =
         serde_json::from_slice(&buf).map_err(|e| format!("malformed CredentialProviderRequest: {e}"))?;
     if request.api_version != API_VERSION {

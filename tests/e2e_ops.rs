@@ -170,6 +170,18 @@ fn sighup_reloads_keeping_unchanged_tokens_and_rejects_bad_configs() {
     assert_eq!(daemon.helper("get", "127.0.0.3:5000").0, 1, "the writable config was not applied");
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
 
+    // A bad credential source is refused on reload too; the config in force stays.
+    std::fs::write(
+        &path,
+        format!("[aws]\ncredentials = \"imds\"\n\n{}", std::fs::read_to_string(&path).unwrap()),
+    )
+    .unwrap();
+    daemon.proc.signal("HUP");
+    wait_until("the rejection of a bad credential source", Duration::from_secs(10), || {
+        daemon.proc.output().contains("aws.credentials: \"imds\" is not a credential source")
+    });
+    assert_eq!(daemon.helper("get", "127.0.0.2:5000").0, 0, "the config in force stays");
+
     // Removing a registry stops serving it.
     Daemon::write_config(tmp.path(), &config(port, ""));
     daemon.proc.signal("HUP");

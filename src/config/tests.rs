@@ -91,6 +91,8 @@ fn errors_name_line_and_key() {
         ("[[registry]]\nhost = \"bad host\"\n", 2, "registry[0].host: invalid registry host"),
         ("[health]\nlisten = \"nope\"\n", 2, "invalid socket address"),
         ("[health]\nlisten = \"0.0.0.0:9466\"\n", 2, "health.listen: 0.0.0.0:9466 is not a loopback address"),
+        // A comment that mentions the key does not move the error's position.
+        ("# listen here\n[health]\n\nlisten = \"0.0.0.0:9466\"\n", 4, "is not a loopback address"),
         ("serve_unlisted_ecr = \"yes\"\n", 1, "invalid type"),
         ("[tokens]\nsafety_margin = 5\n", 2, "tokens.safety_margin: 5 is outside 10..=3600 seconds"),
         ("[[registry]]\nrole_arn = \"x\"\n", 1, "missing field `host`"),
