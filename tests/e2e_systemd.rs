@@ -45,12 +45,7 @@ fn units_verify_and_score_at_most_1_5() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let score: f64 = text
-        .lines()
-        .find_map(|l| l.split("ecr-credd.service: ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no score in {text}"));
+    let score = exposure_score(&text);
     eprintln!("systemd-analyze security exposure: {score}");
     assert!(score <= 1.5, "exposure {score} is above 1.5:\n{text}");
 

@@ -217,12 +217,7 @@ fn under_systemd(suite: &str) {
     let security =
         String::from_utf8_lossy(&m.sh("systemd-analyze security ecr-credd.service --no-pager").stdout)
             .into_owned();
-    let score: f64 = security
-        .lines()
-        .find_map(|l| l.split("ecr-credd.service: ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no score in {security}"));
+    let score = exposure_score(&security);
     eprintln!("{suite}: systemd-analyze security ecr-credd.service: {score}");
     assert!(score <= 1.5, "exposure {score}:\n{security}");
 

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use super::*;
 use crate::wire::{self, Response};
 
-/// A one-shot fake daemon: answers each connection with `reply(request)`.
-fn fake_daemon(reply: fn(&wire::Request) -> Response) -> (tempfile::TempDir, PathBuf) {
+/// A fake daemon: answers each connection's request line with `answer(line)`.
+fn fake(answer: impl Fn(&[u8]) -> Vec<u8> + Send + 'static) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.sock");
     let listener = UnixListener::bind(&path).unwrap();
@@ -15,41 +15,20 @@ fn fake_daemon(reply: fn(&wire::Request) -> Response) -> (tempfile::TempDir, Pat
             let Ok(mut stream) = stream else { return };
             let mut line = Vec::new();
             let _ = BufReader::new(&stream).read_until(b'\n', &mut line);
-            let req = wire::decode_request(&line).unwrap();
-            let _ = stream.write_all(&wire::encode(&reply(&req)));
+            let _ = stream.write_all(&answer(&line));
         }
     });
     (dir, path)
 }
 
-/// A fake newer daemon: answers every connection with `frame`, as recorded.
+/// A fake daemon of this version: answers with `reply(request)`.
+fn fake_daemon(reply: fn(&wire::Request) -> Response) -> (tempfile::TempDir, PathBuf) {
+    fake(move |line| wire::encode(&reply(&wire::decode_request(line).unwrap())).to_vec())
+}
+
+/// A fake newer daemon: answers every request with `frame`, as recorded.
 fn fake_raw_daemon(frame: &'static [u8]) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.sock");
-    let listener = UnixListener::bind(&path).unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let _ = BufReader::new(&stream).read_until(b'\n', &mut Vec::new());
-            let _ = stream.write_all(frame);
-        }
-    });
-    (dir, path)
-}
-
-#[test]
-fn a_newer_daemons_answers_are_shown_not_misread() {
-    // An error kind this helper does not know: the daemon's message is shown.
-    let (_d, sock) = fake_raw_daemon(
-        b"{\"v\":1,\"type\":\"error\",\"kind\":\"throttled\",\"message\":\"ECR is throttling account 210987654321; retry in 3s\"}\n",
-    );
-    let (code, out) = run_helper(&["get"], "127.0.0.1:5000", &sock);
-    assert_eq!((code, out.as_str()), (1, "ecr-credd: ECR is throttling account 210987654321; retry in 3s\n"));
-    // An answer type it does not know: said plainly, not "unreadable answer".
-    let (_d, sock) = fake_raw_daemon(b"{\"v\":1,\"type\":\"credentials_v2\",\"token\":{\"parts\":[1,2]}}\n");
-    let (code, out) = run_helper(&["get"], "127.0.0.1:5000", &sock);
-    assert_eq!(code, 1);
-    assert!(out.starts_with("ecr-credd: the daemon answered in a form this helper"), "{out}");
+    fake(move |_| frame.to_vec())
 }
 
 fn run_helper(args: &[&str], stdin: &str, socket: &Path) -> (i32, String) {
@@ -160,4 +139,19 @@ fn daemon_down() {
     // Public registries must keep working while the daemon is down.
     assert_eq!(run_helper(&["get"], "https://index.docker.io/v1/", sock), (1, format!("{NOT_FOUND}\n")));
     assert_eq!(run_helper(&["list"], "", sock), (0, "{}\n".into()));
+}
+
+#[test]
+fn a_newer_daemons_answers_are_shown_not_misread() {
+    // An error kind this helper does not know: the daemon's message is shown.
+    let (_d, sock) = fake_raw_daemon(
+        b"{\"v\":1,\"type\":\"error\",\"kind\":\"throttled\",\"message\":\"ECR is throttling account 210987654321; retry in 3s\"}\n",
+    );
+    let (code, out) = run_helper(&["get"], "127.0.0.1:5000", &sock);
+    assert_eq!((code, out.as_str()), (1, "ecr-credd: ECR is throttling account 210987654321; retry in 3s\n"));
+    // An answer type it does not know: said plainly, not "unreadable answer".
+    let (_d, sock) = fake_raw_daemon(b"{\"v\":1,\"type\":\"credentials_v2\",\"token\":{\"parts\":[1,2]}}\n");
+    let (code, out) = run_helper(&["get"], "127.0.0.1:5000", &sock);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("ecr-credd: the daemon answered in a form this helper"), "{out}");
 }

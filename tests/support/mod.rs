@@ -492,6 +492,16 @@ pub fn helper_as(dir: &Path, socket: &Path, uid: u32, gid: u32, host: &str) -> (
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The overall exposure `systemd-analyze security` printed for ecr-credd.service.
+pub fn exposure_score(report: &str) -> f64 {
+    report
+        .lines()
+        .find_map(|l| l.split("ecr-credd.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no score in {report}"))
+}
+
 /// The one release artifact in dist/ whose name ends with `suffix`.
 pub fn dist_file(suffix: &str) -> PathBuf {
     let dir = Path::new(ROOT).join("dist");
