@@ -189,7 +189,7 @@ impl CredentialChain {
                 }
                 Err(e) => {
                     let (denied, reason) = describe_sdk_error(&e);
-                    metrics.aws_call("GetCallerIdentity", outcome(Err(denied)));
+                    metrics.aws_call("GetCallerIdentity", call_outcome(Err(denied)));
                     tracing::debug!(%reason, "sts:GetCallerIdentity failed; /status will not show the instance identity: {reason}");
                 }
             }
@@ -297,7 +297,7 @@ impl CredentialChain {
             .await
             .map_err(|e| {
                 let (denied, reason) = describe_sdk_error(&e);
-                self.metrics.aws_call("AssumeRole", outcome(Err(denied)));
+                self.metrics.aws_call("AssumeRole", call_outcome(Err(denied)));
                 fail(denied, reason)
             })?;
         self.metrics.aws_call("AssumeRole", "success");
@@ -331,7 +331,7 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The metric label for a call's outcome (`Err(denied)` for failures).
-pub fn outcome(result: Result<(), bool>) -> &'static str {
+pub fn call_outcome(result: Result<(), bool>) -> &'static str {
     match result {
         Ok(()) => "success",
         Err(true) => "denied",

@@ -14,7 +14,7 @@ use aws_credential_types::Credentials;
 use aws_smithy_types::DateTime;
 
 use crate::config::{RegistryConfig, PUBLIC_REGION};
-use crate::credentials::{describe_sdk_error, outcome, AwsSettings, CredentialChain};
+use crate::credentials::{call_outcome, describe_sdk_error, AwsSettings, CredentialChain};
 use crate::metrics::Metrics;
 use crate::proxy::{http_client, Proxy, ProxyError};
 use crate::secret::Secret;
@@ -70,7 +70,7 @@ impl AwsTokenSource {
         };
         let label = match &result {
             Err(FetchError::GetAuthorizationToken { denied, .. })
-            | Err(FetchError::GetPublicAuthorizationToken { denied, .. }) => outcome(Err(*denied)),
+            | Err(FetchError::GetPublicAuthorizationToken { denied, .. }) => call_outcome(Err(*denied)),
             // A token ECR sent but we cannot use still was a successful call.
             _ => "success",
         };
@@ -167,7 +167,7 @@ pub async fn private_token(
         })?;
     // Never `{:?}` the output: AuthorizationData's Debug prints the token.
     let data = out.authorization_data().first();
-    usable(data.and_then(|d| d.authorization_token()), data.and_then(|d| d.expires_at()))
+    fetched_token(data.and_then(|d| d.authorization_token()), data.and_then(|d| d.expires_at()))
 }
 
 /// ECR Public's token: one API in us-east-1, one token for every public repository.
@@ -183,11 +183,11 @@ pub async fn public_token(base: &SdkConfig, creds: Credentials) -> Result<Fetche
         })?;
     // Never `{:?}` the output: its AuthorizationData prints the token too.
     let data = out.authorization_data();
-    usable(data.and_then(|d| d.authorization_token()), data.and_then(|d| d.expires_at()))
+    fetched_token(data.and_then(|d| d.authorization_token()), data.and_then(|d| d.expires_at()))
 }
 
 /// A token and expiry as ECR sent them, checked and decoded.
-fn usable(token: Option<&str>, expires_at: Option<&DateTime>) -> Result<FetchedToken, FetchError> {
+fn fetched_token(token: Option<&str>, expires_at: Option<&DateTime>) -> Result<FetchedToken, FetchError> {
     let bad = |reason: &str| FetchError::BadToken { reason: reason.into() };
     let token = token.ok_or_else(|| bad("no authorizationToken"))?;
     let expires_at =

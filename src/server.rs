@@ -154,7 +154,7 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
         }
         let written = write.write_all(&wire::encode(&response)).await;
         let took = started.elapsed();
-        cache.metrics().request(outcome(&response), took);
+        cache.metrics().request(metric_label(&response), took);
         tracing::trace!(micros = took.as_micros() as u64, "request served");
         if written.is_err() || !complete {
             return;
@@ -163,7 +163,7 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
 }
 
 /// The metric label for a response.
-fn outcome(response: &Response) -> &'static str {
+fn metric_label(response: &Response) -> &'static str {
     match &response.body {
         ResponseBody::Credentials { .. } => "ok",
         ResponseBody::Hosts { .. } => "list",

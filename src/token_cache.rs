@@ -255,7 +255,7 @@ impl<S: TokenSource> TokenCache<S> {
         {
             let mut st = lock(&entry.state);
             st.last_used = now;
-            if let Some(creds) = usable(&entry, &st, now, inner.clock.wall(), &inner.policy) {
+            if let Some(creds) = servable(&entry, &st, now, inner.clock.wall(), &inner.policy) {
                 return Ok(creds);
             }
             // Within a backoff window the last failure still stands; asking
@@ -366,7 +366,13 @@ impl CachedToken {
     }
 }
 
-fn usable(entry: &Entry, st: &State, now: Instant, wall: SystemTime, policy: &Policy) -> Option<Credentials> {
+fn servable(
+    entry: &Entry,
+    st: &State,
+    now: Instant,
+    wall: SystemTime,
+    policy: &Policy,
+) -> Option<Credentials> {
     let t = st.token.as_ref()?;
     t.fresh(now, wall, policy.safety_margin).then(|| Credentials {
         host: entry.registry.host.clone(),
@@ -377,14 +383,14 @@ fn usable(entry: &Entry, st: &State, now: Instant, wall: SystemTime, policy: &Po
 }
 
 /// The outcome of the latest fetch, as a `get` should see it.
-fn outcome(
+fn latest_result(
     entry: &Entry,
     st: &State,
     now: Instant,
     wall: SystemTime,
     policy: &Policy,
 ) -> Result<Credentials, GetError> {
-    if let Some(creds) = usable(entry, st, now, wall, policy) {
+    if let Some(creds) = servable(entry, st, now, wall, policy) {
         return Ok(creds);
     }
     Err(st
@@ -401,7 +407,7 @@ async fn fetch<S: TokenSource>(inner: &Arc<Inner<S>>, entry: &Arc<Entry>) -> Res
         let st = lock(&entry.state);
         if st.generation != generation {
             // A fetch finished while we queued: its result is ours.
-            return outcome(entry, &st, inner.clock.now(), inner.clock.wall(), &inner.policy);
+            return latest_result(entry, &st, inner.clock.now(), inner.clock.wall(), &inner.policy);
         }
     }
     // The fetch runs in its own task so a caller that gives up (timeout,
@@ -417,7 +423,7 @@ async fn fetch<S: TokenSource>(inner: &Arc<Inner<S>>, entry: &Arc<Entry>) -> Res
         let mut st = lock(&entry.state);
         record(&inner, &entry, &mut st, result, now);
         drop(guard);
-        outcome(&entry, &st, now, inner.clock.wall(), &inner.policy)
+        latest_result(&entry, &st, now, inner.clock.wall(), &inner.policy)
     });
     match task.await {
         Ok(result) => result,

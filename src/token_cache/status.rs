@@ -4,7 +4,7 @@
 use std::sync::PoisonError;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{lock, usable, TokenCache};
+use super::{lock, servable, TokenCache};
 use crate::token_source::TokenSource;
 use crate::wire::RegistryStatus;
 
@@ -29,7 +29,7 @@ impl<S: TokenSource> TokenCache<S> {
                     region: r.region.clone(),
                     role_arn: r.role_arn.clone(),
                     configured: entry.configured,
-                    ready: usable(entry, &st, now, wall, &inner.policy).is_some(),
+                    ready: servable(entry, &st, now, wall, &inner.policy).is_some(),
                     expires_at: st.token.as_ref().map(|t| unix(t.expires_at)),
                     last_refresh: st.last_refresh.map(unix),
                     next_refresh: Some(unix(wall + st.next_attempt.saturating_duration_since(now))),
