@@ -189,10 +189,10 @@ pub async fn run<S: TokenSource>(
                     c = reloads.recv() => match c { Some(c) => c, None => return },
                     _ = health::until_stopped(&mut stop) => return,
                 };
-                systemd::reloading(false, "");
+                systemd::reloading();
                 apply_reload(&cache, &current, &next);
                 current = next;
-                systemd::reloading(true, "reloaded");
+                systemd::reloaded("reloaded");
             }
         })
     };

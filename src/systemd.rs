@@ -11,13 +11,14 @@ pub fn ready(status: &str) {
     notify(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
-/// Tells systemd a reload is in progress, then done.
-pub fn reloading(done: bool, status: &str) {
-    if done {
-        notify(&[NotifyState::Ready, NotifyState::Status(status)]);
-    } else {
-        notify(&[NotifyState::Reloading]);
-    }
+/// Tells systemd a reload has begun.
+pub fn reloading() {
+    notify(&[NotifyState::Reloading]);
+}
+
+/// Tells systemd the reload is done, with a status line.
+pub fn reloaded(status: &str) {
+    notify(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
 /// Tells systemd the daemon is stopping.
