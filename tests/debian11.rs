@@ -78,7 +78,8 @@ fn gid_of(root: &Path, group: &str) -> Option<u32> {
 
 #[test]
 fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
-    let root = support::roots::debian_root("bullseye", "bullseye", &[]);
+    // ca-certificates: the package depends on it (TLS to STS and ECR).
+    let root = support::roots::debian_root("bullseye-ca", "bullseye", &["ca-certificates"]);
     let _proc = ProcMount::new(&root);
     let tmp = tempfile::tempdir().unwrap();
     let _ = chroot(&root, None, &["dpkg", "--purge", "ecr-credd"], &[]).output();
@@ -165,6 +166,8 @@ fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
         String::from_utf8_lossy(&out.stdout).replace(PASSWORD, "<password>")
     );
     eprintln!("daemon in the Debian 11 root:\n{}", daemon.output());
+    // The static binary finds the root's CA certificates (for TLS to AWS).
+    assert!(!daemon.output().contains("no native root CA certificates found"), "{}", daemon.output());
     drop(daemon);
 
     // Upgrading from 0.1, whose socket group was docker, keeps docker's users in.

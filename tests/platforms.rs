@@ -87,7 +87,9 @@ fn every_shipped_binary_is_static_and_no_package_needs_a_new_libc() {
             run("rpm", &["-qpR", p])
         };
         eprintln!("{}: depends: {:?}", package.file_name().unwrap().to_string_lossy(), needs.trim());
-        // Static binaries need no libc of any version; the scripts need groupadd.
+        // Static binaries need no libc of any version; the scripts need groupadd,
+        // TLS needs the CA certificates.
+        assert!(needs.contains("ca-certificates"), "{p} must depend on ca-certificates: {needs}");
         assert!(!needs.contains("libc") && !needs.contains("GLIBC"), "{p} needs a libc: {needs}");
         // Amazon Linux 2's rpm (4.11) reads gzip and xz payloads, not zstd.
         assert!(!needs.contains("PayloadIsZstd"), "{p} needs an rpm newer than AL2's: {needs}");

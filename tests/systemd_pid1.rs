@@ -76,7 +76,11 @@ fn secret(out: &Output) -> String {
 }
 
 fn under_systemd(suite: &str) {
-    let root = debian_root(&format!("systemd-{suite}"), suite, &["systemd", "systemd-sysv", "dbus"]);
+    let root = debian_root(
+        &format!("systemd-ca-{suite}"),
+        suite,
+        &["systemd", "systemd-sysv", "dbus", "ca-certificates"],
+    );
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds, role) = iam_bed(tmp.path(), "ecr:GetAuthorizationToken");
     let docker = Dockerd::start(&tmp.path().join("engine"));
