@@ -275,6 +275,23 @@ fn doctor_says_which_source_gave_credentials_and_what_the_chain_skipped() {
     );
     assert!(report.contains("profile (AWS_PROFILE or default):"), "{report}");
 
+    // web-identity and a profile, each on its own.
+    let (_, report) = doctor(home, &config(&registry, "web-identity"), &env);
+    eprintln!("doctor, credentials = \"web-identity\":\n{report}");
+    assert!(report.contains("ok   base credentials: web identity gave them"), "{report}");
+    let aws_config = home.join("aws-config");
+    std::fs::write(
+        &aws_config,
+        "[profile ci]\naws_access_key_id = AKIAPROFILE000000002\naws_secret_access_key = s\n",
+    )
+    .unwrap();
+    let mut env = no_imds(&moto);
+    env.push(("AWS_CONFIG_FILE", aws_config.display().to_string()));
+    let (_, report) = doctor(home, &config(&registry, "profile:ci"), &env);
+    eprintln!("doctor, credentials = \"profile:ci\":\n{report}");
+    assert!(report.contains("ok   base credentials: profile ci gave them"), "{report}");
+    assert!(report.contains("ok   ecr:GetAuthorizationToken"), "{report}");
+
     // container with no endpoint: failed, with the fix for that source.
     let (code, report) = doctor(home, &config(&registry, "container"), &no_imds(&moto));
     eprintln!("doctor, credentials = \"container\" without an endpoint:\n{report}");
