@@ -2,7 +2,7 @@
 //! iptables or bridge (containers use the host network), stopped on drop.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use super::{output_text, wait_until, Proc};
 /// A running dockerd and the `docker` client pointed at it.
 pub struct Dockerd {
     host: String,
+    dir: PathBuf,
     proc: Proc,
 }
 
@@ -35,7 +36,7 @@ impl Dockerd {
                 "--log-level=warn",
             ]);
         let proc = Proc::spawn("dockerd", &mut cmd);
-        let d = Dockerd { host: format!("unix://{}", sock.display()), proc };
+        let d = Dockerd { host: format!("unix://{}", sock.display()), dir: dir.to_owned(), proc };
         wait_until("dockerd to answer", Duration::from_secs(60), || d.docker(&["version"]).status.success());
         d
     }
@@ -93,5 +94,15 @@ impl Drop for Dockerd {
             let _ = self.docker(&["rm", "-f", id]);
         }
         let _ = self.proc.terminate(Duration::from_secs(20));
+        // dockerd leaves its network namespace mounted under the exec root;
+        // unmount whatever is left under our directory so nothing outlives the test.
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let prefix = self.dir.display().to_string();
+        let mut ours: Vec<&str> =
+            mounts.lines().filter_map(|l| l.split(' ').nth(1)).filter(|m| m.starts_with(&prefix)).collect();
+        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in ours {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
     }
 }
