@@ -161,7 +161,7 @@ pub fn check_config(flag: Option<PathBuf>) -> Result<String> {
 /// resolve them. Without `sts_region` STS is called in this instance's region,
 /// which only IMDS knows at run time: the line says which region stands in.
 fn endpoint_lines(c: &Config) -> String {
-    let env_region = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|k| std::env::var(k).ok());
+    let env_region = crate::credentials::env_region();
     let mut out = String::new();
     for r in &c.registries {
         let (sts_region, note) = match r.sts_region.as_ref().or(c.sts_region.as_ref()) {

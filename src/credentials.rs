@@ -33,10 +33,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Settings for the providers other than IMDS: the proxy-aware HTTP client,
 /// and a region for the STS call web identity makes (`AWS_REGION`, else us-east-1).
 pub(crate) fn other_providers(base: &SdkConfig) -> ProviderConfig {
-    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|r| !r.is_empty()))
-        .unwrap_or_else(|| "us-east-1".into());
+    let region = env_region().unwrap_or_else(|| "us-east-1".into());
     let config = ProviderConfig::default().with_region(Some(Region::new(region)));
     match base.http_client() {
         Some(client) => config.with_http_client(client),
@@ -62,7 +59,28 @@ pub struct AwsSettings {
     pub credentials: CredentialSource,
 }
 
+/// `AWS_REGION`, else `AWS_DEFAULT_REGION`, when set and not empty.
+pub fn env_region() -> Option<String> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|k| std::env::var(k).ok().filter(|r| !r.is_empty()))
+}
+
 impl AwsSettings {
+    /// Where `registry`'s STS calls go: its `sts_region`, else `[aws]
+    /// sts_region`, else `instance_region` (a private subnet often reaches STS
+    /// only through an interface endpoint in its own region), else
+    /// `AWS_REGION`/`AWS_DEFAULT_REGION`, else the registry's region; and
+    /// whether through FIPS endpoints. The daemon and doctor both ask this.
+    pub fn sts_target(&self, registry: &RegistryConfig, instance_region: Option<&str>) -> (String, bool) {
+        let region = registry
+            .sts_region
+            .clone()
+            .or_else(|| self.sts_region.clone())
+            .or_else(|| instance_region.map(str::to_owned))
+            .or_else(env_region)
+            .unwrap_or_else(|| registry.region.clone());
+        (region, registry.fips || self.use_fips)
+    }
+
     /// The `[aws]` settings of `config`.
     pub fn from_config(config: &crate::config::Config) -> Self {
         AwsSettings {
@@ -121,24 +139,15 @@ impl CredentialChain {
         self.identity.get().cloned()
     }
 
-    /// Where `registry`'s STS calls go: its `sts_region`, else `[aws]
-    /// sts_region`, else this instance's region (a private subnet often
-    /// reaches STS only through an interface endpoint in its own region),
-    /// else `AWS_REGION`/`AWS_DEFAULT_REGION`, else the registry's region;
-    /// and whether through FIPS endpoints.
+    /// Where `registry`'s STS calls go (see [`AwsSettings::sts_target`]).
     pub async fn sts_target(&self, registry: &RegistryConfig) -> (String, bool) {
-        let fips = registry.fips || self.settings.use_fips;
-        if let Some(r) = registry.sts_region.as_ref().or(self.settings.sts_region.as_ref()) {
-            return (r.clone(), fips);
-        }
-        // Only an instance profile implies an instance to ask: pods and tasks
-        // on other sources may not reach IMDS, and AWS_REGION is theirs.
+        // IMDS is asked only when no region is configured, and only when it
+        // gave the credentials: pods and tasks on other sources may not reach
+        // IMDS, and AWS_REGION is theirs.
+        let configured = registry.sts_region.is_some() || self.settings.sts_region.is_some();
         let from_imds = self.source_used().as_deref() == Some(crate::credential_source::IMDS_NAME);
-        if let Some(r) = self.instance_region(from_imds).await {
-            return (r, fips);
-        }
-        let env = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|k| std::env::var(k).ok());
-        (env.filter(|r| !r.is_empty()).unwrap_or_else(|| registry.region.clone()), fips)
+        let instance = if configured { None } else { self.instance_region(from_imds).await };
+        self.settings.sts_target(registry, instance.as_deref())
     }
 
     /// The instance's region from IMDS (placement/region), asked until known

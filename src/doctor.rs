@@ -210,22 +210,6 @@ async fn imds_region(imds: &aws_config::imds::Client) -> Option<String> {
     }
 }
 
-/// Where doctor calls STS for `r`: as the daemon would (see `CredentialChain::sts_target`).
-fn sts_target(r: &RegistryConfig, settings: &AwsSettings, instance_region: Option<&str>) -> (String, bool) {
-    let env = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok())
-        .filter(|r| !r.is_empty());
-    let region = r
-        .sts_region
-        .clone()
-        .or_else(|| settings.sts_region.clone())
-        .or_else(|| instance_region.map(str::to_owned))
-        .or(env)
-        .unwrap_or_else(|| r.region.clone());
-    (region, r.fips || settings.use_fips)
-}
-
 /// The checks after the base credentials: identity, each registry, the
 /// daemon and the clients.
 #[allow(clippy::too_many_arguments)]
@@ -239,7 +223,7 @@ async fn finish(
     homes: &[PathBuf],
     mut checks: Vec<Check>,
 ) -> Vec<Check> {
-    let first = targets.first().map(|t| sts_target(&t.registry, settings, instance_region.as_deref()));
+    let first = targets.first().map(|t| settings.sts_target(&t.registry, instance_region.as_deref()));
     let (region, fips) = first.unwrap_or_else(|| ("us-east-1".into(), settings.use_fips));
     let identity = match &instance {
         Some(creds) => {
@@ -279,7 +263,7 @@ async fn finish(
         None => None,
     };
     for target in targets {
-        let sts = sts_target(&target.registry, settings, instance_region.as_deref());
+        let sts = settings.sts_target(&target.registry, instance_region.as_deref());
         match crate::ecr::endpoints(&target.registry, &sts.0, settings.use_fips) {
             Ok((sts_url, ecr_url)) => checks.push(Check::pass(
                 "endpoints",
