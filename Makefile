@@ -54,7 +54,7 @@ $(VENV)/.stamp: testbed/requirements.txt testbed/constraints.txt
 ## Everything CI checks: formatting, lints, release artifacts for both
 ## architectures, unit and end-to-end tests (Debian 11 root, qemu-aarch64).
 test: deps lint release
-	$(CARGO) test --lib --bins --tests
+	$(CARGO) test --workspace --lib --bins --tests
 
 lint: deny-tool
 	$(CARGO) fmt --check
@@ -121,6 +121,7 @@ bench: deps release
 	@dpkg -s amazon-ecr-credential-helper >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; \
 	  $(SUDO) apt-get install -y --no-install-recommends amazon-ecr-credential-helper; }
 	rm -rf target/bench-pkg && dpkg-deb -x dist/ecr-credd_*_amd64.deb target/bench-pkg
+	$(CARGO) build --profile bench --bins
 	SHIPPED_HELPER=$(CURDIR)/target/bench-pkg/usr/bin/docker-credential-ecr-credd $(CARGO) bench --bench helper_get
 	SHIPPED_HELPER=$(CURDIR)/target/bench-pkg/usr/bin/docker-credential-ecr-credd $(CARGO) bench --bench vs_ecr_login
 

@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use ecr_credd::config::{self, RegistryConfig};
 use ecr_credd::daemon::{self, Listeners};
-use ecr_credd::secret::Secret;
 use ecr_credd::token_source::{FetchError, FetchedToken, TokenSource};
-use ecr_credd::wire::{Request, RequestBody};
+use ecr_credd_client::secret::Secret;
+use ecr_credd_client::wire::{Request, RequestBody};
 
 use common::{percentile, socket_load, time_exec};
 
@@ -55,10 +55,7 @@ fn exec_side_by_side(programs: &[(String, String)], socket: &std::path::Path) ->
 fn programs() -> Vec<(String, String)> {
     let mut list = vec![
         ("/bin/true (exec floor)".to_owned(), "/bin/true".to_owned()),
-        (
-            "helper get (cargo bench build)".to_owned(),
-            env!("CARGO_BIN_EXE_docker-credential-ecr-credd").to_owned(),
-        ),
+        ("helper get (cargo bench build)".to_owned(), common::client_bin("docker-credential-ecr-credd")),
     ];
     if let Some(shipped) = std::env::var_os("SHIPPED_HELPER") {
         list.push(("helper get (shipped, static)".to_owned(), shipped.to_string_lossy().into_owned()));
@@ -88,7 +85,7 @@ fn main() {
         })
     });
     let get = Request::new(RequestBody::Get { host: "127.0.0.1:5000".into() });
-    while ecr_credd::client::request(&socket, &get).is_err() {
+    while ecr_credd_client::client::request(&socket, &get).is_err() {
         std::thread::sleep(Duration::from_millis(10));
     }
 

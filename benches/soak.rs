@@ -7,8 +7,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use ecr_credd::client;
-use ecr_credd::wire::{Request, RequestBody, ResponseBody};
+use ecr_credd_client::client;
+use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
 use support::fault_proxy::{Fault, FaultProxy};
 use support::*;
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::report::{plot, render, Case, RssRow};
 use common::{exec_samples, ms, percentile, socket_load};
-use ecr_credd::wire::{Request, RequestBody, ResponseBody};
+use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
 use support::tls_proxy::TlsProxy;
 use support::{clean_command, Daemon, Imds, Moto, Proc, DAEMON, HELPER, ROLE, ROOT};
 
@@ -120,7 +120,7 @@ fn wait_ready(socket: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut waiting = Vec::new();
     while Instant::now() < deadline {
-        if let Ok(resp) = ecr_credd::client::request(socket, &Request::new(RequestBody::Status)) {
+        if let Ok(resp) = ecr_credd_client::client::request(socket, &Request::new(RequestBody::Status)) {
             if let ResponseBody::Status { registries, .. } = resp.body {
                 waiting = registries
                     .into_iter()
@@ -156,7 +156,7 @@ fn rss_case(dir: &Path, moto: &Moto, imds: &Imds, n: usize) -> RssRow {
     let start = rss_kib(daemon.proc.pid());
     for i in 0..10_000 {
         let get = Request::new(RequestBody::Get { host: hosts[i % n].clone() });
-        ecr_credd::client::request(&daemon.socket, &get).expect("get");
+        ecr_credd_client::client::request(&daemon.socket, &get).expect("get");
     }
     let after = rss_kib(daemon.proc.pid());
     let calls = [moto.count("AssumeRole") - before[0], moto.count("GetAuthorizationToken") - before[1]];
@@ -169,7 +169,7 @@ fn rss_case(dir: &Path, moto: &Moto, imds: &Imds, n: usize) -> RssRow {
 /// The helper to time: the shipped static one (`make bench` unpacks it from
 /// dist/ and names it in SHIPPED_HELPER), else the one cargo built.
 fn helper_path() -> String {
-    std::env::var("SHIPPED_HELPER").unwrap_or_else(|_| HELPER.to_owned())
+    std::env::var("SHIPPED_HELPER").unwrap_or_else(|_| HELPER.clone())
 }
 
 fn main() {
@@ -198,8 +198,11 @@ fn main() {
     let before = bed.calls();
     for i in 0..10_000 {
         let host = if i % 2 == 0 { CROSS_HOST } else { INSTANCE_HOST };
-        ecr_credd::client::request(&daemon.socket, &Request::new(RequestBody::Get { host: host.into() }))
-            .expect("get");
+        ecr_credd_client::client::request(
+            &daemon.socket,
+            &Request::new(RequestBody::Get { host: host.into() }),
+        )
+        .expect("get");
     }
     let after = bed.calls();
     let credd_10k: [u64; 3] = std::array::from_fn(|i| after[i] - before[i]);

@@ -6,9 +6,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::client;
 use crate::config::{self, Config};
-use crate::wire::{ErrorKind, Request, RequestBody, ResponseBody};
+use ecr_credd_client::client;
+use ecr_credd_client::wire::{ErrorKind, Request, RequestBody, ResponseBody};
 
 /// ecr-credd keeps Amazon ECR tokens fresh in memory and serves them to
 /// docker, podman, skopeo and buildah through docker-credential-ecr-credd.
@@ -118,7 +118,7 @@ pub fn check_config(flag: Option<PathBuf>) -> Result<String> {
     let (path, c) = load_config(flag)?;
     let mut out = format!("{}: OK\n", path.display());
     let group = c.socket_group.as_deref().unwrap_or("-");
-    let missing = match crate::socket::lookup_group(group) {
+    let missing = match ecr_credd_client::groups::lookup_group(group) {
         Some(_) => "",
         None if c.socket_group_explicit => {
             return Err(crate::socket::SocketError::NoSuchGroup { group: group.into() }.into())

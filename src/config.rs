@@ -12,7 +12,7 @@ use thiserror::Error;
 use toml::Spanned;
 
 use crate::credential_source::CredentialSource;
-use crate::registry::{is_public_host, normalize_host, parse_ecr_host};
+use ecr_credd_client::registry::{is_public_host, normalize_host, parse_ecr_host};
 use validate::{
     check_proxy, check_region, check_role_arn, is_session_name, private_location, public_location,
 };
@@ -20,7 +20,7 @@ use validate::{
 /// Where the config lives unless `--config` or `ECR_CREDD_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ecr-credd/config.toml";
 /// Where the socket lives unless the config says otherwise.
-pub const DEFAULT_SOCKET_PATH: &str = "/run/ecr-credd/ecr-credd.sock";
+pub const DEFAULT_SOCKET_PATH: &str = ecr_credd_client::client::DEFAULT_SOCKET;
 /// The AssumeRole session name unless a registry sets its own.
 pub const DEFAULT_SESSION_NAME: &str = "ecr-credd";
 /// Tokens stop being served this long before they expire.

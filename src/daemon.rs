@@ -59,7 +59,7 @@ impl Listeners {
             match systemd::activated_listener().map_err(StartError::Activation)? {
                 Some(l) => {
                     let gid = activated_gid(config, &l)?;
-                    let group = gid.map(socket::group_name).unwrap_or_else(|| "-".into());
+                    let group = gid.map(ecr_credd_client::groups::group_name).unwrap_or_else(|| "-".into());
                     tracing::info!(gid = ?gid, "using the socket passed by systemd (group {group})");
                     (l, None, gid)
                 }
@@ -68,7 +68,9 @@ impl Listeners {
                     let mode = socket_mode(config);
                     let l = socket::bind(&config.socket, gid, mode)?;
                     let inode = std::fs::metadata(&config.socket).map(|m| m.ino()).unwrap_or(0);
-                    let group = gid.map(socket::group_name).unwrap_or_else(|| "the daemon's own".into());
+                    let group = gid
+                        .map(ecr_credd_client::groups::group_name)
+                        .unwrap_or_else(|| "the daemon's own".into());
                     tracing::info!(
                         path = %config.socket.display(),
                         mode = format!("{mode:04o}"),
@@ -114,7 +116,7 @@ fn socket_mode(config: &Config) -> u32 {
 /// named), else the default group when the host has it, else our own.
 fn socket_gid(config: &Config) -> Result<Option<u32>, SocketError> {
     let Some(group) = &config.socket_group else { return Ok(None) };
-    match socket::lookup_group(group) {
+    match ecr_credd_client::groups::lookup_group(group) {
         Some(gid) => Ok(Some(gid)),
         None if config.socket_group_explicit => Err(SocketError::NoSuchGroup { group: group.clone() }),
         None => {
@@ -141,10 +143,10 @@ fn activated_gid(config: &Config, listener: &UnixListener) -> Result<Option<u32>
     }
     if config.socket_group_explicit {
         if let Some(group) = &config.socket_group {
-            let wanted = socket::lookup_group(group)
+            let wanted = ecr_credd_client::groups::lookup_group(group)
                 .ok_or_else(|| SocketError::NoSuchGroup { group: group.clone() })?;
             if gid.is_some_and(|g| g != wanted) {
-                let actual = gid.map(socket::group_name).unwrap_or_default();
+                let actual = gid.map(ecr_credd_client::groups::group_name).unwrap_or_default();
                 tracing::warn!(
                     "[server] group is {group} but systemd made the socket with group {actual}; \
                      the socket's group decides who may connect (change it with: systemctl edit ecr-credd.socket)"

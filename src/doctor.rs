@@ -16,8 +16,8 @@ use crate::config::{Config, RegistryConfig};
 use crate::credential_source::{first_credentials, CredentialSource};
 use crate::credentials::{describe_sdk_error, AwsSettings};
 use crate::policy::{Access, Setup};
-use crate::registry::normalize_host;
 use crate::token_source::FetchError;
+use ecr_credd_client::registry::normalize_host;
 
 mod classify;
 mod local;

@@ -17,8 +17,8 @@ use crate::config::{RegistryConfig, PUBLIC_REGION};
 use crate::credentials::{call_outcome, describe_sdk_error, AwsSettings, CredentialChain};
 use crate::metrics::Metrics;
 use crate::proxy::{http_client, Proxy, ProxyError};
-use crate::secret::Secret;
 use crate::token_source::{FetchError, FetchedToken, TokenSource};
+use ecr_credd_client::secret::Secret;
 
 /// Fetches ECR tokens from AWS.
 pub struct AwsTokenSource {

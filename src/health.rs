@@ -17,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::server::AcceptErrors;
 use crate::token_cache::TokenCache;
 use crate::token_source::TokenSource;
-use crate::wire::RegistryStatus;
+use ecr_credd_client::wire::RegistryStatus;
 
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);

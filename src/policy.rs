@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::registry::is_account_id;
+use ecr_credd_client::registry::is_account_id;
 
 /// The IAM policy language version every document uses.
 pub const VERSION: &str = "2012-10-17";

@@ -5,14 +5,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, UCred};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
 
 use crate::socket::PeerPolicy;
 use crate::token_cache::{GetError, TokenCache};
 use crate::token_source::TokenSource;
-use crate::wire::{self, ErrorKind, RequestBody, Response, ResponseBody};
+use ecr_credd_client::wire::{self, ErrorKind, Framer, Next, RequestBody, Response, ResponseBody};
 
 /// Most connections served at once; more wait in the listen backlog. Well
 /// below the default soft limit of 1024 fds, so that with the health
@@ -100,7 +102,7 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
             return;
         }
     };
-    let (read, mut write) = stream.into_split();
+    let (mut read, mut write) = stream.into_split();
     if !peers.allows(cred.uid(), cred.gid(), cred.pid()) {
         cache.metrics().request("forbidden", Duration::ZERO);
         tracing::warn!(
@@ -116,37 +118,16 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
         let _ = write.write_all(&wire::encode(&Response::error(ErrorKind::Forbidden, msg))).await;
         return;
     }
-    let mut reader = BufReader::new(read);
-    let mut frame = Vec::with_capacity(256);
+    let mut framer = Framer::new(wire::MAX_FRAME);
     loop {
-        frame.clear();
-        let mut limited = (&mut reader).take(wire::MAX_FRAME as u64);
-        let read = limited.read_until(b'\n', &mut frame);
-        match tokio::time::timeout(FRAME_TIMEOUT, read).await {
-            Ok(Ok(0)) => return,
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, pid = cred.pid(), "read failed");
+        let (frame, last) = match next_request(&mut read, &mut framer, cache, &cred).await {
+            Ok(next) => next,
+            Err(Some(answer)) => {
+                let _ = write.write_all(&wire::encode(&answer)).await;
                 return;
             }
-            Err(_) => {
-                tracing::debug!(pid = cred.pid(), "client idle too long; closing");
-                if !frame.is_empty() {
-                    let msg = format!("incomplete request: no newline within {FRAME_TIMEOUT:?}");
-                    let _ =
-                        write.write_all(&wire::encode(&Response::error(ErrorKind::BadRequest, msg))).await;
-                }
-                return;
-            }
-        }
-        let complete = frame.last() == Some(&b'\n');
-        if !complete && frame.len() >= wire::MAX_FRAME {
-            tracing::warn!(uid = cred.uid(), pid = cred.pid(), "oversized request; closing");
-            cache.metrics().request("bad_request", Duration::ZERO);
-            let msg = format!("request larger than {} bytes", wire::MAX_FRAME);
-            let _ = write.write_all(&wire::encode(&Response::error(ErrorKind::BadRequest, msg))).await;
-            return;
-        }
+            Err(None) => return,
+        };
         let started = Instant::now();
         let response = respond(cache, &frame).await;
         if let ResponseBody::Error { kind, message } = &response.body {
@@ -156,8 +137,54 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
         let took = started.elapsed();
         cache.metrics().request(metric_label(&response), took);
         tracing::trace!(micros = took.as_micros() as u64, "request served");
-        if written.is_err() || !complete {
+        if written.is_err() || last {
             return;
+        }
+    }
+}
+
+/// The next request frame, and whether it is the connection's last (its
+/// sender closed without a newline). `Err` ends the connection, with an
+/// answer when the client deserves one.
+async fn next_request<S: TokenSource>(
+    read: &mut OwnedReadHalf,
+    framer: &mut Framer,
+    cache: &TokenCache<S>,
+    cred: &UCred,
+) -> Result<(Zeroizing<Vec<u8>>, bool), Option<Response>> {
+    // One deadline for the whole frame: a client trickling a byte at a time
+    // cannot hold its connection open forever.
+    let deadline = tokio::time::Instant::now() + FRAME_TIMEOUT;
+    let mut chunk = Zeroizing::new([0u8; 4096]);
+    loop {
+        match framer.next_frame() {
+            Next::Frame(frame) => return Ok((frame, false)),
+            Next::TooLarge => {
+                tracing::warn!(uid = cred.uid(), pid = cred.pid(), "oversized request; closing");
+                cache.metrics().request("bad_request", Duration::ZERO);
+                let msg = format!("request larger than {} bytes", wire::MAX_FRAME);
+                return Err(Some(Response::error(ErrorKind::BadRequest, msg)));
+            }
+            Next::NeedMore => {}
+        }
+        match tokio::time::timeout_at(deadline, read.read(&mut chunk[..])).await {
+            Ok(Ok(0)) => {
+                let rest = framer.take_rest();
+                return if rest.is_empty() { Err(None) } else { Ok((rest, true)) };
+            }
+            Ok(Ok(n)) => framer.push(&chunk[..n]),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, pid = cred.pid(), "read failed");
+                return Err(None);
+            }
+            Err(_) => {
+                tracing::debug!(pid = cred.pid(), "client idle too long; closing");
+                if framer.take_rest().is_empty() {
+                    return Err(None);
+                }
+                let msg = format!("incomplete request: no newline within {FRAME_TIMEOUT:?}");
+                return Err(Some(Response::error(ErrorKind::BadRequest, msg)));
+            }
         }
     }
 }

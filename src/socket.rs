@@ -76,30 +76,6 @@ pub fn own_uid() -> u32 {
     rustix::process::getuid().as_raw()
 }
 
-/// (name, gid) of each group in /etc/group. The file, not NSS: the release
-/// binaries link glibc statically and cannot load NSS modules, and the groups
-/// that matter here (system groups made by sysusers or groupadd) live there.
-fn groups() -> Vec<(String, u32)> {
-    let text = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            Some((name.to_owned(), fields.nth(1)?.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The gid of `group` from /etc/group.
-pub fn lookup_group(group: &str) -> Option<u32> {
-    groups().into_iter().find_map(|(name, gid)| (name == group).then_some(gid))
-}
-
-/// The name of group `gid` from /etc/group, or the number when it has none.
-pub fn group_name(gid: u32) -> String {
-    groups().into_iter().find_map(|(name, g)| (g == gid).then_some(name)).unwrap_or_else(|| gid.to_string())
-}
-
 /// The group and mode of the file a listener is bound to: for a socket
 /// systemd created, its `SocketGroup=` and `SocketMode=`, whatever the config
 /// says. (fstat on the descriptor would describe the socket inode, not the
@@ -265,7 +241,5 @@ mod tests {
         assert!(p.allows(1000, 1, None));
         assert!(p.allows(1234, 50, None));
         assert!(!p.allows(65534, 65534, None));
-        assert_eq!(lookup_group("root"), Some(0));
-        assert_eq!(lookup_group("no-such-group-here"), None);
     }
 }

@@ -15,9 +15,9 @@ use tokio::time::Instant;
 
 use crate::config::RegistryConfig;
 use crate::metrics::Metrics;
-use crate::registry::{normalize_host, parse_ecr_host, HostError};
-use crate::secret::Secret;
 use crate::token_source::{FetchError, FetchedToken, TokenSource};
+use ecr_credd_client::registry::{normalize_host, parse_ecr_host, HostError};
+use ecr_credd_client::secret::Secret;
 
 /// Credentials handed to a client.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use thiserror::Error;
 
 use crate::config::RegistryConfig;
-use crate::secret::Secret;
+use ecr_credd_client::secret::Secret;
 
 /// A freshly fetched registry credential.
 #[derive(Debug, Clone)]

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use ecr_credd::client;
-use ecr_credd::helper::NOT_FOUND;
-use ecr_credd::wire::{Request, RequestBody, ResponseBody};
+use ecr_credd_client::client;
+use ecr_credd_client::helper::NOT_FOUND;
+use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
 use support::*;
 
 const ALIAS: &str = "127.0.0.1:5000";
@@ -155,7 +155,7 @@ fn bad_input_gets_specific_errors_and_the_daemon_keeps_serving() {
     assert_eq!(code, 1);
     assert!(out.contains("larger than 65536 bytes"), "{out}");
     let (code, out, _) = daemon.helper("frobnicate", "");
-    assert_eq!((code, out.trim()), (1, ecr_credd::helper::USAGE));
+    assert_eq!((code, out.trim()), (1, ecr_credd_client::helper::USAGE));
     assert_eq!(
         daemon.helper("store", "{\"ServerURL\":\"x\",\"Username\":\"u\",\"Secret\":\"s\"}"),
         (0, String::new(), String::new())

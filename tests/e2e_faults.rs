@@ -148,11 +148,12 @@ fn cold_stampede_of_1000_gets_makes_one_call_each() {
         .map(|_| {
             let socket = socket.clone();
             std::thread::spawn(move || {
-                let req =
-                    ecr_credd::wire::Request::new(ecr_credd::wire::RequestBody::Get { host: ALIAS.into() });
+                let req = ecr_credd_client::wire::Request::new(ecr_credd_client::wire::RequestBody::Get {
+                    host: ALIAS.into(),
+                });
                 matches!(
-                    ecr_credd::client::request(&socket, &req).map(|r| r.body),
-                    Ok(ecr_credd::wire::ResponseBody::Credentials { .. })
+                    ecr_credd_client::client::request(&socket, &req).map(|r| r.body),
+                    Ok(ecr_credd_client::wire::ResponseBody::Credentials { .. })
                 )
             })
         })

@@ -3,15 +3,16 @@
 
 mod support;
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use support::*;
 
-const PROVIDER: &str = env!("CARGO_BIN_EXE_ecr-credd-kubelet-provider");
+static PROVIDER: LazyLock<String> = LazyLock::new(|| support::client_bin("ecr-credd-kubelet-provider"));
 const ALIAS: &str = "127.0.0.1:5000";
 
 fn provide(socket: &std::path::Path, request: &str) -> (i32, String, String) {
-    run_client(PROVIDER, &[], socket, request)
+    run_client(&PROVIDER, &[], socket, request)
 }
 
 fn request(image: &str) -> String {

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use ecr_credd::client;
-use ecr_credd::wire::{Request, RequestBody, ResponseBody};
+use ecr_credd_client::client;
+use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
 use support::*;
 
 const ALIAS: &str = "127.0.0.1:5000";
@@ -250,7 +250,7 @@ fn hostile_input_gets_specific_errors_while_others_are_served() {
     assert_eq!((code, out.as_str()), (1, "ecr-credd: invalid registry host \"a\\0b\": only letters, digits, '.', '-', ':' and brackets are allowed\n"));
 
     // 10 MB on the helper's stdin: refused after 64 KiB, without reading it all.
-    let mut child = clean_command(HELPER, tmp.path())
+    let mut child = clean_command(&*HELPER, tmp.path())
         .arg("get")
         .env("ECR_CREDD_SOCKET", &socket)
         .stdin(Stdio::piped())

@@ -184,7 +184,7 @@ fn the_socket_group_comes_from_the_activated_socket() {
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     // As systemd makes it with SocketGroup=users; the config names no group.
-    let users = ecr_credd::socket::lookup_group("users").expect("group users in /etc/group");
+    let users = ecr_credd_client::groups::lookup_group("users").expect("group users in /etc/group");
     let path = tmp.path().join("held.sock");
     let listener = UnixListener::bind(&path).unwrap();
     std::os::unix::fs::chown(&path, None, Some(users)).unwrap();
@@ -201,7 +201,11 @@ fn the_socket_group_comes_from_the_activated_socket() {
     // A group only NSS knows (LDAP, sssd: not in /etc/group, which the static
     // binary reads): under systemd the daemon takes the gid from the socket.
     let nss_only = 4242;
-    assert_eq!(ecr_credd::socket::group_name(nss_only), "4242", "gid 4242 must not be in /etc/group here");
+    assert_eq!(
+        ecr_credd_client::groups::group_name(nss_only),
+        "4242",
+        "gid 4242 must not be in /etc/group here"
+    );
     std::os::unix::fs::chown(&path, None, Some(nss_only)).unwrap();
     drop(daemon);
     let _daemon = activated(tmp.path(), &listener, &Daemon::aws_env(&moto, &imds));

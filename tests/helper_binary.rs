@@ -1,12 +1,16 @@
 //! The helper is exec'd on every pull and push: it must not carry the AWS
 //! SDK, an HTTP stack or an async runtime.
 
+mod support;
+
 use std::process::Command;
+
+use support::client_bin;
 
 #[test]
 fn helper_links_no_aws_sdk_http_stack_or_runtime() {
-    check(env!("CARGO_BIN_EXE_docker-credential-ecr-credd"), "ecr_credd::helper::run");
-    check(env!("CARGO_BIN_EXE_ecr-credd-kubelet-provider"), "ecr_credd::kubelet::run");
+    check(&client_bin("docker-credential-ecr-credd"), "ecr_credd_client::helper::run");
+    check(&client_bin("ecr-credd-kubelet-provider"), "ecr_credd_client::kubelet::run");
 }
 
 fn check(helper: &str, own: &str) {

@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use ecr_credd::config;
-use ecr_credd::helper;
-use ecr_credd::registry::{normalize_host, parse_ecr_host};
-use ecr_credd::wire::{self, Request, RequestBody};
+use ecr_credd_client::helper;
+use ecr_credd_client::registry::{normalize_host, parse_ecr_host};
+use ecr_credd_client::wire::{self, Request, RequestBody};
 use proptest::prelude::*;
 
 const SUFFIXES: &[&str] = &[

@@ -8,11 +8,23 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ecr_credd::wire::Request;
+use ecr_credd_client::wire::Request;
 
 /// The `p` quantile (0..=1) of sorted samples.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A program of the `ecr-credd-client` crate, built beside the daemon (cargo
+/// names only a package's own binaries to its benches).
+pub fn client_bin(name: &str) -> String {
+    let path = Path::new(env!("CARGO_BIN_EXE_ecr-credd")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: cargo build --profile bench --bins (make bench does)",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
 }
 
 /// One exec, from spawn to exit, with `stdin` written; panics unless it succeeds.
@@ -54,7 +66,7 @@ pub fn socket_load(socket: &Path, get: &Request, clients: usize, secs: u64) -> (
                 let mut lat = Vec::new();
                 while Instant::now() < deadline {
                     let start = Instant::now();
-                    ecr_credd::client::request(&socket, &get).expect("get");
+                    ecr_credd_client::client::request(&socket, &get).expect("get");
                     lat.push(start.elapsed());
                 }
                 lat

@@ -22,7 +22,7 @@ fn real_main() -> Result<()> {
     match Cli::parse().command {
         Command::Run { config, log_level } => {
             ecr_credd::logging::init(&log_level);
-            if let Err(e) = ecr_credd::secret::forbid_core_dumps() {
+            if let Err(e) = ecr_credd_client::secret::forbid_core_dumps() {
                 tracing::warn!(error = %e, "cannot make the process non-dumpable; a crash could dump tokens to disk: {e}");
             }
             let (path, config) = cli::load_config(config)?;

@@ -5,7 +5,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::{RawRegistry, PUBLIC_ACCOUNT, PUBLIC_REGION};
-use crate::registry::{is_account_id, is_region, parse_ecr_host};
+use ecr_credd_client::registry::{is_account_id, is_region, parse_ecr_host};
 
 /// An account and region, or the span and message of what is wrong.
 pub(super) type Located = Result<(String, String), (Option<Range<usize>>, String)>;

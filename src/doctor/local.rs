@@ -10,11 +10,11 @@ use hyper::body::Bytes;
 
 use super::classify::repository_fix;
 use super::{within, Check, Target};
-use crate::client;
 use crate::config::RegistryConfig;
 use crate::policy::Setup;
-use crate::socket::group_name;
-use crate::wire::{Request, RequestBody, ResponseBody};
+use ecr_credd_client::client;
+use ecr_credd_client::groups::group_name;
+use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
 
 /// Plain HTTP only for a loopback address (a test registry), HTTPS for
 /// everything else: the request carries the token, and a name that merely

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{lock, servable, TokenCache};
 use crate::token_source::TokenSource;
-use crate::wire::RegistryStatus;
+use ecr_credd_client::wire::RegistryStatus;
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())

@@ -12,12 +12,25 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 pub const DAEMON: &str = env!("CARGO_BIN_EXE_ecr-credd");
-pub const HELPER: &str = env!("CARGO_BIN_EXE_docker-credential-ecr-credd");
+/// The Docker credential helper, built by the client crate beside the daemon.
+pub static HELPER: LazyLock<String> = LazyLock::new(|| client_bin("docker-credential-ecr-credd"));
+
+/// A program of the `ecr-credd-client` crate. Cargo names only a package's
+/// own binaries to its tests; the workspace builds both into one directory.
+pub fn client_bin(name: &str) -> String {
+    let path = Path::new(DAEMON).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace (cargo test --workspace, as make test does)",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
 /// The account moto's token for a loopback registry is minted for.
 pub const ACCOUNT: &str = "210987654321";
 pub const PASSWORD: &str = "210987654321-auth-token";
@@ -108,7 +121,7 @@ impl Drop for Proc {
 /// A command with nothing inherited but a plain PATH and a private HOME.
 pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
     let mut cmd = Command::new(program);
-    let helper_dir = Path::new(HELPER).parent().unwrap();
+    let helper_dir = Path::new(&*HELPER).parent().unwrap();
     cmd.env_clear()
         .env(
             "PATH",
@@ -375,7 +388,7 @@ impl Daemon {
 
 /// Runs `docker-credential-ecr-credd ACTION` with `stdin`; (code, stdout, stderr).
 pub fn run_helper(socket: &Path, action: &str, stdin: &str) -> (i32, String, String) {
-    run_client(HELPER, &[action], socket, stdin)
+    run_client(&HELPER, &[action], socket, stdin)
 }
 
 /// Runs a socket client (helper, kubelet provider) with `stdin`; (code, stdout, stderr).
@@ -474,7 +487,7 @@ pub fn helper_as(dir: &Path, socket: &Path, uid: u32, gid: u32, host: &str) -> (
     use std::os::unix::fs::PermissionsExt;
     let copy = dir.join("helper-copy");
     if !copy.exists() {
-        std::fs::copy(HELPER, &copy).unwrap();
+        std::fs::copy(&*HELPER, &copy).unwrap();
         std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let mut child = Command::new("setpriv")

@@ -1,18 +1,16 @@
 //! A blocking socket client for the helper and the CLI: no async runtime, so
 //! the helper stays small and starts fast.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use thiserror::Error;
-use zeroize::Zeroizing;
-
 use crate::wire::{self, Request, Response};
+use thiserror::Error;
 
 /// Where the daemon listens unless `ECR_CREDD_SOCKET` says otherwise.
-pub const DEFAULT_SOCKET: &str = crate::config::DEFAULT_SOCKET_PATH;
+pub const DEFAULT_SOCKET: &str = "/run/ecr-credd/ecr-credd.sock";
 
 /// Longer than the daemon's own wait for an on-demand fetch.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -79,7 +77,7 @@ fn connect_error(path: &Path, source: std::io::Error) -> ClientError {
     if source.kind() == std::io::ErrorKind::PermissionDenied {
         // A systemd unit cannot be started by this user anyway; name the group.
         if let Ok(meta) = std::fs::metadata(path) {
-            let group = crate::socket::group_name(std::os::unix::fs::MetadataExt::gid(&meta));
+            let group = crate::groups::group_name(std::os::unix::fs::MetadataExt::gid(&meta));
             return ClientError::Denied { path: path.to_owned(), group };
         }
     }
@@ -94,34 +92,26 @@ pub fn request(path: &Path, req: &Request) -> Result<Response, ClientError> {
     stream.set_write_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
     // A daemon that refuses this peer answers at once and closes, perhaps
     // before our request is written: read its answer even after EPIPE.
-    if let Err(e) = stream.write_all(&wire::encode(req)) {
+    if let Err(e) = wire::write_frame(&mut stream, req) {
         if !matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) {
             return Err(io(e));
         }
     }
-    // The answer may carry a token: read without a BufReader's extra copy,
-    // into buffers that are zeroed when dropped (and sized so a token's
-    // answer never makes the line reallocate and leave a copy behind).
-    let mut line = Zeroizing::new(Vec::with_capacity(8192));
-    let mut chunk = Zeroizing::new([0u8; 4096]);
-    while !line.contains(&b'\n') && line.len() < wire::MAX_RESPONSE {
-        let n = stream.read(&mut chunk[..]).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        line.extend_from_slice(&chunk[..n]);
-    }
-    let end = line.iter().position(|&b| b == b'\n').map_or(line.len(), |i| i + 1);
-    line.truncate(end);
-    wire::decode_response(&line).map_err(|source| ClientError::Protocol { path: path.to_owned(), source })
+    let frame = match wire::read_frame(&mut stream, &mut wire::Framer::new(wire::MAX_RESPONSE)) {
+        Ok(frame) => frame,
+        Err(wire::WireError::Io(e)) => return Err(io(e)),
+        Err(source) => return Err(ClientError::Protocol { path: path.to_owned(), source }),
+    };
+    wire::decode_response(&frame).map_err(|source| ClientError::Protocol { path: path.to_owned(), source })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::{RegistryStatus, RequestBody, ResponseBody};
-    use std::io::{BufRead, BufReader};
+    use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixListener;
+    use zeroize::Zeroizing;
 
     #[test]
     fn reads_a_status_for_hundreds_of_registries() {

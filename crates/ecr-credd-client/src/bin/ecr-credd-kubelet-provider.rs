@@ -7,9 +7,9 @@ fn main() {
         return;
     }
     // It holds a token for a moment; a crash must not write it to a core file.
-    let _ = ecr_credd::secret::forbid_core_dumps();
-    let socket = ecr_credd::client::socket_path();
-    let code = ecr_credd::kubelet::run(
+    let _ = ecr_credd_client::secret::forbid_core_dumps();
+    let socket = ecr_credd_client::client::socket_path();
+    let code = ecr_credd_client::kubelet::run(
         &mut std::io::stdin().lock(),
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),
