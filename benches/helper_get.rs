@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use ecr_credd::config::{self, RegistryConfig};
 use ecr_credd::daemon::{self, Listeners};
-use ecr_credd::token_source::{FetchError, FetchedToken, TokenSource};
+use ecr_credd::tokens::{FetchError, FetchedToken, TokenSource};
 use ecr_credd_client::secret::Secret;
 use ecr_credd_client::wire::{Request, RequestBody};
 
@@ -23,7 +23,7 @@ impl TokenSource for Static {
     async fn fetch(&self, _: &RegistryConfig) -> Result<FetchedToken, FetchError> {
         Ok(FetchedToken {
             username: "AWS".into(),
-            password: Secret::from("x".repeat(1500).as_str()),
+            secret: Secret::from("x".repeat(1500).as_str()),
             expires_at: SystemTime::now() + Duration::from_secs(12 * 3600),
         })
     }

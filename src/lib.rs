@@ -41,21 +41,10 @@
 //!   modules; splitting them into their own crate is planned.
 #![forbid(unsafe_code)]
 
-pub mod cli;
+pub mod aws;
+pub mod cmd;
 pub mod config;
-pub mod credential_source;
-pub mod credentials;
 pub mod daemon;
-pub mod doctor;
-pub mod ecr;
-pub mod health;
-pub mod install;
 pub mod logging;
 pub mod metrics;
-pub mod policy;
-pub mod proxy;
-pub mod server;
-pub mod socket;
-pub mod systemd;
-pub mod token_cache;
-pub mod token_source;
+pub mod tokens;

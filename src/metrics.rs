@@ -37,6 +37,78 @@ struct BuildLabels {
     version: String,
 }
 
+/// The API an AWS (or IMDS) call went to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// IMDSv2's instance-profile credentials.
+    Imds,
+    /// A configured source other than IMDS (environment, profile, ...).
+    BaseCredentials,
+    /// `sts:GetCallerIdentity`, for the identity `/status` shows.
+    GetCallerIdentity,
+    /// `sts:AssumeRole`.
+    AssumeRole,
+    /// `ecr:GetAuthorizationToken`.
+    GetAuthorizationToken,
+    /// `ecr-public:GetAuthorizationToken`.
+    GetAuthorizationTokenPublic,
+}
+
+/// How a call to AWS ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// It answered as hoped.
+    Success,
+    /// A permission denial (HTTP 403, AccessDenied).
+    Denied,
+    /// Any other failure.
+    Error,
+}
+
+impl CallOutcome {
+    /// A failed call's outcome.
+    pub fn failed(denied: bool) -> Self {
+        if denied {
+            CallOutcome::Denied
+        } else {
+            CallOutcome::Error
+        }
+    }
+}
+
+/// How a socket request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Credentials handed out.
+    Ok,
+    /// The host list.
+    List,
+    /// The status snapshot.
+    Status,
+    /// Not a registry the daemon serves.
+    NotFound,
+    /// A registry it serves, without a token to give.
+    Unavailable,
+    /// A request it could not read.
+    BadRequest,
+    /// A peer not allowed to use the socket.
+    Forbidden,
+    /// Anything else.
+    Other,
+}
+
+/// How a token fetch ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchOutcome {
+    /// A token was stored.
+    Success,
+    /// No token; `step` names the step that failed.
+    Failed {
+        /// The failing step's metric label.
+        step: &'static str,
+    },
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Registry,
@@ -85,10 +157,12 @@ impl Metrics {
         Metrics { registry, refresh, token_expiry, requests, latency, aws_calls }
     }
 
-    /// A fetch for `registry` finished; `step` names the failing step, or is
-    /// `"none"` on success.
-    pub fn fetch(&self, registry: &str, ok: bool, step: &str) {
-        let outcome = if ok { "success" } else { "failure" };
+    /// A fetch for `registry` finished.
+    pub fn fetch(&self, registry: &str, outcome: FetchOutcome) {
+        let (outcome, step) = match outcome {
+            FetchOutcome::Success => ("success", "none"),
+            FetchOutcome::Failed { step } => ("failure", step),
+        };
         self.refresh
             .get_or_create(&RefreshLabels {
                 registry: registry.into(),
@@ -111,13 +185,36 @@ impl Metrics {
     }
 
     /// A socket request finished with `outcome` after `took`.
-    pub fn request(&self, outcome: &str, took: Duration) {
+    pub fn request(&self, outcome: RequestOutcome, took: Duration) {
+        let outcome = match outcome {
+            RequestOutcome::Ok => "ok",
+            RequestOutcome::List => "list",
+            RequestOutcome::Status => "status",
+            RequestOutcome::NotFound => "not_found",
+            RequestOutcome::Unavailable => "unavailable",
+            RequestOutcome::BadRequest => "bad_request",
+            RequestOutcome::Forbidden => "forbidden",
+            RequestOutcome::Other => "other",
+        };
         self.requests.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
         self.latency.observe(took.as_secs_f64());
     }
 
     /// An AWS (or IMDS) call finished.
-    pub fn aws_call(&self, api: &str, outcome: &str) {
+    pub fn aws_call(&self, api: Api, outcome: CallOutcome) {
+        let api = match api {
+            Api::Imds => "IMDS",
+            Api::BaseCredentials => "BaseCredentials",
+            Api::GetCallerIdentity => "GetCallerIdentity",
+            Api::AssumeRole => "AssumeRole",
+            Api::GetAuthorizationToken => "GetAuthorizationToken",
+            Api::GetAuthorizationTokenPublic => "GetAuthorizationTokenPublic",
+        };
+        let outcome = match outcome {
+            CallOutcome::Success => "success",
+            CallOutcome::Denied => "denied",
+            CallOutcome::Error => "error",
+        };
         self.aws_calls.get_or_create(&AwsLabels { api: api.into(), outcome: outcome.into() }).inc();
     }
 
@@ -137,10 +234,10 @@ mod tests {
     #[test]
     fn exposition_has_every_family() {
         let m = Metrics::new();
-        m.fetch("127.0.0.1:5000", false, "assume_role");
+        m.fetch("127.0.0.1:5000", FetchOutcome::Failed { step: "assume_role" });
         m.token_expiry("127.0.0.1:5000", 1_800_000_000);
-        m.request("ok", Duration::from_micros(40));
-        m.aws_call("AssumeRole", "denied");
+        m.request(RequestOutcome::Ok, Duration::from_micros(40));
+        m.aws_call(Api::AssumeRole, CallOutcome::Denied);
         let text = m.encode();
         for needle in [
             "ecr_credd_token_fetches_total{registry=\"127.0.0.1:5000\",outcome=\"failure\",step=\"assume_role\"} 1",

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use ecr_credd::policy::Documents;
+use ecr_credd::cmd::iam::Documents;
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_ecr-credd");
 

@@ -14,8 +14,8 @@ use ecr_credd_client::secret::Secret;
 pub struct FetchedToken {
     /// Registry username (`AWS` for ECR).
     pub username: String,
-    /// Registry password.
-    pub password: Secret,
+    /// The registry password (the Docker protocol's `Secret`).
+    pub secret: Secret,
     /// Expiry as the service stated it (wall clock).
     pub expires_at: SystemTime,
 }

@@ -14,9 +14,10 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::server::AcceptErrors;
-use crate::token_cache::TokenCache;
-use crate::token_source::TokenSource;
+use super::accept::accept_loop;
+use super::signals::until_stopped;
+use crate::tokens::TokenCache;
+use crate::tokens::TokenSource;
 use ecr_credd_client::wire::RegistryStatus;
 
 /// How long a client may take to send its request headers.
@@ -117,12 +118,6 @@ pub fn route<S: TokenSource>(cache: &TokenCache<S>, method: &Method, path: &str)
     }
 }
 
-/// Resolves once `stop` turns true (or its sender is gone).
-pub(crate) async fn until_stopped(stop: &mut watch::Receiver<bool>) {
-    // The guard wait_for returns is not Send; drop it before any await.
-    let _ = stop.wait_for(|s| *s).await.is_ok();
-}
-
 /// Serves the endpoint until `stop` turns true.
 pub async fn serve<S: TokenSource>(
     listener: TcpListener,
@@ -130,28 +125,9 @@ pub async fn serve<S: TokenSource>(
     mut stop: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut errors = AcceptErrors::default();
-    loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = until_stopped(&mut stop) => return,
-        };
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    errors.pause("health endpoint", &e).await;
-                    continue;
-                }
-            },
-            _ = until_stopped(&mut stop) => return,
-        };
+    accept_loop(&listener, "health endpoint", &limit, until_stopped(&mut stop), |stream| {
         let cache = cache.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
+        async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let response = route(&cache, req.method(), req.uri().path());
                 async move { Ok::<_, Infallible>(response) }
@@ -167,6 +143,7 @@ pub async fn serve<S: TokenSource>(
                 Err(_) => tracing::debug!("health endpoint: connection open too long; closed"),
                 Ok(Ok(())) => {}
             }
-        });
-    }
+        }
+    })
+    .await;
 }

@@ -15,7 +15,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 
-use crate::credentials::error_chain;
+use super::sdk_error::error_chain;
 
 /// The name the instance profile's provider is shown and logged under.
 pub const IMDS_NAME: &str = "instance profile (IMDS)";

@@ -29,7 +29,7 @@ impl Clock for SystemClock {
 
 /// When to refresh, retry and stop serving.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub struct RefreshPolicy {
     /// A token is served only while it has more than this left.
     pub safety_margin: Duration,
     /// Refresh after this fraction of the lifetime.
@@ -54,9 +54,9 @@ pub struct Policy {
     pub max_concurrent_fetches: usize,
 }
 
-impl Default for Policy {
+impl Default for RefreshPolicy {
     fn default() -> Self {
-        Policy {
+        RefreshPolicy {
             safety_margin: Duration::from_secs(5 * 60),
             refresh_fraction: 0.5,
             jitter: 0.1,
@@ -72,7 +72,7 @@ impl Default for Policy {
 }
 
 /// Full-jitter exponential backoff, never shorter than the base step.
-pub(super) fn backoff(policy: &Policy, failures: u32) -> Duration {
+pub(super) fn backoff(policy: &RefreshPolicy, failures: u32) -> Duration {
     let exp = policy
         .backoff_base
         .saturating_mul(1u32 << failures.saturating_sub(1).min(20))

@@ -5,7 +5,7 @@ use std::sync::PoisonError;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{lock, servable, TokenCache};
-use crate::token_source::TokenSource;
+use crate::tokens::TokenSource;
 use ecr_credd_client::wire::RegistryStatus;
 
 fn unix(t: SystemTime) -> u64 {

@@ -13,21 +13,22 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::refresh::{backoff, Clock, RefreshPolicy};
+use super::source::{FetchError, FetchedToken, TokenSource};
 use crate::config::RegistryConfig;
-use crate::metrics::Metrics;
-use crate::token_source::{FetchError, FetchedToken, TokenSource};
+use crate::metrics::{FetchOutcome, Metrics};
 use ecr_credd_client::registry::{normalize_host, parse_ecr_host, HostError};
 use ecr_credd_client::secret::Secret;
 
-/// Credentials handed to a client.
+/// RegistryCredentials handed to a client.
 #[derive(Debug, Clone)]
-pub struct Credentials {
+pub struct RegistryCredentials {
     /// Normalised registry host.
     pub host: String,
     /// Registry username.
     pub username: String,
-    /// Registry password.
-    pub password: Secret,
+    /// The registry password (the Docker protocol's `Secret`).
+    pub secret: Secret,
     /// Expiry on the wall clock, for display.
     pub expires_at: SystemTime,
 }
@@ -80,7 +81,7 @@ pub enum GetError {
 
 struct CachedToken {
     username: String,
-    password: Secret,
+    secret: Secret,
     valid_until: Instant,
     expires_at: SystemTime,
 }
@@ -109,7 +110,7 @@ struct Entry {
 struct Inner<S> {
     source: S,
     clock: Arc<dyn Clock>,
-    policy: Policy,
+    policy: RefreshPolicy,
     metrics: Arc<Metrics>,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
     configured: RwLock<Vec<String>>,
@@ -146,7 +147,7 @@ impl<S: TokenSource> TokenCache<S> {
         serve_unlisted: bool,
         source: S,
         clock: Arc<dyn Clock>,
-        policy: Policy,
+        policy: RefreshPolicy,
         metrics: Arc<Metrics>,
     ) -> Self {
         let now = clock.now();
@@ -246,8 +247,8 @@ impl<S: TokenSource> TokenCache<S> {
         summary
     }
 
-    /// Credentials for `host` (any form a client sends).
-    pub async fn get(&self, host: &str) -> Result<Credentials, GetError> {
+    /// RegistryCredentials for `host` (any form a client sends).
+    pub async fn get(&self, host: &str) -> Result<RegistryCredentials, GetError> {
         let host = normalize_host(host)?;
         let entry = self.entry(&host)?;
         let inner = &self.inner;
@@ -371,13 +372,13 @@ fn servable(
     st: &State,
     now: Instant,
     wall: SystemTime,
-    policy: &Policy,
-) -> Option<Credentials> {
+    policy: &RefreshPolicy,
+) -> Option<RegistryCredentials> {
     let t = st.token.as_ref()?;
-    t.fresh(now, wall, policy.safety_margin).then(|| Credentials {
+    t.fresh(now, wall, policy.safety_margin).then(|| RegistryCredentials {
         host: entry.registry.host.clone(),
         username: t.username.clone(),
-        password: t.password.clone(),
+        secret: t.secret.clone(),
         expires_at: t.expires_at,
     })
 }
@@ -388,8 +389,8 @@ fn latest_result(
     st: &State,
     now: Instant,
     wall: SystemTime,
-    policy: &Policy,
-) -> Result<Credentials, GetError> {
+    policy: &RefreshPolicy,
+) -> Result<RegistryCredentials, GetError> {
     if let Some(creds) = servable(entry, st, now, wall, policy) {
         return Ok(creds);
     }
@@ -400,7 +401,10 @@ fn latest_result(
 }
 
 /// One fetch for `entry`, shared by everyone who asks while it runs.
-async fn fetch<S: TokenSource>(inner: &Arc<Inner<S>>, entry: &Arc<Entry>) -> Result<Credentials, GetError> {
+async fn fetch<S: TokenSource>(
+    inner: &Arc<Inner<S>>,
+    entry: &Arc<Entry>,
+) -> Result<RegistryCredentials, GetError> {
     let generation = lock(&entry.state).generation;
     let guard = entry.fetch_lock.clone().lock_owned().await;
     {
@@ -455,7 +459,7 @@ fn record<S>(
                     left: lifetime,
                     margin: policy.safety_margin,
                 });
-                inner.metrics.fetch(&entry.registry.host, false, "token_lifetime");
+                inner.metrics.fetch(&entry.registry.host, FetchOutcome::Failed { step: "token_lifetime" });
                 tracing::warn!(
                     registry = %entry.registry.host,
                     left_secs = lifetime.as_secs(),
@@ -472,14 +476,14 @@ fn record<S>(
                 st.last_error = None;
                 st.last_refresh = Some(inner.clock.wall());
                 let expires_at = inner.clock.wall() + lifetime;
-                inner.metrics.fetch(&entry.registry.host, true, "none");
+                inner.metrics.fetch(&entry.registry.host, FetchOutcome::Success);
                 inner.metrics.token_expiry(
                     &entry.registry.host,
                     expires_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
                 );
                 st.token = Some(CachedToken {
                     username: token.username,
-                    password: token.password,
+                    secret: token.secret,
                     valid_until: now + lifetime,
                     expires_at: inner.clock.wall() + lifetime,
                 });
@@ -513,7 +517,7 @@ fn record<S>(
                 retry_in.as_secs_f64(),
                 if still_valid { "; still serving the previous token" } else { "" }
             );
-            inner.metrics.fetch(&entry.registry.host, false, err.step());
+            inner.metrics.fetch(&entry.registry.host, FetchOutcome::Failed { step: err.step() });
             st.last_error = Some(GetError::Unavailable { registry: entry.registry.label(), source: err });
         }
     }
@@ -567,10 +571,6 @@ fn spawn_refresher<S: TokenSource>(inner: &Arc<Inner<S>>, entry: Arc<Entry>) {
     }
 }
 
-mod policy;
 mod status;
-
-use policy::backoff;
-pub use policy::{Clock, Policy, SystemClock};
 #[cfg(test)]
 mod tests;

@@ -11,18 +11,17 @@ use aws_config::SdkConfig;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::Mutex;
 
+use super::sdk_error::describe_sdk_error;
+use super::sts::{self, RoleSession};
+use crate::aws::source::{first_credentials, CredentialSource};
 use crate::config::RegistryConfig;
-use crate::credential_source::{first_credentials, CredentialSource};
-use crate::metrics::Metrics;
-use crate::token_source::FetchError;
+use crate::metrics::{Api, CallOutcome, Metrics};
+use crate::tokens::FetchError;
 
 /// Credentials are renewed when they have less than this left.
 const RENEW_BEFORE: Duration = Duration::from_secs(10 * 60);
-/// AssumeRole session length: the STS default, and the cap for role chaining.
-const SESSION_SECONDS: i32 = 3600;
 /// Base credentials without an expiry (static keys) are read again this often.
 const REREAD_STATIC: Duration = Duration::from_secs(5 * 60);
 
@@ -39,13 +38,6 @@ pub(crate) fn other_providers(base: &SdkConfig) -> ProviderConfig {
         Some(client) => config.with_http_client(client),
         None => config,
     }
-}
-
-#[derive(Hash, PartialEq, Eq, Clone)]
-struct RoleKey {
-    role_arn: String,
-    external_id: Option<String>,
-    session_name: String,
 }
 
 /// `[aws]` settings that apply to every registry (a restart applies changes).
@@ -105,7 +97,7 @@ pub struct CredentialChain {
     source_used: std::sync::Mutex<Option<String>>,
     // One lock for all roles: AssumeRole is rare (hourly per role), and
     // serialising it means registries sharing a role share one call.
-    roles: Mutex<HashMap<RoleKey, Credentials>>,
+    roles: Mutex<HashMap<RoleSession, Credentials>>,
     identity: Arc<OnceLock<String>>,
     identity_asked: AtomicBool,
     metrics: Arc<Metrics>,
@@ -118,8 +110,9 @@ fn fresh(creds: &Credentials, now: SystemTime) -> bool {
 impl CredentialChain {
     /// A chain whose AWS clients are built from `base` (endpoints, timeouts, retries).
     pub fn new(base: SdkConfig, settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
-        let providers =
-            settings.credentials.providers(&crate::proxy::imds_provider_config(), &other_providers(&base));
+        let providers = settings
+            .credentials
+            .providers(&crate::aws::http::imds_provider_config(), &other_providers(&base));
         CredentialChain {
             providers,
             base,
@@ -145,7 +138,7 @@ impl CredentialChain {
         // gave the credentials: pods and tasks on other sources may not reach
         // IMDS, and AWS_REGION is theirs.
         let configured = registry.sts_region.is_some() || self.settings.sts_region.is_some();
-        let from_imds = self.source_used().as_deref() == Some(crate::credential_source::IMDS_NAME);
+        let from_imds = self.source_used().as_deref() == Some(crate::aws::source::IMDS_NAME);
         let instance = if configured { None } else { self.instance_region(from_imds).await };
         self.settings.sts_target(registry, instance.as_deref())
     }
@@ -156,7 +149,7 @@ impl CredentialChain {
         let mut known = self.instance_region.lock().await;
         if known.is_none() && ask {
             let provider = aws_config::imds::region::ImdsRegionProvider::builder()
-                .configure(&crate::proxy::imds_provider_config())
+                .configure(&crate::aws::http::imds_provider_config())
                 .build();
             *known = tokio::time::timeout(Duration::from_secs(2), provider.region())
                 .await
@@ -167,18 +160,6 @@ impl CredentialChain {
         known.clone()
     }
 
-    fn sts(&self, (region, fips): &(String, bool), creds: Credentials) -> aws_sdk_sts::Client {
-        // Always a regional endpoint (the SDK's default): China, GovCloud and
-        // ISO partitions have no global one. Endpoint names come from the
-        // SDK's resolver, FIPS and all.
-        let conf = aws_sdk_sts::config::Builder::from(&self.base)
-            .region(Region::new(region.clone()))
-            .use_fips(*fips)
-            .credentials_provider(creds)
-            .build();
-        aws_sdk_sts::Client::from_conf(conf)
-    }
-
     /// Asks for the instance identity once, for `/status`, in the background:
     /// a VPC with an ECR endpoint but no route to STS must still get tokens,
     /// so the fetch never waits for it, and a failure is not retried.
@@ -186,19 +167,19 @@ impl CredentialChain {
         if self.identity_asked.swap(true, Ordering::SeqCst) {
             return;
         }
-        let client = self.sts(target, instance.clone());
+        let client = sts::client(&self.base, target, instance.clone());
         let (identity, metrics) = (self.identity.clone(), self.metrics.clone());
         tokio::spawn(async move {
             match client.get_caller_identity().send().await {
                 Ok(out) => {
-                    metrics.aws_call("GetCallerIdentity", "success");
+                    metrics.aws_call(Api::GetCallerIdentity, CallOutcome::Success);
                     if let Some(arn) = out.arn() {
                         let _ = identity.set(arn.to_owned());
                     }
                 }
                 Err(e) => {
                     let (denied, reason) = describe_sdk_error(&e);
-                    metrics.aws_call("GetCallerIdentity", call_outcome(Err(denied)));
+                    metrics.aws_call(Api::GetCallerIdentity, CallOutcome::failed(denied));
                     tracing::debug!(%reason, "sts:GetCallerIdentity failed; /status will not show the instance identity: {reason}");
                 }
             }
@@ -226,8 +207,8 @@ impl CredentialChain {
         let (result, lacked) = first_credentials(&self.providers).await;
         let imds = self.settings.credentials == CredentialSource::Instance;
         self.metrics.aws_call(
-            if imds { "IMDS" } else { "BaseCredentials" },
-            if result.is_ok() { "success" } else { "error" },
+            if imds { Api::Imds } else { Api::BaseCredentials },
+            if result.is_ok() { CallOutcome::Success } else { CallOutcome::Error },
         );
         match result {
             Ok((name, c)) => {
@@ -262,15 +243,10 @@ impl CredentialChain {
     /// The credentials to call ECR with for `registry`: the assumed role's,
     /// or the instance's when no role is configured.
     pub async fn for_registry(&self, registry: &RegistryConfig) -> Result<Credentials, FetchError> {
-        let Some(role_arn) = &registry.role_arn else {
+        let Some(key) = RoleSession::of(registry) else {
             let instance = self.instance().await?;
             self.learn_identity(&self.sts_target(registry).await, &instance);
             return Ok(instance);
-        };
-        let key = RoleKey {
-            role_arn: role_arn.clone(),
-            external_id: registry.external_id.clone(),
-            session_name: registry.session_name.clone(),
         };
         let mut roles = self.roles.lock().await;
         if let Some(c) = roles.get(&key).filter(|c| fresh(c, SystemTime::now())) {
@@ -286,103 +262,20 @@ impl CredentialChain {
 
     async fn assume_role(
         &self,
-        key: &RoleKey,
+        role: &RoleSession,
         target: &(String, bool),
         instance: Credentials,
     ) -> Result<Credentials, FetchError> {
-        let client = self.sts(target, instance);
-        let fail = |denied: bool, reason: String| FetchError::AssumeRole {
-            role_arn: key.role_arn.clone(),
-            denied,
-            reason,
+        let result = sts::assume_role(&sts::client(&self.base, target, instance), role).await;
+        let outcome = match &result {
+            Ok(_) => CallOutcome::Success,
+            Err(f) => CallOutcome::failed(f.denied),
         };
-        let out = client
-            .assume_role()
-            .role_arn(&key.role_arn)
-            .role_session_name(&key.session_name)
-            .set_external_id(key.external_id.clone())
-            .duration_seconds(SESSION_SECONDS)
-            .send()
-            .await
-            .map_err(|e| {
-                let (denied, reason) = describe_sdk_error(&e);
-                self.metrics.aws_call("AssumeRole", call_outcome(Err(denied)));
-                fail(denied, reason)
-            })?;
-        self.metrics.aws_call("AssumeRole", "success");
-        // Never `{:?}` the output: STS does not mark the session token sensitive.
-        let c = out.credentials().ok_or_else(|| fail(false, "the response carried no credentials".into()))?;
-        let expiry = SystemTime::try_from(*c.expiration()).ok();
-        tracing::debug!(role_arn = %key.role_arn, access_key_id = c.access_key_id(), "assumed role");
-        Ok(Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_owned()),
-            expiry,
-            "sts:AssumeRole",
-        ))
-    }
-}
-
-/// An error and its causes on one line ("a: b: c"), without the Debug dump
-/// of raw responses that the SDK's own formatter appends.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
-}
-
-/// The metric label for a call's outcome (`Err(denied)` for failures).
-pub fn call_outcome(result: Result<(), bool>) -> &'static str {
-    match result {
-        Ok(()) => "success",
-        Err(true) => "denied",
-        Err(false) => "error",
-    }
-}
-
-/// Whether an SDK error is a permission denial, and a one-line reason.
-pub fn describe_sdk_error<E, R>(
-    err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
-) -> (bool, String)
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + HasStatus + 'static,
-{
-    use aws_smithy_runtime_api::client::result::SdkError;
-    match err {
-        SdkError::ServiceError(ctx) => {
-            let status = ctx.raw().status_code();
-            let code = ctx.err().code();
-            let denied = status == 403
-                || code.is_some_and(|c| c.contains("AccessDenied") || c.contains("UnauthorizedOperation"));
-            let reason = match (code, ctx.err().message()) {
-                (Some(code), Some(msg)) => format!("{code}: {msg}"),
-                (Some(code), None) => format!("{code} (HTTP {status})"),
-                _ => format!("HTTP {status} from AWS"),
-            };
-            (denied, reason)
-        }
-        SdkError::TimeoutError(_) => (false, "timed out waiting for AWS".into()),
-        other => (false, error_chain(other)),
-    }
-}
-
-/// The HTTP status of a raw response, abstracted so [`describe_sdk_error`] is generic.
-pub trait HasStatus {
-    /// The status code.
-    fn status_code(&self) -> u16;
-}
-
-impl HasStatus for aws_smithy_runtime_api::http::Response {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
+        self.metrics.aws_call(Api::AssumeRole, outcome);
+        result.map_err(|f| FetchError::AssumeRole {
+            role_arn: role.role_arn.clone(),
+            denied: f.denied,
+            reason: f.reason,
+        })
     }
 }

@@ -13,11 +13,12 @@ use zeroize::Zeroizing;
 use aws_credential_types::Credentials;
 use aws_smithy_types::DateTime;
 
+use super::chain::{AwsSettings, CredentialChain};
+use super::http::{http_client, Proxy, ProxyError};
+use super::sdk_error::describe_sdk_error;
 use crate::config::{RegistryConfig, PUBLIC_REGION};
-use crate::credentials::{call_outcome, describe_sdk_error, AwsSettings, CredentialChain};
-use crate::metrics::Metrics;
-use crate::proxy::{http_client, Proxy, ProxyError};
-use crate::token_source::{FetchError, FetchedToken, TokenSource};
+use crate::metrics::{Api, CallOutcome, Metrics};
+use crate::tokens::{FetchError, FetchedToken, TokenSource};
 use ecr_credd_client::secret::Secret;
 
 /// Fetches ECR tokens from AWS.
@@ -64,17 +65,17 @@ impl AwsTokenSource {
     async fn get_token(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
         let creds = self.chain.for_registry(registry).await?;
         let (call, result) = if registry.public {
-            ("GetAuthorizationTokenPublic", public_token(&self.base, creds).await)
+            (Api::GetAuthorizationTokenPublic, public_token(&self.base, creds).await)
         } else {
-            ("GetAuthorizationToken", private_token(&self.base, registry, creds, self.use_fips).await)
+            (Api::GetAuthorizationToken, private_token(&self.base, registry, creds, self.use_fips).await)
         };
-        let label = match &result {
+        let outcome = match &result {
             Err(FetchError::GetAuthorizationToken { denied, .. })
-            | Err(FetchError::GetPublicAuthorizationToken { denied, .. }) => call_outcome(Err(*denied)),
+            | Err(FetchError::GetPublicAuthorizationToken { denied, .. }) => CallOutcome::failed(*denied),
             // A token ECR sent but we cannot use still was a successful call.
-            _ => "success",
+            _ => CallOutcome::Success,
         };
-        self.metrics.aws_call(call, label);
+        self.metrics.aws_call(call, outcome);
         result
     }
 }
@@ -192,8 +193,8 @@ fn fetched_token(token: Option<&str>, expires_at: Option<&DateTime>) -> Result<F
     let token = token.ok_or_else(|| bad("no authorizationToken"))?;
     let expires_at =
         expires_at.and_then(|t| SystemTime::try_from(*t).ok()).ok_or_else(|| bad("no usable expiresAt"))?;
-    let (username, password) = decode_token(token)?;
-    Ok(FetchedToken { username, password, expires_at })
+    let (username, secret) = decode_token(token)?;
+    Ok(FetchedToken { username, secret, expires_at })
 }
 
 /// Splits ECR's base64 `user:password` token.

@@ -9,9 +9,10 @@ use http_body_util::Empty;
 use hyper::body::Bytes;
 
 use super::classify::repository_fix;
-use super::{within, Check, Target};
+use super::report::within;
+use super::{Check, Target};
+use crate::cmd::iam::Setup;
 use crate::config::RegistryConfig;
-use crate::policy::Setup;
 use ecr_credd_client::client;
 use ecr_credd_client::groups::group_name;
 use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
@@ -37,7 +38,7 @@ pub async fn registry_reachable(
     r: &RegistryConfig,
     repo: Option<&str>,
     user: &str,
-    password: &str,
+    secret: &str,
     setup: &Setup,
 ) -> Check {
     let host = Some(r.host.as_str());
@@ -62,7 +63,7 @@ pub async fn registry_reachable(
     };
     let client =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
     let request = hyper::Request::builder()
         .method(method.clone())
         .uri(&url)

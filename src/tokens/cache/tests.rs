@@ -1,6 +1,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
 use super::*;
+use crate::tokens::SystemClock;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -66,7 +67,7 @@ impl TokenSource for FakeSource {
         }
         Ok(FetchedToken {
             username: "AWS".into(),
-            password: Secret::new(format!("pw-{n}")),
+            secret: Secret::new(format!("pw-{n}")),
             expires_at: self.clock.true_wall() + 12 * HOUR,
         })
     }
@@ -102,7 +103,8 @@ fn harness(delay: Duration) -> Harness {
     let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing: failing.clone(), delay };
     let registry = registry(HOST);
-    let cache = TokenCache::new(&[registry], true, source, clock.clone(), Policy::default(), Arc::default());
+    let cache =
+        TokenCache::new(&[registry], true, source, clock.clone(), RefreshPolicy::default(), Arc::default());
     Harness { cache, clock, calls, failing }
 }
 
@@ -113,8 +115,8 @@ impl Harness {
     fn fail(&self, on: bool) {
         self.failing.store(on, Ordering::SeqCst);
     }
-    async fn password(&self) -> Result<String, GetError> {
-        self.cache.get(HOST).await.map(|c| c.password.expose().to_owned())
+    async fn secret(&self) -> Result<String, GetError> {
+        self.cache.get(HOST).await.map(|c| c.secret.expose().to_owned())
     }
 }
 
@@ -131,20 +133,20 @@ async fn fetches_at_start_and_refreshes_before_expiry() {
     h.cache.start();
     settle().await;
     assert_eq!(h.calls(), 1, "start-up fetch");
-    assert_eq!(h.password().await.unwrap(), "pw-1");
+    assert_eq!(h.secret().await.unwrap(), "pw-1");
 
     // Refresh is due at 6 h +-10 %: nothing before 5.4 h, done by 6.6 h.
     tokio::time::sleep(Duration::from_secs(5 * 3600 + 1400)).await;
     assert_eq!(h.calls(), 1);
     tokio::time::sleep(Duration::from_secs(3 * 3600 / 2)).await;
     assert_eq!(h.calls(), 2, "background refresh");
-    assert_eq!(h.password().await.unwrap(), "pw-2");
+    assert_eq!(h.secret().await.unwrap(), "pw-2");
     assert_eq!(h.calls(), 2, "get served from cache");
 
     // Over a day the token is refreshed about every 6 h and never lapses.
     for _ in 0..(24 * 6) {
         tokio::time::sleep(Duration::from_secs(600)).await;
-        assert!(h.password().await.is_ok());
+        assert!(h.secret().await.is_ok());
     }
     let calls = h.calls();
     assert!((5..=7).contains(&calls), "{calls} fetches in 30 h");
@@ -155,25 +157,25 @@ async fn failed_refresh_keeps_serving_the_valid_token_then_stops() {
     let h = harness(Duration::ZERO);
     h.cache.start();
     settle().await;
-    assert_eq!(h.password().await.unwrap(), "pw-1");
+    assert_eq!(h.secret().await.unwrap(), "pw-1");
     h.fail(true);
 
     // Past the refresh point, refreshes fail but the token is still valid.
     tokio::time::sleep(Duration::from_secs(8 * 3600)).await;
     assert!(h.calls() > 1, "refresh was attempted");
-    assert_eq!(h.password().await.unwrap(), "pw-1");
+    assert_eq!(h.secret().await.unwrap(), "pw-1");
 
     // Up to the safety margin it is served; from there on, never.
-    let margin = Policy::default().safety_margin;
+    let margin = RefreshPolicy::default().safety_margin;
     tokio::time::sleep(4 * HOUR - margin - Duration::from_secs(10)).await;
-    assert_eq!(h.password().await.unwrap(), "pw-1");
+    assert_eq!(h.secret().await.unwrap(), "pw-1");
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let err = h.password().await.unwrap_err();
+    let err = h.secret().await.unwrap_err();
     let text = err.to_string();
     assert!(text.contains("sts:AssumeRole on arn:aws:iam::210987654321:role/ecr-pull denied"), "{text}");
     assert!(text.contains("127.0.0.1:5000"), "{text}");
     tokio::time::sleep(2 * HOUR).await;
-    assert!(h.password().await.is_err(), "an expired token is never served");
+    assert!(h.secret().await.is_err(), "an expired token is never served");
 
     // Backoff caps attempts: 6 h of failures at up to 5 min apart.
     let calls = h.calls();
@@ -182,7 +184,7 @@ async fn failed_refresh_keeps_serving_the_valid_token_then_stops() {
     // Once AWS recovers, the next attempt succeeds without a restart.
     h.fail(false);
     tokio::time::sleep(Duration::from_secs(301)).await;
-    assert!(h.password().await.unwrap().starts_with("pw-"));
+    assert!(h.secret().await.unwrap().starts_with("pw-"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -192,7 +194,7 @@ async fn concurrent_cold_gets_share_one_fetch() {
     let mut tasks = Vec::new();
     for _ in 0..500 {
         let h = h.clone();
-        tasks.push(tokio::spawn(async move { h.password().await }));
+        tasks.push(tokio::spawn(async move { h.secret().await }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), "pw-1");
@@ -207,24 +209,24 @@ async fn concurrent_cold_gets_share_one_failure_and_back_off() {
     let mut tasks = Vec::new();
     for _ in 0..200 {
         let h = h.clone();
-        tasks.push(tokio::spawn(async move { h.password().await }));
+        tasks.push(tokio::spawn(async move { h.secret().await }));
     }
     for t in tasks {
         assert!(matches!(t.await.unwrap(), Err(GetError::Unavailable { .. })));
     }
     assert_eq!(h.calls(), 1);
     // Inside the backoff window gets answer from the last error, no new call.
-    assert!(h.password().await.is_err());
+    assert!(h.secret().await.is_err());
     assert_eq!(h.calls(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn slow_fetch_times_out_but_completes_for_the_next_caller() {
     let h = harness(Duration::from_secs(30));
-    let err = h.password().await.unwrap_err();
+    let err = h.secret().await.unwrap_err();
     assert!(matches!(err, GetError::Timeout { .. }), "{err}");
     tokio::time::sleep(Duration::from_secs(30)).await;
-    assert_eq!(h.password().await.unwrap(), "pw-1");
+    assert_eq!(h.secret().await.unwrap(), "pw-1");
     assert_eq!(h.calls(), 1);
 }
 
@@ -234,7 +236,7 @@ async fn wall_clock_ahead_is_not_a_refresh_loop() {
     h.clock.skew_secs.store(13 * 3600, Ordering::SeqCst);
     h.cache.start();
     settle().await;
-    let err = h.password().await.unwrap_err();
+    let err = h.secret().await.unwrap_err();
     assert!(matches!(err, GetError::TooShort { .. }), "{err}");
     tokio::time::sleep(Duration::from_secs(600)).await;
     let calls = h.calls();
@@ -248,10 +250,10 @@ async fn wall_clock_behind_cannot_stretch_a_token() {
     h.cache.start();
     settle().await;
     h.fail(true);
-    assert_eq!(h.password().await.unwrap(), "pw-1");
+    assert_eq!(h.secret().await.unwrap(), "pw-1");
     // The local clock believes 17 h remain; the token really dies at 12 h.
     tokio::time::sleep(12 * HOUR).await;
-    assert!(h.password().await.is_err());
+    assert!(h.secret().await.is_err());
 }
 
 #[tokio::test(start_paused = true)]
@@ -259,11 +261,11 @@ async fn after_hibernation_an_expired_token_is_never_served() {
     let h = harness(Duration::ZERO);
     h.cache.start();
     settle().await;
-    assert_eq!(h.password().await.unwrap(), "pw-1");
+    assert_eq!(h.secret().await.unwrap(), "pw-1");
     // 13 h suspended: by the monotonic clock pw-1 is minutes old, by the
     // wall clock (and AWS) it expired an hour ago.
     h.clock.suspended_secs.store(13 * 3600, Ordering::SeqCst);
-    assert_eq!(h.password().await.unwrap(), "pw-2", "the expired token was served");
+    assert_eq!(h.secret().await.unwrap(), "pw-2", "the expired token was served");
     assert_eq!(h.calls(), 2, "the get fetched a fresh token");
     let status = h.cache.status();
     assert!(status.iter().all(|s| s.ready));
@@ -292,7 +294,7 @@ async fn reload_keeps_unchanged_tokens_and_drops_removed_ones() {
     assert_eq!(r, Reconfigured { kept: 1, added: 1, removed: 0 });
     settle().await;
     assert_eq!(h.calls(), 2, "only the new registry is fetched");
-    assert_eq!(h.password().await.unwrap(), "pw-1", "the unchanged registry kept its token");
+    assert_eq!(h.secret().await.unwrap(), "pw-1", "the unchanged registry kept its token");
     assert_eq!(h.cache.hosts(), vec![HOST.to_owned(), "b.example:5000".to_owned()]);
     assert!(h.cache.refreshers_alive());
 
@@ -354,7 +356,7 @@ impl TokenSource for SlowSource {
         self.0.now.fetch_sub(1, Ordering::SeqCst);
         Ok(FetchedToken {
             username: "AWS".into(),
-            password: Secret::new("pw".into()),
+            secret: Secret::new("pw".into()),
             expires_at: SystemTime::now() + 12 * HOUR,
         })
     }
@@ -364,7 +366,7 @@ impl TokenSource for SlowSource {
 async fn many_registries_start_without_a_burst() {
     let gauge = Arc::new(Gauge { now: AtomicU32::new(0), max: AtomicU32::new(0) });
     let registries: Vec<_> = (0..40).map(|i| registry(&format!("registry-{i}.internal"))).collect();
-    let policy = Policy::default();
+    let policy = RefreshPolicy::default();
     let limit = policy.max_concurrent_fetches as u32;
     let cache = TokenCache::new(
         &registries,
@@ -394,8 +396,14 @@ async fn default_and_empty_ports_are_the_configured_entry() {
     let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing, delay: Duration::ZERO };
     let ecr = registry(&unlisted("210987654321"));
-    let cache =
-        TokenCache::new(std::slice::from_ref(&ecr), true, source, clock, Policy::default(), Arc::default());
+    let cache = TokenCache::new(
+        std::slice::from_ref(&ecr),
+        true,
+        source,
+        clock,
+        RefreshPolicy::default(),
+        Arc::default(),
+    );
     cache.start();
     settle().await;
     for form in
@@ -414,14 +422,14 @@ async fn made_up_unlisted_hosts_neither_fill_the_table_nor_retry_forever() {
     let calls = Arc::new(AtomicU32::new(0));
     let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing, delay: Duration::ZERO };
-    let policy = Policy { max_unlisted: 8, ..Policy::default() };
+    let policy = RefreshPolicy { max_unlisted: 8, ..RefreshPolicy::default() };
     let cache = TokenCache::new(&[], true, source, clock, policy, Arc::default());
     for i in 0..8 {
         assert!(cache.get(&unlisted(&format!("99000000000{i}"))).await.is_err());
     }
     // The table is full of hosts that never got a token: a real one still gets in.
     let real = cache.get(&unlisted("111122223333")).await.unwrap();
-    assert_eq!(real.password.expose(), "pw-9");
+    assert_eq!(real.secret.expose(), "pw-9");
     // The made-up ones are not retried in the background.
     let before = calls.load(Ordering::SeqCst);
     cache.get(&unlisted("990000000099")).await.unwrap_err();

@@ -1,6 +1,13 @@
 //! The daemon's top level: listeners from the config (or from systemd), and
 //! [`run`], which tests drive exactly as `ecr-credd run` does.
 
+mod accept;
+pub mod health;
+pub mod server;
+pub mod signals;
+pub mod socket;
+pub mod systemd;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
@@ -13,10 +20,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::socket::{self, PeerPolicy, SocketError};
-use crate::token_cache::{Policy, SystemClock, TokenCache};
-use crate::token_source::TokenSource;
-use crate::{health, server, systemd};
+use crate::tokens::TokenSource;
+use crate::tokens::{RefreshPolicy, SystemClock, TokenCache};
+use socket::{PeerPolicy, SocketError};
 
 /// Why the daemon could not start.
 #[derive(Debug, Error)]
@@ -173,7 +179,7 @@ pub async fn run<S: TokenSource>(
         config.serve_unlisted_ecr,
         source,
         Arc::new(SystemClock),
-        Policy { safety_margin: config.safety_margin, ..Policy::default() },
+        RefreshPolicy { safety_margin: config.safety_margin, ..RefreshPolicy::default() },
         metrics,
     ));
     cache.start();
@@ -189,7 +195,7 @@ pub async fn run<S: TokenSource>(
             loop {
                 let next = tokio::select! {
                     c = reloads.recv() => match c { Some(c) => c, None => return },
-                    _ = health::until_stopped(&mut stop) => return,
+                    _ = signals::until_stopped(&mut stop) => return,
                 };
                 systemd::reloading();
                 apply_reload(&cache, &current, &next);
@@ -254,7 +260,7 @@ async fn watchdog<S: TokenSource>(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = health::until_stopped(&mut stop) => return,
+            _ = signals::until_stopped(&mut stop) => return,
         }
         if cache.refreshers_alive() {
             systemd::watchdog();

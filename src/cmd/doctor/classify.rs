@@ -1,7 +1,7 @@
 //! What a failed step means for the setup, and the fix, with the exact
 //! policy documents to compare against.
 
-use crate::policy::{PolicyDocument, Setup, PULL_ACTIONS, PUSH_ACTIONS};
+use crate::cmd::iam::{PolicyDocument, Setup, PULL_ACTIONS, PUSH_ACTIONS};
 
 /// Why AssumeRole failed, as far as the error tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ pub fn repository_fix(setup: &Setup) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Access, BaseSource};
+    use crate::cmd::iam::{Access, BaseSource};
 
     fn setup() -> Setup {
         Setup {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 
-use crate::credential_source::CredentialSource;
+use crate::aws::source::CredentialSource;
 use ecr_credd_client::registry::{is_public_host, normalize_host, parse_ecr_host};
 use validate::{
     check_proxy, check_region, check_role_arn, is_session_name, private_location, public_location,

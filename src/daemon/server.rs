@@ -11,9 +11,11 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
-use crate::socket::PeerPolicy;
-use crate::token_cache::{GetError, TokenCache};
-use crate::token_source::TokenSource;
+use super::accept::accept_loop;
+use super::socket::PeerPolicy;
+use crate::metrics::RequestOutcome;
+use crate::tokens::TokenSource;
+use crate::tokens::{GetError, TokenCache};
 use ecr_credd_client::wire::{self, ErrorKind, Framer, Next, RequestBody, Response, ResponseBody};
 
 /// Most connections served at once; more wait in the listen backlog. Well
@@ -25,34 +27,6 @@ pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long in-flight requests get to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Failed accepts (EMFILE and friends): a pause instead of a spin, and a
-/// warning at most every 10 s that counts what it held back, so a flood
-/// cannot also flood the journal.
-#[derive(Default)]
-pub(crate) struct AcceptErrors {
-    last: Option<Instant>,
-    held_back: u64,
-}
-
-impl AcceptErrors {
-    pub(crate) async fn pause(&mut self, listener: &str, e: &std::io::Error) {
-        let now = Instant::now();
-        if self.last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
-            tracing::warn!(
-                error = %e,
-                held_back = self.held_back,
-                "{listener}: accept failed: {e} ({} more since the last warning)",
-                self.held_back
-            );
-            self.last = Some(now);
-            self.held_back = 0;
-        } else {
-            self.held_back += 1;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Serves `listener` until `shutdown` resolves, then drains in-flight connections.
 pub async fn serve<S: TokenSource>(
     listener: UnixListener,
@@ -61,32 +35,11 @@ pub async fn serve<S: TokenSource>(
     shutdown: impl Future<Output = ()>,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut errors = AcceptErrors::default();
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = &mut shutdown => break,
-        };
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    errors.pause("socket", &e).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
+    accept_loop(&listener, "socket", &limit, shutdown, |stream| {
         let (cache, peers) = (cache.clone(), peers.clone());
-        tokio::spawn(async move {
-            handle(stream, &cache, &peers).await;
-            drop(permit);
-        });
-    }
+        async move { handle(stream, &cache, &peers).await }
+    })
+    .await;
     tracing::info!("socket closed; draining in-flight requests");
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, limit.acquire_many(MAX_CONNECTIONS as u32)).await;
     if drained.is_err() {
@@ -104,7 +57,7 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
     };
     let (mut read, mut write) = stream.into_split();
     if !peers.allows(cred.uid(), cred.gid(), cred.pid()) {
-        cache.metrics().request("forbidden", Duration::ZERO);
+        cache.metrics().request(RequestOutcome::Forbidden, Duration::ZERO);
         tracing::warn!(
             uid = cred.uid(),
             gid = cred.gid(),
@@ -135,7 +88,7 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
         }
         let written = write.write_all(&wire::encode(&response)).await;
         let took = started.elapsed();
-        cache.metrics().request(metric_label(&response), took);
+        cache.metrics().request(request_outcome(&response), took);
         tracing::trace!(micros = took.as_micros() as u64, "request served");
         if written.is_err() || last {
             return;
@@ -161,7 +114,7 @@ async fn next_request<S: TokenSource>(
             Next::Frame(frame) => return Ok((frame, false)),
             Next::TooLarge => {
                 tracing::warn!(uid = cred.uid(), pid = cred.pid(), "oversized request; closing");
-                cache.metrics().request("bad_request", Duration::ZERO);
+                cache.metrics().request(RequestOutcome::BadRequest, Duration::ZERO);
                 let msg = format!("request larger than {} bytes", wire::MAX_FRAME);
                 return Err(Some(Response::error(ErrorKind::BadRequest, msg)));
             }
@@ -189,17 +142,17 @@ async fn next_request<S: TokenSource>(
     }
 }
 
-/// The metric label for a response.
-fn metric_label(response: &Response) -> &'static str {
+/// How a response counts in the metrics.
+fn request_outcome(response: &Response) -> RequestOutcome {
     match &response.body {
-        ResponseBody::Credentials { .. } => "ok",
-        ResponseBody::Hosts { .. } => "list",
-        ResponseBody::Status { .. } => "status",
-        ResponseBody::Error { kind: ErrorKind::NotFound, .. } => "not_found",
-        ResponseBody::Error { kind: ErrorKind::Unavailable, .. } => "unavailable",
-        ResponseBody::Error { kind: ErrorKind::BadRequest, .. } => "bad_request",
-        ResponseBody::Error { kind: ErrorKind::Forbidden, .. } => "forbidden",
-        ResponseBody::Error { kind: ErrorKind::Other, .. } | ResponseBody::Unknown => "other",
+        ResponseBody::Credentials { .. } => RequestOutcome::Ok,
+        ResponseBody::Hosts { .. } => RequestOutcome::List,
+        ResponseBody::Status { .. } => RequestOutcome::Status,
+        ResponseBody::Error { kind: ErrorKind::NotFound, .. } => RequestOutcome::NotFound,
+        ResponseBody::Error { kind: ErrorKind::Unavailable, .. } => RequestOutcome::Unavailable,
+        ResponseBody::Error { kind: ErrorKind::BadRequest, .. } => RequestOutcome::BadRequest,
+        ResponseBody::Error { kind: ErrorKind::Forbidden, .. } => RequestOutcome::Forbidden,
+        ResponseBody::Error { kind: ErrorKind::Other, .. } | ResponseBody::Unknown => RequestOutcome::Other,
     }
 }
 
@@ -226,7 +179,7 @@ async fn respond<S: TokenSource>(cache: &TokenCache<S>, frame: &[u8]) -> Respons
             Ok(c) => Response::new(ResponseBody::Credentials {
                 host: c.host,
                 username: c.username,
-                secret: c.password,
+                secret: c.secret,
                 expires_at: c.expires_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             }),
             Err(e @ GetError::NotFound { .. }) => Response::error(ErrorKind::NotFound, e.to_string()),

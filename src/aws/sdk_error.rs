@@ -1,0 +1,58 @@
+//! What an SDK error means for a person: denied or not, and one line of
+//! reason without the raw response dump.
+
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// An error and its causes on one line ("a: b: c"), without the Debug dump
+/// of raw responses that the SDK's own formatter appends.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+/// Whether an SDK error is a permission denial, and a one-line reason.
+pub fn describe_sdk_error<E, R>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> (bool, String)
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HasStatus + 'static,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match err {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status_code();
+            let code = ctx.err().code();
+            let denied = status == 403
+                || code.is_some_and(|c| c.contains("AccessDenied") || c.contains("UnauthorizedOperation"));
+            let reason = match (code, ctx.err().message()) {
+                (Some(code), Some(msg)) => format!("{code}: {msg}"),
+                (Some(code), None) => format!("{code} (HTTP {status})"),
+                _ => format!("HTTP {status} from AWS"),
+            };
+            (denied, reason)
+        }
+        SdkError::TimeoutError(_) => (false, "timed out waiting for AWS".into()),
+        other => (false, error_chain(other)),
+    }
+}
+
+/// The HTTP status of a raw response, abstracted so [`describe_sdk_error`] is generic.
+pub trait HasStatus {
+    /// The status code.
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}

@@ -1,0 +1,12 @@
+//! Tokens: one per registry, kept in memory by the [`TokenCache`], fetched
+//! through a [`TokenSource`] (AWS in the daemon, fakes in tests) and
+//! refreshed on the schedule a [`RefreshPolicy`] sets, on an injected
+//! [`Clock`].
+
+mod cache;
+mod refresh;
+mod source;
+
+pub use cache::{GetError, RegistryCredentials, TokenCache};
+pub use refresh::{Clock, RefreshPolicy, SystemClock};
+pub use source::{FetchError, FetchedToken, TokenSource};
