@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,9 +11,9 @@ use thiserror::Error;
 use toml::Spanned;
 
 use crate::aws::source::CredentialSource;
-use ecr_credd_client::registry::{is_public_host, normalize_host, parse_ecr_host};
+use ecr_credd_client::registry::{normalize_host, parse_ecr_host};
 use validate::{
-    check_proxy, check_region, check_role_arn, is_session_name, private_location, public_location,
+    check_proxy, check_region, check_role, is_public, private_location, public_location, Invalid,
 };
 
 /// Where the config lives unless `--config` or `ECR_CREDD_CONFIG` says otherwise.
@@ -240,117 +239,30 @@ pub fn check_permissions(path: &Path) -> Result<(), ConfigError> {
 
 /// Validates config text; `path` is used only in error messages.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let invalid = |span: Option<Range<usize>>, message: String| {
-        let (line, column) = line_col(text, span.map_or(0, |s| s.start));
-        ConfigError::Invalid { path: path.to_owned(), line, column, message }
+    let located = |e: Invalid| {
+        let (line, column) = line_col(text, e.span.map_or(0, |s| s.start));
+        ConfigError::Invalid { path: path.to_owned(), line, column, message: e.message }
     };
-    let raw: RawConfig =
-        toml::from_str(text).map_err(|e| invalid(e.span(), e.message().trim().to_owned()))?;
+    let raw: RawConfig = toml::from_str(text)
+        .map_err(|e| located(Invalid { span: e.span(), message: e.message().trim().to_owned() }))?;
+    resolve(raw).map_err(located)
+}
 
+/// The checked config from what the file says.
+fn resolve(raw: RawConfig) -> Result<Config, Invalid> {
     let mut seen = HashSet::new();
     let mut registries = Vec::with_capacity(raw.registries.len());
     for (i, r) in raw.registries.into_iter().enumerate() {
-        let key = |k: &str| format!("registry[{i}].{k}");
-        let host = normalize_host(r.host.get_ref())
-            .map_err(|e| invalid(Some(r.host.span()), format!("{}: {e}", key("host"))))?;
-        if !seen.insert(host.clone()) {
-            return Err(invalid(Some(r.host.span()), format!("{}: {host:?} is listed twice", key("host"))));
-        }
-        let public = match &r.public {
-            Some(p) if !*p.get_ref() && is_public_host(&host) => {
-                return Err(invalid(
-                    Some(p.span()),
-                    format!("{}: {host:?} is ECR Public; remove public = false", key("public")),
-                ))
-            }
-            Some(p) => *p.get_ref(),
-            None => is_public_host(&host),
-        };
-        let (account, region) = if public {
-            public_location(&r, &host, &key).map_err(|(span, msg)| invalid(span, msg))?
-        } else {
-            private_location(&r, &host, &key).map_err(|(span, msg)| invalid(span, msg))?
-        };
-        if let Some(arn) = &r.role_arn {
-            if let Err(why) = check_role_arn(arn.get_ref()) {
-                return Err(invalid(Some(arn.span()), format!("{}: {why}", key("role_arn"))));
+        // Before the other keys, as a reader would: a second entry is wrong
+        // whatever else it says.
+        if let Ok(host) = normalize_host(r.host.get_ref()) {
+            if !seen.insert(host.clone()) {
+                return Err(Invalid::at(&r.host, format!("registry[{i}].host: {host:?} is listed twice")));
             }
         }
-        let session_name = match &r.session_name {
-            Some(name) => {
-                if !is_session_name(name.get_ref()) {
-                    return Err(invalid(
-                        Some(name.span()),
-                        format!(
-                            "{}: {:?} must be 2-64 characters of letters, digits and +=,.@_-",
-                            key("session_name"),
-                            name.get_ref()
-                        ),
-                    ));
-                }
-                name.get_ref().clone()
-            }
-            None => DEFAULT_SESSION_NAME.to_owned(),
-        };
-        if let Some(ext) = &r.external_id {
-            let n = ext.get_ref().len();
-            if !(2..=1224).contains(&n) {
-                return Err(invalid(
-                    Some(ext.span()),
-                    format!("{}: must be 2-1224 characters", key("external_id")),
-                ));
-            }
-            if r.role_arn.is_none() {
-                return Err(invalid(
-                    Some(ext.span()),
-                    format!("{}: only makes sense with role_arn", key("external_id")),
-                ));
-            }
-        }
-        let sts_region =
-            check_region(r.sts_region, &key("sts_region")).map_err(|(span, msg)| invalid(Some(span), msg))?;
-        let ecr = if public { None } else { parse_ecr_host(&host) };
-        registries.push(RegistryConfig {
-            fips: ecr.as_ref().is_some_and(|e| e.fips),
-            dual_stack: ecr.as_ref().is_some_and(|e| e.dual_stack()),
-            sts_region,
-            host,
-            account,
-            region,
-            role_arn: r.role_arn.map(Spanned::into_inner),
-            external_id: r.external_id.map(Spanned::into_inner),
-            session_name,
-            public,
-        });
+        registries.push(parse_registry(i, r)?);
     }
-
-    if let Some(group) = &raw.server.group {
-        let g = group.get_ref();
-        if g.is_empty() || g.contains([':', '\n', '/']) {
-            return Err(invalid(Some(group.span()), format!("server.group: {g:?} is not a group name")));
-        }
-    }
-    if let Some(addr) = &raw.health.listen {
-        if !addr.get_ref().ip().is_loopback() {
-            return Err(invalid(
-                Some(addr.span()),
-                format!(
-                    "health.listen: {} is not a loopback address; the endpoint is for local monitoring agents",
-                    addr.get_ref()
-                ),
-            ));
-        }
-    }
-    let safety_margin = match &raw.tokens.safety_margin {
-        None => DEFAULT_SAFETY_MARGIN,
-        Some(m) if (10..=3600).contains(m.get_ref()) => Duration::from_secs(*m.get_ref()),
-        Some(m) => {
-            return Err(invalid(
-                Some(m.span()),
-                format!("tokens.safety_margin: {} is outside 10..=3600 seconds", m.get_ref()),
-            ))
-        }
-    };
+    check_server_and_health(&raw.server, &raw.health)?;
     let socket_group_explicit = raw.server.group.is_some();
     Ok(Config {
         socket: raw.server.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH)),
@@ -361,21 +273,75 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         allowed_uids: raw.server.allowed_uids,
         allowed_gids: raw.server.allowed_gids,
         health_listen: raw.health.listen.map(Spanned::into_inner),
-        safety_margin,
+        safety_margin: safety_margin(raw.tokens.safety_margin)?,
         serve_unlisted_ecr: raw.serve_unlisted_ecr.unwrap_or(true),
         registries,
-        https_proxy: check_proxy(raw.aws.https_proxy).map_err(|(span, msg)| invalid(Some(span), msg))?,
+        https_proxy: check_proxy(raw.aws.https_proxy)?,
         no_proxy: raw.aws.no_proxy,
         use_fips: raw.aws.use_fips.unwrap_or(false),
         credentials: match raw.aws.credentials {
             None => CredentialSource::Instance,
             Some(c) => CredentialSource::parse(c.get_ref())
                 .and_then(|source| source.precheck(&|k| std::env::var(k).ok()).map(|()| source))
-                .map_err(|why| invalid(Some(c.span()), format!("aws.credentials: {why}")))?,
+                .map_err(|why| Invalid::at(&c, format!("aws.credentials: {why}")))?,
         },
-        sts_region: check_region(raw.aws.sts_region, "aws.sts_region")
-            .map_err(|(span, msg)| invalid(Some(span), msg))?,
+        sts_region: check_region(raw.aws.sts_region, "aws.sts_region")?,
     })
+}
+
+/// One `[[registry]]` table, the `i`th, checked and resolved.
+fn parse_registry(i: usize, r: RawRegistry) -> Result<RegistryConfig, Invalid> {
+    let key = |k: &str| format!("registry[{i}].{k}");
+    let host = normalize_host(r.host.get_ref())
+        .map_err(|e| Invalid::at(&r.host, format!("{}: {e}", key("host"))))?;
+    let public = is_public(&r, &host, &key)?;
+    let (account, region) =
+        if public { public_location(&r, &host, &key)? } else { private_location(&r, &host, &key)? };
+    let session_name = check_role(&r, &key)?;
+    let sts_region = check_region(r.sts_region, &key("sts_region"))?;
+    let ecr = if public { None } else { parse_ecr_host(&host) };
+    Ok(RegistryConfig {
+        fips: ecr.as_ref().is_some_and(|e| e.fips),
+        dual_stack: ecr.as_ref().is_some_and(|e| e.dual_stack()),
+        sts_region,
+        host,
+        account,
+        region,
+        role_arn: r.role_arn.map(Spanned::into_inner),
+        external_id: r.external_id.map(Spanned::into_inner),
+        session_name,
+        public,
+    })
+}
+
+fn check_server_and_health(server: &RawServer, health: &RawHealth) -> Result<(), Invalid> {
+    if let Some(group) = &server.group {
+        let g = group.get_ref();
+        if g.is_empty() || g.contains([':', '\n', '/']) {
+            return Err(Invalid::at(group, format!("server.group: {g:?} is not a group name")));
+        }
+    }
+    match &health.listen {
+        Some(addr) if !addr.get_ref().ip().is_loopback() => Err(Invalid::at(
+            addr,
+            format!(
+                "health.listen: {} is not a loopback address; the endpoint is for local monitoring agents",
+                addr.get_ref()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn safety_margin(value: Option<Spanned<u64>>) -> Result<Duration, Invalid> {
+    match value {
+        None => Ok(DEFAULT_SAFETY_MARGIN),
+        Some(m) if (10..=3600).contains(m.get_ref()) => Ok(Duration::from_secs(*m.get_ref())),
+        Some(m) => Err(Invalid::at(
+            &m,
+            format!("tokens.safety_margin: {} is outside 10..=3600 seconds", m.get_ref()),
+        )),
+    }
 }
 
 /// 1-based line and column of a byte offset.
