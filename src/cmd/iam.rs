@@ -216,20 +216,7 @@ fn check_name(flag: &'static str, value: &str, extra: &[u8]) -> Result<(), Polic
 impl Setup {
     /// The four documents.
     pub fn documents(&self) -> Result<Documents, PolicyError> {
-        for (flag, value) in
-            [("--registry-account", &self.registry_account), ("--instance-account", &self.instance_account)]
-        {
-            if !is_account_id(value) {
-                return Err(PolicyError::Account { flag, value: value.clone() });
-            }
-        }
-        check_name("--role-name", &self.role_name, b"+=,@")?;
-        if let Some(r) = &self.instance_role {
-            check_name("--instance-role", r, b"+=,@")?;
-        }
-        for r in &self.repositories {
-            check_name("--repository", r, b"/")?;
-        }
+        self.check()?;
         let p = &self.partition;
         let (a, b) = (&self.registry_account, &self.instance_account);
         let role_arn = format!("arn:{p}:iam::{a}:role/{}", self.role_name);
@@ -287,6 +274,25 @@ impl Setup {
             instance_role_policy: instance,
             instance_role_trust_policy: doc(vec![self.base_trust()?]),
         })
+    }
+
+    /// Every account id and name must be one IAM accepts.
+    fn check(&self) -> Result<(), PolicyError> {
+        for (flag, value) in
+            [("--registry-account", &self.registry_account), ("--instance-account", &self.instance_account)]
+        {
+            if !is_account_id(value) {
+                return Err(PolicyError::Account { flag, value: value.clone() });
+            }
+        }
+        check_name("--role-name", &self.role_name, b"+=,@")?;
+        if let Some(r) = &self.instance_role {
+            check_name("--instance-role", r, b"+=,@")?;
+        }
+        for r in &self.repositories {
+            check_name("--repository", r, b"/")?;
+        }
+        Ok(())
     }
 
     /// The trust policy of B's own role, for the source of its credentials.

@@ -436,6 +436,7 @@ async fn fetch<S: TokenSource>(
     }
 }
 
+/// Stores a fetch's result in `st` and wakes the refresher to reschedule.
 fn record<S>(
     inner: &Inner<S>,
     entry: &Entry,
@@ -443,85 +444,105 @@ fn record<S>(
     result: Result<FetchedToken, FetchError>,
     now: Instant,
 ) {
-    let policy = &inner.policy;
     st.generation += 1;
     match result {
         Ok(token) => {
             let stated = token.expires_at.duration_since(inner.clock.wall()).unwrap_or(Duration::ZERO);
-            let lifetime = stated.min(policy.max_lifetime);
-            if lifetime <= policy.safety_margin {
-                // A token that is born expired (or a clock far ahead) must not
-                // trigger a refresh loop: treat it like a failure and back off.
-                st.failures += 1;
-                st.next_attempt = now + backoff(policy, st.failures);
-                st.last_error = Some(GetError::TooShort {
-                    registry: entry.registry.label(),
-                    left: lifetime,
-                    margin: policy.safety_margin,
-                });
-                inner.metrics.fetch(&entry.registry.host, FetchOutcome::Failed { step: "token_lifetime" });
-                tracing::warn!(
-                    registry = %entry.registry.host,
-                    left_secs = lifetime.as_secs(),
-                    "token from ECR is too close to expiry to serve, for {}: {}s left",
-                    entry.registry.host,
-                    lifetime.as_secs()
-                );
+            let lifetime = stated.min(inner.policy.max_lifetime);
+            if lifetime <= inner.policy.safety_margin {
+                too_short(inner, entry, st, lifetime, now);
             } else {
-                let jitter = rand::thread_rng().gen_range(-policy.jitter..=policy.jitter);
-                let refresh_in = lifetime.mul_f64(policy.refresh_fraction * (1.0 + jitter));
-                let latest = lifetime - policy.safety_margin;
-                st.next_attempt = now + refresh_in.min(latest).max(policy.backoff_base);
-                st.failures = 0;
-                st.last_error = None;
-                st.last_refresh = Some(inner.clock.wall());
-                let expires_at = inner.clock.wall() + lifetime;
-                inner.metrics.fetch(&entry.registry.host, FetchOutcome::Success);
-                inner.metrics.token_expiry(
-                    &entry.registry.host,
-                    expires_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-                );
-                st.token = Some(CachedToken {
-                    username: token.username,
-                    secret: token.secret,
-                    valid_until: now + lifetime,
-                    expires_at: inner.clock.wall() + lifetime,
-                });
-                let refresh_in = (st.next_attempt - now).as_secs();
-                tracing::info!(
-                    registry = %entry.registry.host,
-                    lifetime_secs = lifetime.as_secs(),
-                    refresh_in_secs = refresh_in,
-                    "token refreshed for {}: valid {}s, next refresh in {refresh_in}s",
-                    entry.registry.host,
-                    lifetime.as_secs()
-                );
+                store(inner, entry, st, token, lifetime, now);
             }
         }
-        Err(err) => {
-            st.failures += 1;
-            st.next_attempt = now + backoff(policy, st.failures);
-            let still_valid =
-                st.token.as_ref().is_some_and(|t| t.fresh(now, inner.clock.wall(), policy.safety_margin));
-            // The journal's default view shows only the message: it must
-            // name the registry, the failing step and the cause by itself.
-            let retry_in = st.next_attempt - now;
-            tracing::warn!(
-                registry = %entry.registry.host,
-                failures = st.failures,
-                retry_in_ms = retry_in.as_millis() as u64,
-                serving_previous = still_valid,
-                error = %err,
-                "token fetch failed for {}: {err} (retry in {:.1}s{})",
-                entry.registry.host,
-                retry_in.as_secs_f64(),
-                if still_valid { "; still serving the previous token" } else { "" }
-            );
-            inner.metrics.fetch(&entry.registry.host, FetchOutcome::Failed { step: err.step() });
-            st.last_error = Some(GetError::Unavailable { registry: entry.registry.label(), source: err });
-        }
+        Err(err) => failed(inner, entry, st, err, now),
     }
     entry.reschedule.notify_one();
+}
+
+/// A token that is born expired (or a clock far ahead) must not trigger a
+/// refresh loop: it counts as a failure and backs off.
+fn too_short<S>(inner: &Inner<S>, entry: &Entry, st: &mut State, lifetime: Duration, now: Instant) {
+    let policy = &inner.policy;
+    st.failures += 1;
+    st.next_attempt = now + backoff(policy, st.failures);
+    st.last_error = Some(GetError::TooShort {
+        registry: entry.registry.label(),
+        left: lifetime,
+        margin: policy.safety_margin,
+    });
+    inner.metrics.fetch(&entry.registry.host, FetchOutcome::Failed { step: "token_lifetime" });
+    tracing::warn!(
+        registry = %entry.registry.host,
+        left_secs = lifetime.as_secs(),
+        "token from ECR is too close to expiry to serve, for {}: {}s left",
+        entry.registry.host,
+        lifetime.as_secs()
+    );
+}
+
+/// Keeps a good token and schedules its refresh at about `refresh_fraction`
+/// of its life, scattered by the jitter, never later than the safety margin.
+fn store<S>(
+    inner: &Inner<S>,
+    entry: &Entry,
+    st: &mut State,
+    token: FetchedToken,
+    lifetime: Duration,
+    now: Instant,
+) {
+    let policy = &inner.policy;
+    let jitter = rand::thread_rng().gen_range(-policy.jitter..=policy.jitter);
+    let refresh_in = lifetime.mul_f64(policy.refresh_fraction * (1.0 + jitter));
+    let latest = lifetime - policy.safety_margin;
+    st.next_attempt = now + refresh_in.min(latest).max(policy.backoff_base);
+    st.failures = 0;
+    st.last_error = None;
+    let wall = inner.clock.wall();
+    st.last_refresh = Some(wall);
+    let expires_at = wall + lifetime;
+    inner.metrics.fetch(&entry.registry.host, FetchOutcome::Success);
+    let unix = expires_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    inner.metrics.token_expiry(&entry.registry.host, unix);
+    st.token = Some(CachedToken {
+        username: token.username,
+        secret: token.secret,
+        valid_until: now + lifetime,
+        expires_at,
+    });
+    let refresh_in = (st.next_attempt - now).as_secs();
+    tracing::info!(
+        registry = %entry.registry.host,
+        lifetime_secs = lifetime.as_secs(),
+        refresh_in_secs = refresh_in,
+        "token refreshed for {}: valid {}s, next refresh in {refresh_in}s",
+        entry.registry.host,
+        lifetime.as_secs()
+    );
+}
+
+/// A failed fetch: back off, keep serving a token that is still good.
+fn failed<S>(inner: &Inner<S>, entry: &Entry, st: &mut State, err: FetchError, now: Instant) {
+    st.failures += 1;
+    st.next_attempt = now + backoff(&inner.policy, st.failures);
+    let still_valid =
+        st.token.as_ref().is_some_and(|t| t.fresh(now, inner.clock.wall(), inner.policy.safety_margin));
+    // The journal's default view shows only the message: it must name the
+    // registry, the failing step and the cause by itself.
+    let retry_in = st.next_attempt - now;
+    tracing::warn!(
+        registry = %entry.registry.host,
+        failures = st.failures,
+        retry_in_ms = retry_in.as_millis() as u64,
+        serving_previous = still_valid,
+        error = %err,
+        "token fetch failed for {}: {err} (retry in {:.1}s{})",
+        entry.registry.host,
+        retry_in.as_secs_f64(),
+        if still_valid { "; still serving the previous token" } else { "" }
+    );
+    inner.metrics.fetch(&entry.registry.host, FetchOutcome::Failed { step: err.step() });
+    st.last_error = Some(GetError::Unavailable { registry: entry.registry.label(), source: err });
 }
 
 /// Whether an unlisted host's refresher goes on. One nobody asked for in

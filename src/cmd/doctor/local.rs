@@ -9,13 +9,13 @@ use http_body_util::Empty;
 use hyper::body::Bytes;
 
 use super::classify::repository_fix;
-use super::report::within;
+use super::report::Report;
 use super::{Check, Target};
 use crate::cmd::iam::Setup;
 use crate::config::RegistryConfig;
 use ecr_credd_client::client;
 use ecr_credd_client::groups::group_name;
-use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
+use ecr_credd_client::wire::{RegistryStatus, Request, RequestBody, ResponseBody};
 
 /// Plain HTTP only for a loopback address (a test registry), HTTPS for
 /// everything else: the request carries the token, and a name that merely
@@ -33,14 +33,15 @@ fn base_url(host: &str) -> String {
     format!("{}://{host}", if loopback { "http" } else { "https" })
 }
 
-/// `GET /v2/` (or the repository's tag list) with the token.
-pub async fn registry_reachable(
+/// `GET /v2/` (or the repository's tag list, or `HEAD` of a tag's manifest)
+/// with the token.
+pub(super) async fn registry_reachable(
     r: &RegistryConfig,
     repo: Option<&str>,
-    user: &str,
-    secret: &str,
+    (user, secret): (&str, &str),
     setup: &Setup,
-) -> Check {
+    report: &mut Report,
+) {
     let host = Some(r.host.as_str());
     // HOST/REPO:TAG heads the manifest; HOST/REPO lists tags; HOST alone is /v2/.
     let path = match repo.map(|r| r.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).ok_or(r)) {
@@ -53,7 +54,7 @@ pub async fn registry_reachable(
     let connector = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
         Ok(b) => b.https_or_http().enable_http1().build(),
         Err(e) => {
-            return Check::fail(
+            return report.fail(
                 "registry",
                 host,
                 format!("no TLS roots: {e}"),
@@ -68,55 +69,44 @@ pub async fn registry_reachable(
         .method(method.clone())
         .uri(&url)
         .header(hyper::header::AUTHORIZATION, format!("Basic {auth}"))
-        .header(
-            hyper::header::ACCEPT,
-            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
-             application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json",
-        )
+        .header(hyper::header::ACCEPT, MANIFEST_TYPES)
         .body(Empty::<Bytes>::new());
     let request = match request {
         Ok(req) => req,
-        Err(e) => return Check::fail("registry", host, format!("{url}: {e}"), "check the host name".into()),
+        Err(e) => return report.fail("registry", host, format!("{url}: {e}"), "check the host name".into()),
     };
-    match within(client.request(request)).await {
-        Some(Ok(resp)) => {
-            let status = resp.status().as_u16();
-            match status {
-                200..=299 => {
-                    Check::pass("registry", host, format!("{method} {path} with the token: HTTP {status}"))
-                }
-                401 | 403 => Check::fail(
-                    "registry",
-                    host,
-                    format!("{method} {path} refused the token: HTTP {status}"),
-                    repository_fix(setup),
-                ),
-                404 if repo.is_some() => Check::fail(
-                    "registry",
-                    host,
-                    format!("{method} {path}: HTTP 404"),
-                    "the repository does not exist (or the name is misspelt)".into(),
-                ),
-                _ => Check::fail(
-                    "registry",
-                    host,
-                    format!("{method} {path}: HTTP {status}"),
-                    "unexpected answer from the registry".into(),
-                ),
-            }
-        }
-        Some(Err(e)) => Check::fail(
-            "registry",
-            host,
-            format!("{url}: {e}"),
-            "check DNS, the VPC endpoint for ECR (dkr), and outbound HTTPS".into(),
-        ),
-        None => Check::fail(
-            "registry",
-            host,
-            format!("{url}: no answer in time"),
-            "check outbound HTTPS to the registry".into(),
-        ),
+    let late = (format!("{url}: no answer in time"), "check outbound HTTPS to the registry".to_owned());
+    let probe = format!("{method} {path}");
+    report
+        .step("registry", host, client.request(request), late, |answer| match answer {
+            Ok(resp) => judge_registry(resp.status().as_u16(), &probe, repo.is_some(), setup),
+            Err(e) => Err((
+                format!("{url}: {e}"),
+                "check DNS, the VPC endpoint for ECR (dkr), and outbound HTTPS".into(),
+            )),
+        })
+        .await;
+}
+
+/// Every manifest type a pull accepts, so a tag of any kind answers.
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// What the registry's answer to `probe` (`METHOD PATH`) says.
+fn judge_registry(
+    status: u16,
+    probe: &str,
+    has_repo: bool,
+    setup: &Setup,
+) -> Result<((), String), (String, String)> {
+    match status {
+        200..=299 => Ok(((), format!("{probe} with the token: HTTP {status}"))),
+        401 | 403 => Err((format!("{probe} refused the token: HTTP {status}"), repository_fix(setup))),
+        404 if has_repo => Err((
+            format!("{probe}: HTTP 404"),
+            "the repository does not exist (or the name is misspelt)".into(),
+        )),
+        _ => Err((format!("{probe}: HTTP {status}"), "unexpected answer from the registry".into())),
     }
 }
 
@@ -146,30 +136,7 @@ pub async fn daemon(socket: &Path, targets: &[Target]) -> Vec<Check> {
         tokio::task::spawn_blocking(move || client::request(&path, &Request::new(RequestBody::Status))).await;
     match status {
         Ok(Ok(resp)) => match resp.body {
-            ResponseBody::Status { registries, .. } => {
-                for t in targets {
-                    let host = Some(t.registry.host.as_str());
-                    match registries.iter().find(|s| s.host == t.registry.host) {
-                        Some(s) if s.ready => checks.push(Check::pass(
-                            "daemon token",
-                            host,
-                            "the daemon holds a usable token".into(),
-                        )),
-                        Some(s) => checks.push(Check::fail(
-                            "daemon token",
-                            host,
-                            s.last_error.clone().unwrap_or_else(|| "no token yet".into()),
-                            "see the failing step above; the daemon retries with backoff".into(),
-                        )),
-                        None => checks.push(Check::fail(
-                            "daemon token",
-                            host,
-                            "the running daemon does not serve this registry".into(),
-                            "add it to the config and run: systemctl reload ecr-credd".into(),
-                        )),
-                    }
-                }
-            }
+            ResponseBody::Status { registries, .. } => checks.extend(token_checks(&registries, targets)),
             ResponseBody::Error { message, .. } => {
                 checks.push(Check::fail("daemon access", None, message, join))
             }
@@ -189,6 +156,29 @@ pub async fn daemon(socket: &Path, targets: &[Target]) -> Vec<Check> {
         Err(e) => checks.push(Check::fail("daemon access", None, e.to_string(), start.into())),
     }
     checks
+}
+
+/// Whether the running daemon holds a usable token for each target.
+fn token_checks(registries: &[RegistryStatus], targets: &[Target]) -> Vec<Check> {
+    let check = |t: &Target| {
+        let host = Some(t.registry.host.as_str());
+        match registries.iter().find(|s| s.host == t.registry.host) {
+            Some(s) if s.ready => Check::pass("daemon token", host, "the daemon holds a usable token".into()),
+            Some(s) => Check::fail(
+                "daemon token",
+                host,
+                s.last_error.clone().unwrap_or_else(|| "no token yet".into()),
+                "see the failing step above; the daemon retries with backoff".into(),
+            ),
+            None => Check::fail(
+                "daemon token",
+                host,
+                "the running daemon does not serve this registry".into(),
+                "add it to the config and run: systemctl reload ecr-credd".into(),
+            ),
+        }
+    };
+    targets.iter().map(check).collect()
 }
 
 /// Whether docker's and containers' auth files route each host to the helper.

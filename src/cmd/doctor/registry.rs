@@ -48,8 +48,7 @@ pub(super) async fn check(
     };
     let Some(token) = token(cx, r, creds, &setup, report).await else { return };
     let repo = target.repository.as_deref();
-    let reached = local::registry_reachable(r, repo, &token.username, token.secret.expose(), &setup).await;
-    report.push(reached);
+    local::registry_reachable(r, repo, (&token.username, token.secret.expose()), &setup, report).await;
 }
 
 /// The IAM setup doctor's fixes are phrased in.

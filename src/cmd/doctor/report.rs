@@ -31,11 +31,6 @@ pub(super) struct Report {
 }
 
 impl Report {
-    /// Records a check made elsewhere.
-    pub(super) fn push(&mut self, check: Check) {
-        self.checks.push(check);
-    }
-
     /// Records a passed check.
     pub(super) fn pass(&mut self, check: &str, registry: Option<&str>, detail: String) {
         self.checks.push(Check::pass(check, registry, detail));
