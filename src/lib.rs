@@ -1,31 +1,38 @@
 //! ecr-credd: keeps Amazon ECR tokens fresh in memory and serves them over a
 //! Unix socket to `docker-credential-ecr-credd` and the kubelet provider.
 //!
+//! This crate is the daemon and its command line. The programs that ask it
+//! for tokens, and the socket protocol they speak, are the SDK-free
+//! `ecr-credd-client` crate, which this one depends on for the shared types.
+//!
 //! # Layout
 //!
 //! A token's way, from the config to a client:
 //!
-//! - [`config`] reads and validates the TOML; [`registry`] normalises what
-//!   clients send and parses ECR hostnames (every partition, FIPS, dual-stack).
-//! - [`credential_source`] picks the base credentials (`[aws] credentials`:
-//!   IMDS, the SDK chain, env, a profile, web identity, the container
-//!   endpoint); [`credentials`] holds them and assumes each registry's role
-//!   (STS in the right region, FIPS when asked); [`ecr`] calls
-//!   GetAuthorizationToken and resolves endpoints; [`proxy`] builds the HTTP
-//!   clients (IMDS never through the proxy).
-//! - [`token_source`] is the seam between AWS and the cache (tests use fakes);
-//!   [`token_cache`] keeps one token per registry, refreshes in the background
-//!   with jitter and backoff, and answers `get`s single-flight.
-//! - [`socket`] makes the socket and decides which peers may use it;
-//!   [`server`] serves the socket; [`health`] and [`metrics`] the loopback
-//!   HTTP endpoint; [`systemd`] readiness, watchdog and socket activation;
-//!   [`daemon`] ties these together in [`daemon::run`], which tests drive.
-//! - [`wire`] is the socket protocol, shared with every client; [`client`]
-//!   the blocking client; [`helper`] the Docker credential-helper protocol;
-//!   [`kubelet`] the kubelet's; [`secret`] the type that never prints a token.
-//! - Commands: [`cli`] (check-config, status, get, reload, man pages),
-//!   [`doctor`], [`policy`] (the IAM documents), [`install`] (a DaemonSet's
-//!   init container), [`logging`].
+//! - [`config`]: the TOML, checked value by value, with file, line and key
+//!   in every error.
+//! - `aws/` (private): everything that talks to AWS. `source` picks the
+//!   base credentials (`[aws] credentials`: IMDS, the SDK chain, env, a
+//!   profile, web identity, the container endpoint); `chain` holds them and
+//!   assumes each registry's role through `sts` (in the right region, FIPS
+//!   when asked); `ecr` calls GetAuthorizationToken and resolves endpoints;
+//!   `http` builds the HTTP clients (IMDS never through the proxy);
+//!   `sdk_error` turns SDK errors into one line and "denied or not".
+//! - [`tokens`]: the [`tokens::TokenCache`] keeps one token per registry,
+//!   refreshes it in the background on the [`tokens::RefreshPolicy`] with
+//!   jitter and backoff, and answers `get`s single-flight; the
+//!   [`tokens::TokenSource`] trait is the seam to AWS (tests use fakes).
+//! - [`daemon`]: [`daemon::run`], which tests drive exactly as `ecr-credd
+//!   run` does, and what it runs: the socket (`socket` binds it and checks
+//!   peers, `server` serves it), the loopback HTTP endpoint (`health`), one
+//!   `accept` loop for both, `signals` (SIGTERM, SIGHUP, shutdown) and
+//!   `systemd` (readiness, watchdog, socket activation).
+//! - [`metrics`]: the Prometheus families, with enums for every label.
+//! - [`cmd`]: the command line. [`cmd::execute`] runs one command: `run`,
+//!   `check-config`, `status` and `get` (which ask the daemon), `doctor`
+//!   (each IAM step, with the fix), `policy` ([`cmd::iam`]: the IAM
+//!   documents), `install-host` (a DaemonSet's init container) and `man`.
+//! - [`logging`]: the journal or stderr.
 //!
 //! # Current limitations
 //!
@@ -37,11 +44,12 @@
 //!   socket, so NSS-only groups work there.
 //! - A peer's supplementary groups are read from /proc after `accept`
 //!   (`SO_PEERGROUPS` has no safe wrapper in the crates used).
-//! - One crate: the helper links the library but uses only its SDK-free
-//!   modules; splitting them into their own crate is planned.
+//! - The wire protocol has one version; new messages are additions within it
+//!   (see `ecr_credd_client::wire`). A version 2 would need both sides to
+//!   speak both for an upgrade's duration.
 #![forbid(unsafe_code)]
 
-pub mod aws;
+mod aws;
 pub mod cmd;
 pub mod config;
 pub mod daemon;

@@ -17,7 +17,6 @@ const SESSION_SECONDS: i32 = 3600;
 /// the chain caches the session, so registries sharing a role share it.
 #[derive(Debug, Hash, PartialEq, Eq, Clone)]
 pub struct RoleSession {
-    /// The role's ARN.
     pub role_arn: String,
     /// The external ID the role's trust policy asks for.
     pub external_id: Option<String>,
@@ -41,7 +40,6 @@ impl RoleSession {
 pub struct StsFailure {
     /// A permission denial (the trust or the permissions policy).
     pub denied: bool,
-    /// One line of reason.
     pub reason: String,
 }
 

@@ -163,7 +163,6 @@ pub enum PolicyError {
     /// Not a 12-digit account id.
     #[error("{flag}: {value:?} is not a 12-digit account id")]
     Account {
-        /// The flag.
         flag: &'static str,
         /// What was given.
         value: String,
@@ -171,7 +170,6 @@ pub enum PolicyError {
     /// Not a valid IAM or repository name.
     #[error("{flag}: {value:?} is not a valid name")]
     Name {
-        /// The flag.
         flag: &'static str,
         /// What was given.
         value: String,

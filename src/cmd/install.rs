@@ -15,14 +15,7 @@ pub const HOST_PROGRAMS: [&str; 2] = ["ecr-credd-kubelet-provider", "docker-cred
 pub enum InstallError {
     /// A file step failed.
     #[error("{path}: cannot {action}: {source}")]
-    Io {
-        /// The path involved.
-        path: PathBuf,
-        /// What we were doing.
-        action: &'static str,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, action: &'static str, source: std::io::Error },
     /// `--owner` is not two numbers.
     #[error("--owner {0:?} is not UID:GID (numbers, e.g. 65532:65532)")]
     Owner(String),

@@ -1,9 +1,9 @@
 //! The `ecr-credd` command line: argument types and the non-daemon commands.
 
 mod check_config;
-pub mod doctor;
+mod doctor;
 pub mod iam;
-pub mod install;
+mod install;
 mod man;
 mod query;
 mod run;

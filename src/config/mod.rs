@@ -33,24 +33,13 @@ pub const DEFAULT_SOCKET_GROUP: &str = "ecr-credd";
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config {path}: {source}")]
-    Read {
-        /// The config path.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     /// Others could rewrite the config (and point the daemon at their role).
     #[error("{path}: the config is writable by others (mode {mode:04o}); run: chmod o-w {path}")]
-    Insecure {
-        /// The config path.
-        path: PathBuf,
-        /// Its mode.
-        mode: u32,
-    },
+    Insecure { path: PathBuf, mode: u32 },
     /// Syntax error, unknown key, wrong type or invalid value.
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
-        /// The config path.
         path: PathBuf,
         /// 1-based line of the offending value.
         line: usize,
@@ -126,7 +115,6 @@ struct RawAws {
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Unix socket path.
     pub socket: PathBuf,
     /// Group given to the socket; `None` keeps the daemon's own group.
     pub socket_group: Option<String>,
@@ -136,7 +124,6 @@ pub struct Config {
     pub allowed_uids: Vec<u32>,
     /// Extra gids allowed to use the socket, besides the socket's group.
     pub allowed_gids: Vec<u32>,
-    /// Health endpoint address.
     pub health_listen: Option<SocketAddr>,
     /// Tokens are served only while they have more than this left.
     pub safety_margin: Duration,
@@ -170,7 +157,6 @@ pub struct RegistryConfig {
     pub role_arn: Option<String>,
     /// External id for AssumeRole.
     pub external_id: Option<String>,
-    /// AssumeRole session name.
     pub session_name: String,
     /// Whether the token comes from the ECR Public API (us-east-1) instead of ECR.
     pub public: bool,

@@ -2,11 +2,11 @@
 //! [`run`], which tests drive exactly as `ecr-credd run` does.
 
 mod accept;
-pub mod health;
-pub mod server;
-pub mod signals;
-pub mod socket;
-pub mod systemd;
+mod health;
+mod server;
+pub(crate) mod signals;
+pub(crate) mod socket;
+mod systemd;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,7 +35,6 @@ pub enum StartError {
     Health {
         /// The configured address.
         addr: SocketAddr,
-        /// The bind error.
         source: std::io::Error,
     },
     /// systemd passed a socket we cannot use.

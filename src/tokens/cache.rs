@@ -1,6 +1,30 @@
 //! Per-registry tokens in memory: fetched at start-up, refreshed in the
 //! background at about half their lifetime, fetched on demand (single-flight)
 //! when a `get` finds none usable. Time comes from an injected [`Clock`].
+//!
+//! # Locks and tasks
+//!
+//! - `Inner::entries` maps every host served (configured and unlisted) to
+//!   its [`Entry`]. A `get` takes its read lock only to clone one `Arc`; the
+//!   write lock is held to add an unlisted host or apply a reload, never
+//!   across an await.
+//! - `Inner::configured` is the config's host order, beside `entries`
+//!   because a map has none: `list`, `status` and readiness follow it, and a
+//!   reload swaps it in one write.
+//! - Each entry's `state` is a std mutex held only to read or update fields,
+//!   never across an await, so a `get` for a cached token is a lock, a clone
+//!   and an unlock.
+//! - `fetch_lock` makes fetches single-flight per registry: the first caller
+//!   fetches; others wait on the lock, then see `generation` moved on and take
+//!   that fetch's result instead of starting their own. The fetch runs in its
+//!   own task and owns the lock guard, so a caller that gives up does not
+//!   cancel it for the others.
+//! - `fetch_slots` caps fetches across registries, so a reload of hundreds
+//!   does not open hundreds of AWS connections at once.
+//! - One refresher task per entry sleeps until `next_attempt`; `reschedule`
+//!   wakes it early when a fetch (on demand or its own) moves that time.
+//!   `refresher` holds its handle, to abort it when the entry is replaced or
+//!   dropped and for `/healthz` to see that it still runs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,9 +47,7 @@ use ecr_credd_client::secret::Secret;
 /// RegistryCredentials handed to a client.
 #[derive(Debug, Clone)]
 pub struct RegistryCredentials {
-    /// Normalised registry host.
     pub host: String,
-    /// Registry username.
     pub username: String,
     /// The registry password (the Docker protocol's `Secret`).
     pub secret: Secret,
@@ -38,17 +60,13 @@ pub struct RegistryCredentials {
 pub enum GetError {
     /// The host is not configured and not an ECR name we may serve.
     #[error("{host} is not a registry ecr-credd serves")]
-    NotFound {
-        /// The normalised host.
-        host: String,
-    },
+    NotFound { host: String },
     /// The request did not contain a usable host.
     #[error(transparent)]
     BadHost(#[from] HostError),
     /// A registry we serve, but fetching its token failed.
     #[error("{registry}: {source}")]
     Unavailable {
-        /// Which registry.
         registry: String,
         /// The failing step.
         source: FetchError,
@@ -56,41 +74,41 @@ pub enum GetError {
     /// The token fetched is too close to expiry to hand out.
     #[error("{registry}: the token from ECR expires in {left:?}, within the {margin:?} safety margin; check this machine's clock")]
     TooShort {
-        /// Which registry.
         registry: String,
         /// Time it had left.
         left: Duration,
-        /// The safety margin.
         margin: Duration,
     },
     /// The on-demand fetch did not finish in time (it keeps running).
     #[error("{registry}: no token yet; the fetch from AWS did not finish within {waited:?}")]
     Timeout {
-        /// Which registry.
         registry: String,
         /// How long we waited.
         waited: Duration,
     },
     /// Too many unlisted ECR hosts are tracked already.
     #[error("{host}: too many unlisted ECR registries in use; list this one in the config")]
-    TooManyUnlisted {
-        /// The normalised host.
-        host: String,
-    },
+    TooManyUnlisted { host: String },
 }
 
 struct CachedToken {
     username: String,
     secret: Secret,
+    /// When serving must stop, on the monotonic clock (wall-clock jumps
+    /// cannot stretch a token's life).
     valid_until: Instant,
+    /// The same moment on the wall clock, for `status` and the wire.
     expires_at: SystemTime,
 }
 
+/// A registry's token and fetch history; see the module docs for locking.
 struct State {
     token: Option<CachedToken>,
     last_error: Option<GetError>,
     last_refresh: Option<SystemTime>,
+    /// Failures in a row: the backoff's exponent.
     failures: u32,
+    /// When the refresher fetches next.
     next_attempt: Instant,
     /// Bumped by every finished fetch; single-flight waiters compare it.
     generation: u64,
@@ -98,8 +116,10 @@ struct State {
     last_used: Instant,
 }
 
+/// One registry served: configured, or an unlisted ECR host first asked for.
 struct Entry {
     registry: RegistryConfig,
+    /// Listed in the config (unlisted entries may be dropped when idle).
     configured: bool,
     state: Mutex<State>,
     fetch_lock: Arc<tokio::sync::Mutex<()>>,
@@ -107,6 +127,7 @@ struct Entry {
     refresher: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// What the cache's handle, its refreshers and its fetch tasks share.
 struct Inner<S> {
     source: S,
     clock: Arc<dyn Clock>,

@@ -38,7 +38,6 @@ pub struct RefreshPolicy {
     pub jitter: f64,
     /// First backoff step after a failure.
     pub backoff_base: Duration,
-    /// Longest backoff.
     pub backoff_cap: Duration,
     /// How long a `get` waits for an on-demand fetch.
     pub get_wait: Duration,

@@ -53,7 +53,6 @@ pub enum FetchError {
     /// GetAuthorizationToken failed.
     #[error("ecr:GetAuthorizationToken in {region} {}: {reason}", verb(*.denied))]
     GetAuthorizationToken {
-        /// The ECR API region.
         region: String,
         /// Whether AWS refused on permissions.
         denied: bool,

@@ -20,36 +20,16 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum ClientError {
     /// Nothing listening (or no permission) at the socket path.
     #[error("cannot reach the ecr-credd daemon at {path} ({source}); start it with 'systemctl start ecr-credd.socket ecr-credd.service', or set ECR_CREDD_SOCKET to its socket")]
-    Connect {
-        /// The socket path.
-        path: PathBuf,
-        /// The connect error.
-        source: std::io::Error,
-    },
+    Connect { path: PathBuf, source: std::io::Error },
     /// The socket exists but this user may not open it (not in its group).
     #[error("permission denied on the ecr-credd socket {path}: only root and members of group {group} may use it; add this user with 'sudo usermod -aG {group} USER' and log in again, or list its uid in [server] allowed_uids")]
-    Denied {
-        /// The socket path.
-        path: PathBuf,
-        /// The socket's group.
-        group: String,
-    },
+    Denied { path: PathBuf, group: String },
     /// The connection broke or timed out mid-request.
     #[error("lost the connection to the ecr-credd daemon at {path}: {source}")]
-    Io {
-        /// The socket path.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// The daemon answered something we cannot read (version skew?).
     #[error("unreadable answer from the ecr-credd daemon at {path}: {source}")]
-    Protocol {
-        /// The socket path.
-        path: PathBuf,
-        /// The decode error.
-        source: wire::WireError,
-    },
+    Protocol { path: PathBuf, source: wire::WireError },
 }
 
 /// Most bytes a client program (helper, kubelet provider) reads from stdin;

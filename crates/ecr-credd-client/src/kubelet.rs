@@ -28,7 +28,6 @@ pub struct CredentialProviderRequest {
     pub api_version: String,
     /// Must be `CredentialProviderRequest`.
     pub kind: String,
-    /// The image being pulled.
     pub image: String,
 }
 

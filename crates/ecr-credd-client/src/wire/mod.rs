@@ -69,7 +69,6 @@ pub struct Response {
 pub enum ResponseBody {
     /// Registry credentials.
     Credentials {
-        /// The normalised registry host.
         host: String,
         /// Always `AWS` for ECR.
         username: String,
@@ -110,11 +109,8 @@ pub enum ResponseBody {
 /// holds no secret, not even part of one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistryStatus {
-    /// Normalised host.
     pub host: String,
-    /// Registry account id.
     pub account: String,
-    /// ECR API region.
     pub region: String,
     /// Role assumed first, if any.
     pub role_arn: Option<String>,
@@ -159,10 +155,7 @@ pub enum WireError {
     Malformed(#[from] serde_json::Error),
     /// A version this build does not speak.
     #[error("unsupported protocol version {got} (this build speaks {VERSION})")]
-    Version {
-        /// The version received.
-        got: u32,
-    },
+    Version { got: u32 },
     /// More than `limit` bytes without a newline.
     #[error("message larger than {limit} bytes")]
     TooLarge {
