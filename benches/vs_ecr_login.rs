@@ -151,7 +151,7 @@ fn rss_case(dir: &Path, moto: &Moto, imds: &Imds, n: usize) -> RssRow {
         );
     }
     let before = [moto.count("AssumeRole"), moto.count("GetAuthorizationToken")];
-    let daemon = Daemon::start(&dir, &config, &Daemon::aws_env(moto, imds), "warn");
+    let daemon = Daemon::builder(&dir).config(&config).env(&Daemon::aws_env(moto, imds)).log("warn").start();
     wait_ready(&daemon.socket);
     let start = rss_kib(daemon.proc.pid());
     for i in 0..10_000 {
@@ -183,7 +183,7 @@ fn main() {
 
     // ecr-credd: the daemon holds both tokens; every get is the helper asking it.
     let registries = format!("[[registry]]\nhost = \"{CROSS_HOST}\"\nrole_arn = \"{ROLE}\"\n[[registry]]\nhost = \"{INSTANCE_HOST}\"\n");
-    let daemon = Daemon::start(home, &registries, &bed.env(), "warn");
+    let daemon = Daemon::builder(home).config(&registries).env(&bed.env()).log("warn").start();
     let helper = || {
         let mut cmd = clean_command(helper_path(), home);
         cmd.arg("get").env("ECR_CREDD_SOCKET", &daemon.socket);

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use support::*;
 
-const ALIAS: &str = "127.0.0.1:5000";
 /// An address of our own on loopback for the DNS double (port 53, as resolv.conf has no port).
 const DNS_ADDRESS: &str = "127.0.0.153";
 
@@ -106,8 +105,9 @@ fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
     std::fs::write(
         &config_path,
         format!(
-            "{}\n[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n",
-            packaged.replace("127.0.0.1:9466", &format!("127.0.0.1:{health}"))
+            "{}\n{}",
+            packaged.replace("127.0.0.1:9466", &format!("127.0.0.1:{health}")),
+            registry_toml(ALIAS, Some(ROLE))
         ),
     )
     .unwrap();

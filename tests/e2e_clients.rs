@@ -8,10 +8,7 @@ use std::path::Path;
 use support::*;
 
 fn registry_config(registry: &Registry) -> String {
-    format!(
-        "[[registry]]\nhost = \"{}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n",
-        registry.host()
-    )
+    registry_toml(&registry.host(), Some(ROLE))
 }
 
 #[test]
@@ -20,7 +17,8 @@ fn skopeo_podman_and_buildah_push_and_pull_through_the_helper() {
     let home = tmp.path();
     let (moto, imds) = (Moto::start(home), Imds::start(home));
     let registry = Registry::start(home, PASSWORD);
-    let daemon = Daemon::start(home, &registry_config(&registry), &Daemon::aws_env(&moto, &imds), "info");
+    let daemon =
+        Daemon::builder(home).config(&registry_config(&registry)).env(&Daemon::aws_env(&moto, &imds)).start();
 
     let oci = make_oci_image(home);
     let image = home.join("image");

@@ -14,10 +14,8 @@ use ecr_credd_client::helper::NOT_FOUND;
 use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
 use support::*;
 
-const ALIAS: &str = "127.0.0.1:5000";
-
 fn alias_config() -> String {
-    format!("[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n")
+    registry_toml(ALIAS, Some(ROLE))
 }
 
 fn wait_for_token(daemon: &Daemon) {
@@ -28,7 +26,11 @@ fn wait_for_token(daemon: &Daemon) {
 fn thousand_gets_one_fetch_and_no_secret_in_trace_logs() {
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
-    let daemon = Daemon::start(tmp.path(), &alias_config(), &Daemon::aws_env(&moto, &imds), "trace");
+    let daemon = Daemon::builder(tmp.path())
+        .config(&alias_config())
+        .env(&Daemon::aws_env(&moto, &imds))
+        .log("trace")
+        .start();
     wait_for_token(&daemon);
 
     let threads: Vec<_> = (0..8)
@@ -112,7 +114,8 @@ fn thousand_gets_one_fetch_and_no_secret_in_trace_logs() {
 fn bad_input_gets_specific_errors_and_the_daemon_keeps_serving() {
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
-    let mut daemon = Daemon::start(tmp.path(), &alias_config(), &Daemon::aws_env(&moto, &imds), "info");
+    let mut daemon =
+        Daemon::builder(tmp.path()).config(&alias_config()).env(&Daemon::aws_env(&moto, &imds)).start();
     wait_for_token(&daemon);
     let socket = daemon.socket.clone();
 
@@ -188,7 +191,7 @@ fn failures_name_the_registry_and_the_step() {
         ("AWS_EC2_METADATA_SERVICE_ENDPOINT", dead),
         ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", free_port())),
     ];
-    let daemon = Daemon::start(&d1, &alias_config(), &env, "info");
+    let daemon = Daemon::builder(&d1).config(&alias_config()).env(&env).start();
     let (code, out, _) = daemon.helper("get", ALIAS);
     assert_eq!(code, 1);
     assert!(
@@ -205,7 +208,7 @@ fn failures_name_the_registry_and_the_step() {
     assert_eq!(status, 200);
     let d2 = home.join("d2");
     std::fs::create_dir_all(&d2).unwrap();
-    let daemon = Daemon::start(&d2, &alias_config(), &Daemon::aws_env(&moto, &imds), "info");
+    let daemon = Daemon::builder(&d2).config(&alias_config()).env(&Daemon::aws_env(&moto, &imds)).start();
     let mut out = String::new();
     wait_until("the AssumeRole failure", Duration::from_secs(20), || {
         out = daemon.helper("get", ALIAS).1;

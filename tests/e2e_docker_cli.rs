@@ -62,10 +62,8 @@ fn docker_cli_forwards_our_credentials_with_cred_helpers_and_creds_store() {
     let (moto, imds) = (Moto::start(home), Imds::start(home));
     let engine = Engine::start(home);
     let host = "127.0.0.1:5000";
-    let config = format!(
-        "[[registry]]\nhost = \"{host}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n"
-    );
-    let daemon = Daemon::start(home, &config, &Daemon::aws_env(&moto, &imds), "info");
+    let config = registry_toml(host, Some(ROLE));
+    let daemon = Daemon::builder(home).config(&config).env(&Daemon::aws_env(&moto, &imds)).start();
     let image = format!("{host}/demo:v1");
     let expect_auth = |auth: &serde_json::Value, what: &str| {
         assert_eq!(auth["username"], "AWS", "{what}: {auth}");

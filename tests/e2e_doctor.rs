@@ -57,7 +57,7 @@ fn a_working_setup_passes_every_check() {
     let registry = Registry::start(tmp.path(), PASSWORD);
     let config = config_for(&registry.host(), ACCOUNT, ROLE);
     let env = Daemon::aws_env(&moto, &imds);
-    let daemon = Daemon::start(tmp.path(), &config, &env, "info");
+    let daemon = Daemon::builder(tmp.path()).config(&config).env(&env).start();
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", &registry.host()).0 == 0);
     let (code, out) = doctor(tmp.path(), &config, &env, &registry.host(), true, false);
     eprintln!("---- doctor, healthy setup ----\n{out}");

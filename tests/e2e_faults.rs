@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 use support::fault_proxy::{Fault, FaultProxy};
 use support::*;
 
-const ALIAS: &str = "127.0.0.1:5000";
-
 fn alias_config(extra: &str) -> String {
-    format!("{extra}\n[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n")
+    format!("{extra}\n{}", registry_toml(ALIAS, Some(ROLE)))
 }
 
 fn env(proxy: &FaultProxy, imds: &Imds) -> Vec<(&'static str, String)> {
@@ -25,7 +23,7 @@ fn sts_throttling_at_start_backs_off_then_recovers() {
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let proxy = FaultProxy::start(moto.port);
     proxy.set(Fault::Throttle);
-    let daemon = Daemon::start(tmp.path(), &alias_config(""), &env(&proxy, &imds), "info");
+    let daemon = Daemon::builder(tmp.path()).config(&alias_config("")).env(&env(&proxy, &imds)).start();
     let mut out = String::new();
     wait_until("the throttling error", Duration::from_secs(10), || {
         out = daemon.helper("get", ALIAS).1;
@@ -60,12 +58,10 @@ fn ecr_faults_during_refresh_keep_the_valid_token_served() {
     let moto = Moto::start_with(tmp.path(), &[("ECR_TOKEN_TTL", "24")]);
     let imds = Imds::start(tmp.path());
     let proxy = FaultProxy::start(moto.port);
-    let daemon = Daemon::start(
-        tmp.path(),
-        &alias_config("[tokens]\nsafety_margin = 10\n"),
-        &env(&proxy, &imds),
-        "info",
-    );
+    let daemon = Daemon::builder(tmp.path())
+        .config(&alias_config("[tokens]\nsafety_margin = 10\n"))
+        .env(&env(&proxy, &imds))
+        .start();
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
     let got_token = Instant::now();
     let before = proxy.count("GetAuthorizationToken");
@@ -102,7 +98,8 @@ fn imds_down_at_start_then_back_without_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     imds.control("fail", "on");
-    let daemon = Daemon::start(tmp.path(), &alias_config(""), &Daemon::aws_env(&moto, &imds), "info");
+    let daemon =
+        Daemon::builder(tmp.path()).config(&alias_config("")).env(&Daemon::aws_env(&moto, &imds)).start();
     let mut out = String::new();
     wait_until("the IMDS error", Duration::from_secs(15), || {
         out = daemon.helper("get", ALIAS).1;
@@ -126,7 +123,8 @@ fn imds_down_at_start_then_back_without_restart() {
 fn imds_down_after_start_keeps_serving() {
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
-    let daemon = Daemon::start(tmp.path(), &alias_config(""), &Daemon::aws_env(&moto, &imds), "info");
+    let daemon =
+        Daemon::builder(tmp.path()).config(&alias_config("")).env(&Daemon::aws_env(&moto, &imds)).start();
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
     imds.control("fail", "on");
     for _ in 0..100 {
@@ -142,7 +140,8 @@ fn cold_stampede_of_1000_gets_makes_one_call_each() {
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     // Slow IMDS keeps the start-up fetch in flight while the stampede arrives.
     imds.control("delay", "0.3");
-    let daemon = Daemon::start(tmp.path(), &alias_config(""), &Daemon::aws_env(&moto, &imds), "info");
+    let daemon =
+        Daemon::builder(tmp.path()).config(&alias_config("")).env(&Daemon::aws_env(&moto, &imds)).start();
     let socket = daemon.socket.clone();
     let threads: Vec<_> = (0..1000)
         .map(|_| {
@@ -170,11 +169,8 @@ fn rotated_credentials_and_passwords_are_picked_up_at_refresh() {
     let moto = Moto::start_with(tmp.path(), &[("ECR_TOKEN_TTL", "16"), ("ECR_ROTATE_PASSWORD", "1")]);
     let imds = Imds::start_with(tmp.path(), &[("IMDS_EXPIRY_SECONDS", "60")]);
     let registry = Registry::start(tmp.path(), &format!("{PASSWORD}-1"));
-    let config = format!(
-        "[tokens]\nsafety_margin = 10\n[[registry]]\nhost = \"{}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\n",
-        registry.host()
-    );
-    let daemon = Daemon::start(tmp.path(), &config, &Daemon::aws_env(&moto, &imds), "info");
+    let config = format!("[tokens]\nsafety_margin = 10\n{}", registry_toml(&registry.host(), None));
+    let daemon = Daemon::builder(tmp.path()).config(&config).env(&Daemon::aws_env(&moto, &imds)).start();
     let secret = || daemon.secret(&registry.host());
     wait_until("the first token", Duration::from_secs(20), || secret().is_some());
     assert_eq!(secret().unwrap(), format!("{PASSWORD}-1"));
@@ -210,7 +206,7 @@ fn denied_message(allow: &str) -> (String, u64, u64) {
         "[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"123456789012\"\nregion = \"us-east-1\"\nrole_arn = \"{role}\"\n"
     );
     let proxy = FaultProxy::start(moto.port);
-    let daemon = Daemon::start(tmp.path(), &config, &env(&proxy, &imds), "info");
+    let daemon = Daemon::builder(tmp.path()).config(&config).env(&env(&proxy, &imds)).start();
     let mut out = String::new();
     wait_until("a denial", Duration::from_secs(15), || {
         out = daemon.helper("get", ALIAS).1;
@@ -247,7 +243,7 @@ fn slow_aws_past_the_timeout_is_reported_then_recovers() {
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let proxy = FaultProxy::start(moto.port);
     proxy.set(Fault::Delay(Duration::from_secs(12)));
-    let daemon = Daemon::start(tmp.path(), &alias_config(""), &env(&proxy, &imds), "info");
+    let daemon = Daemon::builder(tmp.path()).config(&alias_config("")).env(&env(&proxy, &imds)).start();
     // A get waits a bounded time for the fetch, then says so.
     let start = Instant::now();
     let (code, out, _) = daemon.helper("get", ALIAS);
@@ -278,11 +274,10 @@ fn sts_unreachable_does_not_hold_up_instance_credential_registries() {
         let held: Vec<_> = hole.incoming().take(64).flatten().collect();
         drop(held);
     });
-    let config =
-        format!("[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\n");
+    let config = registry_toml(ALIAS, None);
     let mut env = Daemon::aws_env(&moto, &imds);
     env.push(("AWS_ENDPOINT_URL_STS", sts));
-    let daemon = Daemon::start(tmp.path(), &config, &env, "info");
+    let daemon = Daemon::builder(tmp.path()).config(&config).env(&env).start();
     let start = Instant::now();
     let (code, out, _) = daemon.helper("get", ALIAS);
     let took = start.elapsed();

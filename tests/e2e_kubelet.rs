@@ -9,7 +9,6 @@ use std::time::Duration;
 use support::*;
 
 static PROVIDER: LazyLock<String> = LazyLock::new(|| support::client_bin("ecr-credd-kubelet-provider"));
-const ALIAS: &str = "127.0.0.1:5000";
 
 fn provide(socket: &std::path::Path, request: &str) -> (i32, String, String) {
     run_client(&PROVIDER, &[], socket, request)
@@ -23,8 +22,8 @@ fn request(image: &str) -> String {
 fn kubelet_provider_answers_from_the_daemon() {
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
-    let config = format!("[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n");
-    let daemon = Daemon::start(tmp.path(), &config, &Daemon::aws_env(&moto, &imds), "info");
+    let config = registry_toml(ALIAS, Some(ROLE));
+    let daemon = Daemon::builder(tmp.path()).config(&config).env(&Daemon::aws_env(&moto, &imds)).start();
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
 
     let (code, out, err) = provide(&daemon.socket, &request(&format!("{ALIAS}/team/app:v1")));

@@ -9,12 +9,8 @@ use std::time::Duration;
 
 use support::*;
 
-const ALIAS: &str = "127.0.0.1:5000";
-
 fn config(health: u16, extra: &str) -> String {
-    format!(
-        "[health]\nlisten = \"127.0.0.1:{health}\"\n\n[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n{extra}"
-    )
+    format!("[health]\nlisten = \"127.0.0.1:{health}\"\n\n{}{extra}", registry_toml(ALIAS, Some(ROLE)))
 }
 
 fn status_cmd(daemon: &Daemon) -> (i32, String) {
@@ -31,7 +27,8 @@ fn health_endpoint_status_and_metrics_over_http() {
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let port = free_port();
-    let daemon = Daemon::start(tmp.path(), &config(port, ""), &Daemon::aws_env(&moto, &imds), "info");
+    let daemon =
+        Daemon::builder(tmp.path()).config(&config(port, "")).env(&Daemon::aws_env(&moto, &imds)).start();
     wait_port(port, "health endpoint");
     wait_until("ready", Duration::from_secs(20), || http(port, "GET", "/readyz", "").0 == 200);
 
@@ -100,7 +97,8 @@ fn readyz_is_503_with_reasons_while_aws_refuses() {
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     assert_eq!(http(moto.port, "POST", "/moto-api/reset-auth", "0").0, 200);
     let port = free_port();
-    let daemon = Daemon::start(tmp.path(), &config(port, ""), &Daemon::aws_env(&moto, &imds), "info");
+    let daemon =
+        Daemon::builder(tmp.path()).config(&config(port, "")).env(&Daemon::aws_env(&moto, &imds)).start();
     wait_port(port, "health endpoint");
     let mut body = String::new();
     wait_until("a refusal", Duration::from_secs(20), || {
@@ -134,7 +132,8 @@ fn sighup_reloads_keeping_unchanged_tokens_and_rejects_bad_configs() {
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let port = free_port();
-    let daemon = Daemon::start(tmp.path(), &config(port, ""), &Daemon::aws_env(&moto, &imds), "info");
+    let daemon =
+        Daemon::builder(tmp.path()).config(&config(port, "")).env(&Daemon::aws_env(&moto, &imds)).start();
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
     assert_eq!(moto.counts(), (1, 1));
 
@@ -196,8 +195,10 @@ fn sigterm_finishes_in_flight_gets_then_exits_zero() {
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     // Each IMDS call takes 0.6 s, so the first token takes about 2 s.
     assert_eq!(http(imds.port, "POST", "/_control/delay", "0.6").0, 200);
-    let mut daemon =
-        Daemon::start(tmp.path(), &config(free_port(), ""), &Daemon::aws_env(&moto, &imds), "info");
+    let mut daemon = Daemon::builder(tmp.path())
+        .config(&config(free_port(), ""))
+        .env(&Daemon::aws_env(&moto, &imds))
+        .start();
     let socket = daemon.socket.clone();
     let in_flight = std::thread::spawn(move || run_helper(&socket, "get", ALIAS));
     std::thread::sleep(Duration::from_millis(300));

@@ -31,7 +31,7 @@ fn two_accounts_and_ecr_public_each_get_their_own_token() {
         b.host(),
         public.host()
     );
-    let daemon = Daemon::start(home, &config, &Daemon::aws_env(&moto, &imds), "info");
+    let daemon = Daemon::builder(home).config(&config).env(&Daemon::aws_env(&moto, &imds)).start();
 
     assert_eq!(secret_of(&daemon, &a.host()), format!("{ACCOUNT_A}-auth-token"));
     assert_eq!(secret_of(&daemon, &b.host()), format!("{ACCOUNT_B}-auth-token"));
@@ -74,8 +74,8 @@ fn aws_calls_go_through_the_https_proxy_and_imds_does_not() {
     let public_host = public.host();
     let public_host = public_host.as_str();
     let registries = format!(
-        "[[registry]]\nhost = \"127.0.0.1:5000\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n\
-         [[registry]]\nhost = \"{public_host}\"\npublic = true\n"
+        "{}[[registry]]\nhost = \"{public_host}\"\npublic = true\n",
+        registry_toml(ALIAS, Some(ROLE))
     );
     // No AWS_ENDPOINT_URL: the daemon asks for the real AWS hostnames, and
     // only the proxy knows where they are. HTTP_PROXY too, which IMDS ignores.
@@ -85,7 +85,7 @@ fn aws_calls_go_through_the_https_proxy_and_imds_does_not() {
         ("HTTP_PROXY", proxy.url()),
         ("SSL_CERT_FILE", proxy.ca.display().to_string()),
     ];
-    let daemon = Daemon::start(home, &registries, &env, "info");
+    let daemon = Daemon::builder(home).config(&registries).env(&env).start();
     assert_eq!(secret_of(&daemon, "127.0.0.1:5000"), PASSWORD);
     assert_eq!(secret_of(&daemon, public_host), "public-auth-token");
 
@@ -111,7 +111,7 @@ fn aws_calls_go_through_the_https_proxy_and_imds_does_not() {
     ];
     let dir = home.join("second");
     std::fs::create_dir_all(&dir).unwrap();
-    let daemon = Daemon::start(&dir, &with_key, &env, "debug");
+    let daemon = Daemon::builder(&dir).config(&with_key).env(&env).log("debug").start();
     assert_eq!(secret_of(&daemon, "127.0.0.1:5000"), PASSWORD);
     assert_eq!(moto.count("GetAuthorizationToken"), 2);
     let log = daemon.proc.output();
@@ -148,7 +148,7 @@ fn aws_calls_go_through_the_https_proxy_and_imds_does_not() {
     ];
     let dir = home.join("third");
     std::fs::create_dir_all(&dir).unwrap();
-    let daemon = Daemon::start(&dir, &registries, &env, "info");
+    let daemon = Daemon::builder(&dir).config(&registries).env(&env).start();
     let (code, out, _) = daemon.helper("get", "127.0.0.1:5000");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("sts:AssumeRole on") && out.contains("dns error"), "{out}");
@@ -181,7 +181,7 @@ fn endpoints_are_fips_dual_stack_and_sts_in_the_instances_region() {
             ("HTTPS_PROXY", proxy.url()),
             ("SSL_CERT_FILE", proxy.ca.display().to_string()),
         ];
-        let daemon = Daemon::start(&dir, config, &env, "info");
+        let daemon = Daemon::builder(&dir).config(config).env(&env).start();
         (daemon, proxy)
     };
     let fips_host = format!("{ACCOUNT}.dkr.ecr-fips.us-east-1.amazonaws.com");

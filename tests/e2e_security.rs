@@ -14,12 +14,8 @@ use ecr_credd_client::client;
 use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
 use support::*;
 
-const ALIAS: &str = "127.0.0.1:5000";
-
 fn alias_config(extra_server: &str) -> String {
-    format!(
-        "{extra_server}\n[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n"
-    )
+    format!("{extra_server}\n{}", registry_toml(ALIAS, Some(ROLE)))
 }
 
 /// Runs the helper as `nobody`, from a copy nobody can execute.
@@ -36,7 +32,10 @@ fn peer_check_refuses_other_users_and_logs_uid_and_pid() {
     let a = tmp.path().join("a");
     std::fs::create_dir_all(&a).unwrap();
     std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let daemon = Daemon::start(&a, &alias_config("group = \"root\""), &Daemon::aws_env(&moto, &imds), "info");
+    let daemon = Daemon::builder(&a)
+        .config(&alias_config("group = \"root\""))
+        .env(&Daemon::aws_env(&moto, &imds))
+        .start();
     std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
 
@@ -58,12 +57,10 @@ fn peer_check_refuses_other_users_and_logs_uid_and_pid() {
     let b = tmp.path().join("b");
     std::fs::create_dir_all(&b).unwrap();
     std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let daemon = Daemon::start(
-        &b,
-        &alias_config("group = \"root\"\nallowed_uids = [65534]"),
-        &Daemon::aws_env(&moto, &imds),
-        "info",
-    );
+    let daemon = Daemon::builder(&b)
+        .config(&alias_config("group = \"root\"\nallowed_uids = [65534]"))
+        .env(&Daemon::aws_env(&moto, &imds))
+        .start();
     let mode = std::fs::metadata(&daemon.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o666, "allow-lists need a socket everyone can connect to");
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
@@ -84,7 +81,11 @@ fn nothing_is_written_to_disk_and_no_secret_leaks_into_errors() {
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let home = tmp.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let daemon = Daemon::start(&home, &alias_config(""), &Daemon::aws_env(&moto, &imds), "trace");
+    let daemon = Daemon::builder(&home)
+        .config(&alias_config(""))
+        .env(&Daemon::aws_env(&moto, &imds))
+        .log("trace")
+        .start();
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
     assert_eq!(daemon.helper("get", ECR_HOST).0, 0);
 
@@ -207,7 +208,8 @@ fn timed_get(socket: &Path) -> Duration {
 fn hostile_input_gets_specific_errors_while_others_are_served() {
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
-    let daemon = Daemon::start(tmp.path(), &alias_config(""), &Daemon::aws_env(&moto, &imds), "info");
+    let daemon =
+        Daemon::builder(tmp.path()).config(&alias_config("")).env(&Daemon::aws_env(&moto, &imds)).start();
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
     let socket = daemon.socket.clone();
     let mut normal: Vec<Duration> = (0..50).map(|_| timed_get(&socket)).collect();
@@ -309,12 +311,11 @@ fn an_aborted_daemon_leaves_no_core_file_with_its_tokens() {
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let dir = tmp.path().join("daemon");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut daemon = Daemon::start_in_shell(
-        &dir,
-        &alias_config(""),
-        &Daemon::aws_env(&moto, &imds),
-        "ulimit -c unlimited &&",
-    );
+    let mut daemon = Daemon::builder(&dir)
+        .config(&alias_config(""))
+        .env(&Daemon::aws_env(&moto, &imds))
+        .shell_prefix("ulimit -c unlimited &&")
+        .start();
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
     daemon.proc.signal("ABRT");
     wait_until("the daemon to die", Duration::from_secs(10), || daemon.proc.exited().is_some());
@@ -332,8 +333,11 @@ fn a_flood_of_health_connections_from_another_user_leaves_the_socket_served() {
     let health = free_port();
     let config = alias_config(&format!("[health]\nlisten = \"127.0.0.1:{health}\""));
     // The default soft limit of 1024 fds, as a service gets without LimitNOFILE.
-    let daemon =
-        Daemon::start_in_shell(tmp.path(), &config, &Daemon::aws_env(&moto, &imds), "ulimit -n 1024 &&");
+    let daemon = Daemon::builder(tmp.path())
+        .config(&config)
+        .env(&Daemon::aws_env(&moto, &imds))
+        .shell_prefix("ulimit -n 1024 &&")
+        .start();
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
     let mut normal: Vec<Duration> = (0..100).map(|_| timed_get(&daemon.socket)).collect();
     normal.sort();

@@ -37,10 +37,7 @@ fn push_and_pull(home: &Path, daemon: &Daemon, registry: &Registry) {
 }
 
 fn config(registry: &Registry, source: &str) -> String {
-    format!(
-        "[aws]\ncredentials = \"{source}\"\n\n[[registry]]\nhost = \"{}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n",
-        registry.host()
-    )
+    format!("[aws]\ncredentials = \"{source}\"\n\n{}", registry_toml(&registry.host(), Some(ROLE)))
 }
 
 /// The base-credential source the daemon reports, once it has a token.
@@ -76,7 +73,7 @@ fn env_and_profiles_give_the_base_credentials() {
     let mut env = no_imds(&moto);
     env.push(("AWS_ACCESS_KEY_ID", "AKIAENVEXAMPLE000001".into()));
     env.push(("AWS_SECRET_ACCESS_KEY", "env-secret-not-logged".into()));
-    let daemon = Daemon::start(&dir, &config(&registry, "env"), &env, "info");
+    let daemon = Daemon::builder(&dir).config(&config(&registry, "env")).env(&env).start();
     assert_eq!(source_of(&daemon, &registry.host()), "environment");
     push_and_pull(&dir, &daemon, &registry);
     assert!(daemon.proc.output().contains("base credentials from environment"));
@@ -108,7 +105,8 @@ fn env_and_profiles_give_the_base_credentials() {
         std::fs::create_dir_all(&d).unwrap();
         let mut env = no_imds(&moto);
         env.push(("AWS_CONFIG_FILE", aws_config.display().to_string()));
-        let daemon = Daemon::start(&d, &config(&registry, &format!("profile:{profile}")), &env, "info");
+        let daemon =
+            Daemon::builder(&d).config(&config(&registry, &format!("profile:{profile}"))).env(&env).start();
         assert_eq!(source_of(&daemon, &registry.host()), source);
         push_and_pull(&d, &daemon, &registry);
     }
@@ -134,7 +132,7 @@ fn web_identity_and_container_endpoint() {
     env.push(("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()));
     env.push(("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa-node".into()));
     env.push(("AWS_ROLE_SESSION_NAME", "ecr-credd-test".into()));
-    let daemon = Daemon::start(&dir, &config(&registry, "web-identity"), &env, "info");
+    let daemon = Daemon::builder(&dir).config(&config(&registry, "web-identity")).env(&env).start();
     assert_eq!(source_of(&daemon, &registry.host()), "web identity");
     push_and_pull(&dir, &daemon, &registry);
     drop(daemon);
@@ -152,7 +150,7 @@ fn web_identity_and_container_endpoint() {
     let mut env = no_imds(&moto);
     env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://127.0.0.1:{port}/creds")));
     env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.display().to_string()));
-    let daemon = Daemon::start(&dir, &config(&registry, "container"), &env, "info");
+    let daemon = Daemon::builder(&dir).config(&config(&registry, "container")).env(&env).start();
     assert_eq!(source_of(&daemon, &registry.host()), "container endpoint");
     push_and_pull(&dir, &daemon, &registry);
     let (_, stats) = http(port, "GET", "/_stats", "");
@@ -174,7 +172,7 @@ fn chain_picks_the_first_source_and_instance_ignores_the_environment() {
     let mut env = Daemon::aws_env(&moto, &imds);
     env.extend(keys.clone());
     let before = imds.calls();
-    let daemon = Daemon::start(&dir, &config(&registry, "chain"), &env, "info");
+    let daemon = Daemon::builder(&dir).config(&config(&registry, "chain")).env(&env).start();
     assert_eq!(source_of(&daemon, &registry.host()), "environment");
     assert_eq!(imds.calls(), before, "the chain stopped at the environment, and IMDS was not asked");
     drop(daemon);
@@ -182,7 +180,8 @@ fn chain_picks_the_first_source_and_instance_ignores_the_environment() {
     // chain with no keys: each earlier source is named with what it lacked.
     let dir = home.join("chain-imds");
     std::fs::create_dir_all(&dir).unwrap();
-    let daemon = Daemon::start(&dir, &config(&registry, "chain"), &Daemon::aws_env(&moto, &imds), "info");
+    let daemon =
+        Daemon::builder(&dir).config(&config(&registry, "chain")).env(&Daemon::aws_env(&moto, &imds)).start();
     assert_eq!(source_of(&daemon, &registry.host()), "instance profile (IMDS)");
     let log = daemon.proc.output();
     assert!(log.contains("base credentials from instance profile (IMDS) (not: environment:"), "{log}");
@@ -195,7 +194,7 @@ fn chain_picks_the_first_source_and_instance_ignores_the_environment() {
     let mut env = Daemon::aws_env(&moto, &imds);
     env.extend(keys);
     let before = imds.calls();
-    let daemon = Daemon::start(&dir, &config(&registry, "instance"), &env, "info");
+    let daemon = Daemon::builder(&dir).config(&config(&registry, "instance")).env(&env).start();
     assert_eq!(source_of(&daemon, &registry.host()), "instance profile (IMDS)");
     assert!(imds.calls() > before, "IMDS gave the credentials");
     push_and_pull(&dir, &daemon, &registry);
@@ -308,10 +307,8 @@ fn rotated_source_credentials_are_used_for_the_next_token() {
     let moto = Moto::start_with(home, &[("ECR_TOKEN_TTL", "16")]);
     let registry = Registry::start(home, PASSWORD);
     let no_role = |source: &str| {
-        format!(
-            "[tokens]\nsafety_margin = 10\n[aws]\ncredentials = \"{source}\"\n\n[[registry]]\nhost = \"{}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\n",
-            registry.host()
-        )
+        let registry = registry_toml(&registry.host(), None);
+        format!("[tokens]\nsafety_margin = 10\n[aws]\ncredentials = \"{source}\"\n\n{registry}")
     };
     let rotated = |daemon: &Daemon, first: &str, second: &str| {
         wait_until("credentials read twice, rotated", Duration::from_secs(40), || {
@@ -345,7 +342,11 @@ fn rotated_source_credentials_are_used_for_the_next_token() {
         .unwrap();
     let mut env = no_imds(&moto);
     env.push(("AWS_CONFIG_FILE", aws_config.display().to_string()));
-    let daemon = Daemon::start(&dir, &no_role("profile:rotate"), &env, "info,ecr_credd=debug");
+    let daemon = Daemon::builder(&dir)
+        .config(&no_role("profile:rotate"))
+        .env(&env)
+        .log("info,ecr_credd=debug")
+        .start();
     rotated(&daemon, "AKIAPROCESS0000001", "AKIAPROCESS0000002");
     drop(daemon);
 
@@ -365,6 +366,7 @@ fn rotated_source_credentials_are_used_for_the_next_token() {
     let mut env = no_imds(&moto);
     env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://127.0.0.1:{port}/creds")));
     env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.display().to_string()));
-    let daemon = Daemon::start(&dir, &no_role("container"), &env, "info,ecr_credd=debug");
+    let daemon =
+        Daemon::builder(&dir).config(&no_role("container")).env(&env).log("info,ecr_credd=debug").start();
     rotated(&daemon, "ASIACONTAINER0000001", "ASIACONTAINER0000002");
 }

@@ -14,10 +14,8 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-const ALIAS: &str = "127.0.0.1:5000";
-
 fn alias_config() -> String {
-    format!("[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n")
+    registry_toml(ALIAS, Some(ROLE))
 }
 
 /// The units, with ExecStart pointing at the binary under test.

@@ -13,7 +13,6 @@ use std::time::Duration;
 use support::*;
 
 const BINARIES: [&str; 3] = ["ecr-credd", "docker-credential-ecr-credd", "ecr-credd-kubelet-provider"];
-const ALIAS: &str = "127.0.0.1:5000";
 
 fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
@@ -124,10 +123,7 @@ fn aarch64_daemon_and_helper_serve_a_token_under_qemu() {
     std::fs::create_dir_all(&root).unwrap();
     unpack(&dist_file("_arm64.deb"), &root);
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
-    let config = Daemon::write_config(
-        tmp.path(),
-        &format!("[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n"),
-    );
+    let config = Daemon::write_config(tmp.path(), &registry_toml(ALIAS, Some(ROLE)));
     let socket = tmp.path().join("run/ecr-credd.sock");
     let mut cmd = clean_command("qemu-aarch64-static", tmp.path());
     cmd.arg(root.join("usr/bin/ecr-credd"))

@@ -31,12 +31,21 @@ pub fn client_bin(name: &str) -> String {
     );
     path.to_string_lossy().into_owned()
 }
+/// The loopback registry most tests configure.
+pub const ALIAS: &str = "127.0.0.1:5000";
 /// The account moto's token for a loopback registry is minted for.
 pub const ACCOUNT: &str = "210987654321";
 pub const PASSWORD: &str = "210987654321-auth-token";
 pub const ROLE: &str = "arn:aws:iam::210987654321:role/ecr-pull";
 /// The IMDS double's instance account; an unlisted ECR host in it.
 pub const ECR_HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+
+/// A `[[registry]]` table for `host` in [`ACCOUNT`], us-east-1, assuming
+/// `role` (or with the instance's credentials).
+pub fn registry_toml(host: &str, role: Option<&str>) -> String {
+    let role = role.map(|r| format!("role_arn = \"{r}\"\n")).unwrap_or_default();
+    format!("[[registry]]\nhost = \"{host}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\n{role}")
+}
 
 /// A child process whose output is collected, killed on drop.
 pub struct Proc {
@@ -316,47 +325,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `ecr-credd run` with `config` (the socket line is added) and
-    /// waits for its socket.
-    pub fn start(dir: &Path, config: &str, aws: &[(&str, String)], log: &str) -> Daemon {
-        Daemon::start_with(dir, config, aws, log, |_| {})
-    }
-
-    /// Like [`Daemon::start`], with a last say over the command.
-    pub fn start_with(
-        dir: &Path,
-        config: &str,
-        aws: &[(&str, String)],
-        log: &str,
-        customize: impl FnOnce(&mut Command),
-    ) -> Daemon {
-        let socket = dir.join("run/ecr-credd.sock");
-        let path = Daemon::write_config(dir, config);
-        let mut cmd = clean_command(DAEMON, dir);
-        cmd.args(["run", "--config"]).arg(&path).env("RUST_LOG", log);
-        for (k, v) in aws {
-            cmd.env(k, v);
-        }
-        customize(&mut cmd);
-        let proc = Proc::spawn("ecr-credd", &mut cmd);
-        wait_until("the daemon's socket", Duration::from_secs(20), || socket.exists());
-        Daemon { socket, proc }
-    }
-
-    /// Like [`Daemon::start`], run as `sh -c "SHELL_PREFIX exec ecr-credd run …"`
-    /// in `dir` (for `ulimit` settings, which Command cannot make safely).
-    pub fn start_in_shell(dir: &Path, config: &str, aws: &[(&str, String)], shell_prefix: &str) -> Daemon {
-        let socket = dir.join("run/ecr-credd.sock");
-        let path = Daemon::write_config(dir, config);
-        let script = format!("{shell_prefix} exec {DAEMON} run --config {}", path.display());
-        let mut cmd = clean_command("sh", dir);
-        cmd.args(["-c", &script]).current_dir(dir).env("RUST_LOG", "info");
-        for (k, v) in aws {
-            cmd.env(k, v);
-        }
-        let proc = Proc::spawn("ecr-credd", &mut cmd);
-        wait_until("the daemon's socket", Duration::from_secs(20), || socket.exists());
-        Daemon { socket, proc }
+    /// How to start `ecr-credd run` in `dir`: with `.config(..)` (the socket
+    /// line is added), `.env(..)`, `.log(..)` and `.shell_prefix(..)`, then
+    /// `.start()`, which waits for its socket.
+    pub fn builder(dir: &Path) -> DaemonBuilder<'_> {
+        DaemonBuilder { dir, config: "", env: &[], log: "info", shell_prefix: None }
     }
 
     /// Writes `dir/config.toml` with the socket under `dir/run`; returns its path.
@@ -383,6 +356,65 @@ impl Daemon {
         (code == 0).then(|| {
             serde_json::from_str::<serde_json::Value>(&out).unwrap()["Secret"].as_str().unwrap().to_owned()
         })
+    }
+}
+
+/// The daemon to start; see [`Daemon::builder`].
+pub struct DaemonBuilder<'a> {
+    dir: &'a Path,
+    config: &'a str,
+    env: &'a [(&'a str, String)],
+    log: &'a str,
+    shell_prefix: Option<&'a str>,
+}
+
+impl<'a> DaemonBuilder<'a> {
+    /// The config, without its `[server] socket` line.
+    pub fn config(mut self, config: &'a str) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Extra environment (usually [`Daemon::aws_env`]).
+    pub fn env(mut self, env: &'a [(&'a str, String)]) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// `RUST_LOG` (default `info`).
+    pub fn log(mut self, filter: &'a str) -> Self {
+        self.log = filter;
+        self
+    }
+
+    /// Runs it as `sh -c "PREFIX exec ecr-credd run …"` (for `ulimit`, which
+    /// Command cannot set safely).
+    pub fn shell_prefix(mut self, prefix: &'a str) -> Self {
+        self.shell_prefix = Some(prefix);
+        self
+    }
+
+    /// Starts the daemon and waits for its socket.
+    pub fn start(self) -> Daemon {
+        let socket = self.dir.join("run/ecr-credd.sock");
+        let path = Daemon::write_config(self.dir, self.config);
+        let mut cmd = match self.shell_prefix {
+            None => {
+                let mut cmd = clean_command(DAEMON, self.dir);
+                cmd.args(["run", "--config"]).arg(&path);
+                cmd
+            }
+            Some(prefix) => {
+                let script = format!("{prefix} exec {DAEMON} run --config {}", path.display());
+                let mut cmd = clean_command("sh", self.dir);
+                cmd.args(["-c", &script]).current_dir(self.dir);
+                cmd
+            }
+        };
+        cmd.env("RUST_LOG", self.log).envs(self.env.iter().map(|(k, v)| (k, v)));
+        let proc = Proc::spawn("ecr-credd", &mut cmd);
+        wait_until("the daemon's socket", Duration::from_secs(20), || socket.exists());
+        Daemon { socket, proc }
     }
 }
 
