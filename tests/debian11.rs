@@ -9,7 +9,7 @@ mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use support::*;
@@ -58,14 +58,10 @@ fn ok(cmd: &mut Command, what: &str) -> String {
 
 /// Runs the installed helper's `get ALIAS` in the root as `userspec`.
 fn helper_get(root: &Path, userspec: Option<&str>) -> Output {
-    let mut child = chroot(root, userspec, &["/usr/bin/docker-credential-ecr-credd", "get"], &[])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), ALIAS.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    output_with_stdin(
+        &mut chroot(root, userspec, &["/usr/bin/docker-credential-ecr-credd", "get"], &[]),
+        ALIAS,
+    )
 }
 
 fn gid_of(root: &Path, group: &str) -> Option<u32> {

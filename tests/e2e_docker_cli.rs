@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use support::*;
 
@@ -32,20 +32,14 @@ impl Engine {
 }
 
 fn docker(home: &Path, config: &Path, engine: &Engine, socket: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = clean_command("docker", home)
-        .env("DOCKER_HOST", format!("tcp://127.0.0.1:{}", engine.port))
+    let mut cmd = clean_command("docker", home);
+    cmd.env("DOCKER_HOST", format!("tcp://127.0.0.1:{}", engine.port))
         .env("DOCKER_BUILDKIT", "0")
         .env("ECR_CREDD_SOCKET", socket)
         .arg("--config")
         .arg(config)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+        .args(args);
+    output_with_stdin(&mut cmd, stdin)
 }
 
 fn config_dir(home: &Path, name: &str, json: &str) -> PathBuf {

@@ -1,9 +1,8 @@
 //! A private dockerd for tests: its own data and exec roots, vfs storage, no
 //! iptables or bridge (containers use the host network), stopped on drop.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use super::{output_text, wait_until, Proc};
@@ -67,16 +66,7 @@ impl Dockerd {
         if let Some(u) = user {
             cmd.args(["-u", u]);
         }
-        let mut child = cmd
-            .arg(container)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-        child.wait_with_output().unwrap()
+        super::output_with_stdin(cmd.arg(container).args(args), stdin)
     }
 
     /// Imports a root file system as image `name` (`tar | docker import`).

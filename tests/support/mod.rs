@@ -423,18 +423,18 @@ pub fn run_helper(socket: &Path, action: &str, stdin: &str) -> (i32, String, Str
     run_client(&HELPER, &[action], socket, stdin)
 }
 
+/// Runs `cmd` with `stdin` written to it and collects its output.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &str) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // A program may exit without reading all of it (and that is its answer).
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
 /// Runs a socket client (helper, kubelet provider) with `stdin`; (code, stdout, stderr).
 pub fn run_client(program: &str, args: &[&str], socket: &Path, stdin: &str) -> (i32, String, String) {
-    let mut child = clean_command(program, Path::new("/nonexistent"))
-        .args(args)
-        .env("ECR_CREDD_SOCKET", socket)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = clean_command(program, Path::new("/nonexistent"));
+    let out = output_with_stdin(cmd.args(args).env("ECR_CREDD_SOCKET", socket), stdin);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -522,18 +522,13 @@ pub fn helper_as(dir: &Path, socket: &Path, uid: u32, gid: u32, host: &str) -> (
         std::fs::copy(&*HELPER, &copy).unwrap();
         std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let mut child = Command::new("setpriv")
-        .args([&format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups", "--"])
+    let mut cmd = Command::new("setpriv");
+    cmd.args([&format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups", "--"])
         .arg(&copy)
         .arg("get")
         .env_clear()
-        .env("ECR_CREDD_SOCKET", socket)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(host.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+        .env("ECR_CREDD_SOCKET", socket);
+    let out = output_with_stdin(&mut cmd, host);
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
