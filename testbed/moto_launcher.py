@@ -9,8 +9,13 @@ moto has no ECR Public; the launcher answers its GetAuthorizationToken
 (X-Amz-Target SpencerFrontendService.GetAuthorizationToken) with a token
 for `AWS:public-auth-token` (rotating like the others).
 
-It also counts AssumeRole and GetAuthorizationToken calls and serves the counts
-as JSON on 127.0.0.1:<STATS_PORT>/ so tests can bound the calls the daemon made.
+With WEB_IDENTITY_TTL=<seconds>, AssumeRoleWithWebIdentity sessions last that
+long (the SDK asks for none, so moto's default is an hour), so tests can see
+the daemon renew them; the last web identity token received is recorded.
+
+It also counts AssumeRole, AssumeRoleWithWebIdentity and GetAuthorizationToken
+calls and serves the counts as JSON on 127.0.0.1:<STATS_PORT>/ so tests can
+bound the calls the daemon made.
 """
 
 import json
@@ -29,10 +34,18 @@ from moto.server import main as moto_main
 
 TTL = int(os.environ.get("ECR_TOKEN_TTL", "43200"))
 ROTATE = os.environ.get("ECR_ROTATE_PASSWORD") == "1"
-COUNTS = {"AssumeRole": 0, "GetAuthorizationToken": 0, "GetAuthorizationTokenPublic": 0}
+WEB_TTL = os.environ.get("WEB_IDENTITY_TTL")
+COUNTS = {
+    "AssumeRole": 0,
+    "AssumeRoleWithWebIdentity": 0,
+    "GetAuthorizationToken": 0,
+    "GetAuthorizationTokenPublic": 0,
+    "LastWebIdentityToken": "",
+}
 LOCK = threading.Lock()
 
 _orig_assume_role = TokenResponse.assume_role
+_orig_web_identity = TokenResponse.assume_role_with_web_identity
 
 
 def _count(name):
@@ -44,6 +57,16 @@ def _count(name):
 def assume_role(self):
     _count("AssumeRole")
     return _orig_assume_role(self)
+
+
+def assume_role_with_web_identity(self):
+    _count("AssumeRoleWithWebIdentity")
+    with LOCK:
+        COUNTS["LastWebIdentityToken"] = self._get_param("WebIdentityToken") or ""
+    if WEB_TTL:
+        get_int = self._get_int_param
+        self._get_int_param = lambda name, *default: int(WEB_TTL) if name == "DurationSeconds" else get_int(name, *default)
+    return _orig_web_identity(self)
 
 
 def get_authorization_token(self):
@@ -106,6 +129,7 @@ class Stats(BaseHTTPRequestHandler):
 
 
 TokenResponse.assume_role = assume_role
+TokenResponse.assume_role_with_web_identity = assume_role_with_web_identity
 ECRResponse.get_authorization_token = get_authorization_token
 moto.server.DomainDispatcherApplication = WithEcrPublic
 

@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     for action in ["get", "store", "erase"] {
         let mut out = Vec::new();
-        let code = ecr_credd::helper::run(
+        let code = ecr_credd_client::helper::run(
             &[action.to_owned()],
             &mut &data[..],
             &mut out,

@@ -3,9 +3,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(req) = ecr_credd::wire::decode_request(data) {
+    if let Ok(req) = ecr_credd_client::wire::decode_request(data) {
         // Whatever parses must re-encode and parse to the same request.
-        let again = ecr_credd::wire::decode_request(&ecr_credd::wire::encode(&req)).expect("round trip");
+        let again = ecr_credd_client::wire::decode_request(&ecr_credd_client::wire::encode(&req)).expect("round trip");
         assert_eq!(again, req);
     }
 });
