@@ -7,6 +7,7 @@
 mod support;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use support::*;
@@ -157,6 +158,68 @@ fn web_identity_and_container_endpoint() {
     assert!(stats.contains("\"calls\": 1"), "the endpoint gave the credentials: {stats}");
 }
 
+/// An SSO profile after `aws sso login`: the login's cached token, and the
+/// portal (a double) that turns it into role credentials.
+fn sso_home(dir: &Path, portal_port: u16) -> Vec<(&'static str, String)> {
+    let start_url = "https://example.awsapps.com/start";
+    let out =
+        Command::new("sh").args(["-c", &format!("printf %s '{start_url}' | sha1sum")]).output().unwrap();
+    let hash = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned();
+    let cache = dir.join(".aws/sso/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(
+        cache.join(format!("{hash}.json")),
+        format!("{{\"accessToken\":\"sso-access-token\",\"expiresAt\":\"2099-01-01T00:00:00Z\",\"region\":\"us-east-1\",\"startUrl\":\"{start_url}\"}}"),
+    )
+    .unwrap();
+    let config = dir.join("aws-config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile sso]\nsso_start_url = {start_url}\nsso_region = us-east-1\nsso_account_id = {ACCOUNT}\nsso_role_name = ecr-pull\n"
+        ),
+    )
+    .unwrap();
+    vec![
+        ("AWS_CONFIG_FILE", config.display().to_string()),
+        ("AWS_ENDPOINT_URL_SSO", format!("http://127.0.0.1:{portal_port}")),
+    ]
+}
+
+#[test]
+fn an_sso_profile_gives_the_base_credentials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let moto = Moto::start(home);
+    let registry = Registry::start(home, PASSWORD);
+    let port = free_port();
+    let mut cmd = clean_command("python3", home);
+    cmd.arg(format!("{ROOT}/testbed/sso_portal.py")).arg(port.to_string()).arg("sso-access-token");
+    let _portal = Proc::spawn("SSO portal", &mut cmd);
+    wait_port(port, "SSO portal double");
+    let dir = home.join("sso");
+    let mut env = no_imds(&moto);
+    env.extend(sso_home(&dir, port));
+    let daemon = Daemon::builder(&dir).config(&config(&registry, "profile:sso")).env(&env).start();
+    assert_eq!(source_of(&daemon, &registry.host()), "profile sso");
+    push_and_pull(&dir, &daemon, &registry);
+    let (_, calls) = http(port, "GET", "/_calls", "");
+    assert!(!calls.contains("\"calls\": 0"), "the portal gave the credentials: {calls}");
+    drop(daemon);
+
+    // An expired login: doctor names the source and the profile's fix.
+    let (code, report) = doctor(&dir, &config(&registry, "profile:sso"), &{
+        let mut env = env.clone();
+        env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL_SSO");
+        env.push(("AWS_ENDPOINT_URL_SSO", format!("http://127.0.0.1:{}", free_port())));
+        env
+    });
+    eprintln!("doctor, credentials = \"profile:sso\", portal unreachable:\n{report}");
+    assert_eq!(code, 1, "{report}");
+    assert!(report.contains("FAIL base credentials: profile:sso:"), "{report}");
+    assert!(report.contains("sso_session"), "{report}");
+}
+
 #[test]
 fn chain_picks_the_first_source_and_instance_ignores_the_environment() {
     let tmp = tempfile::tempdir().unwrap();
@@ -304,7 +367,8 @@ fn rotated_source_credentials_are_used_for_the_next_token() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     // 16 s tokens, refreshed every few seconds (safety margin 10 s).
-    let moto = Moto::start_with(home, &[("ECR_TOKEN_TTL", "16")]);
+    // Web identity sessions of 610 s: renewed 10 s after they are issued.
+    let moto = Moto::start_with(home, &[("ECR_TOKEN_TTL", "16"), ("WEB_IDENTITY_TTL", "610")]);
     let registry = Registry::start(home, PASSWORD);
     let no_role = |source: &str| {
         let registry = registry_toml(&registry.host(), None);
@@ -369,4 +433,49 @@ fn rotated_source_credentials_are_used_for_the_next_token() {
     let daemon =
         Daemon::builder(&dir).config(&no_role("container")).env(&env).log("info,ecr_credd=debug").start();
     rotated(&daemon, "ASIACONTAINER0000001", "ASIACONTAINER0000002");
+    drop(daemon);
+
+    // Static keys in a profile file: a rotated key is used from the next
+    // fetch after a reload (and within 5 minutes without one).
+    let dir = home.join("static");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("credentials");
+    let keys =
+        |n: u32| format!("[keys]\naws_access_key_id = AKIASTATIC{n:010}\naws_secret_access_key = s{n}\n");
+    std::fs::write(&file, keys(1)).unwrap();
+    let mut env = no_imds(&moto);
+    env.push(("AWS_SHARED_CREDENTIALS_FILE", file.display().to_string()));
+    let daemon =
+        Daemon::builder(&dir).config(&no_role("profile:keys")).env(&env).log("info,ecr_credd=debug").start();
+    wait_until("the first key in use", Duration::from_secs(20), || {
+        daemon.proc.output().contains("AKIASTATIC0000000001")
+    });
+    std::fs::write(&file, keys(2)).unwrap();
+    daemon.proc.signal("HUP");
+    rotated(&daemon, "AKIASTATIC0000000001", "AKIASTATIC0000000002");
+    drop(daemon);
+
+    // Web identity (IRSA): the session is renewed before it ends, with the
+    // token file read again (the kubelet rotates it).
+    let dir = home.join("web");
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "projected-token-1").unwrap();
+    let mut env = no_imds(&moto);
+    env.push(("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()));
+    env.push(("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa-node".into()));
+    let daemon = Daemon::builder(&dir).config(&no_role("web-identity")).env(&env).start();
+    wait_until("a web identity session", Duration::from_secs(20), || {
+        moto.count("AssumeRoleWithWebIdentity") >= 1
+    });
+    assert_eq!(moto.last_web_identity_token(), "projected-token-1");
+    std::fs::write(&token, "projected-token-2").unwrap();
+    wait_until("a session renewed with the rotated token", Duration::from_secs(40), || {
+        moto.last_web_identity_token() == "projected-token-2"
+    });
+    let before = moto.count("GetAuthorizationToken");
+    wait_until("a token fetched after the renewal", Duration::from_secs(20), || {
+        moto.count("GetAuthorizationToken") > before
+    });
+    assert_eq!(daemon.helper("get", &registry.host()).0, 0);
 }

@@ -89,8 +89,12 @@ pub struct CredentialChain {
     settings: AwsSettings,
     /// The instance's own region from IMDS, once known.
     instance_region: Mutex<Option<String>>,
-    /// The configured source's providers, tried in order.
-    providers: Vec<(String, SharedCredentialsProvider)>,
+    /// The configured source's providers, tried in order. Built again to
+    /// read static keys afresh: aws-config's profile provider keeps what it
+    /// first read from the files.
+    providers: std::sync::Mutex<Arc<Providers>>,
+    /// Set by a reload: the next fetch reads the base credentials afresh.
+    reread: AtomicBool,
     /// The base credentials, when they were had, and from which provider.
     instance: Mutex<Option<(Credentials, Instant, String)>>,
     /// The provider that gave them last, for `/status` and the log.
@@ -103,6 +107,13 @@ pub struct CredentialChain {
     metrics: Arc<Metrics>,
 }
 
+/// Named credential providers, tried in order.
+type Providers = Vec<(String, SharedCredentialsProvider)>;
+
+fn build_providers(base: &SdkConfig, settings: &AwsSettings) -> Providers {
+    settings.credentials.providers(&crate::aws::http::imds_provider_config(), &other_providers(base))
+}
+
 fn fresh(creds: &Credentials, now: SystemTime) -> bool {
     creds.expiry().is_none_or(|exp| exp > now + RENEW_BEFORE)
 }
@@ -110,11 +121,10 @@ fn fresh(creds: &Credentials, now: SystemTime) -> bool {
 impl CredentialChain {
     /// A chain whose AWS clients are built from `base` (endpoints, timeouts, retries).
     pub fn new(base: SdkConfig, settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
-        let providers = settings
-            .credentials
-            .providers(&crate::aws::http::imds_provider_config(), &other_providers(&base));
+        let providers = build_providers(&base, &settings);
         CredentialChain {
-            providers,
+            providers: std::sync::Mutex::new(Arc::new(providers)),
+            reread: AtomicBool::new(false),
             base,
             settings,
             instance_region: Mutex::new(None),
@@ -191,20 +201,35 @@ impl CredentialChain {
         lock(&self.source_used).clone()
     }
 
+    /// Reads the base credentials afresh at the next fetch (after a reload:
+    /// a key rotated in a profile file is used at once).
+    pub fn reread_base(&self) {
+        self.reread.store(true, Ordering::SeqCst);
+    }
+
     /// The base credentials: the instance profile's, or the configured
     /// source's. Kept until near expiry; ones without an expiry (static keys)
-    /// are asked for again after a few minutes, so a rotated key is picked up.
+    /// are read again, from new providers, after a few minutes or a reload,
+    /// so a rotated key is picked up.
     pub async fn instance(&self) -> Result<Credentials, FetchError> {
         let mut cached = self.instance.lock().await;
         let now = SystemTime::now();
+        let reread = self.reread.swap(false, Ordering::SeqCst);
         let still_good = |(c, at, _): &(Credentials, Instant, String)| match c.expiry() {
             Some(_) => fresh(c, now),
             None => at.elapsed() < REREAD_STATIC,
         };
-        if let Some((c, _, _)) = cached.as_ref().filter(|e| still_good(e)) {
+        if let Some((c, _, _)) = cached.as_ref().filter(|e| !reread && still_good(e)) {
             return Ok(c.clone());
         }
-        let (result, lacked) = first_credentials(&self.providers).await;
+        let providers = if reread || cached.as_ref().is_some_and(|(c, _, _)| c.expiry().is_none()) {
+            let fresh = Arc::new(build_providers(&self.base, &self.settings));
+            *lock(&self.providers) = fresh.clone();
+            fresh
+        } else {
+            lock(&self.providers).clone()
+        };
+        let (result, lacked) = first_credentials(&providers).await;
         let imds = self.settings.credentials == CredentialSource::Instance;
         self.metrics.aws_call(
             if imds { Api::Imds } else { Api::BaseCredentials },

@@ -223,6 +223,10 @@ impl TokenSource for AwsTokenSource {
         self.chain.source_used()
     }
 
+    fn reload(&self) {
+        self.chain.reread_base();
+    }
+
     async fn fetch(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
         let result = self.get_token(registry).await;
         match &result {

@@ -231,6 +231,7 @@ impl<S: TokenSource> TokenCache<S> {
     /// Applies a reloaded config: registries whose settings did not change
     /// keep their tokens; new or changed ones are fetched; removed ones stop.
     pub fn reconfigure(&self, registries: &[RegistryConfig], serve_unlisted: bool) -> Reconfigured {
+        self.inner.source.reload();
         let inner = &self.inner;
         let mut summary = Reconfigured::default();
         let mut entries = inner.entries.write().unwrap_or_else(PoisonError::into_inner);

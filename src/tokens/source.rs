@@ -124,4 +124,8 @@ pub trait TokenSource: Send + Sync + 'static {
     fn credential_source(&self) -> Option<String> {
         None
     }
+
+    /// The config was reloaded: credentials the source holds are read again
+    /// at its next fetch (a key rotated in a file takes effect at once).
+    fn reload(&self) {}
 }

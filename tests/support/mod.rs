@@ -216,6 +216,13 @@ impl Moto {
         serde_json::from_str::<serde_json::Value>(&body).unwrap()[call].as_u64().unwrap()
     }
 
+    /// The web identity token the last AssumeRoleWithWebIdentity carried.
+    pub fn last_web_identity_token(&self) -> String {
+        let (_, body) = http(self.stats_port, "GET", "/", "");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["LastWebIdentityToken"].as_str().unwrap_or_default().to_owned()
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
