@@ -8,51 +8,37 @@ every call, expiring after EXPIRY_SECONDS (default 6 h); any other
 Authorization gets 401. GET /_stats answers {"calls": N}.
 """
 
-import json
 import os
 import secrets
 import sys
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from json_http import JsonHandler
 
 PORT, TOKEN = int(sys.argv[1]), sys.argv[2]
 STATE = {"calls": 0}
 
 
-class Handler(BaseHTTPRequestHandler):
-    disable_nagle_algorithm = True
-
-    def reply(self, status, body):
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class Handler(JsonHandler):
     def do_GET(self):
         if self.path == "/_stats":
-            return self.reply(200, json.dumps(STATE))
+            return self.reply(200, STATE)
         if self.path != "/creds":
-            return self.reply(404, "{}")
+            return self.reply(404, {})
         if self.headers.get("Authorization") != TOKEN:
-            return self.reply(401, '{"message":"bad token"}')
+            return self.reply(401, {"message": "bad token"})
         STATE["calls"] += 1
         expires = datetime.now(timezone.utc) + timedelta(seconds=int(os.environ.get("EXPIRY_SECONDS", "21600")))
         self.reply(
             200,
-            json.dumps(
-                {
-                    "AccessKeyId": "ASIACONTAINER%07d" % STATE["calls"],
-                    "SecretAccessKey": secrets.token_urlsafe(30),
-                    "Token": secrets.token_urlsafe(60),
-                    "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                }
-            ),
+            {
+                "AccessKeyId": "ASIACONTAINER%07d" % STATE["calls"],
+                "SecretAccessKey": secrets.token_urlsafe(30),
+                "Token": secrets.token_urlsafe(60),
+                "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
         )
-
-    def log_message(self, *args):
-        pass
 
 
 ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()

@@ -8,13 +8,14 @@ call (ASIASSO<n>); any other token gets 401, as the portal answers an expired
 login. GET /_calls counts the answers given.
 """
 
-import json
 import os
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+from json_http import JsonHandler
 
 PORT, TOKEN = int(sys.argv[1]), sys.argv[2]
 EXPIRY = int(os.environ.get("EXPIRY_SECONDS", "3600"))
@@ -22,15 +23,7 @@ CALLS = [0]
 LOCK = threading.Lock()
 
 
-class Portal(BaseHTTPRequestHandler):
-    def reply(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class Portal(JsonHandler):
     def do_GET(self):
         url = urlparse(self.path)
         if url.path == "/_calls":
@@ -50,9 +43,6 @@ class Portal(BaseHTTPRequestHandler):
             "expiration": int((time.time() + EXPIRY) * 1000),
         }
         self.reply(200, {"roleCredentials": creds})
-
-    def log_message(self, *args):
-        pass
 
 
 ThreadingHTTPServer(("127.0.0.1", PORT), Portal).serve_forever()

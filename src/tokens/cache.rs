@@ -31,16 +31,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-use rand::Rng;
 use thiserror::Error;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::refresh::{backoff, Clock, RefreshPolicy};
-use super::source::{FetchError, FetchedToken, TokenSource};
+use super::refresh::{Clock, RefreshPolicy};
+use super::source::{FetchError, TokenSource};
 use crate::config::RegistryConfig;
-use crate::metrics::{FetchOutcome, Metrics};
+use crate::metrics::Metrics;
 use ecr_credd_client::registry::{normalize_host, parse_ecr_host, HostError};
 use ecr_credd_client::secret::Secret;
 
@@ -422,198 +421,9 @@ fn latest_result(
         .unwrap_or_else(|| GetError::Timeout { registry: entry.registry.label(), waited: Duration::ZERO }))
 }
 
-/// One fetch for `entry`, shared by everyone who asks while it runs.
-async fn fetch<S: TokenSource>(
-    inner: &Arc<Inner<S>>,
-    entry: &Arc<Entry>,
-) -> Result<RegistryCredentials, GetError> {
-    let generation = lock(&entry.state).generation;
-    let guard = entry.fetch_lock.clone().lock_owned().await;
-    {
-        let st = lock(&entry.state);
-        if st.generation != generation {
-            // A fetch finished while we queued: its result is ours.
-            return latest_result(entry, &st, inner.clock.now(), inner.clock.wall(), &inner.policy);
-        }
-    }
-    // The fetch runs in its own task so a caller that gives up (timeout,
-    // hung-up client) does not cancel it for everyone else.
-    let label = entry.registry.label();
-    let (inner, entry) = (inner.clone(), entry.clone());
-    let task = tokio::spawn(async move {
-        // The semaphore is never closed; without a permit we fetch anyway.
-        let slot = inner.fetch_slots.acquire().await.ok();
-        let result = inner.source.fetch(&entry.registry).await;
-        drop(slot);
-        let now = inner.clock.now();
-        let mut st = lock(&entry.state);
-        record(&inner, &entry, &mut st, result, now);
-        drop(guard);
-        latest_result(&entry, &st, now, inner.clock.wall(), &inner.policy)
-    });
-    match task.await {
-        Ok(result) => result,
-        // Only runtime shutdown cancels the task; report it as unfinished.
-        Err(_) => Err(GetError::Timeout { registry: label, waited: Duration::ZERO }),
-    }
-}
+mod refresher;
 
-/// Stores a fetch's result in `st` and wakes the refresher to reschedule.
-fn record<S>(
-    inner: &Inner<S>,
-    entry: &Entry,
-    st: &mut State,
-    result: Result<FetchedToken, FetchError>,
-    now: Instant,
-) {
-    st.generation += 1;
-    match result {
-        Ok(token) => {
-            let stated = token.expires_at.duration_since(inner.clock.wall()).unwrap_or(Duration::ZERO);
-            let lifetime = stated.min(inner.policy.max_lifetime);
-            if lifetime <= inner.policy.safety_margin {
-                too_short(inner, entry, st, lifetime, now);
-            } else {
-                store(inner, entry, st, token, lifetime, now);
-            }
-        }
-        Err(err) => failed(inner, entry, st, err, now),
-    }
-    entry.reschedule.notify_one();
-}
-
-/// A token that is born expired (or a clock far ahead) must not trigger a
-/// refresh loop: it counts as a failure and backs off.
-fn too_short<S>(inner: &Inner<S>, entry: &Entry, st: &mut State, lifetime: Duration, now: Instant) {
-    let policy = &inner.policy;
-    st.failures += 1;
-    st.next_attempt = now + backoff(policy, st.failures);
-    st.last_error = Some(GetError::TooShort {
-        registry: entry.registry.label(),
-        left: lifetime,
-        margin: policy.safety_margin,
-    });
-    inner.metrics.fetch(&entry.registry.host, FetchOutcome::Failed { step: "token_lifetime" });
-    tracing::warn!(
-        registry = %entry.registry.host,
-        left_secs = lifetime.as_secs(),
-        "token from ECR is too close to expiry to serve, for {}: {}s left",
-        entry.registry.host,
-        lifetime.as_secs()
-    );
-}
-
-/// Keeps a good token and schedules its refresh at about `refresh_fraction`
-/// of its life, scattered by the jitter, never later than the safety margin.
-fn store<S>(
-    inner: &Inner<S>,
-    entry: &Entry,
-    st: &mut State,
-    token: FetchedToken,
-    lifetime: Duration,
-    now: Instant,
-) {
-    let policy = &inner.policy;
-    let jitter = rand::thread_rng().gen_range(-policy.jitter..=policy.jitter);
-    let refresh_in = lifetime.mul_f64(policy.refresh_fraction * (1.0 + jitter));
-    let latest = lifetime - policy.safety_margin;
-    st.next_attempt = now + refresh_in.min(latest).max(policy.backoff_base);
-    st.failures = 0;
-    st.last_error = None;
-    let wall = inner.clock.wall();
-    st.last_refresh = Some(wall);
-    let expires_at = wall + lifetime;
-    inner.metrics.fetch(&entry.registry.host, FetchOutcome::Success);
-    let unix = expires_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    inner.metrics.token_expiry(&entry.registry.host, unix);
-    st.token = Some(CachedToken {
-        username: token.username,
-        secret: token.secret,
-        valid_until: now + lifetime,
-        expires_at,
-    });
-    let refresh_in = (st.next_attempt - now).as_secs();
-    tracing::info!(
-        registry = %entry.registry.host,
-        lifetime_secs = lifetime.as_secs(),
-        refresh_in_secs = refresh_in,
-        "token refreshed for {}: valid {}s, next refresh in {refresh_in}s",
-        entry.registry.host,
-        lifetime.as_secs()
-    );
-}
-
-/// A failed fetch: back off, keep serving a token that is still good.
-fn failed<S>(inner: &Inner<S>, entry: &Entry, st: &mut State, err: FetchError, now: Instant) {
-    st.failures += 1;
-    st.next_attempt = now + backoff(&inner.policy, st.failures);
-    let still_valid =
-        st.token.as_ref().is_some_and(|t| t.fresh(now, inner.clock.wall(), inner.policy.safety_margin));
-    // The journal's default view shows only the message: it must name the
-    // registry, the failing step and the cause by itself.
-    let retry_in = st.next_attempt - now;
-    tracing::warn!(
-        registry = %entry.registry.host,
-        failures = st.failures,
-        retry_in_ms = retry_in.as_millis() as u64,
-        serving_previous = still_valid,
-        error = %err,
-        "token fetch failed for {}: {err} (retry in {:.1}s{})",
-        entry.registry.host,
-        retry_in.as_secs_f64(),
-        if still_valid { "; still serving the previous token" } else { "" }
-    );
-    inner.metrics.fetch(&entry.registry.host, FetchOutcome::Failed { step: err.step() });
-    st.last_error = Some(GetError::Unavailable { registry: entry.registry.label(), source: err });
-}
-
-/// Whether an unlisted host's refresher goes on. One nobody asked for in
-/// `unlisted_idle` is dropped from the table; one that never got a token
-/// (a made-up account or region) is not retried in the background, only
-/// when asked again, so junk hosts cannot keep calling AWS forever.
-fn keep_refreshing_unlisted<S: TokenSource>(inner: &Arc<Inner<S>>, entry: &Arc<Entry>) -> bool {
-    let (idle, never_served) = {
-        let st = lock(&entry.state);
-        (
-            inner.clock.now().saturating_duration_since(st.last_used),
-            st.last_refresh.is_none() && st.failures > 0,
-        )
-    };
-    if idle >= inner.policy.unlisted_idle {
-        let mut entries = inner.entries.write().unwrap_or_else(PoisonError::into_inner);
-        if entries.get(&entry.registry.host).is_some_and(|e| Arc::ptr_eq(e, entry)) {
-            entries.remove(&entry.registry.host);
-            inner.metrics.forget(&entry.registry.host);
-            tracing::info!(registry = %entry.registry.host, "unlisted registry {} idle for {}s; dropped", entry.registry.host, idle.as_secs());
-        }
-        return false;
-    }
-    !never_served
-}
-
-fn spawn_refresher<S: TokenSource>(inner: &Arc<Inner<S>>, entry: Arc<Entry>) {
-    let (task_inner, task_entry) = (inner.clone(), entry.clone());
-    let task = tokio::spawn(async move {
-        let (inner, entry) = (task_inner, task_entry);
-        loop {
-            let next = lock(&entry.state).next_attempt;
-            tokio::select! {
-                _ = tokio::time::sleep_until(next) => {}
-                _ = entry.reschedule.notified() => continue,
-            }
-            if !entry.configured && !keep_refreshing_unlisted(&inner, &entry) {
-                return;
-            }
-            if inner.clock.now() >= lock(&entry.state).next_attempt {
-                let _ = fetch(&inner, &entry).await;
-            }
-        }
-    });
-    if let Some(old) = lock(&entry.refresher).replace(task) {
-        old.abort();
-    }
-}
-
+use refresher::{fetch, spawn_refresher};
 mod status;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
 use super::*;
-use crate::tokens::SystemClock;
+use crate::tokens::{FetchedToken, SystemClock};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
