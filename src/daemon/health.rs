@@ -16,8 +16,7 @@ use tokio::sync::{watch, Semaphore};
 
 use super::accept::accept_loop;
 use super::signals::until_stopped;
-use crate::tokens::TokenCache;
-use crate::tokens::TokenSource;
+use crate::tokens::{not_ready, TokenCache, TokenSource};
 use ecr_credd_client::wire::RegistryStatus;
 
 /// How long a client may take to send its request headers.
@@ -82,11 +81,8 @@ pub fn route<S: TokenSource>(cache: &TokenCache<S>, method: &Method, path: &str)
         "/healthz" => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, "a refresh loop has stopped\n"),
         "/readyz" => {
             let status = cache.status();
-            let not_ready: Vec<NotReady> = status
-                .iter()
-                .filter(|s| s.configured && !s.ready)
-                .map(|s| NotReady { host: &s.host, reason: not_ready_reason(s) })
-                .collect();
+            let not_ready: Vec<NotReady> =
+                not_ready(&status).map(|s| NotReady { host: &s.host, reason: not_ready_reason(s) }).collect();
             if not_ready.is_empty() {
                 json(StatusCode::OK, &serde_json::json!({ "ready": true }))
             } else {
@@ -98,7 +94,7 @@ pub fn route<S: TokenSource>(cache: &TokenCache<S>, method: &Method, path: &str)
         }
         "/status" => {
             let registries = cache.status();
-            let ready = registries.iter().filter(|s| s.configured).all(|s| s.ready);
+            let ready = not_ready(&registries).next().is_none();
             json(
                 StatusCode::OK,
                 &Status {

@@ -425,5 +425,7 @@ mod refresher;
 
 use refresher::{fetch, spawn_refresher};
 mod status;
+
+pub use status::not_ready;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,6 @@ mod cache;
 mod refresh;
 mod source;
 
-pub use cache::{GetError, RegistryCredentials, TokenCache};
+pub use cache::{not_ready, GetError, RegistryCredentials, TokenCache};
 pub use refresh::{Clock, RefreshPolicy, SystemClock};
 pub use source::{FetchError, FetchedToken, TokenSource};

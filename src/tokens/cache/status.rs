@@ -47,6 +47,13 @@ impl<S: TokenSource> TokenCache<S> {
 
     /// Ready when every configured registry holds a usable token.
     pub fn ready(&self) -> bool {
-        self.status().iter().filter(|s| s.configured).all(|s| s.ready)
+        not_ready(&self.status()).next().is_none()
     }
+}
+
+/// The registries that hold readiness back: configured ones without a usable
+/// token. Unlisted hosts never do (a typo in a pull must not fail a node).
+/// `/readyz`, `/status`, the socket's `status` and systemd all ask this.
+pub fn not_ready(registries: &[RegistryStatus]) -> impl Iterator<Item = &RegistryStatus> {
+    registries.iter().filter(|s| s.configured && !s.ready)
 }
