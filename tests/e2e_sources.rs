@@ -207,7 +207,14 @@ fn an_sso_profile_gives_the_base_credentials() {
     assert!(!calls.contains("\"calls\": 0"), "the portal gave the credentials: {calls}");
     drop(daemon);
 
-    // An expired login: doctor names the source and the profile's fix.
+    let (_, report) = doctor(&dir, &config(&registry, "profile:sso"), &env);
+    eprintln!("doctor, credentials = \"profile:sso\":\n{report}");
+    assert!(report.contains("ok   base credentials: profile sso gave them"), "{report}");
+    // The stopped daemon left its socket: the fix is to start it, not to join its group.
+    assert!(report.contains("FAIL daemon access") && report.contains("start it: systemctl"), "{report}");
+    assert!(!report.contains("usermod"), "{report}");
+
+    // A portal out of reach: doctor names the source and the profile's fix.
     let (code, report) = doctor(&dir, &config(&registry, "profile:sso"), &{
         let mut env = env.clone();
         env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL_SSO");
@@ -354,7 +361,20 @@ fn doctor_says_which_source_gave_credentials_and_what_the_chain_skipped() {
     assert!(report.contains("ok   base credentials: profile ci gave them"), "{report}");
     assert!(report.contains("ok   ecr:GetAuthorizationToken"), "{report}");
 
-    // container with no endpoint: failed, with the fix for that source.
+    // container, with the endpoint (EKS Pod Identity's shape) and without.
+    let port = free_port();
+    let mut cmd = clean_command("python3", home);
+    cmd.arg(format!("{ROOT}/testbed/container_creds.py")).arg(port.to_string()).arg("pod-token");
+    let _endpoint = Proc::spawn("container credentials", &mut cmd);
+    wait_port(port, "container credentials double");
+    let token_file = home.join("pod-token");
+    std::fs::write(&token_file, "pod-token").unwrap();
+    let mut env = no_imds(&moto);
+    env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://127.0.0.1:{port}/creds")));
+    env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.display().to_string()));
+    let (_, report) = doctor(home, &config(&registry, "container"), &env);
+    eprintln!("doctor, credentials = \"container\":\n{report}");
+    assert!(report.contains("ok   base credentials: container endpoint gave them"), "{report}");
     let (code, report) = doctor(home, &config(&registry, "container"), &no_imds(&moto));
     eprintln!("doctor, credentials = \"container\" without an endpoint:\n{report}");
     assert_eq!(code, 1);

@@ -147,12 +147,12 @@ pub async fn daemon(socket: &Path, targets: &[Target]) -> Vec<Check> {
                 "upgrade ecr-credd and the helper together".into(),
             )),
         },
-        Ok(Err(e)) => checks.push(Check::fail(
-            "daemon access",
-            None,
-            e.to_string(),
-            format!("{join}; or start the daemon"),
-        )),
+        // A socket file nobody listens on (the daemon stopped) is not a
+        // permission problem: joining the group would not help.
+        Ok(Err(e @ client::ClientError::Connect { .. })) => {
+            checks.push(Check::fail("daemon access", None, e.to_string(), start.into()))
+        }
+        Ok(Err(e)) => checks.push(Check::fail("daemon access", None, e.to_string(), join)),
         Err(e) => checks.push(Check::fail("daemon access", None, e.to_string(), start.into())),
     }
     checks
