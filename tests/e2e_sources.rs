@@ -61,6 +61,37 @@ fn no_imds(moto: &Moto) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Starts the daemon in `dir` with base credentials from `source` (and
+/// `env`), checks `/status` names `shown`, and pushes and pulls through the helper.
+fn serves_with(dir: &Path, registry: &Registry, source: &str, env: &[(&str, String)], shown: &str) -> Daemon {
+    std::fs::create_dir_all(dir).unwrap();
+    let daemon = Daemon::builder(dir).config(&config(registry, source)).env(env).start();
+    assert_eq!(source_of(&daemon, &registry.host()), shown);
+    push_and_pull(dir, &daemon, registry);
+    daemon
+}
+
+/// The container credentials double in `dir`, answering the token it writes
+/// to a file (EKS Pod Identity's shape) with credentials that expire after
+/// `expiry` seconds; the process and the environment that points at it.
+fn container_endpoint(dir: &Path, moto: &Moto, expiry: u32) -> (Proc, u16, Vec<(&'static str, String)>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let port = free_port();
+    let mut cmd = clean_command("python3", dir);
+    cmd.arg(format!("{ROOT}/testbed/container_creds.py"))
+        .arg(port.to_string())
+        .arg("pod-identity-token")
+        .env("EXPIRY_SECONDS", expiry.to_string());
+    let endpoint = Proc::spawn("container credentials", &mut cmd);
+    wait_port(port, "container credentials double");
+    let token_file = dir.join("eks-pod-identity-token");
+    std::fs::write(&token_file, "pod-identity-token").unwrap();
+    let mut env = no_imds(moto);
+    env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://127.0.0.1:{port}/creds")));
+    env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.display().to_string()));
+    (endpoint, port, env)
+}
+
 #[test]
 fn env_and_profiles_give_the_base_credentials() {
     let tmp = tempfile::tempdir().unwrap();
@@ -69,14 +100,10 @@ fn env_and_profiles_give_the_base_credentials() {
     let registry = Registry::start(home, PASSWORD);
 
     // env: static keys in the environment.
-    let dir = home.join("env");
-    std::fs::create_dir_all(&dir).unwrap();
     let mut env = no_imds(&moto);
     env.push(("AWS_ACCESS_KEY_ID", "AKIAENVEXAMPLE000001".into()));
     env.push(("AWS_SECRET_ACCESS_KEY", "env-secret-not-logged".into()));
-    let daemon = Daemon::builder(&dir).config(&config(&registry, "env")).env(&env).start();
-    assert_eq!(source_of(&daemon, &registry.host()), "environment");
-    push_and_pull(&dir, &daemon, &registry);
+    let daemon = serves_with(&home.join("env"), &registry, "env", &env, "environment");
     assert!(daemon.proc.output().contains("base credentials from environment"));
     assert!(!daemon.proc.output().contains("env-secret-not-logged"));
     drop(daemon);
@@ -101,15 +128,11 @@ fn env_and_profiles_give_the_base_credentials() {
         ),
     )
     .unwrap();
-    for (profile, source) in [("keys", "profile keys"), ("roles-anywhere", "profile roles-anywhere")] {
-        let d = dir.join(profile);
-        std::fs::create_dir_all(&d).unwrap();
-        let mut env = no_imds(&moto);
-        env.push(("AWS_CONFIG_FILE", aws_config.display().to_string()));
-        let daemon =
-            Daemon::builder(&d).config(&config(&registry, &format!("profile:{profile}"))).env(&env).start();
-        assert_eq!(source_of(&daemon, &registry.host()), source);
-        push_and_pull(&d, &daemon, &registry);
+    let mut env = no_imds(&moto);
+    env.push(("AWS_CONFIG_FILE", aws_config.display().to_string()));
+    for profile in ["keys", "roles-anywhere"] {
+        let source = format!("profile:{profile}");
+        serves_with(&dir.join(profile), &registry, &source, &env, &format!("profile {profile}"));
     }
 }
 
@@ -133,27 +156,12 @@ fn web_identity_and_container_endpoint() {
     env.push(("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()));
     env.push(("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa-node".into()));
     env.push(("AWS_ROLE_SESSION_NAME", "ecr-credd-test".into()));
-    let daemon = Daemon::builder(&dir).config(&config(&registry, "web-identity")).env(&env).start();
-    assert_eq!(source_of(&daemon, &registry.host()), "web identity");
-    push_and_pull(&dir, &daemon, &registry);
-    drop(daemon);
+    drop(serves_with(&dir, &registry, "web-identity", &env, "web identity"));
 
     // container (EKS Pod Identity): FULL_URI on loopback with a token file.
     let dir = home.join("container");
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let mut cmd = clean_command("python3", &dir);
-    cmd.arg(format!("{ROOT}/testbed/container_creds.py")).arg(port.to_string()).arg("pod-identity-token");
-    let _endpoint = Proc::spawn("container credentials", &mut cmd);
-    wait_port(port, "container credentials double");
-    let token_file = dir.join("eks-pod-identity-token");
-    std::fs::write(&token_file, "pod-identity-token").unwrap();
-    let mut env = no_imds(&moto);
-    env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://127.0.0.1:{port}/creds")));
-    env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.display().to_string()));
-    let daemon = Daemon::builder(&dir).config(&config(&registry, "container")).env(&env).start();
-    assert_eq!(source_of(&daemon, &registry.host()), "container endpoint");
-    push_and_pull(&dir, &daemon, &registry);
+    let (_endpoint, port, env) = container_endpoint(&dir, &moto, 21600);
+    serves_with(&dir, &registry, "container", &env, "container endpoint");
     let (_, stats) = http(port, "GET", "/_stats", "");
     assert!(stats.contains("\"calls\": 1"), "the endpoint gave the credentials: {stats}");
 }
@@ -200,9 +208,7 @@ fn an_sso_profile_gives_the_base_credentials() {
     let dir = home.join("sso");
     let mut env = no_imds(&moto);
     env.extend(sso_home(&dir, port));
-    let daemon = Daemon::builder(&dir).config(&config(&registry, "profile:sso")).env(&env).start();
-    assert_eq!(source_of(&daemon, &registry.host()), "profile sso");
-    push_and_pull(&dir, &daemon, &registry);
+    let daemon = serves_with(&dir, &registry, "profile:sso", &env, "profile sso");
     let (_, calls) = http(port, "GET", "/_calls", "");
     assert!(!calls.contains("\"calls\": 0"), "the portal gave the credentials: {calls}");
     drop(daemon);
@@ -362,16 +368,7 @@ fn doctor_says_which_source_gave_credentials_and_what_the_chain_skipped() {
     assert!(report.contains("ok   ecr:GetAuthorizationToken"), "{report}");
 
     // container, with the endpoint (EKS Pod Identity's shape) and without.
-    let port = free_port();
-    let mut cmd = clean_command("python3", home);
-    cmd.arg(format!("{ROOT}/testbed/container_creds.py")).arg(port.to_string()).arg("pod-token");
-    let _endpoint = Proc::spawn("container credentials", &mut cmd);
-    wait_port(port, "container credentials double");
-    let token_file = home.join("pod-token");
-    std::fs::write(&token_file, "pod-token").unwrap();
-    let mut env = no_imds(&moto);
-    env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://127.0.0.1:{port}/creds")));
-    env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.display().to_string()));
+    let (_endpoint, _, env) = container_endpoint(&home.join("pod"), &moto, 21600);
     let (_, report) = doctor(home, &config(&registry, "container"), &env);
     eprintln!("doctor, credentials = \"container\":\n{report}");
     assert!(report.contains("ok   base credentials: container endpoint gave them"), "{report}");
@@ -436,20 +433,7 @@ fn rotated_source_credentials_are_used_for_the_next_token() {
 
     // The container endpoint, whose credentials expire in 2 minutes.
     let dir = home.join("container");
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let mut cmd = clean_command("python3", &dir);
-    cmd.arg(format!("{ROOT}/testbed/container_creds.py"))
-        .arg(port.to_string())
-        .arg("tok")
-        .env("EXPIRY_SECONDS", "120");
-    let _endpoint = Proc::spawn("container credentials", &mut cmd);
-    wait_port(port, "container credentials double");
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, "tok").unwrap();
-    let mut env = no_imds(&moto);
-    env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://127.0.0.1:{port}/creds")));
-    env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.display().to_string()));
+    let (_endpoint, _, env) = container_endpoint(&dir, &moto, 120);
     let daemon =
         Daemon::builder(&dir).config(&no_role("container")).env(&env).log("info,ecr_credd=debug").start();
     rotated(&daemon, "ASIACONTAINER0000001", "ASIACONTAINER0000002");
