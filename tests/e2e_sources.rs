@@ -194,17 +194,26 @@ fn sso_home(dir: &Path, portal_port: u16) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The SSO portal double, whose role credentials expire after `expiry` seconds.
+fn sso_portal(home: &Path, expiry: u32) -> (Proc, u16) {
+    let port = free_port();
+    let mut cmd = clean_command("python3", home);
+    cmd.arg(format!("{ROOT}/testbed/sso_portal.py"))
+        .arg(port.to_string())
+        .arg("sso-access-token")
+        .env("EXPIRY_SECONDS", expiry.to_string());
+    let portal = Proc::spawn("SSO portal", &mut cmd);
+    wait_port(port, "SSO portal double");
+    (portal, port)
+}
+
 #[test]
 fn an_sso_profile_gives_the_base_credentials() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let moto = Moto::start(home);
     let registry = Registry::start(home, PASSWORD);
-    let port = free_port();
-    let mut cmd = clean_command("python3", home);
-    cmd.arg(format!("{ROOT}/testbed/sso_portal.py")).arg(port.to_string()).arg("sso-access-token");
-    let _portal = Proc::spawn("SSO portal", &mut cmd);
-    wait_port(port, "SSO portal double");
+    let (_portal, port) = sso_portal(home, 3600);
     let dir = home.join("sso");
     let mut env = no_imds(&moto);
     env.extend(sso_home(&dir, port));
@@ -482,4 +491,15 @@ fn rotated_source_credentials_are_used_for_the_next_token() {
         moto.count("GetAuthorizationToken") > before
     });
     assert_eq!(daemon.helper("get", &registry.host()).0, 0);
+    drop(daemon);
+
+    // An SSO profile: role credentials of 610 s, asked of the portal again
+    // with the cached login 10 minutes before they end.
+    let dir = home.join("sso");
+    let (_portal, port) = sso_portal(home, 610);
+    let mut env = no_imds(&moto);
+    env.extend(sso_home(&dir, port));
+    let daemon =
+        Daemon::builder(&dir).config(&no_role("profile:sso")).env(&env).log("info,ecr_credd=debug").start();
+    rotated(&daemon, "ASIASSO0000000000001", "ASIASSO0000000000002");
 }

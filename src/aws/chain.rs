@@ -89,14 +89,10 @@ pub struct CredentialChain {
     settings: AwsSettings,
     /// The instance's own region from IMDS, once known.
     instance_region: Mutex<Option<String>>,
-    /// The configured source's providers, tried in order. Built again to
-    /// read static keys afresh: aws-config's profile provider keeps what it
-    /// first read from the files.
-    providers: std::sync::Mutex<Arc<Providers>>,
     /// Set by a reload: the next fetch reads the base credentials afresh.
     reread: AtomicBool,
-    /// The base credentials, when they were had, and from which provider.
-    instance: Mutex<Option<(Credentials, Instant, String)>>,
+    /// The base credentials and the providers that give them.
+    instance: Mutex<Base>,
     /// The provider that gave them last, for `/status` and the log.
     source_used: std::sync::Mutex<Option<String>>,
     // One lock for all roles: AssumeRole is rare (hourly per role), and
@@ -105,6 +101,17 @@ pub struct CredentialChain {
     identity: Arc<OnceLock<String>>,
     identity_asked: AtomicBool,
     metrics: Arc<Metrics>,
+}
+
+/// The base credentials' state, behind one lock: a fetch asks the providers
+/// only while it holds it.
+struct Base {
+    /// The configured source's providers, tried in order. Built again to
+    /// read static keys afresh: aws-config's profile provider keeps what it
+    /// first read from the files.
+    providers: Providers,
+    /// The credentials, when they were had, and from which provider.
+    cached: Option<(Credentials, Instant, String)>,
 }
 
 /// Named credential providers, tried in order.
@@ -123,12 +130,11 @@ impl CredentialChain {
     pub fn new(base: SdkConfig, settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
         let providers = build_providers(&base, &settings);
         CredentialChain {
-            providers: std::sync::Mutex::new(Arc::new(providers)),
             reread: AtomicBool::new(false),
             base,
             settings,
             instance_region: Mutex::new(None),
-            instance: Mutex::new(None),
+            instance: Mutex::new(Base { providers, cached: None }),
             source_used: std::sync::Mutex::new(None),
             roles: Mutex::new(HashMap::new()),
             identity: Arc::new(OnceLock::new()),
@@ -212,24 +218,21 @@ impl CredentialChain {
     /// are read again, from new providers, after a few minutes or a reload,
     /// so a rotated key is picked up.
     pub async fn instance(&self) -> Result<Credentials, FetchError> {
-        let mut cached = self.instance.lock().await;
+        let mut base = self.instance.lock().await;
         let now = SystemTime::now();
         let reread = self.reread.swap(false, Ordering::SeqCst);
         let still_good = |(c, at, _): &(Credentials, Instant, String)| match c.expiry() {
             Some(_) => fresh(c, now),
             None => at.elapsed() < REREAD_STATIC,
         };
-        if let Some((c, _, _)) = cached.as_ref().filter(|e| !reread && still_good(e)) {
+        if let Some((c, _, _)) = base.cached.as_ref().filter(|e| !reread && still_good(e)) {
             return Ok(c.clone());
         }
-        let providers = if reread || cached.as_ref().is_some_and(|(c, _, _)| c.expiry().is_none()) {
-            let fresh = Arc::new(build_providers(&self.base, &self.settings));
-            *lock(&self.providers) = fresh.clone();
-            fresh
-        } else {
-            lock(&self.providers).clone()
-        };
-        let (result, lacked) = first_credentials(&providers).await;
+        if reread || base.cached.as_ref().is_some_and(|(c, _, _)| c.expiry().is_none()) {
+            base.providers = build_providers(&self.base, &self.settings);
+        }
+        let (result, lacked) = first_credentials(&base.providers).await;
+        let cached = &mut base.cached;
         let imds = self.settings.credentials == CredentialSource::Instance;
         self.metrics.aws_call(
             if imds { Api::Imds } else { Api::BaseCredentials },

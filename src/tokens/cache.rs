@@ -229,9 +229,10 @@ impl<S: TokenSource> TokenCache<S> {
 
     /// Applies a reloaded config: registries whose settings did not change
     /// keep their tokens; new or changed ones are fetched; removed ones stop.
+    /// The source hears of it too, so its next fetch reads credentials afresh.
     pub fn reconfigure(&self, registries: &[RegistryConfig], serve_unlisted: bool) -> Reconfigured {
-        self.inner.source.reload();
         let inner = &self.inner;
+        inner.source.reload();
         let mut summary = Reconfigured::default();
         let mut entries = inner.entries.write().unwrap_or_else(PoisonError::into_inner);
         let mut next: HashMap<String, Arc<Entry>> = HashMap::with_capacity(entries.len());

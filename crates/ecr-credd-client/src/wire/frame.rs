@@ -31,12 +31,15 @@ pub enum Next {
 pub struct Framer {
     buf: Zeroizing<Vec<u8>>,
     limit: usize,
+    /// Bytes of `buf` known to hold no newline: each byte is looked at once,
+    /// however many reads a large answer takes.
+    scanned: usize,
 }
 
 impl Framer {
     /// A framer that allows frames of up to `limit` bytes, newline included.
     pub fn new(limit: usize) -> Self {
-        Framer { buf: Zeroizing::new(Vec::with_capacity(INITIAL_CAPACITY.min(limit))), limit }
+        Framer { buf: Zeroizing::new(Vec::with_capacity(INITIAL_CAPACITY.min(limit))), limit, scanned: 0 }
     }
 
     /// Adds bytes just read.
@@ -46,9 +49,12 @@ impl Framer {
 
     /// The next whole frame, if the bytes pushed hold one.
     pub fn next_frame(&mut self) -> Next {
-        match self.buf.iter().position(|&b| b == b'\n') {
+        let newline = self.buf[self.scanned..].iter().position(|&b| b == b'\n').map(|i| self.scanned + i);
+        self.scanned = newline.unwrap_or(self.buf.len());
+        match newline {
             Some(end) if end < self.limit => {
                 let rest = Zeroizing::new(self.buf.split_off(end + 1));
+                self.scanned = 0;
                 Next::Frame(std::mem::replace(&mut self.buf, rest))
             }
             Some(_) => Next::TooLarge,
@@ -60,6 +66,7 @@ impl Framer {
     /// What was pushed after the last whole frame: at end of stream, a last
     /// frame its sender did not end with a newline.
     pub fn take_rest(&mut self) -> Zeroizing<Vec<u8>> {
+        self.scanned = 0;
         std::mem::replace(&mut self.buf, Zeroizing::new(Vec::new()))
     }
 }
