@@ -25,33 +25,20 @@ fn skopeo_podman_and_buildah_push_and_pull_through_the_helper() {
     let host = registry.host();
 
     // Only credHelpers routes the host to us: no static credentials anywhere.
-    let auth = home.join("auth.json");
-    std::fs::write(&auth, format!("{{\"credHelpers\":{{\"{host}\":\"ecr-credd\"}}}}")).unwrap();
+    let auth = helper_auth_file(home, &[&host]);
     let push_as = |auth: &Path, tag: &str| {
-        let dest = format!("docker://{host}/demo:{tag}");
-        container_client(
-            "skopeo",
-            home,
-            auth,
-            &daemon.socket,
-            &["copy", "--dest-tls-verify=false", &oci, &dest],
-        )
+        skopeo_copy(home, auth, &daemon.socket, &oci, &format!("docker://{host}/demo:{tag}"))
     };
     let push = push_as(&auth, "v1");
     assert!(push.status.success(), "skopeo push failed: {}", output_text(&push));
 
     let pulled = home.join("pulled");
-    let pull = container_client(
-        "skopeo",
+    let pull = skopeo_copy(
         home,
         &auth,
         &daemon.socket,
-        &[
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{host}/demo:v1"),
-            &format!("oci:{}:v1", pulled.display()),
-        ],
+        &format!("docker://{host}/demo:v1"),
+        &format!("oci:{}:v1", pulled.display()),
     );
     assert!(pull.status.success(), "skopeo pull failed: {}", output_text(&pull));
     let original = std::fs::read_dir(image.join("blobs/sha256")).unwrap().count();

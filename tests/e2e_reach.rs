@@ -40,19 +40,10 @@ fn two_accounts_and_ecr_public_each_get_their_own_token() {
     // Each registry accepts only its own account's password, so a push that
     // succeeds proves the right token reached the right registry.
     let oci = make_oci_image(home);
-    let auth = home.join("auth.json");
-    let helpers: Vec<String> =
-        [&a, &b, &public].iter().map(|r| format!("\"{}\":\"ecr-credd\"", r.host())).collect();
-    std::fs::write(&auth, format!("{{\"credHelpers\":{{{}}}}}", helpers.join(","))).unwrap();
+    let auth = helper_auth_file(home, &[&a.host(), &b.host(), &public.host()]);
     for registry in [&a, &b, &public] {
         let dest = format!("docker://{}/demo:v1", registry.host());
-        let push = container_client(
-            "skopeo",
-            home,
-            &auth,
-            &daemon.socket,
-            &["copy", "--dest-tls-verify=false", &oci, &dest],
-        );
+        let push = skopeo_copy(home, &auth, &daemon.socket, &oci, &dest);
         assert!(push.status.success(), "push to {} failed: {}", registry.host(), output_text(&push));
     }
 

@@ -15,25 +15,12 @@ use support::*;
 /// Pushes an image to `registry` and pulls it back, both through the helper.
 fn push_and_pull(home: &Path, daemon: &Daemon, registry: &Registry) {
     let oci = make_oci_image(home);
-    let auth = home.join("auth.json");
-    std::fs::write(&auth, format!("{{\"credHelpers\":{{\"{}\":\"ecr-credd\"}}}}", registry.host())).unwrap();
+    let auth = helper_auth_file(home, &[&registry.host()]);
     let image = format!("docker://{}/sources/app:v1", registry.host());
-    let push = container_client(
-        "skopeo",
-        home,
-        &auth,
-        &daemon.socket,
-        &["copy", "--dest-tls-verify=false", &oci, &image],
-    );
+    let push = skopeo_copy(home, &auth, &daemon.socket, &oci, &image);
     assert!(push.status.success(), "push: {}", output_text(&push));
     let back = format!("oci:{}:pulled", home.join("pulled").display());
-    let pull = container_client(
-        "skopeo",
-        home,
-        &auth,
-        &daemon.socket,
-        &["copy", "--src-tls-verify=false", &image, &back],
-    );
+    let pull = skopeo_copy(home, &auth, &daemon.socket, &image, &back);
     assert!(pull.status.success(), "pull: {}", output_text(&pull));
 }
 

@@ -93,12 +93,8 @@ impl CredentialSource {
         imds: &ProviderConfig,
         other: &ProviderConfig,
     ) -> Vec<(String, SharedCredentialsProvider)> {
-        let instance = || {
-            (
-                "instance profile (IMDS)".to_owned(),
-                shared(ImdsCredentialsProvider::builder().configure(imds).build()),
-            )
-        };
+        let instance =
+            || (IMDS_NAME.to_owned(), shared(ImdsCredentialsProvider::builder().configure(imds).build()));
         let env = || ("environment".to_owned(), shared(EnvironmentVariableCredentialsProvider::new()));
         let web = || {
             (

@@ -493,6 +493,23 @@ pub fn iam_bed(dir: &std::path::Path, allow: &str) -> (Moto, Imds, String) {
     (moto, imds, keys["RoleArn"].as_str().unwrap().to_owned())
 }
 
+/// An auth file (`REGISTRY_AUTH_FILE`) in `home` whose `credHelpers` route
+/// each of `hosts` to the helper, and nothing else.
+pub fn helper_auth_file(home: &Path, hosts: &[&str]) -> PathBuf {
+    let routes: Vec<String> = hosts.iter().map(|h| format!("\"{h}\":\"ecr-credd\"")).collect();
+    let auth = home.join("auth.json");
+    std::fs::write(&auth, format!("{{\"credHelpers\":{{{}}}}}", routes.join(","))).unwrap();
+    auth
+}
+
+/// `skopeo copy FROM TO` through the helper; TLS verification is off for the
+/// side that is a (loopback, plain HTTP) registry.
+pub fn skopeo_copy(home: &Path, auth: &Path, socket: &Path, from: &str, to: &str) -> Output {
+    let flag =
+        if from.starts_with("docker://") { "--src-tls-verify=false" } else { "--dest-tls-verify=false" };
+    container_client("skopeo", home, auth, socket, &["copy", flag, from, to])
+}
+
 /// Runs a container client (skopeo, podman, buildah) with only the auth file and socket it is given.
 pub fn container_client(program: &str, home: &Path, auth: &Path, socket: &Path, args: &[&str]) -> Output {
     clean_command(program, home)
