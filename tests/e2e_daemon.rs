@@ -250,4 +250,14 @@ fn config_errors_name_file_line_and_key() {
         shown.contains("127.0.0.1:5000  210987654321  us-east-1  arn:aws:iam::210987654321:role/ecr-pull"),
         "{shown}"
     );
+    // The socket's group, as the daemon would choose it: the default group
+    // may be missing (then said so); a named one must exist.
+    let default_missing = ecr_credd_client::groups::lookup_group("ecr-credd").is_none();
+    assert_eq!(shown.contains("(group ecr-credd, which does not exist here"), default_missing, "{shown}");
+    let named = tmp.path().join("named.toml");
+    std::fs::write(&named, format!("[server]\ngroup = \"no-such-group\"\n{}", alias_config())).unwrap();
+    let out =
+        clean_command(DAEMON, tmp.path()).args(["check-config", "--config"]).arg(&named).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("groupadd --system no-such-group"), "{err}");
 }

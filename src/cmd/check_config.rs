@@ -13,11 +13,8 @@ pub fn check_config(flag: Option<PathBuf>) -> Result<String> {
     let (path, c) = load_config(flag)?;
     let mut out = format!("{}: OK\n", path.display());
     let group = c.socket_group.as_deref().unwrap_or("-");
-    let missing = match ecr_credd_client::groups::lookup_group(group) {
+    let missing = match crate::daemon::socket_gid(&c)? {
         Some(_) => "",
-        None if c.socket_group_explicit => {
-            return Err(crate::daemon::socket::SocketError::NoSuchGroup { group: group.into() }.into())
-        }
         None => ", which does not exist here: only root and the daemon's user could connect",
     };
     out += &format!(

@@ -60,32 +60,40 @@ impl Listeners {
     /// mode and group; binds the health endpoint. Must run inside a tokio runtime.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
         let map_io = |action, source| SocketError::Io { path: config.socket.clone(), action, source };
-        let (std_listener, owned, gid) =
-            match systemd::activated_listener().map_err(StartError::Activation)? {
-                Some(l) => {
-                    let gid = activated_gid(config, &l)?;
-                    let group = gid.map(ecr_credd_client::groups::group_name).unwrap_or_else(|| "-".into());
-                    tracing::info!(gid = ?gid, "using the socket passed by systemd (group {group})");
-                    (l, None, gid)
-                }
-                None => {
-                    let gid = socket_gid(config)?;
-                    let mode = socket_mode(config);
-                    let l = socket::bind(&config.socket, gid, mode)?;
-                    let inode = std::fs::metadata(&config.socket).map(|m| m.ino()).unwrap_or(0);
-                    let group = gid
-                        .map(ecr_credd_client::groups::group_name)
-                        .unwrap_or_else(|| "the daemon's own".into());
-                    tracing::info!(
-                        path = %config.socket.display(),
-                        mode = format!("{mode:04o}"),
-                        gid = ?gid,
-                        "listening on {} (mode {mode:04o}, group {group})",
-                        config.socket.display()
+        let (std_listener, owned, gid) = match systemd::activated_listener()
+            .map_err(StartError::Activation)?
+        {
+            Some(l) => {
+                let gid = activated_gid(config, &l)?;
+                let group = gid.map(ecr_credd_client::groups::group_name).unwrap_or_else(|| "-".into());
+                tracing::info!(gid = ?gid, "using the socket passed by systemd (group {group})");
+                (l, None, gid)
+            }
+            None => {
+                let gid = socket_gid(config)?;
+                if let (None, Some(group)) = (gid, &config.socket_group) {
+                    tracing::warn!(
+                        group = %group,
+                        "socket group {group} does not exist, so only root and the daemon's own user may connect; \
+                         create it (groupadd --system {group}) or set [server] group"
                     );
-                    (l, Some((config.socket.clone(), inode)), gid)
                 }
-            };
+                let mode = socket_mode(config);
+                let l = socket::bind(&config.socket, gid, mode)?;
+                let inode = std::fs::metadata(&config.socket).map(|m| m.ino()).unwrap_or(0);
+                let group = gid
+                    .map(ecr_credd_client::groups::group_name)
+                    .unwrap_or_else(|| "the daemon's own".into());
+                tracing::info!(
+                    path = %config.socket.display(),
+                    mode = format!("{mode:04o}"),
+                    gid = ?gid,
+                    "listening on {} (mode {mode:04o}, group {group})",
+                    config.socket.display()
+                );
+                (l, Some((config.socket.clone(), inode)), gid)
+            }
+        };
         let unix = tokio::net::UnixListener::from_std(std_listener)
             .map_err(|e| map_io("register the socket with the runtime", e))?;
         let health = match config.health_listen {
@@ -118,20 +126,14 @@ fn socket_mode(config: &Config) -> u32 {
 }
 
 /// The group for a socket we bind: the configured one (which must exist when
-/// named), else the default group when the host has it, else our own.
-fn socket_gid(config: &Config) -> Result<Option<u32>, SocketError> {
+/// named), else the default group when the host has it, else `None` (our
+/// own). `check-config` asks the same.
+pub(crate) fn socket_gid(config: &Config) -> Result<Option<u32>, SocketError> {
     let Some(group) = &config.socket_group else { return Ok(None) };
     match ecr_credd_client::groups::lookup_group(group) {
         Some(gid) => Ok(Some(gid)),
         None if config.socket_group_explicit => Err(SocketError::NoSuchGroup { group: group.clone() }),
-        None => {
-            tracing::warn!(
-                group = %group,
-                "socket group {group} does not exist, so only root and the daemon's own user may connect; \
-                 create it (groupadd --system {group}) or set [server] group"
-            );
-            Ok(None)
-        }
+        None => Ok(None),
     }
 }
 
