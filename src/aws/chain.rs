@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use super::sdk_error::describe_sdk_error;
 use super::sts::{self, RoleSession};
-use crate::aws::source::{first_credentials, CredentialSource};
+use crate::aws::source::{first_credentials_reporting, CredentialSource};
 use crate::config::RegistryConfig;
 use crate::metrics::{Api, CallOutcome, Metrics};
 use crate::tokens::FetchError;
@@ -24,6 +24,12 @@ use crate::tokens::FetchError;
 const RENEW_BEFORE: Duration = Duration::from_secs(10 * 60);
 /// Base credentials without an expiry (static keys) are read again this often.
 const REREAD_STATIC: Duration = Duration::from_secs(5 * 60);
+/// The longest one ask of the base source may take. Shorter than a `get`'s
+/// wait (5 s), so a client is told which source hung, not only that time ran
+/// out; a slow source's late answer is still used, by the next attempt.
+pub const BASE_DEADLINE: Duration = Duration::from_secs(4);
+/// The STS and ECR clients' whole-operation timeout (see `ecr::sdk_config`).
+pub const STS_DEADLINE: Duration = Duration::from_secs(10);
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -33,7 +39,16 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// and a region for the STS call web identity makes (`AWS_REGION`, else us-east-1).
 pub(crate) fn other_providers(base: &SdkConfig) -> ProviderConfig {
     let region = env_region().unwrap_or_else(|| "us-east-1".into());
-    let config = ProviderConfig::default().with_region(Some(Region::new(region)));
+    // The STS and SSO clients these providers build get whole timeouts, not
+    // only the default connect timeout: a stalled endpoint must fail, not hang.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .read_timeout(BASE_DEADLINE)
+        .operation_attempt_timeout(BASE_DEADLINE)
+        .operation_timeout(BASE_DEADLINE)
+        .build();
+    let config =
+        ProviderConfig::default().with_region(Some(Region::new(region))).with_timeout_config(timeouts);
     match base.http_client() {
         Some(client) => config.with_http_client(client),
         None => config,
@@ -91,31 +106,63 @@ pub struct CredentialChain {
     instance_region: Mutex<Option<String>>,
     /// Set by a reload: the next fetch reads the base credentials afresh.
     reread: AtomicBool,
-    /// The base credentials and the providers that give them.
-    instance: Mutex<Base>,
+    /// The base credentials last had, read without waiting for a fetch.
+    cached: std::sync::Mutex<Option<CachedBase>>,
+    /// Held while the base source is asked: one ask at a time.
+    base_flight: Mutex<BaseFlight>,
+    /// Builds the configured source's providers (a seam for tests).
+    build: Box<dyn Fn() -> Providers + Send + Sync>,
     /// The provider that gave them last, for `/status` and the log.
     source_used: std::sync::Mutex<Option<String>>,
-    // One lock for all roles: AssumeRole is rare (hourly per role), and
-    // serialising it means registries sharing a role share one call.
-    roles: Mutex<HashMap<RoleSession, Credentials>>,
+    /// One slot per role session: registries sharing a role share one
+    /// AssumeRole, and a role whose STS hangs holds up no other role.
+    roles: std::sync::Mutex<HashMap<RoleSession, Arc<RoleSlot>>>,
+    /// What each registry's fetch is waiting on now, for a `get` that gives up.
+    waiting: std::sync::Mutex<HashMap<String, (String, Instant)>>,
     identity: Arc<OnceLock<String>>,
     identity_asked: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
-/// The base credentials' state, behind one lock: a fetch asks the providers
-/// only while it holds it.
-struct Base {
+/// Base credentials, when they were had, and from which provider.
+#[derive(Clone)]
+struct CachedBase {
+    creds: Credentials,
+    at: Instant,
+    name: String,
+}
+
+/// The state of asking the base source, behind `base_flight`.
+struct BaseFlight {
     /// The configured source's providers, tried in order. Built again to
     /// read static keys afresh: aws-config's profile provider keeps what it
     /// first read from the files.
     providers: Providers,
-    /// The credentials, when they were had, and from which provider.
-    cached: Option<(Credentials, Instant, String)>,
+    /// An ask that outlived its deadline. It keeps running, and the next
+    /// fetch waits on it instead of starting another: a hung
+    /// `credential_process` would otherwise leave one child per attempt.
+    pending: Option<PendingAsk>,
+}
+
+/// A running ask of the providers.
+struct PendingAsk {
+    task: tokio::task::JoinHandle<Answer>,
+    /// The provider being asked right now, for the timeout's message.
+    asking: Arc<std::sync::Mutex<String>>,
+}
+
+/// What [`first_credentials`] answers.
+type Answer = (Result<(String, Credentials), String>, Vec<String>);
+
+/// One role session's credentials and the lock that makes its AssumeRole single-flight.
+#[derive(Default)]
+struct RoleSlot {
+    creds: std::sync::Mutex<Option<Credentials>>,
+    flight: Mutex<()>,
 }
 
 /// Named credential providers, tried in order.
-type Providers = Vec<(String, SharedCredentialsProvider)>;
+pub(crate) type Providers = Vec<(String, SharedCredentialsProvider)>;
 
 fn build_providers(base: &SdkConfig, settings: &AwsSettings) -> Providers {
     settings.credentials.providers(&crate::aws::http::imds_provider_config(), &other_providers(base))
@@ -125,18 +172,36 @@ fn fresh(creds: &Credentials, now: SystemTime) -> bool {
     creds.expiry().is_none_or(|exp| exp > now + RENEW_BEFORE)
 }
 
+/// Not yet expired (it may be due for renewal).
+fn unexpired(creds: &Credentials, now: SystemTime) -> bool {
+    creds.expiry().is_none_or(|exp| exp > now)
+}
+
 impl CredentialChain {
     /// A chain whose AWS clients are built from `base` (endpoints, timeouts, retries).
     pub fn new(base: SdkConfig, settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
-        let providers = build_providers(&base, &settings);
+        let (b, s) = (base.clone(), settings.clone());
+        Self::with_providers(base, settings, metrics, Box::new(move || build_providers(&b, &s)))
+    }
+
+    /// A chain whose base credentials come from the providers `build` makes.
+    pub(crate) fn with_providers(
+        base: SdkConfig,
+        settings: AwsSettings,
+        metrics: Arc<Metrics>,
+        build: Box<dyn Fn() -> Providers + Send + Sync>,
+    ) -> Self {
         CredentialChain {
             reread: AtomicBool::new(false),
             base,
             settings,
             instance_region: Mutex::new(None),
-            instance: Mutex::new(Base { providers, cached: None }),
+            cached: std::sync::Mutex::new(None),
+            base_flight: Mutex::new(BaseFlight { providers: build(), pending: None }),
+            build,
             source_used: std::sync::Mutex::new(None),
-            roles: Mutex::new(HashMap::new()),
+            roles: std::sync::Mutex::new(HashMap::new()),
+            waiting: std::sync::Mutex::new(HashMap::new()),
             identity: Arc::new(OnceLock::new()),
             identity_asked: AtomicBool::new(false),
             metrics,
@@ -213,26 +278,53 @@ impl CredentialChain {
         self.reread.store(true, Ordering::SeqCst);
     }
 
+    /// What `host`'s fetch is waiting on and for how long, while it runs.
+    pub fn waiting_on(&self, host: &str) -> Option<String> {
+        lock(&self.waiting)
+            .get(host)
+            .map(|(step, since)| format!("{step}, for {:.1}s so far", since.elapsed().as_secs_f64()))
+    }
+
+    pub(crate) fn wait_on(&self, host: &str, step: String) {
+        lock(&self.waiting).insert(host.to_owned(), (step, Instant::now()));
+    }
+
+    /// The fetch for `host` ended.
+    pub fn done(&self, host: &str) {
+        lock(&self.waiting).remove(host);
+    }
+
     /// The base credentials: the instance profile's, or the configured
     /// source's. Kept until near expiry; ones without an expiry (static keys)
     /// are read again, from new providers, after a few minutes or a reload,
-    /// so a rotated key is picked up.
+    /// so a rotated key is picked up. While another caller asks the source,
+    /// credentials that have not yet expired are used rather than waited for.
     pub async fn instance(&self) -> Result<Credentials, FetchError> {
-        let mut base = self.instance.lock().await;
-        let now = SystemTime::now();
-        let reread = self.reread.swap(false, Ordering::SeqCst);
-        let still_good = |(c, at, _): &(Credentials, Instant, String)| match c.expiry() {
-            Some(_) => fresh(c, now),
-            None => at.elapsed() < REREAD_STATIC,
+        let still_good = |e: &CachedBase, now| match e.creds.expiry() {
+            Some(_) => fresh(&e.creds, now),
+            None => e.at.elapsed() < REREAD_STATIC,
         };
-        if let Some((c, _, _)) = base.cached.as_ref().filter(|e| !reread && still_good(e)) {
-            return Ok(c.clone());
+        let cached = || lock(&self.cached).clone();
+        if let Some(e) =
+            cached().filter(|e| !self.reread.load(Ordering::SeqCst) && still_good(e, SystemTime::now()))
+        {
+            return Ok(e.creds);
         }
-        if reread || base.cached.as_ref().is_some_and(|(c, _, _)| c.expiry().is_none()) {
-            base.providers = build_providers(&self.base, &self.settings);
+        let mut flight = match self.base_flight.try_lock() {
+            Ok(f) => f,
+            Err(_) => match cached().filter(|e| unexpired(&e.creds, SystemTime::now())) {
+                Some(e) => return Ok(e.creds),
+                None => self.base_flight.lock().await,
+            },
+        };
+        let reread = self.reread.swap(false, Ordering::SeqCst);
+        let now = SystemTime::now();
+        let previous = cached();
+        if let Some(e) = previous.as_ref().filter(|e| !reread && still_good(e, now)) {
+            return Ok(e.creds.clone());
         }
-        let (result, lacked) = first_credentials(&base.providers).await;
-        let cached = &mut base.cached;
+        let (result, lacked) = self.ask_source(&mut flight, reread, previous.as_ref()).await;
+        drop(flight);
         let imds = self.settings.credentials == CredentialSource::Instance;
         self.metrics.aws_call(
             if imds { Api::Imds } else { Api::BaseCredentials },
@@ -240,8 +332,8 @@ impl CredentialChain {
         );
         match result {
             Ok((name, c)) => {
-                let previous = lock(&self.source_used).replace(name.clone());
-                if previous.as_deref() != Some(name.as_str()) {
+                let before = lock(&self.source_used).replace(name.clone());
+                if before.as_deref() != Some(name.as_str()) {
                     let skipped = if lacked.is_empty() {
                         String::new()
                     } else {
@@ -250,14 +342,15 @@ impl CredentialChain {
                     tracing::info!(source = %name, "base credentials from {name}{skipped}");
                 }
                 tracing::debug!(access_key_id = c.access_key_id(), "base credentials from {name}");
-                *cached = Some((c.clone(), Instant::now(), name));
+                *lock(&self.cached) = Some(CachedBase { creds: c.clone(), at: Instant::now(), name });
                 Ok(c)
             }
             // Keep using credentials that still work while the source is away.
-            Err(reason) => match cached.as_ref().filter(|(c, _, _)| c.expiry().is_none_or(|x| x > now)) {
-                Some((c, _, name)) => {
+            Err(reason) => match previous.filter(|e| unexpired(&e.creds, now)) {
+                Some(e) => {
+                    let name = e.name;
                     tracing::warn!(error = %reason, "{name} unavailable; using the cached base credentials: {reason}");
-                    Ok(c.clone())
+                    Ok(e.creds)
                 }
                 None if imds => Err(FetchError::InstanceCredentials { reason }),
                 None => Err(FetchError::BaseCredentials {
@@ -268,26 +361,88 @@ impl CredentialChain {
         }
     }
 
+    /// Asks the providers, or waits on the ask still running from before,
+    /// for at most [`BASE_DEADLINE`]. An ask that outlives it keeps running.
+    async fn ask_source(
+        &self,
+        flight: &mut BaseFlight,
+        reread: bool,
+        previous: Option<&CachedBase>,
+    ) -> Answer {
+        if flight.pending.is_none() {
+            if reread || previous.is_some_and(|e| e.creds.expiry().is_none()) {
+                flight.providers = (self.build)();
+            }
+            let asking = Arc::new(std::sync::Mutex::new(String::new()));
+            let (providers, reporter) = (flight.providers.clone(), asking.clone());
+            let task = tokio::spawn(async move { first_credentials_reporting(&providers, &reporter).await });
+            flight.pending = Some(PendingAsk { task, asking });
+        }
+        let Some(pending) = flight.pending.as_mut() else {
+            return (Err("no ask of the credential source is running".into()), Vec::new());
+        };
+        match tokio::time::timeout(BASE_DEADLINE, &mut pending.task).await {
+            Ok(answer) => {
+                flight.pending = None;
+                answer.unwrap_or_else(|e| {
+                    (Err(format!("asking the credential source failed: {e}")), Vec::new())
+                })
+            }
+            Err(_) => {
+                let name = lock(&pending.asking).clone();
+                let err = format!(
+                    "{name}: no answer within {}s (still waiting on it; a hung credential_process, SSO or \
+                     web identity endpoint, or proxy?)",
+                    BASE_DEADLINE.as_secs()
+                );
+                (Err(err), Vec::new())
+            }
+        }
+    }
+
     /// The credentials to call ECR with for `registry`: the assumed role's,
     /// or the instance's when no role is configured.
     pub async fn for_registry(&self, registry: &RegistryConfig) -> Result<Credentials, FetchError> {
+        let host = &registry.host;
         let Some(key) = RoleSession::of(registry) else {
+            self.wait_on(host, format!("base credentials from {}", self.settings.credentials));
             let instance = self.instance().await?;
             self.learn_identity(&self.sts_target(registry).await, &instance);
             return Ok(instance);
         };
-        let mut roles = self.roles.lock().await;
-        if let Some(c) = roles.get(&key).filter(|c| fresh(c, SystemTime::now())) {
-            return Ok(c.clone());
+        let slot = lock(&self.roles).entry(key.clone()).or_default().clone();
+        let cached = || lock(&slot.creds).clone();
+        if let Some(c) = cached().filter(|c| fresh(c, SystemTime::now())) {
+            return Ok(c);
         }
+        self.wait_on(host, format!("sts:AssumeRole on {} (another registry's call)", key.role_arn));
+        let _flight = match slot.flight.try_lock() {
+            Ok(f) => f,
+            Err(_) => match cached().filter(|c| unexpired(c, SystemTime::now())) {
+                Some(c) => return Ok(c),
+                None => slot.flight.lock().await,
+            },
+        };
+        if let Some(c) = cached().filter(|c| fresh(c, SystemTime::now())) {
+            return Ok(c);
+        }
+        self.wait_on(host, format!("base credentials from {}", self.settings.credentials));
         let instance = self.instance().await?;
         let target = self.sts_target(registry).await;
         self.learn_identity(&target, &instance);
+        self.wait_on(
+            host,
+            format!(
+                "sts:AssumeRole on {} in {} (gives up after {}s)",
+                key.role_arn,
+                target.0,
+                STS_DEADLINE.as_secs()
+            ),
+        );
         let creds = self.assume_role(&key, &target, instance).await?;
-        roles.insert(key, creds.clone());
+        *lock(&slot.creds) = Some(creds.clone());
         Ok(creds)
     }
-
     async fn assume_role(
         &self,
         role: &RoleSession,
@@ -307,3 +462,6 @@ impl CredentialChain {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

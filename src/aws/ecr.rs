@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use aws_credential_types::Credentials;
 use aws_smithy_types::DateTime;
 
-use super::chain::{AwsSettings, CredentialChain};
+use super::chain::{AwsSettings, CredentialChain, STS_DEADLINE};
 use super::http::{http_client, Proxy, ProxyError};
 use super::sdk_error::describe_sdk_error;
 use crate::config::{RegistryConfig, PUBLIC_REGION};
@@ -42,8 +42,8 @@ pub async fn sdk_config(proxy: Option<&Proxy>) -> Result<SdkConfig, ProxyError> 
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .operation_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(STS_DEADLINE)
+                .operation_timeout(STS_DEADLINE)
                 .build(),
         )
         .load()
@@ -64,6 +64,11 @@ impl AwsTokenSource {
 
     async fn get_token(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
         let creds = self.chain.for_registry(registry).await?;
+        let region = if registry.public { PUBLIC_REGION } else { registry.region.as_str() };
+        self.chain.wait_on(
+            &registry.host,
+            format!("ecr:GetAuthorizationToken in {region} (gives up after {}s)", STS_DEADLINE.as_secs()),
+        );
         let (call, result) = if registry.public {
             (Api::GetAuthorizationTokenPublic, public_token(&self.base, creds).await)
         } else {
@@ -227,8 +232,13 @@ impl TokenSource for AwsTokenSource {
         self.chain.reread_base();
     }
 
+    fn waiting_on(&self, host: &str) -> Option<String> {
+        self.chain.waiting_on(host)
+    }
+
     async fn fetch(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
         let result = self.get_token(registry).await;
+        self.chain.done(&registry.host);
         match &result {
             Ok(_) => tracing::debug!(registry = %registry.host, "fetched authorization token"),
             Err(e) => tracing::debug!(registry = %registry.host, error = %e, "fetch failed"),

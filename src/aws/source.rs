@@ -150,8 +150,18 @@ fn shared(p: impl ProvideCredentials + 'static) -> SharedCredentialsProvider {
 pub async fn first_credentials(
     providers: &[(String, SharedCredentialsProvider)],
 ) -> (Result<(String, Credentials), String>, Vec<String>) {
+    first_credentials_reporting(providers, &std::sync::Mutex::new(String::new())).await
+}
+
+/// [`first_credentials`], writing the name of the provider being asked into
+/// `asking`, so a caller that stops waiting can say which one hung.
+pub async fn first_credentials_reporting(
+    providers: &[(String, SharedCredentialsProvider)],
+    asking: &std::sync::Mutex<String>,
+) -> (Result<(String, Credentials), String>, Vec<String>) {
     let mut lacked = Vec::new();
     for (name, provider) in providers {
+        name.clone_into(&mut asking.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         match provider.provide_credentials().await {
             Ok(c) => return (Ok((name.clone(), c)), lacked),
             Err(e @ CredentialsError::CredentialsNotLoaded(_)) if providers.len() > 1 => {

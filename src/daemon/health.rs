@@ -77,8 +77,14 @@ pub fn route<S: TokenSource>(cache: &TokenCache<S>, method: &Method, path: &str)
         return r;
     }
     match path {
-        "/healthz" if cache.refreshers_alive() => reply(StatusCode::OK, TEXT, "ok\n"),
-        "/healthz" => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, "a refresh loop has stopped\n"),
+        "/healthz" => match cache.stalled() {
+            stalled if stalled.is_empty() => reply(StatusCode::OK, TEXT, "ok\n"),
+            stalled => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                format!("refresh stalled: {}\n", stalled.join("; ")),
+            ),
+        },
         "/readyz" => {
             let status = cache.status();
             let not_ready: Vec<NotReady> =

@@ -250,8 +250,8 @@ fn apply_reload<S: TokenSource>(cache: &TokenCache<S>, old: &Config, new: &Confi
     );
 }
 
-/// Pings systemd's watchdog while every refresh loop is alive, so a wedged
-/// daemon is restarted.
+/// Pings systemd's watchdog while every configured registry's refresh makes
+/// progress (see [`TokenCache::stalled`]), so a wedged daemon is restarted.
 async fn watchdog<S: TokenSource>(
     cache: Arc<TokenCache<S>>,
     every: std::time::Duration,
@@ -263,11 +263,13 @@ async fn watchdog<S: TokenSource>(
             _ = tick.tick() => {}
             _ = signals::until_stopped(&mut stop) => return,
         }
-        if cache.refreshers_alive() {
+        let stalled = cache.stalled();
+        if stalled.is_empty() {
             systemd::watchdog();
         } else {
+            let stalled = stalled.join("; ");
             tracing::error!(
-                "a refresh loop has stopped; withholding the watchdog ping so systemd restarts us"
+                "refresh stalled ({stalled}); withholding the watchdog ping so systemd restarts us"
             );
         }
     }

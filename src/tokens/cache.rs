@@ -79,15 +79,21 @@ pub enum GetError {
         margin: Duration,
     },
     /// The on-demand fetch did not finish in time (it keeps running).
-    #[error("{registry}: no token yet; the fetch from AWS did not finish within {waited:?}")]
+    #[error("{registry}: no token yet; the fetch from AWS did not finish within {waited:?}{}", on(.waiting_on))]
     Timeout {
         registry: String,
         /// How long we waited.
         waited: Duration,
+        /// The step the fetch was still waiting on, when the source knows.
+        waiting_on: Option<String>,
     },
     /// Too many unlisted ECR hosts are tracked already.
     #[error("{host}: too many unlisted ECR registries in use; list this one in the config")]
     TooManyUnlisted { host: String },
+}
+
+fn on(step: &Option<String>) -> String {
+    step.as_ref().map(|s| format!("; still waiting on {s}")).unwrap_or_default()
 }
 
 struct CachedToken {
@@ -113,6 +119,8 @@ struct State {
     generation: u64,
     /// The last `get` for this host: unlisted hosts idle too long are dropped.
     last_used: Instant,
+    /// When the fetch now running began (after it got a fetch slot).
+    fetch_started: Option<Instant>,
 }
 
 /// One registry served: configured, or an unlisted ECR host first asked for.
@@ -217,14 +225,35 @@ impl<S: TokenSource> TokenCache<S> {
         &self.inner.metrics
     }
 
-    /// Whether every configured registry's background refresher is still
-    /// running (those of unlisted hosts end by design: see `spawn_refresher`).
-    pub fn refreshers_alive(&self) -> bool {
+    /// The configured registries whose refresh has stalled, each with why:
+    /// its refresher task ended, its fetch has run past `stall_after`, or its
+    /// refresh is that overdue with no fetch running or queued. (Unlisted
+    /// hosts' refreshers end by design: see `spawn_refresher`.) A source that
+    /// fails is not a stall: its fetches end and back off.
+    pub fn stalled(&self) -> Vec<String> {
+        let (now, limit) = (self.inner.clock.now(), self.inner.policy.stall_after);
         let entries = self.inner.entries.read().unwrap_or_else(PoisonError::into_inner);
-        entries
+        let mut stalled: Vec<String> = entries
             .values()
             .filter(|e| e.configured)
-            .all(|e| lock(&e.refresher).as_ref().is_some_and(|t| !t.is_finished()))
+            .filter_map(|e| {
+                let host = &e.registry.host;
+                if lock(&e.refresher).as_ref().is_none_or(|t| t.is_finished()) {
+                    return Some(format!("{host}: its refresh loop has stopped"));
+                }
+                let st = lock(&e.state);
+                if let Some(started) = st.fetch_started {
+                    let ran = now.saturating_duration_since(started);
+                    return (ran > limit).then(|| format!("{host}: a fetch has run for {}s", ran.as_secs()));
+                }
+                let overdue = now.saturating_duration_since(st.next_attempt);
+                let idle = e.fetch_lock.try_lock().is_ok();
+                (idle && overdue > limit)
+                    .then(|| format!("{host}: its refresh is {}s overdue", overdue.as_secs()))
+            })
+            .collect();
+        stalled.sort();
+        stalled
     }
 
     /// Applies a reloaded config: registries whose settings did not change
@@ -292,7 +321,11 @@ impl<S: TokenSource> TokenCache<S> {
         let wait = inner.policy.get_wait;
         let result = match tokio::time::timeout(wait, fetch(inner, &entry)).await {
             Ok(result) => result,
-            Err(_) => Err(GetError::Timeout { registry: entry.registry.label(), waited: wait }),
+            Err(_) => Err(GetError::Timeout {
+                registry: entry.registry.label(),
+                waited: wait,
+                waiting_on: inner.source.waiting_on(&entry.registry.host),
+            }),
         };
         // An unlisted host whose background refresh stopped (it had never got
         // a token) is refreshed again once a get shows it is real.
@@ -371,6 +404,7 @@ impl Entry {
                 next_attempt: now,
                 generation: 0,
                 last_used: now,
+                fetch_started: None,
             }),
             fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
             reschedule: Notify::new(),
@@ -416,10 +450,11 @@ fn latest_result(
     if let Some(creds) = servable(entry, st, now, wall, policy) {
         return Ok(creds);
     }
-    Err(st
-        .last_error
-        .clone()
-        .unwrap_or_else(|| GetError::Timeout { registry: entry.registry.label(), waited: Duration::ZERO }))
+    Err(st.last_error.clone().unwrap_or_else(|| GetError::Timeout {
+        registry: entry.registry.label(),
+        waited: Duration::ZERO,
+        waiting_on: None,
+    }))
 }
 
 mod refresher;
@@ -428,5 +463,7 @@ use refresher::{fetch, spawn_refresher};
 mod status;
 
 pub use status::not_ready;
+#[cfg(test)]
+mod stall_tests;
 #[cfg(test)]
 mod tests;

@@ -51,6 +51,14 @@ pub struct RefreshPolicy {
     /// Most fetches in flight at once, across registries: a daemon with many
     /// registries must not burst past ECR's per-account rate at start-up.
     pub max_concurrent_fetches: usize,
+    /// The longest one fetch may run before it is stopped and counted as
+    /// failed. Each AWS call has a shorter timeout of its own; this bounds
+    /// the sum, and anything they miss.
+    pub fetch_deadline: Duration,
+    /// A configured registry whose fetch has run this long, or whose
+    /// refresh is this overdue with no fetch running, has stalled: `/healthz`
+    /// fails and the systemd watchdog is no longer pinged.
+    pub stall_after: Duration,
 }
 
 impl Default for RefreshPolicy {
@@ -66,6 +74,8 @@ impl Default for RefreshPolicy {
             max_unlisted: 256,
             unlisted_idle: Duration::from_secs(6 * 3600),
             max_concurrent_fetches: 8,
+            fetch_deadline: Duration::from_secs(60),
+            stall_after: Duration::from_secs(90),
         }
     }
 }

@@ -67,6 +67,20 @@ pub enum FetchError {
         /// What went wrong.
         reason: String,
     },
+    /// The fetch did not finish within the policy's deadline and was stopped.
+    #[error("the fetch did not finish within {}s{}", .waited.as_secs(), .waiting_on.as_ref().map(|s| format!("; it was waiting on {s}")).unwrap_or_default())]
+    Unfinished {
+        /// The deadline.
+        waited: std::time::Duration,
+        /// The step it was stuck on, when the source knows.
+        waiting_on: Option<String>,
+    },
+    /// The fetch panicked: a bug in ecr-credd.
+    #[error("internal error while fetching (a bug; please report it): {reason}")]
+    Internal {
+        /// The panic's message.
+        reason: String,
+    },
     /// ECR answered, but not with a token we can use.
     #[error("ECR returned an unusable authorization token: {reason}")]
     BadToken {
@@ -85,6 +99,8 @@ impl FetchError {
             FetchError::GetAuthorizationToken { .. } => "get_authorization_token",
             FetchError::GetPublicAuthorizationToken { .. } => "get_public_authorization_token",
             FetchError::BadToken { .. } => "bad_token",
+            FetchError::Unfinished { .. } => "deadline",
+            FetchError::Internal { .. } => "internal",
         }
     }
 }
@@ -122,6 +138,12 @@ pub trait TokenSource: Send + Sync + 'static {
 
     /// Which source gave the base credentials last (for `/status`), if any yet.
     fn credential_source(&self) -> Option<String> {
+        None
+    }
+
+    /// What a running fetch for `host` waits on now (a step and how long),
+    /// for the message of a `get` that stops waiting.
+    fn waiting_on(&self, _host: &str) -> Option<String> {
         None
     }
 

@@ -34,7 +34,8 @@ pub(super) async fn fetch<S: TokenSource>(
     let task = tokio::spawn(async move {
         // The semaphore is never closed; without a permit we fetch anyway.
         let slot = inner.fetch_slots.acquire().await.ok();
-        let result = inner.source.fetch(&entry.registry).await;
+        lock(&entry.state).fetch_started = Some(inner.clock.now());
+        let result = guarded_fetch(&inner, &entry).await;
         drop(slot);
         let now = inner.clock.now();
         let mut st = lock(&entry.state);
@@ -45,7 +46,39 @@ pub(super) async fn fetch<S: TokenSource>(
     match task.await {
         Ok(result) => result,
         // Only runtime shutdown cancels the task; report it as unfinished.
-        Err(_) => Err(GetError::Timeout { registry: label, waited: Duration::ZERO }),
+        Err(_) => Err(GetError::Timeout { registry: label, waited: Duration::ZERO, waiting_on: None }),
+    }
+}
+
+/// The source's fetch, bounded by the policy's deadline and run in a task of
+/// its own, so a panic in it is a failed fetch (backed off like any other)
+/// rather than a refresher that retries at once, forever.
+async fn guarded_fetch<S: TokenSource>(
+    inner: &Arc<Inner<S>>,
+    entry: &Arc<Entry>,
+) -> Result<FetchedToken, FetchError> {
+    let (task_inner, task_entry) = (inner.clone(), entry.clone());
+    let mut task = tokio::spawn(async move { task_inner.source.fetch(&task_entry.registry).await });
+    let deadline = inner.policy.fetch_deadline;
+    match tokio::time::timeout(deadline, &mut task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => {
+            let reason = match e.try_into_panic() {
+                Ok(payload) => payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into()),
+                Err(e) => e.to_string(),
+            };
+            tracing::error!(registry = %entry.registry.host, "the token fetch for {} panicked (a bug; please report it): {reason}", entry.registry.host);
+            Err(FetchError::Internal { reason })
+        }
+        Err(_) => {
+            let waiting_on = inner.source.waiting_on(&entry.registry.host);
+            task.abort();
+            Err(FetchError::Unfinished { waited: deadline, waiting_on })
+        }
     }
 }
 
@@ -58,6 +91,7 @@ fn record<S>(
     now: Instant,
 ) {
     st.generation += 1;
+    st.fetch_started = None;
     match result {
         Ok(token) => {
             let stated = token.expires_at.duration_since(inner.clock.wall()).unwrap_or(Duration::ZERO);

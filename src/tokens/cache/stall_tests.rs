@@ -1,0 +1,87 @@
+//! A source that panics or never answers: fetches still end, back off and
+//! say why, and a refresher that truly stops progressing is reported.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::*;
+use crate::tokens::{FetchedToken, SystemClock};
+
+const HOST: &str = "127.0.0.1:5000";
+
+#[derive(Clone, Copy)]
+enum Misbehaviour {
+    Panic,
+    Hang,
+}
+
+struct BadSource {
+    how: Misbehaviour,
+    calls: Arc<AtomicU32>,
+}
+
+impl TokenSource for BadSource {
+    async fn fetch(&self, _registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        match self.how {
+            Misbehaviour::Panic => panic!("the fake source broke"),
+            Misbehaviour::Hang => std::future::pending().await,
+        }
+    }
+
+    fn waiting_on(&self, _host: &str) -> Option<String> {
+        matches!(self.how, Misbehaviour::Hang).then(|| "the fake's stalled step".to_owned())
+    }
+}
+
+fn cache(how: Misbehaviour, policy: RefreshPolicy) -> (TokenCache<BadSource>, Arc<AtomicU32>) {
+    let registry = RegistryConfig::unlisted("210987654321.dkr.ecr.us-east-1.amazonaws.com")
+        .map(|r| RegistryConfig { host: HOST.into(), ..r })
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let source = BadSource { how, calls: calls.clone() };
+    let cache = TokenCache::new(&[registry], false, source, Arc::new(SystemClock), policy, Arc::default());
+    cache.start();
+    (cache, calls)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_fetch_is_a_failure_that_backs_off() {
+    let (cache, calls) = cache(Misbehaviour::Panic, RefreshPolicy::default());
+    // Within the first backoff step (at least 1 s) there is no second try;
+    // before the fix the refresher retried at once, thousands of times.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let err = cache.get(HOST).await.unwrap_err().to_string();
+    assert!(err.contains("internal error while fetching") && err.contains("the fake source broke"), "{err}");
+    // Backoff grows: about 10 tries in 5 minutes, not one per millisecond.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    let n = calls.load(Ordering::SeqCst);
+    assert!((3..=12).contains(&n), "{n} tries in 5 minutes");
+    assert!(cache.stalled().is_empty(), "failing is not stalling: {:?}", cache.stalled());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_fetch_ends_at_its_deadline_and_a_get_says_what_it_waits_on() {
+    let (cache, calls) = cache(Misbehaviour::Hang, RefreshPolicy::default());
+    let err = cache.get(HOST).await.unwrap_err().to_string();
+    assert!(err.contains("did not finish within 5s; still waiting on the fake's stalled step"), "{err}");
+    // At 60.5 s: the fetch was stopped at 60 s and the retry is due at 61 s.
+    tokio::time::sleep(Duration::from_millis(55_500)).await;
+    let err = cache.get(HOST).await.unwrap_err().to_string();
+    assert!(
+        err.contains("the fetch did not finish within 60s; it was waiting on the fake's stalled step"),
+        "{err}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the retry waits for its backoff");
+    assert!(cache.stalled().is_empty(), "a fetch that times out is progress: {:?}", cache.stalled());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fetch_running_past_stall_after_is_reported() {
+    let policy = RefreshPolicy { fetch_deadline: Duration::from_secs(86_400), ..RefreshPolicy::default() };
+    let (cache, _) = cache(Misbehaviour::Hang, policy);
+    tokio::time::sleep(Duration::from_secs(89)).await;
+    assert!(cache.stalled().is_empty(), "{:?}", cache.stalled());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(cache.stalled(), vec![format!("{HOST}: a fetch has run for 91s")]);
+}
