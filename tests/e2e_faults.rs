@@ -249,6 +249,9 @@ fn slow_aws_past_the_timeout_is_reported_then_recovers() {
     let (code, out, _) = daemon.helper("get", ALIAS);
     assert_eq!(code, 1);
     assert!(out.contains("no token yet; the fetch from AWS did not finish within 5s"), "{out}");
+    // ... naming the call it is stuck on and that call's own deadline.
+    assert!(out.contains(&format!("still waiting on sts:AssumeRole on {ROLE} in ")), "{out}");
+    assert!(out.contains("(gives up after 10s)"), "{out}");
     assert!(start.elapsed() < Duration::from_secs(8));
     // The call itself gives up at the 10 s attempt timeout.
     let mut out = String::new();

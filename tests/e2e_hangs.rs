@@ -1,0 +1,95 @@
+//! A base-credential source that hangs: a `credential_process` that never
+//! exits. Every wait is bounded and says which source hung, registries whose
+//! role credentials are cached keep being served, and the hung child is not
+//! started again on every retry.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// The hung child's command line, unique to this test.
+const HUNG: &str = "sleep 100071";
+
+/// Processes running the hung command (no other test uses it).
+fn hung_children() -> usize {
+    let out = Command::new("pgrep").args(["-f", "-x", HUNG]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn a_hung_credential_process_is_bounded_and_named() {
+    let _ = Command::new("pkill").args(["-f", "-x", HUNG]).status();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let moto = Moto::start(dir);
+    // Keys that expire in 15 s until the file `hang` exists; then a child
+    // that never exits.
+    let script = dir.join("creds.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e {hang} ]; then exec {HUNG}; fi\n\
+             printf '{{\"Version\":1,\"AccessKeyId\":\"AKIAPROCESS000000001\",\"SecretAccessKey\":\"s\",\"SessionToken\":\"t\",\"Expiration\":\"%s\"}}' \"$(date -u -d '+15 sec' +%Y-%m-%dT%H:%M:%SZ)\"\n",
+            hang = dir.join("hang").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let aws_config = dir.join("aws-config");
+    std::fs::write(&aws_config, format!("[profile x]\ncredential_process = {}\n", script.display())).unwrap();
+    let env = vec![
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{}", free_port())),
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_CONFIG_FILE", aws_config.display().to_string()),
+    ];
+    let health = free_port();
+    let other_role = "arn:aws:iam::210987654321:role/ecr-other";
+    let config = |extra: &str| {
+        format!(
+            "[health]\nlisten = \"127.0.0.1:{health}\"\n[aws]\ncredentials = \"profile:x\"\n\n{}{extra}",
+            registry_toml(ALIAS, Some(ROLE))
+        )
+    };
+    let daemon = Daemon::builder(dir).config(&config("")).env(&env).start();
+    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
+
+    // The source hangs from now on, and the keys it gave expire; a reload
+    // adds a registry on the cached role and one on a new role.
+    std::fs::write(dir.join("hang"), "").unwrap();
+    std::thread::sleep(Duration::from_secs(16));
+    let added = format!(
+        "{}{}",
+        registry_toml("127.0.0.1:5001", Some(ROLE)),
+        registry_toml("127.0.0.1:5002", Some(other_role))
+    );
+    Daemon::write_config(dir, &config(&added));
+    daemon.proc.signal("HUP");
+    wait_until("the reload", Duration::from_secs(10), || daemon.proc.output().contains("config reloaded"));
+
+    // The new role needs base credentials: the get fails within its wait,
+    // naming the source and its deadline.
+    let start = Instant::now();
+    let (code, out, _) = daemon.helper("get", "127.0.0.1:5002");
+    assert_eq!(code, 1, "{out}");
+    assert!(start.elapsed() < Duration::from_secs(6), "{:?}", start.elapsed());
+    assert!(out.contains("profile x: no answer within 4s"), "{out}");
+    // The registry on the cached role is served at once.
+    let start = Instant::now();
+    assert_eq!(daemon.helper("get", "127.0.0.1:5001").0, 0);
+    assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+    assert_eq!(daemon.helper("get", ALIAS).0, 0);
+
+    // Retries go on, but wait on the one hung child rather than start more.
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(hung_children(), 1, "one hung child, not one per retry");
+    // Not ready, saying why; alive, since every fetch still ends and backs off.
+    let (status, body) = http(health, "GET", "/readyz", "");
+    assert_eq!(status, 503);
+    assert!(body.contains("127.0.0.1:5002") && body.contains("no answer within 4s"), "{body}");
+    assert_eq!(http(health, "GET", "/healthz", "").0, 200);
+    drop(daemon);
+    let _ = Command::new("pkill").args(["-f", "-x", HUNG]).status();
+}
