@@ -65,9 +65,18 @@ fn helper_get(root: &Path, userspec: Option<&str>) -> Output {
 }
 
 fn gid_of(root: &Path, group: &str) -> Option<u32> {
-    std::fs::read_to_string(root.join("etc/group")).unwrap().lines().find_map(|l| {
+    id_in(root, "etc/group", group)
+}
+
+fn uid_of(root: &Path, user: &str) -> Option<u32> {
+    id_in(root, "etc/passwd", user)
+}
+
+/// The third field of `name`'s line in `file` (/etc/passwd or /etc/group).
+fn id_in(root: &Path, file: &str, name: &str) -> Option<u32> {
+    std::fs::read_to_string(root.join(file)).unwrap().lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&group)).then(|| f[2].parse().unwrap())
+        (f.first() == Some(&name)).then(|| f[2].parse().unwrap())
     })
 }
 
@@ -80,6 +89,8 @@ fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
     let _ = chroot(&root, None, &["dpkg", "--purge", "ecr-credd"], &[]).output();
     let _ = std::fs::remove_dir_all(root.join("etc/systemd/system/ecr-credd.socket.d"));
     let _ = chroot(&root, None, &["groupdel", "ecr-credd"], &[]).output();
+    let _ = chroot(&root, None, &["userdel", "ecr-credd-daemon"], &[]).output();
+    let _ = chroot(&root, None, &["groupdel", "ecr-credd-daemon"], &[]).output();
     assert_eq!(gid_of(&root, "docker"), None, "the Debian 11 root must have no docker group");
     let libc = ok(&mut chroot(&root, None, &["ldd", "--version"], &[]), "ldd");
     eprintln!("root: {}", libc.lines().next().unwrap_or_default());
@@ -89,6 +100,9 @@ fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
     let installed = ok(&mut chroot(&root, None, &["dpkg", "-i", "/tmp/ecr-credd.deb"], &[]), "dpkg -i");
     eprintln!("dpkg -i:\n{installed}");
     let gid = gid_of(&root, "ecr-credd").expect("the package creates the ecr-credd group");
+    // ... and the daemon's static user, for systemd without DynamicUser= (AL2's 219).
+    let user = uid_of(&root, "ecr-credd-daemon").expect("the package creates the user ecr-credd-daemon");
+    assert!(user < 1000, "a system user: uid {user}");
     for bin in ["ecr-credd", "docker-credential-ecr-credd", "ecr-credd-kubelet-provider"] {
         let v = ok(&mut chroot(&root, None, &[&format!("/usr/bin/{bin}"), "--version"], &[]), bin);
         assert!(v.contains(env!("CARGO_PKG_VERSION")), "{bin}: {v}");
@@ -184,6 +198,29 @@ fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
     let pre = std::fs::read_to_string(format!("{ROOT}/packaging/rpm/pre_install.sh")).unwrap();
     ok(&mut chroot(&root, None, &["sh", "-c", &pre, "pre_install", "1"], &[]), "rpm %pre");
     assert!(gid_of(&root, "ecr-credd").is_some(), "the rpm's %pre creates the group");
+    ok(&mut chroot(&root, None, &["userdel", "ecr-credd-daemon"], &[]), "userdel");
+    let _ = chroot(&root, None, &["groupdel", "ecr-credd-daemon"], &[]).output();
+    ok(&mut chroot(&root, None, &["sh", "-c", &pre, "pre_install", "1"], &[]), "rpm %pre again");
+    assert!(uid_of(&root, "ecr-credd-daemon").is_some(), "the rpm's %pre creates the user");
+
+    // The .rpm's %post resets the syscall filter for systemd 219 only (it
+    // cannot parse the @sets), running systemd or not; %postun removes it.
+    let post = std::fs::read_to_string(format!("{ROOT}/packaging/rpm/post_install.sh")).unwrap();
+    let postun = std::fs::read_to_string(format!("{ROOT}/packaging/rpm/post_uninstall.sh")).unwrap();
+    let dropin = root.join("etc/systemd/system/ecr-credd.service.d/old-systemd.conf");
+    std::fs::create_dir_all(root.join("tmp/shim")).unwrap();
+    for (version, written) in [("247", false), ("219", true)] {
+        let shim = root.join("tmp/shim/systemctl");
+        std::fs::write(&shim, format!("#!/bin/sh\necho 'systemd {version} (shim)'\necho '+PAM'\n")).unwrap();
+        std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let path = [("PATH", "/tmp/shim:/usr/sbin:/usr/bin:/sbin:/bin".to_owned())];
+        ok(&mut chroot(&root, None, &["sh", "-c", &post, "post_install", "1"], &path), "rpm %post");
+        assert_eq!(dropin.exists(), written, "systemd {version}");
+    }
+    let text = std::fs::read_to_string(&dropin).unwrap();
+    assert!(text.contains("systemd 219") && text.ends_with("[Service]\nSystemCallFilter=\n"), "{text}");
+    ok(&mut chroot(&root, None, &["sh", "-c", &postun, "post_uninstall", "0"], &[]), "rpm %postun");
+    assert!(!dropin.exists(), "removed with the package");
 
     ok(&mut chroot(&root, None, &["dpkg", "--purge", "ecr-credd"], &[]), "dpkg --purge");
     assert!(!root.join("usr/bin/ecr-credd").exists());

@@ -55,6 +55,12 @@ impl Machine<'_> {
         self.ok("journalctl -u ecr-credd --no-pager")
     }
 
+    /// The uid the service's main process runs as.
+    fn running_uid(&self) -> String {
+        let pid = self.show("MainPID");
+        self.ok(&format!("awk '/^Uid:/ {{ print $2 }}' /proc/{pid}/status")).trim().to_owned()
+    }
+
     /// `systemctl show ecr-credd -p NAME` → value.
     fn show(&self, name: &str) -> String {
         self.ok(&format!("systemctl show ecr-credd.service -p {name} --value")).trim().to_owned()
@@ -152,6 +158,8 @@ fn under_systemd(suite: &str) {
         String::from_utf8_lossy(&m.sh("systemctl status ecr-credd --no-pager").stdout)
     );
     assert_eq!(m.ok("systemctl is-active ecr-credd.service").trim(), "active");
+    // DynamicUser= with the package's static user of that name runs as it.
+    assert_eq!(m.running_uid(), m.ok("id -u ecr-credd-daemon").trim(), "runs as the static user");
     let token = secret(&m.get(None, SERVED));
     assert!(!token.is_empty());
     assert_eq!(secret(&m.get(Some("alice"), SERVED)), token, "alice is in ecr-credd");
@@ -238,6 +246,81 @@ fn under_systemd(suite: &str) {
     }
     assert!(m.get(None, SERVED).status.success());
     assert_eq!(http(health, "GET", "/readyz", "").0, 503, "the denied registry keeps readiness down");
+
+    if suite == "bullseye" {
+        as_systemd_219_sees_it(&m);
+    }
+}
+
+/// The `[Service]` directives of our unit that systemd 219 (Amazon Linux 2)
+/// knows, each with the release whose NEWS entry introduced it. Everything
+/// else in the unit (DynamicUser= 232, ProtectKernelTunables= 232,
+/// ProtectKernelModules= 232, ProtectControlGroups= 232, RemoveIPC= 232,
+/// RestrictNamespaces= 233, LockPersonality= 235, KeyringMode= 235,
+/// PrivateMounts= 239, ProtectHostname= 242, RestrictSUIDSGID= 242,
+/// ProtectKernelLogs= 244, ProtectClock= 245, ProcSubset= 247,
+/// AmbientCapabilities= 229, RestrictRealtime= 231,
+/// MemoryDenyWriteExecute= 231) 219 ignores with a warning.
+const SYSTEMD_219: &[(&str, &str)] = &[
+    ("Type", "notify: before 200"),
+    ("NotifyAccess", "before 200"),
+    ("ExecStart", "before 200"),
+    ("ExecReload", "before 200"),
+    ("Restart", "before 200"),
+    ("RestartSec", "before 200"),
+    ("WatchdogSec", "before 200"),
+    ("TimeoutStartSec", "before 200"),
+    ("TimeoutStopSec", "before 200"),
+    ("User", "before 200"),
+    ("UMask", "before 200"),
+    ("LimitCORE", "before 200"),
+    ("LimitNOFILE", "before 200"),
+    ("CapabilityBoundingSet", "before 200"),
+    ("PrivateTmp", "before 200"),
+    ("DevicePolicy", "before 200"),
+    ("NoNewPrivileges", "187"),
+    ("PrivateDevices", "209"),
+    ("SystemCallErrorNumber", "209"),
+    ("RestrictAddressFamilies", "211"),
+    ("SystemCallArchitectures", "213"),
+    ("ProtectHome", "214"),
+    // 214 knows yes and full; strict is 232's, and 219 ignores the line.
+    ("ProtectSystem", "214, without strict"),
+    // 187, but the @sets are 231's: the rpm's %post resets it on 219.
+    ("SystemCallFilter", "187, without @sets"),
+];
+
+/// The unit as systemd 219 would apply it: only the directives (and values)
+/// it knows, run as the static user. It must still start and serve.
+fn as_systemd_219_sees_it(m: &Machine) {
+    let unit = std::fs::read_to_string(format!("{ROOT}/systemd/ecr-credd.service")).unwrap();
+    let mut section = "";
+    let kept: Vec<&str> = unit
+        .lines()
+        .filter(|l| {
+            if l.starts_with('[') {
+                section = l;
+                return true;
+            }
+            let Some((key, value)) = l.split_once('=') else { return false };
+            if section != "[Service]" {
+                return !l.starts_with('#');
+            }
+            let known = SYSTEMD_219.iter().any(|(k, _)| *k == key);
+            known && !(key == "ProtectSystem" && value == "strict") && key != "SystemCallFilter"
+        })
+        .collect();
+    let text = kept.join("\n") + "\n";
+    assert!(!text.contains("DynamicUser") && text.contains("User=ecr-credd-daemon"), "{text}");
+    m.write("/etc/systemd/system/ecr-credd.service", &text);
+    m.ok("systemctl daemon-reload && systemctl restart ecr-credd.service");
+    wait_until("served under the systemd-219 unit", Duration::from_secs(30), || {
+        m.get(None, SERVED).status.success()
+    });
+    assert_eq!(m.show("DynamicUser"), "no");
+    assert_eq!(m.running_uid(), m.ok("id -u ecr-credd-daemon").trim(), "runs as the static user");
+    eprintln!("bullseye: the unit as systemd 219 applies it starts and serves:\n{text}");
+    m.ok("rm /etc/systemd/system/ecr-credd.service && systemctl daemon-reload && systemctl restart ecr-credd.service");
 }
 
 #[test]

@@ -1,6 +1,10 @@
-# The socket's group (the sysusers.d file makes it too, where systemd runs
+# The socket's group and the daemon's user (the sysusers.d file makes it too, where systemd runs
 # sysusers on install); then keep 0.1's `docker` socket group on upgrade.
 grep -q '^ecr-credd:' /etc/group || groupadd -r ecr-credd || :
+# The daemon's user: systemd 219 (Amazon Linux 2) ignores DynamicUser= and
+# runs the service as this user, which must exist; newer systemd uses it too.
+grep -q '^ecr-credd-daemon:' /etc/passwd || \
+    useradd -r -U -M -d / -s /sbin/nologin -c "ecr-credd daemon" ecr-credd-daemon || :
 if [ "$1" -ge 2 ] && rpm -q --qf '%{VERSION}\n' ecr-credd 2>/dev/null | grep -q '^0\.1\.' \
     && grep -q '^docker:' /etc/group; then
     mkdir -p /etc/systemd/system/ecr-credd.socket.d
