@@ -164,7 +164,7 @@ fn sighup_reloads_keeping_unchanged_tokens_and_rejects_bad_configs() {
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
     daemon.proc.signal("HUP");
     wait_until("the rejection of a writable config", Duration::from_secs(10), || {
-        daemon.proc.output().contains("the config is writable by others (mode 0666)")
+        daemon.proc.output().contains("the config may be changed by others (owner uid 0, mode 0666)")
     });
     assert_eq!(daemon.helper("get", "127.0.0.3:5000").0, 1, "the writable config was not applied");
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();

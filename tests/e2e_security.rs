@@ -73,6 +73,26 @@ fn peer_check_refuses_other_users_and_logs_uid_and_pid() {
         (code, out.as_str()),
         (1, "ecr-credd: uid 65533 is not allowed to use the ecr-credd socket\n")
     );
+
+    // Refusals are throttled: a hundred make one warning, not a hundred.
+    let before = daemon.proc.output().matches("refused a peer").count();
+    for _ in 0..100 {
+        assert_eq!(helper_as(tmp.path(), &daemon.socket, 65533, 65533, ALIAS).0, 1);
+    }
+    let refusals = daemon.proc.output().matches("refused a peer").count() - before;
+    assert!(refusals <= 2, "{refusals} refusal warnings for 100 refusals");
+
+    // A reload that removes the uid applies at once: it is refused.
+    Daemon::write_config(&b, &alias_config("group = \"root\"\nallowed_uids = [65533]"));
+    daemon.proc.signal("HUP");
+    wait_until("the reload", Duration::from_secs(10), || daemon.proc.output().contains("config reloaded"));
+    let (code, out) = helper_as_nobody(tmp.path(), &daemon.socket);
+    assert_eq!(
+        (code, out.as_str()),
+        (1, "ecr-credd: uid 65534 is not allowed to use the ecr-credd socket\n")
+    );
+    let (code, out) = helper_as(tmp.path(), &daemon.socket, 65533, 65533, ALIAS);
+    assert_eq!(code, 0, "the uid the reload added is served: {out}");
 }
 
 #[test]
@@ -151,15 +171,24 @@ fn nothing_is_written_to_disk_and_no_secret_leaks_into_errors() {
 fn insecure_config_or_socket_directory_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let config = Daemon::write_config(tmp.path(), &alias_config(""));
-    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = clean_command(DAEMON, tmp.path()).args(["run", "--config"]).arg(&config).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("{}: the config is writable by others (mode 0666)", config.display())),
-        "{err}"
-    );
+    // Writable by others, by the group, or owned by another user: each refused.
+    let refused = |owner: u32, mode: u32| {
+        std::os::unix::fs::chown(&config, Some(owner), None).unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = clean_command(DAEMON, tmp.path()).args(["run", "--config"]).arg(&config).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let said = format!(
+            "{}: the config may be changed by others (owner uid {owner}, mode {mode:04o})",
+            config.display()
+        );
+        assert!(err.contains(&said), "{err}");
+    };
+    refused(0, 0o666);
+    refused(0, 0o664);
+    refused(1000, 0o644);
 
+    std::os::unix::fs::chown(&config, Some(0), None).unwrap();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     let run = tmp.path().join("run");
     std::fs::create_dir_all(&run).unwrap();

@@ -64,13 +64,7 @@ impl Proxy {
 
     /// The proxy URL with any `user:password@` hidden, for logs and status.
     pub fn display_url(&self) -> String {
-        match self.url.split_once("://") {
-            Some((scheme, rest)) => match rest.split_once('@') {
-                Some((_, host)) => format!("{scheme}://***@{host}"),
-                None => self.url.clone(),
-            },
-            None => self.url.clone(),
-        }
+        redact_userinfo(&self.url)
     }
 
     /// The bypass list, including the IMDS addresses.
@@ -83,6 +77,21 @@ impl Proxy {
         ProxyConfig::https(self.url.as_str())
             .map(|p| p.no_proxy(&self.no_proxy))
             .map_err(|e| ProxyError { url: self.display_url(), reason: e.to_string() })
+    }
+}
+
+/// `url` with any `user:password@` replaced by `***@`, with or without a
+/// scheme (curl accepts `user:pw@proxy:3128`). Everything up to the last `@`
+/// goes: a password that is not URL-encoded may hold `/`, `?` or `#`, and a
+/// proxy URL has no path to keep.
+pub fn redact_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
     }
 }
 
@@ -147,6 +156,20 @@ mod tests {
         assert_eq!(p.display_url(), "http://***@proxy:3128");
         assert!(!format!("{p:?}").contains("hunter2"));
         assert!(p.proxy_config().is_ok());
+        for (url, shown) in [
+            ("user:hunter2@proxy:3128", "***@proxy:3128"),
+            ("http://user:hun/ter2@proxy:3128", "http://***@proxy:3128"),
+            ("http://user:hun ter2@proxy:3128/", "http://***@proxy:3128/"),
+            ("https://a:b@c@proxy:3128", "https://***@proxy:3128"),
+            ("http://proxy:3128", "http://proxy:3128"),
+        ] {
+            let p = Proxy::from_parts(None, None, env(&[("HTTPS_PROXY", url)])).unwrap();
+            assert_eq!(p.display_url(), shown);
+            assert!(!format!("{p:?}").contains("ter2"));
+            if let Err(e) = p.proxy_config() {
+                assert!(!e.to_string().contains("ter2"), "{e}");
+            }
+        }
         let bad = Proxy::from_parts(Some("http://[bad".into()), None, env(&[])).unwrap();
         assert!(bad.proxy_config().unwrap_err().to_string().starts_with("proxy http://[bad"));
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use super::load_config;
 use crate::aws::chain::AwsSettings;
 use crate::aws::ecr::{sdk_config, AwsTokenSource};
 use crate::aws::http::Proxy;
@@ -18,8 +17,8 @@ pub fn run(config_flag: Option<PathBuf>) -> Result<()> {
     if let Err(e) = ecr_credd_client::secret::forbid_core_dumps() {
         tracing::warn!(error = %e, "cannot make the process non-dumpable; a crash could dump tokens to disk: {e}");
     }
-    let (path, config) = load_config(config_flag)?;
-    crate::config::check_permissions(&path)?;
+    let path = crate::config::config_path(config_flag);
+    let config = crate::config::load_trusted(&path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

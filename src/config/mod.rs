@@ -35,8 +35,16 @@ pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     /// Others could rewrite the config (and point the daemon at their role).
-    #[error("{path}: the config is writable by others (mode {mode:04o}); run: chmod o-w {path}")]
-    Insecure { path: PathBuf, mode: u32 },
+    #[error(
+        "{path}: the config may be changed by others (owner uid {owner}, mode {mode:04o}); it must be owned by \
+         root (or the daemon's user) and writable by no group or other user; run: chown root {path} && chmod go-w {path}"
+    )]
+    Insecure {
+        path: PathBuf,
+        mode: u32,
+        /// The file's owner.
+        owner: u32,
+    },
     /// Syntax error, unknown key, wrong type or invalid value.
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
@@ -211,14 +219,28 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, path)
 }
 
-/// Refuses a config file that others may write.
-pub fn check_permissions(path: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o002 != 0 {
-        return Err(ConfigError::Insecure { path: path.to_owned(), mode });
+/// Reads and validates the config file the daemon will trust: the checks
+/// and the read use one open descriptor, so the file cannot be swapped
+/// between them. It must be owned by root or the daemon's own user, and
+/// writable by neither group nor others (the socket directory's rule):
+/// whoever can write it chooses the role the daemon assumes.
+pub fn load_trusted(path: &Path) -> Result<Config, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let read_err = |source| ConfigError::Read { path: path.to_owned(), source };
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    check_trusted(path, meta.uid(), meta.mode(), rustix::process::geteuid().as_raw())?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(read_err)?;
+    parse(&text, path)
+}
+
+/// The owner and mode rule of [`load_trusted`], for a daemon running as `me`.
+pub fn check_trusted(path: &Path, owner: u32, mode: u32, me: u32) -> Result<(), ConfigError> {
+    let mode = mode & 0o7777;
+    if (owner != 0 && owner != me) || mode & 0o022 != 0 {
+        return Err(ConfigError::Insecure { path: path.to_owned(), mode, owner });
     }
     Ok(())
 }

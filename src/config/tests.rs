@@ -131,16 +131,25 @@ fn missing_file_names_the_path() {
 }
 
 #[test]
-fn world_writable_config_is_refused() {
+fn config_others_may_change_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(&path, "").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    check_permissions(&path).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let err = check_permissions(&path).unwrap_err().to_string();
-    assert!(err.contains("writable by others (mode 0666)") && err.contains("c.toml"), "{err}");
+    load_trusted(&path).unwrap();
+    for mode in [0o666, 0o664, 0o620] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = load_trusted(&path).unwrap_err().to_string();
+        assert!(err.contains(&format!("mode {mode:04o}")) && err.contains("c.toml"), "{err}");
+        assert!(err.contains("chmod go-w"), "{err}");
+    }
+    // Owned by another user: refused even at 0644; root's and our own are fine.
+    let p = Path::new("/etc/ecr-credd/config.toml");
+    let err = check_trusted(p, 1000, 0o100644, 0).unwrap_err().to_string();
+    assert!(err.contains("owner uid 1000") && err.contains("chown root"), "{err}");
+    check_trusted(p, 0, 0o100644, 999).unwrap();
+    check_trusted(p, 999, 0o100600, 999).unwrap();
 }
 
 #[test]
@@ -174,6 +183,16 @@ fn proxy_keys() {
             .unwrap();
     assert_eq!(c.https_proxy.as_deref(), Some("http://proxy:3128"));
     assert_eq!(c.no_proxy.as_deref(), Some(".internal"));
+    for secret in ["http://u:pa/ss@proxy:3128", "http://u:pa ss@proxy:3128", "u:pass@proxy:3128"] {
+        let (_, msg) = parse_err(&format!("[aws]\nhttps_proxy = \"{secret}\"\n"));
+        assert!(
+            msg.contains("***@")
+                && !msg.contains("pa/ss")
+                && !msg.contains("pa ss")
+                && !msg.contains("pass@"),
+            "{msg}"
+        );
+    }
     for bad in ["proxy:3128", "socks5://p:1", "http://", "http://p:1/path"] {
         let (line, msg) = parse_err(&format!("[aws]\nhttps_proxy = \"{bad}\"\n"));
         assert_eq!(line, 2, "{bad}");

@@ -116,7 +116,12 @@ pub(super) fn check_proxy(proxy: Option<Spanned<String>>) -> Result<Option<Strin
     match rest.map(|r| r.trim_end_matches('/')) {
         Some(r) if !r.is_empty() && !r.contains(['/', ' ']) => Ok(Some(url.clone())),
         _ => {
-            Err(Invalid::at(&p, format!("aws.https_proxy: {url:?} is not an http:// or https:// proxy URL")))
+            // Redacted first: a password with a `/` or a space is what fails here.
+            let shown = crate::aws::http::redact_userinfo(url);
+            Err(Invalid::at(
+                &p,
+                format!("aws.https_proxy: {shown:?} is not an http:// or https:// proxy URL"),
+            ))
         }
     }
 }

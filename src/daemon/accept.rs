@@ -71,30 +71,62 @@ pub(crate) async fn accept_loop<L, F>(
     }
 }
 
-/// Failed accepts (EMFILE and friends): a pause instead of a spin, and a
-/// warning at most every 10 s that counts what it held back, so a flood
-/// cannot also flood the journal.
-#[derive(Default)]
-struct AcceptErrors {
+/// At most one warning per [`LogThrottle::EVERY`], counting those held back,
+/// so a flood of events (failed accepts, refused peers) cannot also flood the
+/// journal until it drops the real errors.
+#[derive(Debug, Default)]
+pub(crate) struct LogThrottle {
     last: Option<Instant>,
     held_back: u64,
 }
 
-impl AcceptErrors {
-    async fn pause(&mut self, listener: &str, e: &std::io::Error) {
-        let now = Instant::now();
-        if self.last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
-            tracing::warn!(
-                error = %e,
-                held_back = self.held_back,
-                "{listener}: accept failed: {e} ({} more since the last warning)",
-                self.held_back
-            );
+impl LogThrottle {
+    /// The shortest gap between two warnings.
+    pub(crate) const EVERY: Duration = Duration::from_secs(10);
+
+    /// `Some(held back since the last warning)` when a warning may be logged now.
+    pub(crate) fn admit(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_none_or(|t| now.duration_since(t) >= Self::EVERY) {
             self.last = Some(now);
-            self.held_back = 0;
+            Some(std::mem::take(&mut self.held_back))
         } else {
             self.held_back += 1;
+            None
+        }
+    }
+}
+
+/// Failed accepts (EMFILE and friends): a pause instead of a spin, and a
+/// throttled warning.
+#[derive(Default)]
+struct AcceptErrors(LogThrottle);
+
+impl AcceptErrors {
+    async fn pause(&mut self, listener: &str, e: &std::io::Error) {
+        if let Some(held_back) = self.0.admit(Instant::now()) {
+            tracing::warn!(
+                error = %e,
+                held_back,
+                "{listener}: accept failed: {e} ({held_back} more since the last warning)"
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_warning_per_period_counting_the_rest() {
+        let mut t = LogThrottle::default();
+        let start = Instant::now();
+        assert_eq!(t.admit(start), Some(0));
+        for i in 1..=500 {
+            assert_eq!(t.admit(start + Duration::from_millis(i)), None);
+        }
+        assert_eq!(t.admit(start + LogThrottle::EVERY), Some(500));
+        assert_eq!(t.admit(start + LogThrottle::EVERY), None);
     }
 }

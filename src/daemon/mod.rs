@@ -185,12 +185,13 @@ pub async fn run<S: TokenSource>(
     ));
     cache.start();
     let Listeners { unix, peers, health, owned } = listeners;
+    let peers: server::Peers = Arc::new(std::sync::RwLock::new(peers));
     let (stop_tx, stop_rx) = watch::channel(false);
     if let Some(listener) = health {
         tokio::spawn(health::serve(listener, cache.clone(), stop_rx.clone()));
     }
     let reloader = {
-        let (cache, mut stop) = (cache.clone(), stop_rx.clone());
+        let (cache, peers, mut stop) = (cache.clone(), peers.clone(), stop_rx.clone());
         let mut current = config.clone();
         tokio::spawn(async move {
             loop {
@@ -199,7 +200,7 @@ pub async fn run<S: TokenSource>(
                     _ = signals::until_stopped(&mut stop) => return,
                 };
                 systemd::reloading();
-                apply_reload(&cache, &current, &next);
+                apply_reload(&cache, &peers, &current, &next);
                 current = next;
                 systemd::reloaded("reloaded");
             }
@@ -216,7 +217,7 @@ pub async fn run<S: TokenSource>(
     if let Some(every) = systemd::watchdog_interval() {
         tokio::spawn(watchdog(cache.clone(), every, stop_rx.clone()));
     }
-    server::serve(unix, cache.clone(), Arc::new(peers), shutdown).await;
+    server::serve(unix, cache.clone(), peers, shutdown).await;
     systemd::stopping();
     let _ = stop_tx.send(true);
     reloader.abort();
@@ -226,16 +227,35 @@ pub async fn run<S: TokenSource>(
     tracing::info!("ecr-credd stopped");
 }
 
-fn apply_reload<S: TokenSource>(cache: &TokenCache<S>, old: &Config, new: &Config) {
-    if new.socket != old.socket
-        || new.health_listen != old.health_listen
-        || new.socket_group != old.socket_group
-        || new.use_fips != old.use_fips
-        || new.sts_region != old.sts_region
-        || new.credentials != old.credentials
-    {
+fn apply_reload<S: TokenSource>(cache: &TokenCache<S>, peers: &server::Peers, old: &Config, new: &Config) {
+    let restart_only: Vec<&str> = [
+        ("[server] socket", new.socket != old.socket),
+        ("[server] group", new.socket_group != old.socket_group),
+        ("[health] listen", new.health_listen != old.health_listen),
+        ("[aws] use_fips", new.use_fips != old.use_fips),
+        ("[aws] sts_region", new.sts_region != old.sts_region),
+        ("[aws] credentials", new.credentials != old.credentials),
+        ("[aws] https_proxy", new.https_proxy != old.https_proxy),
+        ("[aws] no_proxy", new.no_proxy != old.no_proxy),
+        ("[tokens] safety_margin", new.safety_margin != old.safety_margin),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect();
+    if !restart_only.is_empty() {
+        let keys = restart_only.join(", ");
         tracing::warn!(
-            "socket, group, health address and [aws] use_fips/sts_region changes take effect at the next restart"
+            "config reload: {keys} changed but take effect only at the next restart (systemctl restart ecr-credd); \
+             until then the old values stay in force"
+        );
+    }
+    if new.allowed_uids != old.allowed_uids || new.allowed_gids != old.allowed_gids {
+        let mut policy = peers.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *policy = policy.with_lists(&new.allowed_uids, &new.allowed_gids);
+        tracing::info!(
+            "config reload: [server] allowed_uids {:?} and allowed_gids {:?} apply to every new connection",
+            new.allowed_uids,
+            new.allowed_gids
         );
     }
     let r = cache.reconfigure(&new.registries, new.serve_unlisted_ecr);

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 use super::accept::accept_loop;
+use super::accept::LogThrottle;
 use super::socket::PeerPolicy;
 use crate::metrics::RequestOutcome;
 use crate::tokens::TokenSource;
@@ -31,13 +32,14 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve<S: TokenSource>(
     listener: UnixListener,
     cache: Arc<TokenCache<S>>,
-    peers: Arc<PeerPolicy>,
+    peers: Peers,
     shutdown: impl Future<Output = ()>,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let refusals = Arc::new(std::sync::Mutex::new(LogThrottle::default()));
     accept_loop(&listener, "socket", &limit, shutdown, |stream| {
-        let (cache, peers) = (cache.clone(), peers.clone());
-        async move { handle(stream, &cache, &peers).await }
+        let (cache, peers, refusals) = (cache.clone(), peers.clone(), refusals.clone());
+        async move { handle(stream, &cache, &peers, &refusals).await }
     })
     .await;
     tracing::info!("socket closed; draining in-flight requests");
@@ -47,7 +49,15 @@ pub async fn serve<S: TokenSource>(
     }
 }
 
-async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers: &PeerPolicy) {
+/// Who may connect; a reload replaces it.
+pub type Peers = Arc<std::sync::RwLock<PeerPolicy>>;
+
+async fn handle<S: TokenSource>(
+    stream: UnixStream,
+    cache: &TokenCache<S>,
+    peers: &Peers,
+    refusals: &std::sync::Mutex<LogThrottle>,
+) {
     let cred = match stream.peer_cred() {
         Ok(c) => c,
         Err(e) => {
@@ -56,17 +66,25 @@ async fn handle<S: TokenSource>(stream: UnixStream, cache: &TokenCache<S>, peers
         }
     };
     let (mut read, mut write) = stream.into_split();
-    if !peers.allows(cred.uid(), cred.gid(), cred.pid()) {
+    let policy = peers.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    if !policy.allows(cred.uid(), cred.gid(), cred.pid()) {
         cache.metrics().request(RequestOutcome::Forbidden, Duration::ZERO);
-        tracing::warn!(
-            uid = cred.uid(),
-            gid = cred.gid(),
-            pid = cred.pid(),
-            "refused a peer not allowed to use the socket: uid {} gid {} pid {}",
-            cred.uid(),
-            cred.gid(),
-            cred.pid().unwrap_or(0)
-        );
+        // With allow-lists the socket is 0666: any local user could flood
+        // the journal with refusals, so they are throttled.
+        let admitted =
+            refusals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).admit(Instant::now());
+        if let Some(held_back) = admitted {
+            tracing::warn!(
+                uid = cred.uid(),
+                gid = cred.gid(),
+                pid = cred.pid(),
+                held_back,
+                "refused a peer not allowed to use the socket: uid {} gid {} pid {} ({held_back} more refused since the last warning)",
+                cred.uid(),
+                cred.gid(),
+                cred.pid().unwrap_or(0)
+            );
+        }
         let msg = format!("uid {} is not allowed to use the ecr-credd socket", cred.uid());
         let _ = write.write_all(&wire::encode(&Response::error(ErrorKind::Forbidden, msg))).await;
         return;

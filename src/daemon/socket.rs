@@ -138,6 +138,8 @@ pub struct PeerPolicy {
     pub uids: Vec<u32>,
     /// Allowed gids, primary or supplementary (the socket's group among them).
     pub gids: Vec<u32>,
+    /// The socket's group, kept when a reload replaces the lists.
+    pub socket_gid: Option<u32>,
 }
 
 impl PeerPolicy {
@@ -146,7 +148,12 @@ impl PeerPolicy {
         let own_uid = own_uid();
         let mut gids = gids.to_vec();
         gids.extend(socket_gid);
-        PeerPolicy { own_uid, uids: uids.to_vec(), gids }
+        PeerPolicy { own_uid, uids: uids.to_vec(), gids, socket_gid }
+    }
+
+    /// The same socket group with the allow-lists of a reloaded config.
+    pub fn with_lists(&self, uids: &[u32], gids: &[u32]) -> Self {
+        PeerPolicy::new(uids, gids, self.socket_gid)
     }
 
     /// Whether the peer (`uid`, primary `gid`, `pid`) may use the socket.
@@ -212,7 +219,7 @@ mod tests {
 
     #[test]
     fn peer_policy() {
-        let p = PeerPolicy { own_uid: 999, uids: vec![1000], gids: vec![50] };
+        let p = PeerPolicy { own_uid: 999, uids: vec![1000], gids: vec![50], socket_gid: Some(50) };
         assert!(p.allows(0, 0, None));
         assert!(p.allows(999, 1, None));
         assert!(p.allows(1000, 1, None));
