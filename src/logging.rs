@@ -14,7 +14,14 @@ use tracing_subscriber::Layer;
 /// Targets whose TRACE output may contain secrets.
 const CAPPED: &[&str] = &["aws_", "hyper", "h2", "rustls", "tower", "reqwest"];
 
+/// aws-config warns with a failed `credential_process`'s whole stderr, which
+/// may hold anything; the chain logs the failure itself, without it.
+const SILENCED_WARNINGS: &str = "aws_config::profile::credentials";
+
 fn allowed(meta: &Metadata<'_>) -> bool {
+    if *meta.level() <= Level::WARN && meta.target().starts_with(SILENCED_WARNINGS) {
+        return false;
+    }
     *meta.level() != Level::TRACE || !CAPPED.iter().any(|t| meta.target().starts_with(t))
 }
 

@@ -167,10 +167,24 @@ pub async fn first_credentials_reporting(
             Err(e @ CredentialsError::CredentialsNotLoaded(_)) if providers.len() > 1 => {
                 lacked.push(format!("{name}: {}", error_chain(&e)));
             }
-            Err(e) => return (Err(format!("{name}: {}", error_chain(&e))), lacked),
+            Err(e) => return (Err(format!("{name}: {}", without_stderr(&error_chain(&e)))), lacked),
         }
     }
     (Err(format!("no source had credentials ({})", lacked.join("; "))), lacked)
+}
+
+/// aws-config puts a failed `credential_process`'s whole stderr into its
+/// error. A helper may print anything there, secrets included, and the
+/// error reaches the log, `/status` and every client, so only the exit
+/// status is kept.
+fn without_stderr(reason: &str) -> String {
+    match reason.find(". Stderr:") {
+        Some(at) => format!(
+            "{} (its stderr is not shown, as it may hold secrets: run the command by hand to see it)",
+            &reason[..at]
+        ),
+        None => reason.to_owned(),
+    }
 }
 
 fn config_file(env: &dyn Fn(&str) -> Option<String>, var: &str, name: &str) -> String {
@@ -211,6 +225,14 @@ mod tests {
         assert!(CredentialSource::parse("profile:").unwrap_err().contains("needs a profile name"));
         let err = CredentialSource::parse("imds").unwrap_err();
         assert!(err.contains("\"imds\" is not a credential source; use instance, chain"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_processes_stderr_is_dropped() {
+        let said = "Error retrieving credentials: external process exited with code exit status: 1. Stderr: SEKRIT\nmore";
+        let kept = without_stderr(said);
+        assert!(!kept.contains("SEKRIT") && kept.contains("exited with code exit status: 1"), "{kept}");
+        assert_eq!(without_stderr("profile x: no answer"), "profile x: no answer");
     }
 
     #[test]

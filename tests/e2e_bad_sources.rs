@@ -1,7 +1,8 @@
-//! A base-credential source that hangs: a `credential_process` that never
-//! exits. Every wait is bounded and says which source hung, registries whose
+//! Base-credential sources that misbehave. A `credential_process` that never
+//! exits: every wait is bounded and says which source hung, registries whose
 //! role credentials are cached keep being served, and the hung child is not
-//! started again on every retry.
+//! started again on every retry. One that fails printing a secret to stderr:
+//! the secret reaches no log, status or answer.
 
 mod support;
 
@@ -92,4 +93,47 @@ fn a_hung_credential_process_is_bounded_and_named() {
     assert_eq!(http(health, "GET", "/healthz", "").0, 200);
     drop(daemon);
     let _ = Command::new("pkill").args(["-f", "-x", HUNG]).status();
+}
+
+#[test]
+fn a_failing_credential_process_stderr_reaches_no_log_status_or_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let moto = Moto::start(dir);
+    let aws_config = dir.join("aws-config");
+    std::fs::write(&aws_config, "[profile x]\ncredential_process = sh -c 'echo SEKRIT >&2; exit 1'\n")
+        .unwrap();
+    let env = vec![
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{}", free_port())),
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_CONFIG_FILE", aws_config.display().to_string()),
+    ];
+    let health = free_port();
+    let config = format!(
+        "[health]\nlisten = \"127.0.0.1:{health}\"\n[aws]\ncredentials = \"profile:x\"\n\n{}",
+        registry_toml(ALIAS, Some(ROLE))
+    );
+    let daemon = Daemon::builder(dir).config(&config).env(&env).log("debug").start();
+    let (code, out, _) = daemon.helper("get", ALIAS);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("profile x") && out.contains("exit status: 1") && out.contains("stderr is not shown"),
+        "{out}"
+    );
+    let (_, status) = http(health, "GET", "/status", "");
+    assert!(status.contains("exit status: 1"), "{status}");
+    let (_, socket_status, _) = run_client(
+        DAEMON,
+        &["status", "--json", "--socket", &daemon.socket.display().to_string()],
+        &daemon.socket,
+        "",
+    );
+    wait_until("a retry logged", Duration::from_secs(10), || {
+        daemon.proc.output().matches("token fetch failed").count() >= 2
+    });
+    for (place, text) in
+        [("get", &out), ("/status", &status), ("status", &socket_status), ("log", &daemon.proc.output())]
+    {
+        assert!(!text.contains("SEKRIT"), "{place}: {text}");
+    }
 }
