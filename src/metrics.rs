@@ -117,6 +117,8 @@ pub struct Metrics {
     requests: Family<OutcomeLabel, Counter>,
     latency: Histogram,
     aws_calls: Family<AwsLabels, Counter>,
+    /// The fetch series made per registry, for [`Metrics::forget`].
+    fetch_labels: std::sync::Mutex<std::collections::HashMap<String, Vec<(&'static str, &'static str)>>>,
 }
 
 impl Default for Metrics {
@@ -154,7 +156,15 @@ impl Metrics {
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
         registry.register("build_info", "Build information (always 1)", build);
-        Metrics { registry, refresh, token_expiry, requests, latency, aws_calls }
+        Metrics {
+            registry,
+            refresh,
+            token_expiry,
+            requests,
+            latency,
+            aws_calls,
+            fetch_labels: Default::default(),
+        }
     }
 
     /// A fetch for `registry` finished.
@@ -163,6 +173,12 @@ impl Metrics {
             FetchOutcome::Success => ("success", "none"),
             FetchOutcome::Failed { step } => ("failure", step),
         };
+        let mut seen = self.fetch_labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let labels = seen.entry(registry.to_owned()).or_default();
+        if !labels.contains(&(outcome, step)) {
+            labels.push((outcome, step));
+        }
+        drop(seen);
         self.refresh
             .get_or_create(&RefreshLabels {
                 registry: registry.into(),
@@ -179,9 +195,19 @@ impl Metrics {
             .set(i64::try_from(unix).unwrap_or(i64::MAX));
     }
 
-    /// Forgets a registry that was removed from the config.
+    /// Forgets every series of a registry that was removed from the config
+    /// or dropped from the table, so made-up hosts cannot grow `/metrics`.
     pub fn forget(&self, registry: &str) {
         self.token_expiry.remove(&RegistryLabel { registry: registry.into() });
+        let seen =
+            self.fetch_labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(registry);
+        for (outcome, step) in seen.unwrap_or_default() {
+            self.refresh.remove(&RefreshLabels {
+                registry: registry.into(),
+                outcome: outcome.into(),
+                step: step.into(),
+            });
+        }
     }
 
     /// A socket request finished with `outcome` after `took`.

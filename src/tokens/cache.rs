@@ -92,6 +92,13 @@ pub enum GetError {
     TooManyUnlisted { host: String },
 }
 
+/// `host` without a `:port` suffix.
+fn without_port(host: &str) -> &str {
+    host.rsplit_once(':')
+        .filter(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(name, _)| name)
+}
+
 fn on(step: &Option<String>) -> String {
     step.as_ref().map(|s| format!("; still waiting on {s}")).unwrap_or_default()
 }
@@ -144,6 +151,9 @@ struct Inner<S> {
     configured: RwLock<Vec<String>>,
     serve_unlisted: AtomicBool,
     fetch_slots: tokio::sync::Semaphore,
+    /// Unlisted hosts fetch through these, so made-up ones cannot take the
+    /// slots configured registries need.
+    unlisted_slots: tokio::sync::Semaphore,
 }
 
 /// What a reload changed.
@@ -190,6 +200,7 @@ impl<S: TokenSource> TokenCache<S> {
                 configured: RwLock::new(registries.iter().map(|r| r.host.clone()).collect()),
                 serve_unlisted: AtomicBool::new(serve_unlisted),
                 fetch_slots: tokio::sync::Semaphore::new(policy.max_concurrent_fetches.max(1)),
+                unlisted_slots: tokio::sync::Semaphore::new((policy.max_concurrent_fetches / 4).max(1)),
                 policy,
             }),
         }
@@ -347,6 +358,9 @@ impl<S: TokenSource> TokenCache<S> {
         if !inner.serve_unlisted.load(Ordering::SeqCst) || parse_ecr_host(host).is_none() {
             return Err(not_found());
         }
+        // One entry per ECR host whatever the port: a port names no other
+        // registry, and each variant would hold a token and a table slot.
+        let host = without_port(host);
         let registry = RegistryConfig::unlisted(host).ok_or_else(not_found)?;
         let mut entries = inner.entries.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(e) = entries.get(host) {

@@ -33,7 +33,8 @@ pub(super) async fn fetch<S: TokenSource>(
     let (inner, entry) = (inner.clone(), entry.clone());
     let task = tokio::spawn(async move {
         // The semaphore is never closed; without a permit we fetch anyway.
-        let slot = inner.fetch_slots.acquire().await.ok();
+        let slots = if entry.configured { &inner.fetch_slots } else { &inner.unlisted_slots };
+        let slot = slots.acquire().await.ok();
         lock(&entry.state).fetch_started = Some(inner.clock.now());
         let result = guarded_fetch(&inner, &entry).await;
         drop(slot);

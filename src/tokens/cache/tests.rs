@@ -458,3 +458,27 @@ async fn idle_unlisted_hosts_are_dropped() {
     h.cache.get(&host).await.unwrap();
     assert_eq!(h.cache.status().len(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn port_variants_are_one_entry_and_evicted_hosts_leave_no_series() {
+    let clock = ManualClock::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing, delay: Duration::ZERO };
+    let policy = RefreshPolicy { max_unlisted: 16, ..RefreshPolicy::default() };
+    let cache = TokenCache::new(&[], true, source, clock, policy, Arc::default());
+    // 300 ports of one real host: one entry, one fetch, so the table has room.
+    for port in 1..=300 {
+        assert!(cache.get(&format!("{}:{port}", unlisted("111122223333"))).await.is_ok());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(cache.get(&unlisted("444455556666")).await.is_ok(), "a new unlisted host is served");
+    // 2,000 made-up hosts come and go: the series of the evicted ones go too.
+    let lines = || cache.metrics().encode().lines().count();
+    let start = lines();
+    for i in 0..2000 {
+        let _ = cache.get(&unlisted(&format!("99{i:010}"))).await;
+    }
+    let grown = lines() - start;
+    assert!(grown <= 16 * 2 + 8, "/metrics grew by {grown} lines for 2,000 evicted hosts");
+}
