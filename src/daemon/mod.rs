@@ -5,6 +5,7 @@ mod accept;
 mod health;
 mod server;
 pub(crate) mod signals;
+mod slots;
 pub(crate) mod socket;
 mod systemd;
 

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::{OwnedReadHalf, UCred};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf, UCred};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 use super::accept::accept_loop;
 use super::accept::LogThrottle;
+use super::slots::{UidSlots, PER_UID};
 use super::socket::PeerPolicy;
 use crate::metrics::RequestOutcome;
 use crate::tokens::TokenSource;
@@ -25,6 +26,11 @@ use ecr_credd_client::wire::{self, ErrorKind, Framer, Next, RequestBody, Respons
 pub const MAX_CONNECTIONS: usize = 512;
 /// How long a client may take to send each request.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one answer may take to be written: a client that stops reading
+/// loses its connection instead of holding it.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest one connection may stay open, however busy it keeps.
+pub const CONNECTION_BUDGET: Duration = Duration::from_secs(30);
 /// How long in-flight requests get to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -37,9 +43,15 @@ pub async fn serve<S: TokenSource>(
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let refusals = Arc::new(std::sync::Mutex::new(LogThrottle::default()));
+    let slots = UidSlots::new(MAX_CONNECTIONS);
     accept_loop(&listener, "socket", &limit, shutdown, |stream| {
-        let (cache, peers, refusals) = (cache.clone(), peers.clone(), refusals.clone());
-        async move { handle(stream, &cache, &peers, &refusals).await }
+        let (cache, peers, refusals, slots) = (cache.clone(), peers.clone(), refusals.clone(), slots.clone());
+        async move {
+            let served = handle(stream, &cache, &peers, &refusals, &slots);
+            if tokio::time::timeout(CONNECTION_BUDGET, served).await.is_err() {
+                tracing::debug!("connection open longer than {CONNECTION_BUDGET:?}; closed");
+            }
+        }
     })
     .await;
     tracing::info!("socket closed; draining in-flight requests");
@@ -57,6 +69,7 @@ async fn handle<S: TokenSource>(
     cache: &TokenCache<S>,
     peers: &Peers,
     refusals: &std::sync::Mutex<LogThrottle>,
+    slots: &Arc<UidSlots>,
 ) {
     let cred = match stream.peer_cred() {
         Ok(c) => c,
@@ -86,15 +99,24 @@ async fn handle<S: TokenSource>(
             );
         }
         let msg = format!("uid {} is not allowed to use the ecr-credd socket", cred.uid());
-        let _ = write.write_all(&wire::encode(&Response::error(ErrorKind::Forbidden, msg))).await;
+        let _ = write_answer(&mut write, &Response::error(ErrorKind::Forbidden, msg)).await;
         return;
     }
+    let Some(_slot) = slots.take(cred.uid()) else {
+        cache.metrics().request(RequestOutcome::Other, Duration::ZERO);
+        let msg = format!(
+            "uid {} has too many connections to the ecr-credd socket open (at most {PER_UID} per user); close some and retry",
+            cred.uid()
+        );
+        let _ = write_answer(&mut write, &Response::error(ErrorKind::Other, msg)).await;
+        return;
+    };
     let mut framer = Framer::new(wire::MAX_FRAME);
     loop {
         let (frame, last) = match next_request(&mut read, &mut framer, cache, &cred).await {
             Ok(next) => next,
             Err(Some(answer)) => {
-                let _ = write.write_all(&wire::encode(&answer)).await;
+                let _ = write_answer(&mut write, &answer).await;
                 return;
             }
             Err(None) => return,
@@ -104,13 +126,21 @@ async fn handle<S: TokenSource>(
         if let ResponseBody::Error { kind, message } = &response.body {
             tracing::debug!(?kind, %message, pid = cred.pid(), "request failed");
         }
-        let written = write.write_all(&wire::encode(&response)).await;
+        let written = write_answer(&mut write, &response).await;
         let took = started.elapsed();
         cache.metrics().request(request_outcome(&response), took);
         tracing::trace!(micros = took.as_micros() as u64, "request served");
         if written.is_err() || last {
             return;
         }
+    }
+}
+
+/// Writes one answer within [`WRITE_TIMEOUT`].
+async fn write_answer(write: &mut OwnedWriteHalf, response: &Response) -> std::io::Result<()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, write.write_all(&wire::encode(response))).await {
+        Ok(written) => written,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client stopped reading")),
     }
 }
 

@@ -15,12 +15,21 @@ pub const DEFAULT_SOCKET: &str = "/run/ecr-credd/ecr-credd.sock";
 /// Longer than the daemon's own wait for an on-demand fetch.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long to wait for room in the daemon's listen backlog. A connect on a
+/// Unix socket blocks only while the backlog is full, which a daemon under a
+/// flood of connections can have; the client then fails with a clear error
+/// instead of hanging the pull.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Why the daemon could not answer.
 #[derive(Debug, Error)]
 pub enum ClientError {
     /// Nothing listening (or no permission) at the socket path.
     #[error("cannot reach the ecr-credd daemon at {path} ({source}); start it with 'systemctl start ecr-credd.socket ecr-credd.service', or set ECR_CREDD_SOCKET to its socket")]
     Connect { path: PathBuf, source: std::io::Error },
+    /// The daemon's listen backlog stayed full: it is overloaded or wedged.
+    #[error("the ecr-credd daemon at {path} accepts no connections ({source}); it may be overloaded or stuck: see 'journalctl -u ecr-credd' and its /healthz")]
+    Busy { path: PathBuf, source: std::io::Error },
     /// The socket exists but this user may not open it (not in its group).
     #[error("permission denied on the ecr-credd socket {path}: only root and members of group {group} may use it; add this user with 'sudo usermod -aG {group} USER' and log in again, or list its uid in [server] allowed_uids")]
     Denied { path: PathBuf, group: String },
@@ -61,13 +70,48 @@ fn connect_error(path: &Path, source: std::io::Error) -> ClientError {
             return ClientError::Denied { path: path.to_owned(), group };
         }
     }
+    if source.kind() == std::io::ErrorKind::TimedOut {
+        return ClientError::Busy { path: path.to_owned(), source };
+    }
     ClientError::Connect { path: path.to_owned(), source }
+}
+
+/// Connects to `path`, giving up after `timeout` while the backlog is full.
+/// (A non-blocking Unix connect says EAGAIN then, and cannot be polled for
+/// completion: it is tried again.)
+fn connect(path: &Path, timeout: Duration) -> std::io::Result<UnixStream> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    let addr = SocketAddrUnix::new(path)?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::AGAIN) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(rustix::io::Errno::AGAIN) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the daemon accepted no connection within {}s", timeout.as_secs()),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    rustix::io::ioctl_fionbio(&fd, false)?;
+    Ok(UnixStream::from(fd))
 }
 
 /// Sends one request and reads one response.
 pub fn request(path: &Path, req: &Request) -> Result<Response, ClientError> {
     let io = |source| ClientError::Io { path: path.to_owned(), source };
-    let mut stream = UnixStream::connect(path).map_err(|source| connect_error(path, source))?;
+    let mut stream = connect(path, CONNECT_TIMEOUT).map_err(|source| connect_error(path, source))?;
     stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
     // A daemon that refuses this peer answers at once and closes, perhaps
@@ -92,6 +136,27 @@ mod tests {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixListener;
     use zeroize::Zeroizing;
+
+    #[test]
+    fn connect_gives_up_when_the_backlog_stays_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        // A listener that never accepts: its backlog fills, then connects wait.
+        let _listener = UnixListener::bind(&path).unwrap();
+        let mut held = Vec::new();
+        let started = std::time::Instant::now();
+        let err = loop {
+            match connect(&path, Duration::from_millis(300)) {
+                Ok(s) => held.push(s),
+                Err(e) => break e,
+            }
+            assert!(held.len() < 100_000, "the backlog never filled");
+        };
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains("accepted no connection within"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!held.is_empty());
+    }
 
     #[test]
     fn reads_a_status_for_hundreds_of_registries() {

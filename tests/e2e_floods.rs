@@ -1,0 +1,70 @@
+//! Local users who misbehave: one allowed user's flood of connections that
+//! pipeline requests and never read cannot hold every socket slot, and root
+//! is served at its normal latency throughout.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ecr_credd_client::client;
+use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
+use support::*;
+
+fn timed_get(socket: &Path) -> Duration {
+    let start = Instant::now();
+    let r = client::request(socket, &Request::new(RequestBody::Get { host: ALIAS.into() })).unwrap();
+    assert!(matches!(r.body, ResponseBody::Credentials { .. }), "{r:?}");
+    start.elapsed()
+}
+
+fn p99_and_max(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    (samples[samples.len() * 99 / 100 - 1], samples[samples.len() - 1])
+}
+
+#[test]
+fn one_users_unread_pipelines_leave_root_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    let dir = tmp.path().join("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!("allowed_uids = [65534]\n{}", registry_toml(ALIAS, Some(ROLE)));
+    let daemon = Daemon::builder(&dir).config(&config).env(&Daemon::aws_env(&moto, &imds)).start();
+    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
+    let (normal, _) = p99_and_max((0..100).map(|_| timed_get(&daemon.socket)).collect());
+
+    // 520 connections from nobody, each with 600 status requests it never reads.
+    let script = format!(
+        "ulimit -n 4096 && exec setpriv --reuid=65534 --regid=65534 --clear-groups python3 {ROOT}/testbed/socket_flood.py {} 520 600 10",
+        daemon.socket.display()
+    );
+    let mut cmd = clean_command("sh", tmp.path());
+    cmd.args(["-c", &script]);
+    let flood = Proc::spawn("flood", &mut cmd);
+    wait_until("the flood", Duration::from_secs(15), || flood.output().contains("flooding"));
+    // At once: served within a second while the daemon still works through
+    // the flood's requests (before the fix: only once the flood ended).
+    let first = timed_get(&daemon.socket);
+    assert!(first < Duration::from_secs(1), "root's first get during the flood took {first:?}");
+    // Then, with the flooder held to its share of slots, at the normal latency.
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", daemon.proc.pid())).unwrap().count();
+    wait_until("the refused connections closed", Duration::from_secs(5), || fds() < 64 + 60);
+    let fds = fds();
+    let (during, slowest) = p99_and_max((0..200).map(|_| timed_get(&daemon.socket)).collect());
+    assert!(!flood.output().contains("done"), "the flood ended before the gets did");
+    eprintln!(
+        "{}; daemon fds {fds}; root's get p99 {normal:?} before; first {first:?}, then p99 {during:?} (slowest {slowest:?})",
+        flood.output().trim()
+    );
+    let bound = Duration::from_millis(100).max(normal * 20);
+    assert!(slowest < bound, "root waited {slowest:?} during the flood (p99 before: {normal:?})");
+    // The flooder was told why.
+    let (code, out) = helper_as(tmp.path(), &daemon.socket, 65534, 65534, ALIAS);
+    eprintln!("nobody during the flood: {code} {}", out.trim());
+    wait_until("the flood to end", Duration::from_secs(30), || flood.output().contains("done"));
+    assert_eq!(helper_as(tmp.path(), &daemon.socket, 65534, 65534, ALIAS).0, 0, "nobody is served after");
+}
