@@ -61,6 +61,26 @@ impl Machine<'_> {
         self.ok(&format!("awk '/^Uid:/ {{ print $2 }}' /proc/{pid}/status")).trim().to_owned()
     }
 
+    /// `n` gets in a row, with `action` run after the first 20: none may fail.
+    fn gets_across(&self, suite: &str, what: &str, n: usize, action: &str) {
+        let script = format!(
+            "i=0; while [ $i -lt {n} ]; do i=$((i+1)); \
+             if echo {SERVED} | docker-credential-ecr-credd get >/dev/null; then echo ok $i; else echo FAIL $i; fi; sleep 0.02; done"
+        );
+        let mut loop_cmd = self.docker.command();
+        loop_cmd.args(["exec", BOX, "sh", "-c", &script]);
+        let mut gets = Proc::spawn("gets", &mut loop_cmd);
+        wait_until("the first gets", Duration::from_secs(30), || gets.output().matches("ok ").count() >= 20);
+        self.ok(action);
+        let at = gets.output().lines().count();
+        wait_until("the gets", Duration::from_secs(240), || gets.exited().is_some());
+        let out = gets.output();
+        let (ok, failed) = (out.matches("ok ").count(), out.matches("FAIL").count());
+        eprintln!("{suite}: gets across {what}: {ok} ok, {failed} failed; {what} done after {at}");
+        assert_eq!((ok, failed), (n, 0), "{out}");
+        assert!(at < n, "the {what} came after the gets");
+    }
+
     /// `systemctl show ecr-credd -p NAME` → value.
     fn show(&self, name: &str) -> String {
         self.ok(&format!("systemctl show ecr-credd.service -p {name} --value")).trim().to_owned()
@@ -201,22 +221,7 @@ fn under_systemd(suite: &str) {
 
     // restart during 200 gets loses none.
     let before = m.show("MainPID");
-    let script = format!(
-        "i=0; while [ $i -lt 200 ]; do i=$((i+1)); \
-         if echo {SERVED} | docker-credential-ecr-credd get >/dev/null; then echo ok $i; else echo FAIL $i; fi; sleep 0.02; done"
-    );
-    let mut loop_cmd = docker.command();
-    loop_cmd.args(["exec", BOX, "sh", "-c", &script]);
-    let mut gets = Proc::spawn("200 gets", &mut loop_cmd);
-    wait_until("the first gets", Duration::from_secs(30), || gets.output().matches("ok ").count() >= 20);
-    m.ok("systemctl restart ecr-credd.service");
-    let at_restart = gets.output().lines().count();
-    wait_until("200 gets", Duration::from_secs(120), || gets.exited().is_some());
-    let out = gets.output();
-    let (ok, failed) = (out.matches("ok ").count(), out.matches("FAIL").count());
-    eprintln!("{suite}: gets across restart: {ok} ok, {failed} failed; restart after {at_restart}");
-    assert_eq!((ok, failed), (200, 0), "{out}");
-    assert!(at_restart < 200, "the restart came after the gets");
+    m.gets_across(suite, "restart", 200, "systemctl restart ecr-credd.service");
     assert_ne!(m.show("MainPID"), before, "the daemon was restarted");
     let quiet_from = Instant::now();
 
@@ -246,6 +251,25 @@ fn under_systemd(suite: &str) {
     }
     assert!(m.get(None, SERVED).status.success());
     assert_eq!(http(health, "GET", "/readyz", "").0, 503, "the denied registry keeps readiness down");
+
+    // An upgrade to a higher version during 500 gets loses none: the
+    // service restarts, the socket (and its path) stays.
+    m.ok(
+        "rm -rf /tmp/up && dpkg-deb -R /tmp/ecr-credd.deb /tmp/up && \
+         sed -i 's/^Version: .*/&+up1/' /tmp/up/DEBIAN/control && dpkg-deb -b /tmp/up /tmp/ecr-credd-up.deb >/dev/null",
+    );
+    let before = m.show("MainPID");
+    m.gets_across(suite, "upgrade", 500, "dpkg -i --force-confold /tmp/ecr-credd-up.deb >/dev/null 2>&1");
+    assert_ne!(m.show("MainPID"), before, "the upgrade restarted the daemon");
+    // Removed, then installed again: the socket is enabled again, as it was.
+    m.ok("dpkg -r ecr-credd >/dev/null 2>&1");
+    assert_ne!(m.ok("systemctl is-enabled ecr-credd.socket || true").trim(), "enabled");
+    m.ok("dpkg -i --force-confold /tmp/ecr-credd.deb >/dev/null 2>&1");
+    assert_eq!(m.ok("systemctl is-enabled ecr-credd.socket").trim(), "enabled");
+    assert_eq!(m.ok("systemctl is-active ecr-credd.socket").trim(), "active");
+    wait_until("served after the reinstall", Duration::from_secs(30), || {
+        m.get(None, SERVED).status.success()
+    });
 
     if suite == "bullseye" {
         as_systemd_219_sees_it(&m);

@@ -15,6 +15,8 @@ if [ -d /run/systemd/system ]; then
         systemctl enable --now ecr-credd.socket || :
         systemctl enable ecr-credd.service || :
     else
-        systemctl try-restart ecr-credd.socket ecr-credd.service || :
+        # Only the service: restarting the socket would remove its path
+        # (RemoveOnStop=) and fail the gets made during the upgrade.
+        systemctl try-restart ecr-credd.service || :
     fi
 fi
