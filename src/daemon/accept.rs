@@ -71,6 +71,48 @@ pub(crate) async fn accept_loop<L, F>(
     }
 }
 
+/// Accepts on `listener` until `stop` resolves, never waiting for a free
+/// slot: when `max` connections are open, the oldest is closed to make room.
+/// For the health endpoint, whose clients send one small request at once: a
+/// flood of slow connections cannot keep a probe waiting in the backlog, and
+/// at most `max` descriptors are spent on it.
+pub(crate) async fn accept_evicting<L, F>(
+    listener: &L,
+    name: &'static str,
+    max: usize,
+    stop: impl Future<Output = ()>,
+    serve: impl Fn(L::Stream) -> F,
+) where
+    L: Accept + Sync,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut errors = AcceptErrors::default();
+    let mut open: std::collections::VecDeque<tokio::task::AbortHandle> = std::collections::VecDeque::new();
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.pause(name, &e).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        open.retain(|t| !t.is_finished());
+        while open.len() >= max.max(1) {
+            if let Some(oldest) = open.pop_front() {
+                oldest.abort();
+            }
+        }
+        open.push_back(tokio::spawn(serve(stream)).abort_handle());
+    }
+    for t in open {
+        t.abort();
+    }
+}
+
 /// At most one warning per [`LogThrottle::EVERY`], counting those held back,
 /// so a flood of events (failed accepts, refused peers) cannot also flood the
 /// journal until it drops the real errors.

@@ -12,9 +12,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
-use super::accept::accept_loop;
+use super::accept::accept_evicting;
 use super::signals::until_stopped;
 use crate::tokens::{not_ready, TokenCache, TokenSource};
 use ecr_credd_client::wire::RegistryStatus;
@@ -23,9 +23,9 @@ use ecr_credd_client::wire::RegistryStatus;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest a connection may stay open (one request: no keep-alive).
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most connections served at once. Monitoring needs a handful; the rest
-/// wait in the listen backlog, so any local user's flood of connections costs
-/// no file descriptors that the token socket needs.
+/// Most connections open at once. Monitoring needs a handful; a new one
+/// closes the oldest, so any local user's flood of connections costs no file
+/// descriptors that the token socket needs, and never makes a probe wait.
 pub const MAX_CONNECTIONS: usize = 32;
 /// Largest request head accepted (hyper's minimum buffer).
 const MAX_HEAD: usize = 8 * 1024;
@@ -126,8 +126,7 @@ pub async fn serve<S: TokenSource>(
     cache: Arc<TokenCache<S>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    accept_loop(&listener, "health endpoint", &limit, until_stopped(&mut stop), |stream| {
+    accept_evicting(&listener, "health endpoint", MAX_CONNECTIONS, until_stopped(&mut stop), |stream| {
         let cache = cache.clone();
         async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
