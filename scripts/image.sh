@@ -2,7 +2,7 @@
 # Builds the OCI image, a multi-arch index (amd64 + arm64), from the release's
 # static binaries with buildah: no docker daemon, no base image, no shell. It
 # holds the three programs, CA certificates, a user and group `ecr-credd`
-# (65532) to run as, and the packaged config as a default.
+# (64872, a uid of its own: not distroless's shared nonroot 65532) to run as, and the packaged config as a default.
 # Writes dist/ecr-credd-image-VERSION.oci.tar (an OCI archive of the index).
 set -eu
 cd "$(dirname "$0")/.."
@@ -25,8 +25,8 @@ $B manifest create "$name" >/dev/null
 
 etc=target/image-etc
 rm -rf "$etc" && mkdir -p "$etc"
-printf 'root:x:0:0:root:/root:/sbin/nologin\necr-credd:x:65532:65532:ecr-credd:/nonexistent:/sbin/nologin\n' > "$etc/passwd"
-printf 'root:x:0:\necr-credd:x:65532:\n' > "$etc/group"
+printf 'root:x:0:0:root:/root:/sbin/nologin\necr-credd:x:64872:64872:ecr-credd:/nonexistent:/sbin/nologin\n' > "$etc/passwd"
+printf 'root:x:0:\necr-credd:x:64872:\n' > "$etc/group"
 
 for arch in amd64 arm64; do
     case $arch in amd64) t=x86_64-unknown-linux-gnu ;; arm64) t=aarch64-unknown-linux-gnu ;; esac
@@ -36,7 +36,7 @@ for arch in amd64 arm64; do
     $B copy --chmod 0644 "$c" /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt >/dev/null
     $B copy --chmod 0644 "$c" "$etc/passwd" "$etc/group" /etc/ >/dev/null
     $B copy --chmod 0644 "$c" packaging/config.toml /etc/ecr-credd/config.toml >/dev/null
-    $B config --arch "$arch" --os linux --user 65532:65532 \
+    $B config --arch "$arch" --os linux --user 64872:64872 \
         --entrypoint '["/usr/bin/ecr-credd"]' --cmd '["run", "--config", "/etc/ecr-credd/config.toml"]' \
         --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
         --label org.opencontainers.image.title=ecr-credd \

@@ -77,13 +77,14 @@ fn image_runs_in_a_real_engine_and_serves_the_host_through_the_socket_dir() {
     ]);
     docker.ok(&["load", "-i", loadable.to_str().unwrap()]);
     let user = docker.ok(&["inspect", "--format", "{{.Config.User}}", "ecr-credd:test"]);
-    assert_eq!(user.trim(), "65532:65532", "the image runs as a non-root user");
+    assert_eq!(user.trim(), "64872:64872", "the image runs as a non-root user of its own");
 
-    // The init container: host programs and the socket directory.
+    // The init container, as the DaemonSet runs it: the two host directories
+    // it writes, and no capability but CHOWN.
     let host_bin = tmp.path().join("host/bin");
-    let host_run = tmp.path().join("host/run");
+    let socket_dir = tmp.path().join("host/run/ecr-credd");
     std::fs::create_dir_all(&host_bin).unwrap();
-    std::fs::create_dir_all(&host_run).unwrap();
+    std::fs::create_dir_all(&socket_dir).unwrap();
     let mount = |host: &PathBuf, inside: &str| format!("{}:{inside}", host.display());
     let installed = docker.ok(&[
         "run",
@@ -91,10 +92,14 @@ fn image_runs_in_a_real_engine_and_serves_the_host_through_the_socket_dir() {
         "--user",
         "0:0",
         "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "CHOWN",
         "-v",
         &mount(&host_bin, "/host/bin"),
         "-v",
-        &mount(&host_run, "/host/run"),
+        &mount(&socket_dir, "/host/run/ecr-credd"),
         "ecr-credd:test",
         "install-host",
         "--bin-dir",
@@ -102,14 +107,13 @@ fn image_runs_in_a_real_engine_and_serves_the_host_through_the_socket_dir() {
         "--socket-dir",
         "/host/run/ecr-credd",
         "--owner",
-        "65532:65532",
+        "64872:64872",
     ]);
     eprintln!("init container:\n{installed}");
-    let socket_dir = host_run.join("ecr-credd");
     let meta = std::fs::metadata(&socket_dir).unwrap();
     assert_eq!(
         (std::os::unix::fs::MetadataExt::uid(&meta), meta.permissions().mode() & 0o777),
-        (65532, 0o755)
+        (64872, 0o755)
     );
 
     // The daemon, as the DaemonSet runs it: host network, config mounted.
@@ -161,6 +165,17 @@ fn image_runs_in_a_real_engine_and_serves_the_host_through_the_socket_dir() {
     let request = r#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"127.0.0.1:5000/app:v1"}"#;
     let (code, out, err) = run_client(provider.to_str().unwrap(), &[], &socket, request);
     assert_eq!(code, 0, "{out}{err}");
+
+    // Another pod with the socket directory mounted, as distroless's nonroot
+    // (the uid the image used to share): refused.
+    let mut other = docker.command();
+    other.args(["run", "--rm", "-i", "--network", "host", "--user", "65532:65532", "-v"]);
+    other.arg(mount(&socket_dir, "/run/ecr-credd"));
+    other.args(["--entrypoint", "/usr/bin/docker-credential-ecr-credd", "ecr-credd:test", "get"]);
+    let refused = output_with_stdin(&mut other, "127.0.0.1:5000");
+    let said = output_text(&refused);
+    assert!(!refused.status.success() && !said.contains(PASSWORD), "{said}");
+    assert!(said.contains("uid 65532 is not allowed") || said.contains("permission denied"), "{said}");
     assert!(out.contains(PASSWORD) && out.contains("\"cacheKeyType\":\"Registry\""), "{out}");
     assert_eq!(http(health, "GET", "/readyz", "").0, 200, "readiness probe");
     let log = logs();
@@ -194,9 +209,16 @@ fn kubernetes_manifests_validate_offline_against_the_schemas() {
         "path: /run/ecr-credd",
         "install-host",
         "runAsNonRoot: true",
+        "runAsUser: 64872",
+        "seccompProfile: { type: RuntimeDefault }",
+        "add: [\"CHOWN\"]",
         "limits:",
         "requests:",
     ] {
         assert!(yaml.contains(needle), "daemonset.yaml lacks {needle}");
+    }
+    // No more than it needs: no host /run, no capabilities to override access.
+    for needle in ["path: /run,", "DAC_OVERRIDE", "FOWNER", "runAsUser: 65532", "runAsUser: 65534"] {
+        assert!(!yaml.contains(needle), "daemonset.yaml has {needle}");
     }
 }

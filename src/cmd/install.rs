@@ -2,7 +2,7 @@
 //! image has no shell): copy the two client binaries to a host directory and
 //! make the socket directory that the non-root daemon will own.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -17,7 +17,7 @@ pub enum InstallError {
     #[error("{path}: cannot {action}: {source}")]
     Io { path: PathBuf, action: &'static str, source: std::io::Error },
     /// `--owner` is not two numbers.
-    #[error("--owner {0:?} is not UID:GID (numbers, e.g. 65532:65532)")]
+    #[error("--owner {0:?} is not UID:GID (numbers, e.g. 64872:64872)")]
     Owner(String),
 }
 
@@ -49,17 +49,20 @@ pub fn install_host(
     for name in HOST_PROGRAMS {
         let (source, target) = (from.join(name), bin_dir.join(name));
         let partial = bin_dir.join(format!(".{name}.partial"));
-        std::fs::copy(&source, &partial).map_err(io(&source, "copy"))?;
-        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
-            .map_err(io(&partial, "make executable"))?;
+        write_new(&source, &partial)?;
         std::fs::rename(&partial, &target).map_err(io(&target, "move into place"))?;
         written.push(target);
     }
     if let Some(dir) = socket_dir {
         std::fs::create_dir_all(dir).map_err(io(dir, "create the socket directory"))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-            .map_err(io(dir, "set the socket directory's mode"))?;
-        if let Some((uid, gid)) = owner {
+        // Only what differs is changed: a directory already given to the
+        // daemon's user needs no CAP_FOWNER to be left as it is.
+        let meta = std::fs::metadata(dir).map_err(io(dir, "inspect the socket directory"))?;
+        if meta.permissions().mode() & 0o7777 != 0o755 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+                .map_err(io(dir, "set the socket directory's mode"))?;
+        }
+        if let Some((uid, gid)) = owner.filter(|&(u, g)| (meta.uid(), meta.gid()) != (u, g)) {
             std::os::unix::fs::chown(dir, Some(uid), Some(gid))
                 .map_err(io(dir, "set the socket directory's owner"))?;
         }
@@ -68,10 +71,31 @@ pub fn install_host(
     Ok(written)
 }
 
+/// Copies `source` to `partial` as a new file (mode 0755). Whatever sits at
+/// `partial` is unlinked first, and the file is created with O_CREAT|O_EXCL,
+/// which never follows a symlink: one planted there cannot redirect the
+/// write to another file on the host.
+fn write_new(source: &Path, partial: &Path) -> Result<(), InstallError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(partial) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(partial, "remove")(e)),
+        _ => {}
+    }
+    let mut from = std::fs::File::open(source).map_err(io(source, "copy"))?;
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o755)
+        .open(partial)
+        .map_err(io(partial, "create"))?;
+    std::io::copy(&mut from, &mut to).map_err(io(source, "copy"))?;
+    // The mode asked for at creation is cut by the umask.
+    to.set_permissions(std::fs::Permissions::from_mode(0o755)).map_err(io(partial, "make executable"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn copies_the_host_programs_and_makes_the_socket_dir() {
@@ -98,9 +122,17 @@ mod tests {
         assert_eq!(std::fs::read_to_string(bin.join(HOST_PROGRAMS[0])).unwrap(), "v2");
         assert_eq!(std::fs::read_dir(&bin).unwrap().count(), 2);
 
+        // A symlink planted at the partial name does not redirect the write.
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        std::os::unix::fs::symlink(&victim, bin.join(format!(".{}.partial", HOST_PROGRAMS[1]))).unwrap();
+        install_host(&from, &bin, None, None).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(std::fs::read_to_string(bin.join(HOST_PROGRAMS[1])).unwrap(), HOST_PROGRAMS[1]);
+
         let err = install_host(&tmp.path().join("missing"), &bin, None, None).unwrap_err();
         assert!(err.to_string().contains("missing/ecr-credd-kubelet-provider: cannot copy"), "{err}");
-        assert_eq!(parse_owner("65532:65532").unwrap(), (65532, 65532));
+        assert_eq!(parse_owner("64872:64872").unwrap(), (64872, 64872));
         assert!(parse_owner("ecr-credd").unwrap_err().to_string().contains("UID:GID"));
     }
 }

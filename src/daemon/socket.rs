@@ -129,10 +129,13 @@ pub fn remove_if_ours(path: &Path, inode: u64) {
     }
 }
 
+/// Uids many unrelated processes run as: distroless's `nonroot` and `nobody`.
+pub const SHARED_UIDS: [u32; 2] = [65532, 65534];
+
 /// Which connecting processes may have tokens, beyond the file mode.
 #[derive(Debug, Clone, Default)]
 pub struct PeerPolicy {
-    /// The daemon's own uid (always allowed, as is root).
+    /// The daemon's own uid (allowed, as is root); 0 when it is shared.
     pub own_uid: u32,
     /// Other allowed uids.
     pub uids: Vec<u32>,
@@ -144,8 +147,16 @@ pub struct PeerPolicy {
 
 impl PeerPolicy {
     /// The daemon's own uid plus what the config and socket group allow.
+    /// Its own uid is not admitted when that uid is one many processes
+    /// share: in a pod as distroless's `nonroot` or as `nobody`, any other
+    /// pod running as it could take tokens.
     pub fn new(uids: &[u32], gids: &[u32], socket_gid: Option<u32>) -> Self {
-        let own_uid = own_uid();
+        Self::for_daemon(own_uid(), uids, gids, socket_gid)
+    }
+
+    /// [`PeerPolicy::new`] for a daemon running as `daemon_uid`.
+    pub fn for_daemon(daemon_uid: u32, uids: &[u32], gids: &[u32], socket_gid: Option<u32>) -> Self {
+        let own_uid = Some(daemon_uid).filter(|u| !SHARED_UIDS.contains(u)).unwrap_or(0);
         let mut gids = gids.to_vec();
         gids.extend(socket_gid);
         PeerPolicy { own_uid, uids: uids.to_vec(), gids, socket_gid }
@@ -215,6 +226,18 @@ mod tests {
         std::fs::write(&file, "keep").unwrap();
         assert!(matches!(bind(&file, None, SOCKET_MODE), Err(SocketError::NotASocket { .. })));
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+    }
+
+    #[test]
+    fn a_shared_daemon_uid_is_not_admitted() {
+        assert!(PeerPolicy::for_daemon(64872, &[], &[], None).allows(64872, 64872, None));
+        for shared in SHARED_UIDS {
+            let p = PeerPolicy::for_daemon(shared, &[], &[], None);
+            assert!(!p.allows(shared, shared, None), "{shared}");
+            assert!(p.allows(0, 0, None), "root still is");
+            let listed = PeerPolicy::for_daemon(shared, &[shared], &[], None);
+            assert!(listed.allows(shared, shared, None), "unless the config lists it");
+        }
     }
 
     #[test]
