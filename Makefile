@@ -18,7 +18,7 @@ CARGO_DENY_VERSION := 0.20.2
 CARGO_FUZZ_VERSION := 0.13.2
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build test demo deps lint fmt bench soak audit deny-tool fuzz package package-tools \
+.PHONY: all build check test demo deps lint fmt bench soak audit deny-tool fuzz package package-tools \
         release release-tools image clean
 
 all: build
@@ -50,6 +50,14 @@ $(VENV)/.stamp: testbed/requirements.txt testbed/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r testbed/requirements.txt -c testbed/constraints.txt
 	@touch $@
+
+## The fast first stage, for contributors and CI: formatting, lints, unit
+## tests and the tests that need no test bed (a few minutes on a warm tree).
+FAST_TESTS := --test cli_policy --test examples --test properties --test wire_golden --test dependencies
+check:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --workspace --lib --bins $(FAST_TESTS)
 
 ## Everything CI checks: formatting, lints, release artifacts for both
 ## architectures, unit and end-to-end tests (Debian 11 root, qemu-aarch64).
