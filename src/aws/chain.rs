@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use aws_config::provider_config::ProviderConfig;
 use aws_config::SdkConfig;
@@ -12,13 +12,14 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use super::sdk_error::describe_sdk_error;
 use super::sts::{self, RoleSession};
 use crate::aws::source::{first_credentials_reporting, CredentialSource};
 use crate::config::RegistryConfig;
 use crate::metrics::{Api, CallOutcome, Metrics};
-use crate::tokens::FetchError;
+use crate::tokens::{Clock, FetchError, SystemClock};
 
 /// Credentials are renewed when they have less than this left.
 const RENEW_BEFORE: Duration = Duration::from_secs(10 * 60);
@@ -122,6 +123,9 @@ pub struct CredentialChain {
     identity: Arc<OnceLock<String>>,
     identity_asked: AtomicBool,
     metrics: Arc<Metrics>,
+    /// Renewal, re-reads and expiry are judged on this clock (the token
+    /// cache's kind), so tests can move time.
+    clock: Arc<dyn Clock>,
 }
 
 /// Base credentials, when they were had, and from which provider.
@@ -181,7 +185,8 @@ impl CredentialChain {
     /// A chain whose AWS clients are built from `base` (endpoints, timeouts, retries).
     pub fn new(base: SdkConfig, settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
         let (b, s) = (base.clone(), settings.clone());
-        Self::with_providers(base, settings, metrics, Box::new(move || build_providers(&b, &s)))
+        let build = Box::new(move || build_providers(&b, &s));
+        Self::with_providers(base, settings, metrics, build, Arc::new(SystemClock))
     }
 
     /// A chain whose base credentials come from the providers `build` makes.
@@ -190,6 +195,7 @@ impl CredentialChain {
         settings: AwsSettings,
         metrics: Arc<Metrics>,
         build: Box<dyn Fn() -> Providers + Send + Sync>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         CredentialChain {
             reread: AtomicBool::new(false),
@@ -205,6 +211,7 @@ impl CredentialChain {
             identity: Arc::new(OnceLock::new()),
             identity_asked: AtomicBool::new(false),
             metrics,
+            clock,
         }
     }
 
@@ -280,13 +287,14 @@ impl CredentialChain {
 
     /// What `host`'s fetch is waiting on and for how long, while it runs.
     pub fn waiting_on(&self, host: &str) -> Option<String> {
-        lock(&self.waiting)
-            .get(host)
-            .map(|(step, since)| format!("{step}, for {:.1}s so far", since.elapsed().as_secs_f64()))
+        lock(&self.waiting).get(host).map(|(step, since)| {
+            let so_far = self.clock.now().saturating_duration_since(*since);
+            format!("{step}, for {:.1}s so far", so_far.as_secs_f64())
+        })
     }
 
     pub(crate) fn wait_on(&self, host: &str, step: String) {
-        lock(&self.waiting).insert(host.to_owned(), (step, Instant::now()));
+        lock(&self.waiting).insert(host.to_owned(), (step, self.clock.now()));
     }
 
     /// The fetch for `host` ended.
@@ -302,23 +310,23 @@ impl CredentialChain {
     pub async fn instance(&self) -> Result<Credentials, FetchError> {
         let still_good = |e: &CachedBase, now| match e.creds.expiry() {
             Some(_) => fresh(&e.creds, now),
-            None => e.at.elapsed() < REREAD_STATIC,
+            None => self.clock.now().saturating_duration_since(e.at) < REREAD_STATIC,
         };
         let cached = || lock(&self.cached).clone();
         if let Some(e) =
-            cached().filter(|e| !self.reread.load(Ordering::SeqCst) && still_good(e, SystemTime::now()))
+            cached().filter(|e| !self.reread.load(Ordering::SeqCst) && still_good(e, self.clock.wall()))
         {
             return Ok(e.creds);
         }
         let mut flight = match self.base_flight.try_lock() {
             Ok(f) => f,
-            Err(_) => match cached().filter(|e| unexpired(&e.creds, SystemTime::now())) {
+            Err(_) => match cached().filter(|e| unexpired(&e.creds, self.clock.wall())) {
                 Some(e) => return Ok(e.creds),
                 None => self.base_flight.lock().await,
             },
         };
         let reread = self.reread.swap(false, Ordering::SeqCst);
-        let now = SystemTime::now();
+        let now = self.clock.wall();
         let previous = cached();
         if let Some(e) = previous.as_ref().filter(|e| !reread && still_good(e, now)) {
             return Ok(e.creds.clone());
@@ -342,7 +350,7 @@ impl CredentialChain {
                     tracing::info!(source = %name, "base credentials from {name}{skipped}");
                 }
                 tracing::debug!(access_key_id = c.access_key_id(), "base credentials from {name}");
-                *lock(&self.cached) = Some(CachedBase { creds: c.clone(), at: Instant::now(), name });
+                *lock(&self.cached) = Some(CachedBase { creds: c.clone(), at: self.clock.now(), name });
                 Ok(c)
             }
             // Keep using credentials that still work while the source is away.
@@ -412,18 +420,18 @@ impl CredentialChain {
         };
         let slot = lock(&self.roles).entry(key.clone()).or_default().clone();
         let cached = || lock(&slot.creds).clone();
-        if let Some(c) = cached().filter(|c| fresh(c, SystemTime::now())) {
+        if let Some(c) = cached().filter(|c| fresh(c, self.clock.wall())) {
             return Ok(c);
         }
         self.wait_on(host, format!("sts:AssumeRole on {} (another registry's call)", key.role_arn));
         let _flight = match slot.flight.try_lock() {
             Ok(f) => f,
-            Err(_) => match cached().filter(|c| unexpired(c, SystemTime::now())) {
+            Err(_) => match cached().filter(|c| unexpired(c, self.clock.wall())) {
                 Some(c) => return Ok(c),
                 None => slot.flight.lock().await,
             },
         };
-        if let Some(c) = cached().filter(|c| fresh(c, SystemTime::now())) {
+        if let Some(c) = cached().filter(|c| fresh(c, self.clock.wall())) {
             return Ok(c);
         }
         self.wait_on(host, format!("base credentials from {}", self.settings.credentials));

@@ -3,16 +3,27 @@
 
 use std::sync::atomic::AtomicU32;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{future, ProvideCredentials};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 
-/// Answers with keys that last `for_secs`, or never when `hang` is set.
-#[derive(Debug, Clone)]
+/// Answers with keys that last `lifetime` on `clock` (static keys when
+/// `None`), fails when `fail` is set, and never answers when `hang` is.
+#[derive(Clone)]
 struct FakeProvider {
     calls: Arc<AtomicU32>,
     hang: Arc<AtomicBool>,
+    fail: Arc<AtomicBool>,
+    lifetime: Option<Duration>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for FakeProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FakeProvider")
+    }
 }
 
 impl ProvideCredentials for FakeProvider {
@@ -20,14 +31,18 @@ impl ProvideCredentials for FakeProvider {
     where
         Self: 'a,
     {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let hang = self.hang.load(Ordering::SeqCst);
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let (hang, fail) = (self.hang.load(Ordering::SeqCst), self.fail.load(Ordering::SeqCst));
+        let expiry = self.lifetime.map(|l| self.clock.wall() + l);
         future::ProvideCredentials::new(async move {
             if hang {
                 std::future::pending::<()>().await;
             }
-            let expiry = SystemTime::now() + Duration::from_secs(7200);
-            Ok(Credentials::new("AKIDBASE", "base-secret", Some("t".into()), Some(expiry), "fake"))
+            if fail {
+                return Err(CredentialsError::provider_error("the fake source is down"));
+            }
+            let key = if n == 1 { "AKIDBASE" } else { "AKIDBASE2" };
+            Ok(Credentials::new(key, "base-secret", Some("t".into()), expiry, "fake"))
         })
     }
 }
@@ -37,11 +52,92 @@ fn chain(provider: &FakeProvider, sdk: SdkConfig) -> CredentialChain {
         AwsSettings { credentials: CredentialSource::Profile("x".into()), ..AwsSettings::default() };
     let p = provider.clone();
     let build = Box::new(move || vec![("profile x".to_owned(), SharedCredentialsProvider::new(p.clone()))]);
-    CredentialChain::with_providers(sdk, settings, Arc::default(), build)
+    CredentialChain::with_providers(sdk, settings, Arc::default(), build, provider.clock.clone())
 }
 
 fn provider(hang: bool) -> FakeProvider {
-    FakeProvider { calls: Arc::default(), hang: Arc::new(AtomicBool::new(hang)) }
+    FakeProvider {
+        calls: Arc::default(),
+        hang: Arc::new(AtomicBool::new(hang)),
+        fail: Arc::default(),
+        lifetime: Some(Duration::from_secs(7200)),
+        clock: Arc::new(SystemClock),
+    }
+}
+
+/// Wall time that moves with tokio's paused clock.
+struct ManualClock {
+    start: Instant,
+    start_wall: SystemTime,
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn wall(&self) -> SystemTime {
+        self.start_wall + (Instant::now() - self.start)
+    }
+}
+
+/// A provider on a manual clock, whose keys last `lifetime` (static: `None`).
+fn on_manual_clock(lifetime: Option<Duration>) -> FakeProvider {
+    let clock = Arc::new(ManualClock {
+        start: Instant::now(),
+        start_wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    });
+    FakeProvider { lifetime, clock, ..provider(false) }
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[tokio::test(start_paused = true)]
+async fn expiring_credentials_are_renewed_10_minutes_ahead() {
+    let p = on_manual_clock(Some(30 * MINUTE));
+    let c = chain(&p, sdk("http://127.0.0.1:9").await);
+    assert_eq!(c.instance().await.unwrap().access_key_id(), "AKIDBASE");
+    tokio::time::sleep(19 * MINUTE).await;
+    assert_eq!(c.instance().await.unwrap().access_key_id(), "AKIDBASE", "11 minutes left: kept");
+    assert_eq!(p.calls.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(2 * MINUTE).await;
+    assert_eq!(c.instance().await.unwrap().access_key_id(), "AKIDBASE2", "9 minutes left: renewed");
+    assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn static_keys_are_read_again_every_5_minutes_and_after_a_reload() {
+    let p = on_manual_clock(None);
+    let c = chain(&p, sdk("http://127.0.0.1:9").await);
+    c.instance().await.unwrap();
+    tokio::time::sleep(MINUTE * 4 + MINUTE / 2).await;
+    c.instance().await.unwrap();
+    assert_eq!(p.calls.load(Ordering::SeqCst), 1, "within 5 minutes: not read again");
+    tokio::time::sleep(MINUTE).await;
+    assert_eq!(c.instance().await.unwrap().access_key_id(), "AKIDBASE2");
+    assert_eq!(p.calls.load(Ordering::SeqCst), 2, "after 5 minutes: read again");
+    c.reread_base();
+    c.instance().await.unwrap();
+    assert_eq!(p.calls.load(Ordering::SeqCst), 3, "a reload reads them at once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_renewal_keeps_valid_credentials_until_they_expire() {
+    let p = on_manual_clock(Some(30 * MINUTE));
+    let c = chain(&p, sdk("http://127.0.0.1:9").await);
+    c.instance().await.unwrap();
+    p.fail.store(true, Ordering::SeqCst);
+    // Due for renewal, the source down: the still-valid keys are used.
+    tokio::time::sleep(25 * MINUTE).await;
+    assert_eq!(c.instance().await.unwrap().access_key_id(), "AKIDBASE");
+    assert_eq!(p.calls.load(Ordering::SeqCst), 2, "renewal was tried");
+    // Expired: an error naming the source, never expired keys.
+    tokio::time::sleep(6 * MINUTE).await;
+    let err = c.instance().await.unwrap_err().to_string();
+    assert!(err.contains("no base credentials from profile:x: profile x: an error occurred while loading credentials: the fake source is down"), "{err}");
+    // Back: renewed.
+    p.fail.store(false, Ordering::SeqCst);
+    assert!(c.instance().await.unwrap().access_key_id().starts_with("AKIDBASE"));
+    assert_eq!(p.calls.load(Ordering::SeqCst), 4);
 }
 
 fn registry(host: &str, role: Option<&str>) -> RegistryConfig {
