@@ -34,11 +34,21 @@
 //!   documents), `install-host` (a DaemonSet's init container) and `man`.
 //! - [`logging`]: the journal or stderr.
 //!
+//! # Errors
+//!
+//! One rule in the whole workspace: an error's cause is said in its message
+//! and never also returned by `source()`. Messages travel whole (over the
+//! socket to clients, into `/status`, into the journal), and the CLI prints
+//! `{:#}`, which would say a cause twice if both held it. So no variant
+//! takes `#[source]` or `#[from]` (only `#[error(transparent)]` wrappers,
+//! which add no text), and fields holding a cause are named `cause`.
+//!
 //! # Current limitations
 //!
-//! - `[aws]` settings (`credentials`, `use_fips`, `sts_region`), the socket,
-//!   its group and the health address change only at a restart; registries
-//!   change on reload.
+//! - `[aws]` settings (`credentials`, `use_fips`, `sts_region`, the proxy),
+//!   `[tokens] safety_margin`, the socket, its group and the health address
+//!   change only at a restart, and a reload says which of them it left;
+//!   registries and the allow-lists change on reload.
 //! - Groups are read from `/etc/group` (the release binaries are static and
 //!   load no NSS modules); under systemd the socket's group comes from the
 //!   socket, so NSS-only groups work there.

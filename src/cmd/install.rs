@@ -14,8 +14,8 @@ pub const HOST_PROGRAMS: [&str; 2] = ["ecr-credd-kubelet-provider", "docker-cred
 #[derive(Debug, Error)]
 pub enum InstallError {
     /// A file step failed.
-    #[error("{path}: cannot {action}: {source}")]
-    Io { path: PathBuf, action: &'static str, source: std::io::Error },
+    #[error("{path}: cannot {action}: {cause}")]
+    Io { path: PathBuf, action: &'static str, cause: std::io::Error },
     /// `--owner` is not two numbers.
     #[error("--owner {0:?} is not UID:GID (numbers, e.g. 64872:64872)")]
     Owner(String),
@@ -23,7 +23,7 @@ pub enum InstallError {
 
 fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> InstallError {
     let path = path.to_owned();
-    move |source| InstallError::Io { path, action, source }
+    move |cause| InstallError::Io { path, action, cause }
 }
 
 /// Parses `UID:GID`.

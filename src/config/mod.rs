@@ -32,8 +32,8 @@ pub const DEFAULT_SOCKET_GROUP: &str = "ecr-credd";
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read config {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     /// Others could rewrite the config (and point the daemon at their role).
     #[error(
         "{path}: the config may be changed by others (owner uid {owner}, mode {mode:04o}); it must be owned by \
@@ -214,8 +214,8 @@ pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
 
 /// Reads and validates the config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.to_owned(), cause })?;
     parse(&text, path)
 }
 
@@ -227,7 +227,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn load_trusted(path: &Path) -> Result<Config, ConfigError> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
-    let read_err = |source| ConfigError::Read { path: path.to_owned(), source };
+    let read_err = |cause| ConfigError::Read { path: path.to_owned(), cause };
     let mut file = std::fs::File::open(path).map_err(read_err)?;
     let meta = file.metadata().map_err(read_err)?;
     check_trusted(path, meta.uid(), meta.mode(), rustix::process::geteuid().as_raw())?;

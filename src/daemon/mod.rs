@@ -32,11 +32,11 @@ pub enum StartError {
     #[error(transparent)]
     Socket(#[from] SocketError),
     /// The health endpoint's address could not be bound.
-    #[error("[health] listen {addr}: cannot bind: {source}")]
+    #[error("[health] listen {addr}: cannot bind: {cause}")]
     Health {
         /// The configured address.
         addr: SocketAddr,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// systemd passed a socket we cannot use.
     #[error("the socket passed by systemd (LISTEN_FDS) is unusable: {0}")]
@@ -60,7 +60,7 @@ impl Listeners {
     /// Takes the socket systemd passed, or binds the configured one with its
     /// mode and group; binds the health endpoint. Must run inside a tokio runtime.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
-        let map_io = |action, source| SocketError::Io { path: config.socket.clone(), action, source };
+        let map_io = |action, cause| SocketError::Io { path: config.socket.clone(), action, cause };
         let (std_listener, owned, gid) = match systemd::activated_listener()
             .map_err(StartError::Activation)?
         {
@@ -101,7 +101,7 @@ impl Listeners {
             Some(addr) => {
                 let l = tokio::net::TcpListener::bind(addr)
                     .await
-                    .map_err(|source| StartError::Health { addr, source })?;
+                    .map_err(|cause| StartError::Health { addr, cause })?;
                 tracing::info!(%addr, "health endpoint listening on {addr}");
                 Some(l)
             }

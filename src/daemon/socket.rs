@@ -38,13 +38,13 @@ pub enum SocketError {
     #[error("[server] group {group:?} does not exist in /etc/group; create it (groupadd --system {group}) or name an existing group, e.g. \"ecr-credd\", which the packages create")]
     NoSuchGroup { group: String },
     /// An I/O step failed.
-    #[error("{path}: cannot {action}: {source}")]
-    Io { path: PathBuf, action: &'static str, source: std::io::Error },
+    #[error("{path}: cannot {action}: {cause}")]
+    Io { path: PathBuf, action: &'static str, cause: std::io::Error },
 }
 
 fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> SocketError {
     let path = path.to_owned();
-    move |source| SocketError::Io { path, action, source }
+    move |cause| SocketError::Io { path, action, cause }
 }
 
 /// This process's real uid (from the kernel: /proc/self belongs to root once

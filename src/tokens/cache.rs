@@ -64,11 +64,11 @@ pub enum GetError {
     #[error(transparent)]
     BadHost(#[from] HostError),
     /// A registry we serve, but fetching its token failed.
-    #[error("{registry}: {source}")]
+    #[error("{registry}: {cause}")]
     Unavailable {
         registry: String,
         /// The failing step.
-        source: FetchError,
+        cause: FetchError,
     },
     /// The token fetched is too close to expiry to hand out.
     #[error("{registry}: the token from ECR expires in {left:?}, within the {margin:?} safety margin; check this machine's clock")]

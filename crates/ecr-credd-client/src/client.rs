@@ -25,20 +25,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Error)]
 pub enum ClientError {
     /// Nothing listening (or no permission) at the socket path.
-    #[error("cannot reach the ecr-credd daemon at {path} ({source}); start it with 'systemctl start ecr-credd.socket ecr-credd.service', or set ECR_CREDD_SOCKET to its socket")]
-    Connect { path: PathBuf, source: std::io::Error },
+    #[error("cannot reach the ecr-credd daemon at {path} ({cause}); start it with 'systemctl start ecr-credd.socket ecr-credd.service', or set ECR_CREDD_SOCKET to its socket")]
+    Connect { path: PathBuf, cause: std::io::Error },
     /// The daemon's listen backlog stayed full: it is overloaded or wedged.
-    #[error("the ecr-credd daemon at {path} accepts no connections ({source}); it may be overloaded or stuck: see 'journalctl -u ecr-credd' and its /healthz")]
-    Busy { path: PathBuf, source: std::io::Error },
+    #[error("the ecr-credd daemon at {path} accepts no connections ({cause}); it may be overloaded or stuck: see 'journalctl -u ecr-credd' and its /healthz")]
+    Busy { path: PathBuf, cause: std::io::Error },
     /// The socket exists but this user may not open it (not in its group).
     #[error("permission denied on the ecr-credd socket {path}: only root and members of group {group} may use it; add this user with 'sudo usermod -aG {group} USER' and log in again, or list its uid in [server] allowed_uids")]
     Denied { path: PathBuf, group: String },
     /// The connection broke or timed out mid-request.
-    #[error("lost the connection to the ecr-credd daemon at {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("lost the connection to the ecr-credd daemon at {path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     /// The daemon answered something we cannot read (version skew?).
-    #[error("unreadable answer from the ecr-credd daemon at {path}: {source}")]
-    Protocol { path: PathBuf, source: wire::WireError },
+    #[error("unreadable answer from the ecr-credd daemon at {path}: {cause}")]
+    Protocol { path: PathBuf, cause: wire::WireError },
 }
 
 /// Most bytes a client program (helper, kubelet provider) reads from stdin;
@@ -71,9 +71,9 @@ fn connect_error(path: &Path, source: std::io::Error) -> ClientError {
         }
     }
     if source.kind() == std::io::ErrorKind::TimedOut {
-        return ClientError::Busy { path: path.to_owned(), source };
+        return ClientError::Busy { path: path.to_owned(), cause: source };
     }
-    ClientError::Connect { path: path.to_owned(), source }
+    ClientError::Connect { path: path.to_owned(), cause: source }
 }
 
 /// Connects to `path`, giving up after `timeout` while the backlog is full.
@@ -110,7 +110,7 @@ fn connect(path: &Path, timeout: Duration) -> std::io::Result<UnixStream> {
 
 /// Sends one request and reads one response.
 pub fn request(path: &Path, req: &Request) -> Result<Response, ClientError> {
-    let io = |source| ClientError::Io { path: path.to_owned(), source };
+    let io = |cause| ClientError::Io { path: path.to_owned(), cause };
     let mut stream = connect(path, CONNECT_TIMEOUT).map_err(|source| connect_error(path, source))?;
     stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
@@ -124,9 +124,9 @@ pub fn request(path: &Path, req: &Request) -> Result<Response, ClientError> {
     let frame = match wire::read_frame(&mut stream, &mut wire::Framer::new(wire::MAX_RESPONSE)) {
         Ok(frame) => frame,
         Err(wire::WireError::Io(e)) => return Err(io(e)),
-        Err(source) => return Err(ClientError::Protocol { path: path.to_owned(), source }),
+        Err(cause) => return Err(ClientError::Protocol { path: path.to_owned(), cause }),
     };
-    wire::decode_response(&frame).map_err(|source| ClientError::Protocol { path: path.to_owned(), source })
+    wire::decode_response(&frame).map_err(|cause| ClientError::Protocol { path: path.to_owned(), cause })
 }
 
 #[cfg(test)]

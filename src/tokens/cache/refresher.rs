@@ -190,7 +190,7 @@ fn failed<S>(inner: &Inner<S>, entry: &Entry, st: &mut State, err: FetchError, n
         if still_valid { "; still serving the previous token" } else { "" }
     );
     inner.metrics.fetch(&entry.registry.host, FetchOutcome::Failed { step: err.step() });
-    st.last_error = Some(GetError::Unavailable { registry: entry.registry.label(), source: err });
+    st.last_error = Some(GetError::Unavailable { registry: entry.registry.label(), cause: err });
 }
 
 /// Whether an unlisted host's refresher goes on. One nobody asked for in

@@ -152,7 +152,7 @@ pub enum ErrorKind {
 pub enum WireError {
     /// Not JSON, or not one of our messages.
     #[error("malformed message: {0}")]
-    Malformed(#[from] serde_json::Error),
+    Malformed(serde_json::Error),
     /// A version this build does not speak.
     #[error("unsupported protocol version {got} (this build speaks {VERSION})")]
     Version { got: u32 },
@@ -167,7 +167,20 @@ pub enum WireError {
     Closed,
     /// The connection failed while reading.
     #[error("read failed: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+// Causes are said in the message, so neither is also a `source()`.
+impl From<serde_json::Error> for WireError {
+    fn from(e: serde_json::Error) -> Self {
+        WireError::Malformed(e)
+    }
+}
+
+impl From<std::io::Error> for WireError {
+    fn from(e: std::io::Error) -> Self {
+        WireError::Io(e)
+    }
 }
 
 impl Request {
