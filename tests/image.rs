@@ -174,6 +174,7 @@ fn image_runs_in_a_real_engine_and_serves_the_host_through_the_socket_dir() {
     other.args(["--entrypoint", "/usr/bin/docker-credential-ecr-credd", "ecr-credd:test", "get"]);
     let refused = output_with_stdin(&mut other, "127.0.0.1:5000");
     let said = output_text(&refused);
+    eprintln!("another pod as uid 65532: {}", said.trim());
     assert!(!refused.status.success() && !said.contains(PASSWORD), "{said}");
     assert!(said.contains("uid 65532 is not allowed") || said.contains("permission denied"), "{said}");
     assert!(out.contains(PASSWORD) && out.contains("\"cacheKeyType\":\"Registry\""), "{out}");
