@@ -65,4 +65,5 @@ pub mod config;
 pub mod daemon;
 pub mod logging;
 pub mod metrics;
+mod sync;
 pub mod tokens;

@@ -173,7 +173,7 @@ impl Metrics {
             FetchOutcome::Success => ("success", "none"),
             FetchOutcome::Failed { step } => ("failure", step),
         };
-        let mut seen = self.fetch_labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut seen = crate::sync::lock(&self.fetch_labels);
         let labels = seen.entry(registry.to_owned()).or_default();
         if !labels.contains(&(outcome, step)) {
             labels.push((outcome, step));
@@ -199,8 +199,7 @@ impl Metrics {
     /// or dropped from the table, so made-up hosts cannot grow `/metrics`.
     pub fn forget(&self, registry: &str) {
         self.token_expiry.remove(&RegistryLabel { registry: registry.into() });
-        let seen =
-            self.fetch_labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(registry);
+        let seen = crate::sync::lock(&self.fetch_labels).remove(registry);
         for (outcome, step) in seen.unwrap_or_default() {
             self.refresh.remove(&RefreshLabels {
                 registry: registry.into(),

@@ -32,9 +32,7 @@ pub const BASE_DEADLINE: Duration = Duration::from_secs(4);
 /// The STS and ECR clients' whole-operation timeout (see `ecr::sdk_config`).
 pub const STS_DEADLINE: Duration = Duration::from_secs(10);
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use crate::sync::lock;
 
 /// Settings for the providers other than IMDS: the proxy-aware HTTP client,
 /// and a region for the STS call web identity makes (`AWS_REGION`, else us-east-1).

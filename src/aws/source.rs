@@ -161,7 +161,7 @@ pub async fn first_credentials_reporting(
 ) -> (Result<(String, Credentials), String>, Vec<String>) {
     let mut lacked = Vec::new();
     for (name, provider) in providers {
-        name.clone_into(&mut asking.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        name.clone_into(&mut crate::sync::lock(asking));
         match provider.provide_credentials().await {
             Ok(c) => return (Ok((name.clone(), c)), lacked),
             Err(e @ CredentialsError::CredentialsNotLoaded(_)) if providers.len() > 1 => {

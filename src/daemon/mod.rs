@@ -251,7 +251,7 @@ fn apply_reload<S: TokenSource>(cache: &TokenCache<S>, peers: &server::Peers, ol
         );
     }
     if new.allowed_uids != old.allowed_uids || new.allowed_gids != old.allowed_gids {
-        let mut policy = peers.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut policy = crate::sync::write(peers);
         *policy = policy.with_lists(&new.allowed_uids, &new.allowed_gids);
         tracing::info!(
             "config reload: [server] allowed_uids {:?} and allowed_gids {:?} apply to every new connection",

@@ -79,13 +79,12 @@ async fn handle<S: TokenSource>(
         }
     };
     let (mut read, mut write) = stream.into_split();
-    let policy = peers.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let policy = crate::sync::read(peers).clone();
     if !policy.allows(cred.uid(), cred.gid(), cred.pid()) {
         cache.metrics().request(RequestOutcome::Forbidden, Duration::ZERO);
         // With allow-lists the socket is 0666: any local user could flood
         // the journal with refusals, so they are throttled.
-        let admitted =
-            refusals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).admit(Instant::now());
+        let admitted = crate::sync::lock(refusals).admit(Instant::now());
         if let Some(held_back) = admitted {
             tracing::warn!(
                 uid = cred.uid(),

@@ -3,7 +3,7 @@
 //! dockerd's pulls run as root) always finds one.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 /// Most connections one non-root uid may hold at once.
 pub const PER_UID: usize = 64;
@@ -43,7 +43,7 @@ impl UidSlots {
         if uid == 0 {
             return Some(Slot { slots: self.clone(), uid });
         }
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held = crate::sync::lock(&self.held);
         let mine = held.by_uid.get(&uid).copied().unwrap_or(0);
         if mine >= PER_UID || held.others >= self.others_max {
             return None;
@@ -59,7 +59,7 @@ impl Drop for Slot {
         if self.uid == 0 {
             return;
         }
-        let mut held = self.slots.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held = crate::sync::lock(&self.slots.held);
         held.others = held.others.saturating_sub(1);
         if let Some(n) = held.by_uid.get_mut(&self.uid) {
             *n -= 1;

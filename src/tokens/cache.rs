@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
@@ -172,11 +172,7 @@ pub struct TokenCache<S: TokenSource> {
     inner: Arc<Inner<S>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves plain data behind that
-    // is still consistent, so poisoning is not a reason to stop serving.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::sync::lock;
 
 impl<S: TokenSource> TokenCache<S> {
     /// A cache for `registries`; call [`TokenCache::start`] to begin fetching.
@@ -209,8 +205,7 @@ impl<S: TokenSource> TokenCache<S> {
     /// Starts one background refresher per configured registry; each fetches
     /// at once, so every token is requested at start-up.
     pub fn start(&self) {
-        let entries: Vec<_> =
-            self.inner.entries.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        let entries: Vec<_> = crate::sync::read(&self.inner.entries).values().cloned().collect();
         for entry in entries {
             spawn_refresher(&self.inner, entry);
         }
@@ -218,7 +213,7 @@ impl<S: TokenSource> TokenCache<S> {
 
     /// The configured hosts, in config order.
     pub fn hosts(&self) -> Vec<String> {
-        self.inner.configured.read().unwrap_or_else(PoisonError::into_inner).clone()
+        crate::sync::read(&self.inner.configured).clone()
     }
 
     /// The principal tokens are fetched as, when known.
@@ -243,7 +238,7 @@ impl<S: TokenSource> TokenCache<S> {
     /// fails is not a stall: its fetches end and back off.
     pub fn stalled(&self) -> Vec<String> {
         let (now, limit) = (self.inner.clock.now(), self.inner.policy.stall_after);
-        let entries = self.inner.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let entries = crate::sync::read(&self.inner.entries);
         let mut stalled: Vec<String> = entries
             .values()
             .filter(|e| e.configured)
@@ -274,7 +269,7 @@ impl<S: TokenSource> TokenCache<S> {
         let inner = &self.inner;
         inner.source.reload();
         let mut summary = Reconfigured::default();
-        let mut entries = inner.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let mut entries = crate::sync::write(&inner.entries);
         let mut next: HashMap<String, Arc<Entry>> = HashMap::with_capacity(entries.len());
         for r in registries {
             match entries.remove(&r.host) {
@@ -303,8 +298,7 @@ impl<S: TokenSource> TokenCache<S> {
             }
         }
         *entries = next;
-        *inner.configured.write().unwrap_or_else(PoisonError::into_inner) =
-            registries.iter().map(|r| r.host.clone()).collect();
+        *crate::sync::write(&inner.configured) = registries.iter().map(|r| r.host.clone()).collect();
         inner.serve_unlisted.store(serve_unlisted, Ordering::SeqCst);
         summary
     }
@@ -351,7 +345,7 @@ impl<S: TokenSource> TokenCache<S> {
 
     fn entry(&self, host: &str) -> Result<Arc<Entry>, GetError> {
         let inner = &self.inner;
-        if let Some(e) = inner.entries.read().unwrap_or_else(PoisonError::into_inner).get(host) {
+        if let Some(e) = crate::sync::read(&inner.entries).get(host) {
             return Ok(e.clone());
         }
         let not_found = || GetError::NotFound { host: host.to_owned() };
@@ -362,7 +356,7 @@ impl<S: TokenSource> TokenCache<S> {
         // registry, and each variant would hold a token and a table slot.
         let host = without_port(host);
         let registry = RegistryConfig::unlisted(host).ok_or_else(not_found)?;
-        let mut entries = inner.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let mut entries = crate::sync::write(&inner.entries);
         if let Some(e) = entries.get(host) {
             return Ok(e.clone());
         }
@@ -393,7 +387,7 @@ impl<S: TokenSource> TokenCache<S> {
 
 impl<S: TokenSource> Drop for TokenCache<S> {
     fn drop(&mut self) {
-        for e in self.inner.entries.read().unwrap_or_else(PoisonError::into_inner).values() {
+        for e in crate::sync::read(&self.inner.entries).values() {
             e.stop();
         }
     }

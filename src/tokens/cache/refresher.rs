@@ -2,7 +2,7 @@
 //! recorded with the next refresh time, and the refresher task that sleeps
 //! until then.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
@@ -206,7 +206,7 @@ fn keep_refreshing_unlisted<S: TokenSource>(inner: &Arc<Inner<S>>, entry: &Arc<E
         )
     };
     if idle >= inner.policy.unlisted_idle {
-        let mut entries = inner.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let mut entries = crate::sync::write(&inner.entries);
         if entries.get(&entry.registry.host).is_some_and(|e| Arc::ptr_eq(e, entry)) {
             entries.remove(&entry.registry.host);
             inner.metrics.forget(&entry.registry.host);

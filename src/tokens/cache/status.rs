@@ -1,7 +1,6 @@
 //! A secret-free snapshot of every registry's state, for `/status`,
 //! `/readyz` and `ecr-credd status`.
 
-use std::sync::PoisonError;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{lock, servable, TokenCache};
@@ -17,7 +16,7 @@ impl<S: TokenSource> TokenCache<S> {
     pub fn status(&self) -> Vec<RegistryStatus> {
         let inner = &self.inner;
         let (now, wall) = (inner.clock.now(), inner.clock.wall());
-        let entries = inner.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let entries = crate::sync::read(&inner.entries);
         let mut out: Vec<RegistryStatus> = entries
             .values()
             .map(|entry| {
