@@ -61,17 +61,18 @@ pub enum CallOutcome {
     Success,
     /// A permission denial (HTTP 403, AccessDenied).
     Denied,
+    /// A rate limit: the account's quota is spent for now.
+    Throttled,
     /// Any other failure.
     Error,
 }
 
-impl CallOutcome {
-    /// A failed call's outcome.
-    pub fn failed(denied: bool) -> Self {
-        if denied {
-            CallOutcome::Denied
-        } else {
-            CallOutcome::Error
+impl From<crate::tokens::Refusal> for CallOutcome {
+    fn from(refusal: crate::tokens::Refusal) -> Self {
+        match refusal {
+            crate::tokens::Refusal::Denied => CallOutcome::Denied,
+            crate::tokens::Refusal::Throttled => CallOutcome::Throttled,
+            crate::tokens::Refusal::Failed => CallOutcome::Error,
         }
     }
 }
@@ -238,6 +239,7 @@ impl Metrics {
         let outcome = match outcome {
             CallOutcome::Success => "success",
             CallOutcome::Denied => "denied",
+            CallOutcome::Throttled => "throttled",
             CallOutcome::Error => "error",
         };
         self.aws_calls.get_or_create(&AwsLabels { api: api.into(), outcome: outcome.into() }).inc();
@@ -263,6 +265,7 @@ mod tests {
         m.token_expiry("127.0.0.1:5000", 1_800_000_000);
         m.request(RequestOutcome::Ok, Duration::from_micros(40));
         m.aws_call(Api::AssumeRole, CallOutcome::Denied);
+        m.aws_call(Api::GetAuthorizationToken, CallOutcome::from(crate::tokens::Refusal::Throttled));
         let text = m.encode();
         for needle in [
             "ecr_credd_token_fetches_total{registry=\"127.0.0.1:5000\",outcome=\"failure\",step=\"assume_role\"} 1",
@@ -270,12 +273,17 @@ mod tests {
             "ecr_credd_socket_requests_total{outcome=\"ok\"} 1",
             "ecr_credd_socket_request_duration_seconds_count 1",
             "ecr_credd_aws_calls_total{api=\"AssumeRole\",outcome=\"denied\"} 1",
+            "ecr_credd_aws_calls_total{api=\"GetAuthorizationToken\",outcome=\"throttled\"} 1",
             "ecr_credd_build_info{version=\"",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
         m.forget("127.0.0.1:5000");
-        assert!(!m.encode().contains("token_expiry_timestamp_seconds{"));
+        let text = m.encode();
+        assert!(
+            !text.contains("token_expiry_timestamp_seconds{") && !text.contains("127.0.0.1:5000"),
+            "{text}"
+        );
     }
 }

@@ -31,7 +31,7 @@ fn sts_throttling_at_start_backs_off_then_recovers() {
     });
     assert_eq!(
         out,
-        format!("ecr-credd: 127.0.0.1:5000 ({ACCOUNT}, us-east-1): sts:AssumeRole on {ROLE} failed: Throttling: Rate exceeded\n")
+        format!("ecr-credd: 127.0.0.1:5000 ({ACCOUNT}, us-east-1): sts:AssumeRole on {ROLE} throttled: Throttling: Rate exceeded\n")
     );
     // Hammer the helper for 8 s; backoff, not the callers, decides the calls.
     let start = Instant::now();
@@ -44,6 +44,8 @@ fn sts_throttling_at_start_backs_off_then_recovers() {
     eprintln!("STS throttled: {gets} gets over 8 s caused {calls} AssumeRole calls");
     assert!((2..=8).contains(&calls), "{calls} AssumeRole calls: backoff must bound them");
     assert_eq!(proxy.count("GetAuthorizationToken"), 0, "no ECR call without credentials");
+    let throttled = daemon.proc.output().matches("throttled: Throttling").count();
+    assert!(throttled >= 1, "the log says throttled:\n{}", daemon.proc.output());
 
     proxy.set(Fault::None);
     let cleared = Instant::now();

@@ -264,8 +264,8 @@ impl CredentialChain {
                     }
                 }
                 Err(e) => {
-                    let (denied, reason) = describe_sdk_error(&e);
-                    metrics.aws_call(Api::GetCallerIdentity, CallOutcome::failed(denied));
+                    let (refusal, reason) = describe_sdk_error(&e);
+                    metrics.aws_call(Api::GetCallerIdentity, CallOutcome::from(refusal));
                     tracing::debug!(%reason, "sts:GetCallerIdentity failed; /status will not show the instance identity: {reason}");
                 }
             }
@@ -458,12 +458,12 @@ impl CredentialChain {
         let result = sts::assume_role(&sts::client(&self.base, target, instance), role).await;
         let outcome = match &result {
             Ok(_) => CallOutcome::Success,
-            Err(f) => CallOutcome::failed(f.denied),
+            Err(f) => CallOutcome::from(f.refusal),
         };
         self.metrics.aws_call(Api::AssumeRole, outcome);
         result.map_err(|f| FetchError::AssumeRole {
             role_arn: role.role_arn.clone(),
-            denied: f.denied,
+            refusal: f.refusal,
             reason: f.reason,
         })
     }

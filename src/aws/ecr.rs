@@ -75,8 +75,8 @@ impl AwsTokenSource {
             (Api::GetAuthorizationToken, private_token(&self.base, registry, creds, self.use_fips).await)
         };
         let outcome = match &result {
-            Err(FetchError::GetAuthorizationToken { denied, .. })
-            | Err(FetchError::GetPublicAuthorizationToken { denied, .. }) => CallOutcome::failed(*denied),
+            Err(FetchError::GetAuthorizationToken { refusal, .. })
+            | Err(FetchError::GetPublicAuthorizationToken { refusal, .. }) => CallOutcome::from(*refusal),
             // A token ECR sent but we cannot use still was a successful call.
             _ => CallOutcome::Success,
         };
@@ -168,8 +168,8 @@ pub async fn private_token(
         .send()
         .await
         .map_err(|e| {
-            let (denied, reason) = describe_sdk_error(&e);
-            FetchError::GetAuthorizationToken { region: registry.region.clone(), denied, reason }
+            let (refusal, reason) = describe_sdk_error(&e);
+            FetchError::GetAuthorizationToken { region: registry.region.clone(), refusal, reason }
         })?;
     // Never `{:?}` the output: AuthorizationData's Debug prints the token.
     let data = out.authorization_data().first();
@@ -184,8 +184,8 @@ pub async fn public_token(base: &SdkConfig, creds: Credentials) -> Result<Fetche
         .build();
     let out =
         aws_sdk_ecrpublic::Client::from_conf(conf).get_authorization_token().send().await.map_err(|e| {
-            let (denied, reason) = describe_sdk_error(&e);
-            FetchError::GetPublicAuthorizationToken { denied, reason }
+            let (refusal, reason) = describe_sdk_error(&e);
+            FetchError::GetPublicAuthorizationToken { refusal, reason }
         })?;
     // Never `{:?}` the output: its AuthorizationData prints the token too.
     let data = out.authorization_data();

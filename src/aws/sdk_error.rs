@@ -3,6 +3,8 @@
 
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use crate::tokens::Refusal;
+
 /// An error and its causes on one line ("a: b: c"), without the Debug dump
 /// of raw responses that the SDK's own formatter appends.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
@@ -18,10 +20,14 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// Whether an SDK error is a permission denial, and a one-line reason.
+/// Error codes AWS throttles with (STS, ECR and the rest).
+const THROTTLING_CODES: [&str; 4] =
+    ["Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"];
+
+/// How AWS refused an SDK call (denied, throttled or failed), and a one-line reason.
 pub fn describe_sdk_error<E, R>(
     err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
-) -> (bool, String)
+) -> (Refusal, String)
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + HasStatus + 'static,
@@ -31,17 +37,24 @@ where
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status_code();
             let code = ctx.err().code();
-            let denied = status == 403
-                || code.is_some_and(|c| c.contains("AccessDenied") || c.contains("UnauthorizedOperation"));
+            let refusal = if status == 403
+                || code.is_some_and(|c| c.contains("AccessDenied") || c.contains("UnauthorizedOperation"))
+            {
+                Refusal::Denied
+            } else if status == 429 || code.is_some_and(|c| THROTTLING_CODES.contains(&c)) {
+                Refusal::Throttled
+            } else {
+                Refusal::Failed
+            };
             let reason = match (code, ctx.err().message()) {
                 (Some(code), Some(msg)) => format!("{code}: {msg}"),
                 (Some(code), None) => format!("{code} (HTTP {status})"),
                 _ => format!("HTTP {status} from AWS"),
             };
-            (denied, reason)
+            (refusal, reason)
         }
-        SdkError::TimeoutError(_) => (false, "timed out waiting for AWS".into()),
-        other => (false, error_chain(other)),
+        SdkError::TimeoutError(_) => (Refusal::Failed, "timed out waiting for AWS".into()),
+        other => (Refusal::Failed, error_chain(other)),
     }
 }
 

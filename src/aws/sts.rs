@@ -9,6 +9,7 @@ use aws_sdk_sts::config::Region;
 
 use super::sdk_error::describe_sdk_error;
 use crate::config::RegistryConfig;
+use crate::tokens::Refusal;
 
 /// AssumeRole session length: the STS default, and the cap for role chaining.
 const SESSION_SECONDS: i32 = 3600;
@@ -38,8 +39,8 @@ impl RoleSession {
 /// Why an STS call failed.
 #[derive(Debug)]
 pub struct StsFailure {
-    /// A permission denial (the trust or the permissions policy).
-    pub denied: bool,
+    /// How STS refused (a denial is the trust or the permissions policy).
+    pub refusal: Refusal,
     pub reason: String,
 }
 
@@ -70,13 +71,14 @@ pub async fn assume_role(
         .send()
         .await
         .map_err(|e| {
-            let (denied, reason) = describe_sdk_error(&e);
-            StsFailure { denied, reason }
+            let (refusal, reason) = describe_sdk_error(&e);
+            StsFailure { refusal, reason }
         })?;
     // Never `{:?}` the output: STS does not mark the session token sensitive.
-    let c = out
-        .credentials()
-        .ok_or_else(|| StsFailure { denied: false, reason: "the response carried no credentials".into() })?;
+    let c = out.credentials().ok_or_else(|| StsFailure {
+        refusal: Refusal::Failed,
+        reason: "the response carried no credentials".into(),
+    })?;
     let expiry = SystemTime::try_from(*c.expiration()).ok();
     tracing::debug!(role_arn = %role.role_arn, access_key_id = c.access_key_id(), "assumed role");
     Ok(Credentials::new(

@@ -9,4 +9,4 @@ mod source;
 
 pub use cache::{not_ready, GetError, RegistryCredentials, TokenCache};
 pub use refresh::{Clock, RefreshPolicy, SystemClock};
-pub use source::{FetchError, FetchedToken, TokenSource};
+pub use source::{FetchError, FetchedToken, Refusal, TokenSource};

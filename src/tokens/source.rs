@@ -20,6 +20,30 @@ pub struct FetchedToken {
     pub expires_at: SystemTime,
 }
 
+/// How AWS turned a call down: the caller reacts differently to each (a
+/// denial waits for a person to fix IAM; throttling for the quota to refill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A permission denial (HTTP 403, AccessDenied): IAM must change.
+    Denied,
+    /// A rate limit (Throttling, ThrottlingException, TooManyRequestsException,
+    /// RequestLimitExceeded, HTTP 429): the account's quota is spent for now.
+    Throttled,
+    /// Any other failure: a fault, a timeout, an unreachable endpoint.
+    Failed,
+}
+
+impl Refusal {
+    /// The word for it in messages: "denied", "throttled" or "failed".
+    pub fn verb(self) -> &'static str {
+        match self {
+            Refusal::Denied => "denied",
+            Refusal::Throttled => "throttled",
+            Refusal::Failed => "failed",
+        }
+    }
+}
+
 /// Which step of IMDS -> AssumeRole -> GetAuthorizationToken failed, and why.
 /// The caller reacts the same way to every variant (back off, keep serving the
 /// old token); the variant exists so the message names the step to fix.
@@ -41,29 +65,29 @@ pub enum FetchError {
         reason: String,
     },
     /// AssumeRole into the registry's account failed.
-    #[error("sts:AssumeRole on {role_arn} {}: {reason}", verb(*.denied))]
+    #[error("sts:AssumeRole on {role_arn} {}: {reason}", .refusal.verb())]
     AssumeRole {
         /// The role we tried to assume.
         role_arn: String,
-        /// Whether AWS refused on permissions (as opposed to a fault).
-        denied: bool,
+        /// How AWS refused.
+        refusal: Refusal,
         /// What went wrong.
         reason: String,
     },
     /// GetAuthorizationToken failed.
-    #[error("ecr:GetAuthorizationToken in {region} {}: {reason}", verb(*.denied))]
+    #[error("ecr:GetAuthorizationToken in {region} {}: {reason}", .refusal.verb())]
     GetAuthorizationToken {
         region: String,
-        /// Whether AWS refused on permissions.
-        denied: bool,
+        /// How AWS refused.
+        refusal: Refusal,
         /// What went wrong.
         reason: String,
     },
     /// ECR Public's GetAuthorizationToken failed.
-    #[error("ecr-public:GetAuthorizationToken in us-east-1 {}: {reason}{}", verb(*.denied), public_hint(*.denied))]
+    #[error("ecr-public:GetAuthorizationToken in us-east-1 {}: {reason}{}", .refusal.verb(), public_hint(*.refusal))]
     GetPublicAuthorizationToken {
-        /// Whether AWS refused on permissions.
-        denied: bool,
+        /// How AWS refused.
+        refusal: Refusal,
         /// What went wrong.
         reason: String,
     },
@@ -90,6 +114,16 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// How AWS refused, when it answered at all.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            FetchError::AssumeRole { refusal, .. }
+            | FetchError::GetAuthorizationToken { refusal, .. }
+            | FetchError::GetPublicAuthorizationToken { refusal, .. } => Some(*refusal),
+            _ => None,
+        }
+    }
+
     /// The failing step as a metric label.
     pub fn step(&self) -> &'static str {
         match self {
@@ -106,19 +140,11 @@ impl FetchError {
 }
 
 /// The permission people forget: ECR Public mints its token through STS.
-fn public_hint(denied: bool) -> &'static str {
-    if denied {
+fn public_hint(refusal: Refusal) -> &'static str {
+    if refusal == Refusal::Denied {
         " (the principal needs ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken)"
     } else {
         ""
-    }
-}
-
-fn verb(denied: bool) -> &'static str {
-    if denied {
-        "denied"
-    } else {
-        "failed"
     }
 }
 

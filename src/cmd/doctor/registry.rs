@@ -9,7 +9,7 @@ use super::{local, Context, Target};
 use crate::aws::{ecr, sts};
 use crate::cmd::iam::{Access, BaseSource, Setup};
 use crate::config::RegistryConfig;
-use crate::tokens::{FetchError, FetchedToken};
+use crate::tokens::{FetchError, FetchedToken, Refusal};
 
 /// The STS and ECR endpoints `registry`'s calls go to.
 pub(super) fn endpoints(cx: &Context<'_>, registry: &RegistryConfig, report: &mut Report) {
@@ -87,7 +87,7 @@ async fn assume(
             Ok(creds) => Ok((creds, format!("assumed {role_arn}"))),
             Err(f) => {
                 let fix = assume_role_fix(
-                    classify_assume_role(f.denied, &f.reason),
+                    classify_assume_role(f.refusal == Refusal::Denied, &f.reason),
                     setup,
                     r.external_id.is_some(),
                 );
@@ -116,9 +116,10 @@ async fn token(
         .step(step, Some(&r.host), call, silent("ECR"), |answer| match answer {
             Ok(token) => Ok((token, format!("token for {} in {}", r.account, r.region))),
             Err(
-                FetchError::GetAuthorizationToken { denied, reason, .. }
-                | FetchError::GetPublicAuthorizationToken { denied, reason },
+                FetchError::GetAuthorizationToken { refusal, reason, .. }
+                | FetchError::GetPublicAuthorizationToken { refusal, reason },
             ) => {
+                let denied = refusal == Refusal::Denied;
                 let fix = if r.public && denied {
                     "allow ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken on \"*\" in the permissions policy of the principal that fetches the token".into()
                 } else {

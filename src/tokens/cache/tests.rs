@@ -61,7 +61,7 @@ impl TokenSource for FakeSource {
         if self.failing.load(Ordering::SeqCst) || registry.account.starts_with("99") {
             return Err(FetchError::AssumeRole {
                 role_arn: "arn:aws:iam::210987654321:role/ecr-pull".into(),
-                denied: true,
+                refusal: crate::tokens::Refusal::Denied,
                 reason: "AccessDenied".into(),
             });
         }
