@@ -64,11 +64,13 @@ pub enum GetError {
     #[error(transparent)]
     BadHost(#[from] HostError),
     /// A registry we serve, but fetching its token failed.
-    #[error("{registry}: {cause}")]
+    #[error("{registry}: {cause}{}", next_try_text(.next_try))]
     Unavailable {
         registry: String,
         /// The failing step.
         cause: FetchError,
+        /// After a denial: how long until the next try (which is minutes away).
+        next_try: Option<Duration>,
     },
     /// The token fetched is too close to expiry to hand out.
     #[error("{registry}: the token from ECR expires in {left:?}, within the {margin:?} safety margin; check this machine's clock")]
@@ -97,6 +99,26 @@ fn without_port(host: &str) -> &str {
     host.rsplit_once(':')
         .filter(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
         .map_or(host, |(name, _)| name)
+}
+
+fn next_try_text(wait: &Option<Duration>) -> String {
+    wait.map(|d| {
+        let s = d.as_secs();
+        format!("; next try in {}m{:02}s, or at once after: systemctl reload ecr-credd", s / 60, s % 60)
+    })
+    .unwrap_or_default()
+}
+
+/// The failure that stands for `st`, saying when the next try is if a
+/// denial put it minutes away.
+fn standing_error(st: &State, now: Instant) -> Option<GetError> {
+    let mut err = st.last_error.clone()?;
+    if let GetError::Unavailable { cause, next_try, .. } = &mut err {
+        if cause.refusal() == Some(super::source::Refusal::Denied) {
+            *next_try = Some(st.next_attempt.saturating_duration_since(now));
+        }
+    }
+    Some(err)
 }
 
 fn on(step: &Option<String>) -> String {
@@ -128,6 +150,9 @@ struct State {
     last_used: Instant,
     /// When the fetch now running began (after it got a fetch slot).
     fetch_started: Option<Instant>,
+    /// The last `get` for this host, if any: a recent one means a client
+    /// waits, and retries stay close.
+    last_get: Option<Instant>,
 }
 
 /// One registry served: configured, or an unlisted ECR host first asked for.
@@ -275,6 +300,7 @@ impl<S: TokenSource> TokenCache<S> {
             match entries.remove(&r.host) {
                 Some(e) if e.configured && e.registry == *r => {
                     summary.kept += 1;
+                    e.retry_now(inner.clock.now());
                     next.insert(r.host.clone(), e);
                 }
                 old => {
@@ -312,14 +338,15 @@ impl<S: TokenSource> TokenCache<S> {
         {
             let mut st = lock(&entry.state);
             st.last_used = now;
+            st.last_get = Some(now);
             if let Some(creds) = servable(&entry, &st, now, inner.clock.wall(), &inner.policy) {
                 return Ok(creds);
             }
             // Within a backoff window the last failure still stands; asking
             // AWS again now would turn a fleet's retries into a stampede.
             if st.failures > 0 && now < st.next_attempt {
-                if let Some(err) = &st.last_error {
-                    return Err(err.clone());
+                if let Some(err) = standing_error(&st, now) {
+                    return Err(err);
                 }
             }
         }
@@ -394,6 +421,18 @@ impl<S: TokenSource> Drop for TokenCache<S> {
 }
 
 impl Entry {
+    /// A reload is how a person says "IAM is fixed": a registry backing off
+    /// after failures (a denial waits up to half an hour) tries again now.
+    fn retry_now(&self, now: Instant) {
+        let mut st = lock(&self.state);
+        if st.failures > 0 {
+            st.failures = 0;
+            st.next_attempt = now;
+            drop(st);
+            self.reschedule.notify_one();
+        }
+    }
+
     fn stop(&self) {
         if let Some(task) = lock(&self.refresher).take() {
             task.abort();
@@ -413,6 +452,7 @@ impl Entry {
                 generation: 0,
                 last_used: now,
                 fetch_started: None,
+                last_get: None,
             }),
             fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
             reschedule: Notify::new(),
@@ -458,7 +498,7 @@ fn latest_result(
     if let Some(creds) = servable(entry, st, now, wall, policy) {
         return Ok(creds);
     }
-    Err(st.last_error.clone().unwrap_or_else(|| GetError::Timeout {
+    Err(standing_error(st, now).unwrap_or_else(|| GetError::Timeout {
         registry: entry.registry.label(),
         waited: Duration::ZERO,
         waiting_on: None,

@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime};
 use rand::Rng;
 use tokio::time::Instant;
 
+use super::source::Refusal;
+
 /// Monotonic and wall time, injected so tests can pause and skew them.
 pub trait Clock: Send + Sync + 'static {
     /// Monotonic now; all deadlines are measured on this.
@@ -38,7 +40,17 @@ pub struct RefreshPolicy {
     pub jitter: f64,
     /// First backoff step after a failure.
     pub backoff_base: Duration,
+    /// Longest wait between retries while nobody asks for the token.
     pub backoff_cap: Duration,
+    /// Longest wait while a client asked in the last [`RefreshPolicy::waiting_window`]:
+    /// someone is waiting, so the retries stay close.
+    pub backoff_cap_waiting: Duration,
+    /// A `get` this recent counts as a client waiting for the token.
+    pub waiting_window: Duration,
+    /// The first wait after a denial (IAM must change first), doubling up to
+    /// `denied_backoff_cap`: a denied fleet must not keep calling AWS.
+    pub denied_backoff_base: Duration,
+    pub denied_backoff_cap: Duration,
     /// How long a `get` waits for an on-demand fetch.
     pub get_wait: Duration,
     /// Upper bound on a token's lifetime, whatever `expiresAt` says: ECR
@@ -69,6 +81,10 @@ impl Default for RefreshPolicy {
             jitter: 0.1,
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(5 * 60),
+            backoff_cap_waiting: Duration::from_secs(60),
+            waiting_window: Duration::from_secs(5 * 60),
+            denied_backoff_base: Duration::from_secs(2 * 60),
+            denied_backoff_cap: Duration::from_secs(30 * 60),
             get_wait: Duration::from_secs(5),
             max_lifetime: Duration::from_secs(12 * 3600),
             max_unlisted: 256,
@@ -80,14 +96,60 @@ impl Default for RefreshPolicy {
     }
 }
 
-/// Full-jitter exponential backoff, never shorter than the base step.
-pub(super) fn backoff(policy: &RefreshPolicy, failures: u32) -> Duration {
-    let exp = policy
-        .backoff_base
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
-        .min(policy.backoff_cap);
-    let secs = rand::thread_rng().gen_range(
-        policy.backoff_base.as_secs_f64()..=exp.as_secs_f64().max(policy.backoff_base.as_secs_f64()),
-    );
-    Duration::from_secs_f64(secs)
+/// The wait before retry number `failures`. Exponential with full jitter
+/// from a quarter of the base step, so nodes that failed together (a
+/// throttled fleet) do not retry together, from the first retry on; capped
+/// lower while a client is `waiting`. After a denial: minutes, doubling to
+/// `denied_backoff_cap`, jittered by half.
+pub(super) fn backoff(
+    policy: &RefreshPolicy,
+    failures: u32,
+    refusal: Option<Refusal>,
+    waiting: bool,
+) -> Duration {
+    let doubled = |base: Duration, cap: Duration| {
+        base.saturating_mul(1u32 << failures.min(21).saturating_sub(1)).min(cap)
+    };
+    let (low, high) = if refusal == Some(Refusal::Denied) {
+        let high = doubled(policy.denied_backoff_base, policy.denied_backoff_cap);
+        (high / 2, high)
+    } else {
+        let cap = if waiting { policy.backoff_cap_waiting } else { policy.backoff_cap };
+        (policy.backoff_base / 4, doubled(policy.backoff_base * 2, cap))
+    };
+    Duration::from_secs_f64(
+        rand::thread_rng().gen_range(low.as_secs_f64()..=high.as_secs_f64().max(low.as_secs_f64())),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(failures: u32, refusal: Option<Refusal>, waiting: bool) -> (Duration, Duration) {
+        let p = RefreshPolicy::default();
+        let waits: Vec<Duration> = (0..2000).map(|_| backoff(&p, failures, refusal, waiting)).collect();
+        (*waits.iter().min().unwrap(), *waits.iter().max().unwrap())
+    }
+
+    #[test]
+    fn retries_are_scattered_from_the_first_and_capped_by_who_waits() {
+        let (low, high) = range(1, Some(Refusal::Throttled), false);
+        assert!(low < Duration::from_millis(400) && high > Duration::from_millis(1600), "{low:?}..{high:?}");
+        assert!(high <= Duration::from_secs(2));
+        assert!(range(20, None, false).1 <= Duration::from_secs(300));
+        assert!(range(20, None, false).1 > Duration::from_secs(200));
+        assert!(range(20, None, true).1 <= Duration::from_secs(60), "a waiting client keeps retries close");
+    }
+
+    #[test]
+    fn a_denial_waits_minutes_doubling_to_half_an_hour() {
+        let (low, high) = range(1, Some(Refusal::Denied), false);
+        assert!(low >= Duration::from_secs(60) && high <= Duration::from_secs(120), "{low:?}..{high:?}");
+        assert_eq!(range(9, Some(Refusal::Denied), true).1.as_secs().div_ceil(60), 30);
+        // At most five tries in the first half hour: the shortest waits
+        // before tries 2 to 6 add up to 30 minutes.
+        let shortest: Duration = (1..=5).map(|k| range(k, Some(Refusal::Denied), false).0).sum();
+        assert!(shortest >= Duration::from_secs(30 * 60) - Duration::from_secs(1), "{shortest:?}");
+    }
 }

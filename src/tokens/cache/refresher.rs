@@ -113,7 +113,7 @@ fn record<S>(
 fn too_short<S>(inner: &Inner<S>, entry: &Entry, st: &mut State, lifetime: Duration, now: Instant) {
     let policy = &inner.policy;
     st.failures += 1;
-    st.next_attempt = now + backoff(policy, st.failures);
+    st.next_attempt = now + backoff(policy, st.failures, None, false);
     st.last_error = Some(GetError::TooShort {
         registry: entry.registry.label(),
         left: lifetime,
@@ -172,9 +172,11 @@ fn store<S>(
 /// A failed fetch: back off, keep serving a token that is still good.
 fn failed<S>(inner: &Inner<S>, entry: &Entry, st: &mut State, err: FetchError, now: Instant) {
     st.failures += 1;
-    st.next_attempt = now + backoff(&inner.policy, st.failures);
     let still_valid =
         st.token.as_ref().is_some_and(|t| t.fresh(now, inner.clock.wall(), inner.policy.safety_margin));
+    let waiting = !still_valid
+        && st.last_get.is_some_and(|t| now.saturating_duration_since(t) < inner.policy.waiting_window);
+    st.next_attempt = now + backoff(&inner.policy, st.failures, err.refusal(), waiting);
     // The journal's default view shows only the message: it must name the
     // registry, the failing step and the cause by itself.
     let retry_in = st.next_attempt - now;
@@ -190,7 +192,8 @@ fn failed<S>(inner: &Inner<S>, entry: &Entry, st: &mut State, err: FetchError, n
         if still_valid { "; still serving the previous token" } else { "" }
     );
     inner.metrics.fetch(&entry.registry.host, FetchOutcome::Failed { step: err.step() });
-    st.last_error = Some(GetError::Unavailable { registry: entry.registry.label(), cause: err });
+    st.last_error =
+        Some(GetError::Unavailable { registry: entry.registry.label(), cause: err, next_try: None });
 }
 
 /// Whether an unlisted host's refresher goes on. One nobody asked for in

@@ -1,7 +1,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
 use super::*;
-use crate::tokens::{FetchedToken, SystemClock};
+use crate::tokens::{FetchedToken, Refusal, SystemClock};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -45,7 +45,8 @@ impl Clock for ManualClock {
     }
 }
 
-/// Issues 12-hour tokens (`pw-N`) on the true clock, or fails when told to.
+/// Issues 12-hour tokens (`pw-N`) on the true clock, or fails (a fault)
+/// when told to; made-up accounts are denied.
 struct FakeSource {
     clock: Arc<ManualClock>,
     calls: Arc<AtomicU32>,
@@ -58,18 +59,47 @@ impl TokenSource for FakeSource {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         tokio::time::sleep(self.delay).await;
         // Accounts starting 99 are made up: AWS never answers them with a token.
-        if self.failing.load(Ordering::SeqCst) || registry.account.starts_with("99") {
-            return Err(FetchError::AssumeRole {
-                role_arn: "arn:aws:iam::210987654321:role/ecr-pull".into(),
-                refusal: crate::tokens::Refusal::Denied,
-                reason: "AccessDenied".into(),
+        let refusal = if registry.account.starts_with("99") {
+            Refusal::Denied
+        } else if self.failing.load(Ordering::SeqCst) {
+            Refusal::Failed
+        } else {
+            return Ok(FetchedToken {
+                username: "AWS".into(),
+                secret: Secret::new(format!("pw-{n}")),
+                expires_at: self.clock.true_wall() + 12 * HOUR,
             });
-        }
-        Ok(FetchedToken {
-            username: "AWS".into(),
-            secret: Secret::new(format!("pw-{n}")),
-            expires_at: self.clock.true_wall() + 12 * HOUR,
+        };
+        Err(FetchError::AssumeRole {
+            role_arn: "arn:aws:iam::210987654321:role/ecr-pull".into(),
+            refusal,
+            reason: if refusal == Refusal::Denied { "AccessDenied" } else { "ServiceUnavailable" }.into(),
         })
+    }
+}
+
+/// A fetch result the test sets: a token, or a refusal of its kind.
+struct Scripted {
+    calls: Arc<AtomicU32>,
+    refusal: Arc<Mutex<Option<Refusal>>>,
+    clock: Arc<ManualClock>,
+}
+
+impl TokenSource for Scripted {
+    async fn fetch(&self, _registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        match *lock(&self.refusal) {
+            Some(refusal) => Err(FetchError::AssumeRole {
+                role_arn: "arn:aws:iam::210987654321:role/ecr-pull".into(),
+                refusal,
+                reason: "AccessDenied".into(),
+            }),
+            None => Ok(FetchedToken {
+                username: "AWS".into(),
+                secret: Secret::new("pw".into()),
+                expires_at: self.clock.true_wall() + 12 * HOUR,
+            }),
+        }
     }
 }
 
@@ -172,7 +202,7 @@ async fn failed_refresh_keeps_serving_the_valid_token_then_stops() {
     tokio::time::sleep(Duration::from_secs(11)).await;
     let err = h.secret().await.unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("sts:AssumeRole on arn:aws:iam::210987654321:role/ecr-pull denied"), "{text}");
+    assert!(text.contains("sts:AssumeRole on arn:aws:iam::210987654321:role/ecr-pull failed"), "{text}");
     assert!(text.contains("127.0.0.1:5000"), "{text}");
     tokio::time::sleep(2 * HOUR).await;
     assert!(h.secret().await.is_err(), "an expired token is never served");
@@ -481,4 +511,60 @@ async fn port_variants_are_one_entry_and_evicted_hosts_leave_no_series() {
     }
     let grown = lines() - start;
     assert!(grown <= 16 * 2 + 8, "/metrics grew by {grown} lines for 2,000 evicted hosts");
+}
+
+fn scripted(refusal: Option<Refusal>) -> (TokenCache<Scripted>, Arc<AtomicU32>, Arc<Mutex<Option<Refusal>>>) {
+    let clock = ManualClock::new();
+    let (calls, script) = (Arc::new(AtomicU32::new(0)), Arc::new(Mutex::new(refusal)));
+    let source = Scripted { calls: calls.clone(), refusal: script.clone(), clock: clock.clone() };
+    let cache =
+        TokenCache::new(&[registry(HOST)], false, source, clock, RefreshPolicy::default(), Arc::default());
+    cache.start();
+    (cache, calls, script)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_denial_waits_minutes_says_when_and_a_reload_retries_at_once() {
+    let (cache, calls, script) = scripted(Some(Refusal::Denied));
+    settle().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Every get has the denial at once, with when the next try is.
+    let err = cache.get(HOST).await.unwrap_err().to_string();
+    assert!(
+        err.contains("role/ecr-pull denied: AccessDenied; next try in 1m") || err.contains("next try in 0m"),
+        "{err}"
+    );
+    assert!(err.contains("or at once after: systemctl reload ecr-credd"), "{err}");
+    // Half an hour of asking every 10 s costs at most five calls.
+    for _ in 0..180 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(cache.get(HOST).await.is_err());
+    }
+    let n = calls.load(Ordering::SeqCst);
+    assert!((3..=5).contains(&n), "{n} calls in 30 minutes of denial");
+    // IAM fixed, the config reloaded: the next try is now.
+    *lock(&script) = None;
+    assert_eq!(cache.reconfigure(&[registry(HOST)], false).kept, 1);
+    settle().await;
+    assert_eq!(calls.load(Ordering::SeqCst), n + 1);
+    assert!(cache.get(HOST).await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttled_retries_do_not_move_in_lockstep() {
+    // Many caches (nodes) throttled at the same instant retry at scattered times.
+    let mut firsts = Vec::new();
+    for _ in 0..50 {
+        let (cache, calls, _) = scripted(Some(Refusal::Throttled));
+        settle().await;
+        let start = Instant::now();
+        while calls.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        firsts.push(start.elapsed());
+        drop(cache);
+    }
+    firsts.sort();
+    let spread = firsts[firsts.len() - 1] - firsts[0];
+    assert!(spread > Duration::from_millis(800), "first retries within {spread:?} of each other");
 }
