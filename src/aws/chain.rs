@@ -19,7 +19,7 @@ use super::sts::{self, RoleSession};
 use crate::aws::source::{first_credentials_reporting, CredentialSource};
 use crate::config::RegistryConfig;
 use crate::metrics::{Api, CallOutcome, Metrics};
-use crate::tokens::{Clock, FetchError, SystemClock};
+use crate::tokens::{Clock, FetchError, Refusal, SystemClock};
 
 /// Credentials are renewed when they have less than this left.
 const RENEW_BEFORE: Duration = Duration::from_secs(10 * 60);
@@ -161,6 +161,19 @@ type Answer = (Result<(String, Credentials), String>, Vec<String>);
 struct RoleSlot {
     creds: std::sync::Mutex<Option<Credentials>>,
     flight: Mutex<()>,
+    /// The last AssumeRole failure and until when it stands for every
+    /// registry on the role, so R registries cost one STS call per round.
+    failure: std::sync::Mutex<Option<(FetchError, Instant)>>,
+}
+
+/// How long a failed AssumeRole stands for the other registries on its role:
+/// long enough to cover their scattered retries, shorter than their backoff.
+fn remember_failure_for(refusal: Option<Refusal>) -> Duration {
+    match refusal {
+        Some(Refusal::Denied) => Duration::from_secs(60),
+        Some(Refusal::Throttled) => Duration::from_secs(5),
+        _ => Duration::from_secs(1),
+    }
 }
 
 /// Named credential providers, tried in order.
@@ -278,9 +291,13 @@ impl CredentialChain {
     }
 
     /// Reads the base credentials afresh at the next fetch (after a reload:
-    /// a key rotated in a profile file is used at once).
+    /// a key rotated in a profile file is used at once), and forgets failed
+    /// AssumeRoles (a reload is how IAM fixes are announced).
     pub fn reread_base(&self) {
         self.reread.store(true, Ordering::SeqCst);
+        for slot in lock(&self.roles).values() {
+            *lock(&slot.failure) = None;
+        }
     }
 
     /// What `host`'s fetch is waiting on and for how long, while it runs.
@@ -432,6 +449,9 @@ impl CredentialChain {
         if let Some(c) = cached().filter(|c| fresh(c, self.clock.wall())) {
             return Ok(c);
         }
+        if let Some((err, _)) = lock(&slot.failure).clone().filter(|(_, until)| self.clock.now() < *until) {
+            return Err(err);
+        }
         self.wait_on(host, format!("base credentials from {}", self.settings.credentials));
         let instance = self.instance().await?;
         let target = self.sts_target(registry).await;
@@ -445,9 +465,18 @@ impl CredentialChain {
                 STS_DEADLINE.as_secs()
             ),
         );
-        let creds = self.assume_role(&key, &target, instance).await?;
-        *lock(&slot.creds) = Some(creds.clone());
-        Ok(creds)
+        match self.assume_role(&key, &target, instance).await {
+            Ok(creds) => {
+                *lock(&slot.creds) = Some(creds.clone());
+                *lock(&slot.failure) = None;
+                Ok(creds)
+            }
+            Err(err) => {
+                let until = self.clock.now() + remember_failure_for(err.refusal());
+                *lock(&slot.failure) = Some((err.clone(), until));
+                Err(err)
+            }
+        }
     }
     async fn assume_role(
         &self,

@@ -176,6 +176,15 @@ async fn sts_double() -> (String, Arc<AtomicU32>) {
                 if text.contains("stalled") {
                     std::future::pending::<()>().await;
                 }
+                if text.contains("denied") {
+                    let body = "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>no</Message></Error></ErrorResponse>";
+                    let head = format!(
+                        "HTTP/1.1 403 Forbidden\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(format!("{head}{body}").as_bytes()).await;
+                    return;
+                }
                 let expiry = aws_smithy_types::DateTime::from(SystemTime::now() + Duration::from_secs(3600))
                     .fmt(aws_smithy_types::date_time::Format::DateTime)
                     .unwrap();
@@ -270,4 +279,18 @@ async fn wait_for(done: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out");
+}
+
+#[tokio::test]
+async fn a_denied_role_costs_one_call_for_all_its_registries_until_a_reload() {
+    let (sts, calls) = sts_double().await;
+    let c = chain(&provider(false), sdk(&sts).await);
+    for i in 1..=3 {
+        let err = c.for_registry(&registry(&format!(":{i}"), Some("denied"))).await.unwrap_err();
+        assert!(err.to_string().contains("role/denied denied"), "{err}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "three registries on one denied role: one AssumeRole");
+    c.reread_base();
+    assert!(c.for_registry(&registry(":1", Some("denied"))).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "a reload asks again");
 }
