@@ -165,6 +165,30 @@ fn cold_stampede_of_1000_gets_makes_one_call_each() {
 }
 
 #[test]
+fn registries_on_one_role_and_region_share_one_token_per_refresh() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 40 s tokens, refreshed at about half their life.
+    let moto = Moto::start_with(tmp.path(), &[("ECR_TOKEN_TTL", "40")]);
+    let imds = Imds::start(tmp.path());
+    let hosts = ["127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002"];
+    let registries: String = hosts.iter().map(|h| registry_toml(h, Some(ROLE))).collect();
+    let config = format!("[tokens]\nsafety_margin = 10\n{registries}");
+    let daemon = Daemon::builder(tmp.path()).config(&config).env(&Daemon::aws_env(&moto, &imds)).start();
+    for host in hosts {
+        wait_until("a token", Duration::from_secs(20), || daemon.helper("get", host).0 == 0);
+    }
+    assert_eq!(moto.counts(), (1, 1), "three entries, one AssumeRole and one GetAuthorizationToken");
+    // Two refresh rounds later: one call per round, not one per entry.
+    std::thread::sleep(Duration::from_secs(45));
+    for host in hosts {
+        assert_eq!(daemon.helper("get", host).0, 0);
+    }
+    let (assume, gat) = moto.counts();
+    eprintln!("3 registries on one role over ~50 s of 40 s tokens: AssumeRole {assume}, GetAuthorizationToken {gat}");
+    assert!(gat <= 4, "{gat} GetAuthorizationToken calls for 3 entries in 3 rounds");
+}
+
+#[test]
 fn rotated_credentials_and_passwords_are_picked_up_at_refresh() {
     let tmp = tempfile::tempdir().unwrap();
     // Short tokens with a new password each time; short-lived instance credentials.

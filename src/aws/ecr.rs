@@ -1,5 +1,6 @@
 //! The AWS token source: credential chain, then `ecr:GetAuthorizationToken`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +17,7 @@ use aws_smithy_types::DateTime;
 use super::chain::{AwsSettings, CredentialChain, STS_DEADLINE};
 use super::http::{http_client, Proxy, ProxyError};
 use super::sdk_error::describe_sdk_error;
+use super::sts::RoleSession;
 use crate::config::{RegistryConfig, PUBLIC_REGION};
 use crate::metrics::{Api, CallOutcome, Metrics};
 use crate::tokens::{FetchError, FetchedToken, TokenSource};
@@ -27,7 +29,30 @@ pub struct AwsTokenSource {
     chain: CredentialChain,
     use_fips: bool,
     metrics: Arc<Metrics>,
+    /// The last token per principal, region and endpoint: one token serves
+    /// every registry the principal may reach there, so entries that share
+    /// a key share one GetAuthorizationToken (and its quota).
+    shared: std::sync::Mutex<HashMap<TokenKey, Arc<SharedToken>>>,
 }
+
+/// A key's last token and when it was fetched, behind the lock that makes
+/// fetching it single-flight.
+type SharedToken = tokio::sync::Mutex<Option<(FetchedToken, SystemTime)>>;
+
+/// Who asks ECR for a token, in which region, through which endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TokenKey {
+    /// The role assumed, or `None` for the base credentials.
+    role: Option<RoleSession>,
+    region: String,
+    fips: bool,
+    dual_stack: bool,
+}
+
+/// A shared token is handed to another entry while it has been held for
+/// less than this fraction of its life: entries refreshing within that
+/// window of each other refresh as one.
+const SHARE_WITHIN: f64 = 0.25;
 
 /// The shared SDK settings: endpoints from the standard environment, no SDK
 /// retries (the cache's refresh loop owns retrying), short timeouts, and the
@@ -59,7 +84,39 @@ impl AwsTokenSource {
             base,
             use_fips,
             metrics,
+            shared: std::sync::Mutex::default(),
         }
+    }
+
+    /// A private registry's token: the one fetched moments ago for the same
+    /// principal, region and endpoint, else a new one (one fetch per key at
+    /// a time). ECR Public's tokens are fetched per entry.
+    async fn token(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
+        if registry.public {
+            return self.get_token(registry).await;
+        }
+        let key = TokenKey {
+            role: RoleSession::of(registry),
+            region: registry.region.clone(),
+            fips: registry.fips || self.use_fips,
+            dual_stack: registry.dual_stack,
+        };
+        let slot = crate::sync::lock(&self.shared).entry(key).or_default().clone();
+        let mut held = slot.lock().await;
+        let now = SystemTime::now();
+        let fresh = |(t, at): &(FetchedToken, SystemTime)| {
+            let held_for = now.duration_since(*at).unwrap_or_default();
+            let life = t.expires_at.duration_since(*at).unwrap_or_default();
+            held_for < life.mul_f64(SHARE_WITHIN)
+        };
+        if let Some((token, _)) = held.as_ref().filter(|h| fresh(h)) {
+            return Ok(token.clone());
+        }
+        let result = self.get_token(registry).await;
+        if let Ok(token) = &result {
+            *held = Some((token.clone(), now));
+        }
+        result
     }
 
     async fn get_token(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
@@ -237,7 +294,7 @@ impl TokenSource for AwsTokenSource {
     }
 
     async fn fetch(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
-        let result = self.get_token(registry).await;
+        let result = self.token(registry).await;
         self.chain.done(&registry.host);
         match &result {
             Ok(_) => tracing::debug!(registry = %registry.host, "fetched authorization token"),
