@@ -13,7 +13,7 @@ With WEB_IDENTITY_TTL=<seconds>, AssumeRoleWithWebIdentity sessions last that
 long (the SDK asks for none, so moto's default is an hour), so tests can see
 the daemon renew them; the last web identity token received is recorded.
 
-It also counts AssumeRole, AssumeRoleWithWebIdentity and GetAuthorizationToken
+It also counts AssumeRole, AssumeRoleWithWebIdentity, GetCallerIdentity and GetAuthorizationToken
 calls and serves the counts as JSON on 127.0.0.1:<STATS_PORT>/ so tests can
 bound the calls the daemon made.
 """
@@ -40,12 +40,14 @@ COUNTS = {
     "AssumeRoleWithWebIdentity": 0,
     "GetAuthorizationToken": 0,
     "GetAuthorizationTokenPublic": 0,
+    "GetCallerIdentity": 0,
     "LastWebIdentityToken": "",
 }
 LOCK = threading.Lock()
 
 _orig_assume_role = TokenResponse.assume_role
 _orig_web_identity = TokenResponse.assume_role_with_web_identity
+_orig_caller_identity = TokenResponse.get_caller_identity
 
 
 def _count(name):
@@ -57,6 +59,11 @@ def _count(name):
 def assume_role(self):
     _count("AssumeRole")
     return _orig_assume_role(self)
+
+
+def get_caller_identity(self):
+    _count("GetCallerIdentity")
+    return _orig_caller_identity(self)
 
 
 def assume_role_with_web_identity(self):
@@ -130,6 +137,7 @@ class Stats(BaseHTTPRequestHandler):
 
 TokenResponse.assume_role = assume_role
 TokenResponse.assume_role_with_web_identity = assume_role_with_web_identity
+TokenResponse.get_caller_identity = get_caller_identity
 ECRResponse.get_authorization_token = get_authorization_token
 moto.server.DomainDispatcherApplication = WithEcrPublic
 

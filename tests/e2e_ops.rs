@@ -33,6 +33,10 @@ fn health_endpoint_status_and_metrics_over_http() {
     wait_until("ready", Duration::from_secs(20), || http(port, "GET", "/readyz", "").0 == 200);
 
     assert_eq!(http(port, "GET", "/healthz", ""), (200, "ok\n".into()));
+    // The identity is not looked up until something asks for it: a booting
+    // fleet's STS calls are its AssumeRoles alone.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(moto.count("GetCallerIdentity"), 0, "GetCallerIdentity before anyone asked");
     let (code, body) = http(port, "GET", "/readyz", "");
     assert_eq!(code, 200);
     assert!(body.contains("\"ready\": true"), "{body}");
@@ -47,6 +51,7 @@ fn health_endpoint_status_and_metrics_over_http() {
     assert_eq!(r["ready"], true);
     assert!(r["expires_at"].as_u64().unwrap() > 0 && r["next_refresh"].as_u64().unwrap() > 0);
     assert!(v["identity"].as_str().is_some_and(|a| a.starts_with("arn:aws:")), "{body}");
+    assert_eq!(moto.count("GetCallerIdentity"), 1, "looked up once /status asked");
     assert!(!body.contains(PASSWORD) && !body.contains("auth-token"), "no secret in /status");
 
     // Some traffic, then the metrics reflect it.

@@ -120,6 +120,9 @@ pub struct CredentialChain {
     waiting: std::sync::Mutex<HashMap<String, (String, Instant)>>,
     identity: Arc<OnceLock<String>>,
     identity_asked: AtomicBool,
+    /// Where and with what the identity would be asked, once a fetch has
+    /// had base credentials: the lookup waits until someone wants it.
+    identity_target: std::sync::Mutex<Option<((String, bool), Credentials)>>,
     metrics: Arc<Metrics>,
     /// Renewal, re-reads and expiry are judged on this clock (the token
     /// cache's kind), so tests can move time.
@@ -221,6 +224,7 @@ impl CredentialChain {
             waiting: std::sync::Mutex::new(HashMap::new()),
             identity: Arc::new(OnceLock::new()),
             identity_asked: AtomicBool::new(false),
+            identity_target: std::sync::Mutex::new(None),
             metrics,
             clock,
         }
@@ -259,14 +263,35 @@ impl CredentialChain {
         known.clone()
     }
 
-    /// Asks for the instance identity once, for `/status`, in the background:
+    /// Notes where the instance identity can be asked, for [`Self::want_identity`]:
     /// a VPC with an ECR endpoint but no route to STS must still get tokens,
     /// so the fetch never waits for it, and a failure is not retried.
     fn learn_identity(&self, target: &(String, bool), instance: &Credentials) {
-        if self.identity_asked.swap(true, Ordering::SeqCst) {
+        if self.identity_asked.load(Ordering::SeqCst) {
             return;
         }
-        let client = sts::client(&self.base, target, instance.clone());
+        *lock(&self.identity_target) = Some((target.clone(), instance.clone()));
+    }
+
+    /// Looks the identity up (once, `sts:GetCallerIdentity`) now that
+    /// something wants it, waiting for the answer at most `wait`. Deferred
+    /// until asked so that a booting fleet does not double its STS calls.
+    pub async fn want_identity(&self, wait: Duration) {
+        if self.identity.get().is_some() {
+            return;
+        }
+        let Some((target, instance)) = lock(&self.identity_target).clone() else { return };
+        if !self.identity_asked.swap(true, Ordering::SeqCst) {
+            self.ask_identity(&target, instance);
+        }
+        let deadline = Instant::now() + wait;
+        while self.identity.get().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn ask_identity(&self, target: &(String, bool), instance: Credentials) {
+        let client = sts::client(&self.base, target, instance);
         let (identity, metrics) = (self.identity.clone(), self.metrics.clone());
         tokio::spawn(async move {
             match client.get_caller_identity().send().await {

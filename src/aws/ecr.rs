@@ -285,6 +285,10 @@ impl TokenSource for AwsTokenSource {
         self.chain.source_used()
     }
 
+    async fn want_identity(&self, wait: Duration) {
+        self.chain.want_identity(wait).await;
+    }
+
     fn reload(&self) {
         self.chain.reread_base();
     }

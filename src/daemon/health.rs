@@ -27,6 +27,8 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// closes the oldest, so any local user's flood of connections costs no file
 /// descriptors that the token socket needs, and never makes a probe wait.
 pub const MAX_CONNECTIONS: usize = 32;
+/// How long the first `/status` waits for the identity lookup it starts.
+const IDENTITY_WAIT: Duration = Duration::from_millis(1500);
 /// Largest request head accepted (hyper's minimum buffer).
 const MAX_HEAD: usize = 8 * 1024;
 
@@ -130,8 +132,14 @@ pub async fn serve<S: TokenSource>(
         let cache = cache.clone();
         async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let response = route(&cache, req.method(), req.uri().path());
-                async move { Ok::<_, Infallible>(response) }
+                let cache = cache.clone();
+                async move {
+                    // The identity is looked up only once someone asks for it.
+                    if req.uri().path() == "/status" {
+                        cache.want_identity(IDENTITY_WAIT).await;
+                    }
+                    Ok::<_, Infallible>(route(&cache, req.method(), req.uri().path()))
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

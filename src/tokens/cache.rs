@@ -246,6 +246,11 @@ impl<S: TokenSource> TokenCache<S> {
         self.inner.source.identity()
     }
 
+    /// Looks the principal up if nobody has yet, waiting at most `wait`.
+    pub async fn want_identity(&self, wait: Duration) {
+        self.inner.source.want_identity(wait).await;
+    }
+
     /// Which source gave the base credentials last, when known.
     pub fn credential_source(&self) -> Option<String> {
         self.inner.source.credential_source()

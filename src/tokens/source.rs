@@ -162,6 +162,12 @@ pub trait TokenSource: Send + Sync + 'static {
         None
     }
 
+    /// Someone wants the identity (`/status`): look it up if not yet done,
+    /// waiting at most `wait` for it.
+    fn want_identity(&self, _wait: std::time::Duration) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// Which source gave the base credentials last (for `/status`), if any yet.
     fn credential_source(&self) -> Option<String> {
         None
