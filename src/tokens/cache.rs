@@ -210,8 +210,10 @@ impl<S: TokenSource> TokenCache<S> {
         metrics: Arc<Metrics>,
     ) -> Self {
         let now = clock.now();
-        let entries =
-            registries.iter().map(|r| (r.host.clone(), Arc::new(Entry::new(r.clone(), true, now)))).collect();
+        let entries = registries
+            .iter()
+            .map(|r| (r.host.clone(), Arc::new(Entry::new(r.clone(), true, now, policy.first_try(now)))))
+            .collect();
         TokenCache {
             inner: Arc::new(Inner {
                 source,
@@ -313,7 +315,8 @@ impl<S: TokenSource> TokenCache<S> {
                         old.stop();
                     }
                     summary.added += 1;
-                    let e = Arc::new(Entry::new(r.clone(), true, inner.clock.now()));
+                    let now = inner.clock.now();
+                    let e = Arc::new(Entry::new(r.clone(), true, now, inner.policy.first_try(now)));
                     spawn_refresher(inner, e.clone());
                     next.insert(r.host.clone(), e);
                 }
@@ -410,7 +413,8 @@ impl<S: TokenSource> TokenCache<S> {
                 }
             }
         }
-        let entry = Arc::new(Entry::new(registry, false, inner.clock.now()));
+        let now = inner.clock.now();
+        let entry = Arc::new(Entry::new(registry, false, now, now));
         entries.insert(host.to_owned(), entry.clone());
         spawn_refresher(inner, entry.clone());
         Ok(entry)
@@ -444,7 +448,7 @@ impl Entry {
         }
     }
 
-    fn new(registry: RegistryConfig, configured: bool, now: Instant) -> Self {
+    fn new(registry: RegistryConfig, configured: bool, now: Instant, first_try: Instant) -> Self {
         Entry {
             registry,
             configured,
@@ -453,7 +457,7 @@ impl Entry {
                 last_error: None,
                 last_refresh: None,
                 failures: 0,
-                next_attempt: now,
+                next_attempt: first_try,
                 generation: 0,
                 last_used: now,
                 fetch_started: None,

@@ -71,6 +71,11 @@ pub struct RefreshPolicy {
     /// refresh is this overdue with no fetch running, has stalled: `/healthz`
     /// fails and the systemd watchdog is no longer pinged.
     pub stall_after: Duration,
+    /// A configured registry's first fetch waits a random time up to this,
+    /// so a fleet that boots (or reloads) together does not ask AWS in the
+    /// same second; a `get` for it fetches at once, so a node with a waiting
+    /// client loses nothing.
+    pub startup_spread: Duration,
 }
 
 impl Default for RefreshPolicy {
@@ -92,7 +97,20 @@ impl Default for RefreshPolicy {
             max_concurrent_fetches: 8,
             fetch_deadline: Duration::from_secs(60),
             stall_after: Duration::from_secs(90),
+            startup_spread: Duration::from_secs(10),
         }
+    }
+}
+
+impl RefreshPolicy {
+    /// This policy with every first fetch at once (tests that count them).
+    pub fn without_startup_spread(self) -> Self {
+        RefreshPolicy { startup_spread: Duration::ZERO, ..self }
+    }
+
+    /// When a configured registry first fetching at `now` should.
+    pub(super) fn first_try(&self, now: Instant) -> Instant {
+        now + self.startup_spread.mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
     }
 }
 

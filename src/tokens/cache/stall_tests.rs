@@ -46,7 +46,7 @@ fn cache(how: Misbehaviour, policy: RefreshPolicy) -> (TokenCache<BadSource>, Ar
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_fetch_is_a_failure_that_backs_off() {
-    let (cache, calls) = cache(Misbehaviour::Panic, RefreshPolicy::default());
+    let (cache, calls) = cache(Misbehaviour::Panic, RefreshPolicy::default().without_startup_spread());
     // Within the shortest first backoff (a quarter second) there is no second
     // try; before the fix the refresher retried at once, thousands of times.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -62,11 +62,11 @@ async fn a_panicking_fetch_is_a_failure_that_backs_off() {
 
 #[tokio::test(start_paused = true)]
 async fn a_hung_fetch_ends_at_its_deadline_and_a_get_says_what_it_waits_on() {
-    let (cache, calls) = cache(Misbehaviour::Hang, RefreshPolicy::default());
+    let (cache, calls) = cache(Misbehaviour::Hang, RefreshPolicy::default().without_startup_spread());
     let err = cache.get(HOST).await.unwrap_err().to_string();
     assert!(err.contains("did not finish within 5s; still waiting on the fake's stalled step"), "{err}");
-    // At 60.5 s: the fetch was stopped at 60 s and the retry is due at 61 s.
-    tokio::time::sleep(Duration::from_millis(55_500)).await;
+    // At 60.1 s: the fetch was stopped at 60 s; the retry comes 0.25 s or more later.
+    tokio::time::sleep(Duration::from_millis(55_100)).await;
     let err = cache.get(HOST).await.unwrap_err().to_string();
     assert!(
         err.contains("the fetch did not finish within 60s; it was waiting on the fake's stalled step"),
@@ -78,7 +78,10 @@ async fn a_hung_fetch_ends_at_its_deadline_and_a_get_says_what_it_waits_on() {
 
 #[tokio::test(start_paused = true)]
 async fn a_fetch_running_past_stall_after_is_reported() {
-    let policy = RefreshPolicy { fetch_deadline: Duration::from_secs(86_400), ..RefreshPolicy::default() };
+    let policy = RefreshPolicy {
+        fetch_deadline: Duration::from_secs(86_400),
+        ..RefreshPolicy::default().without_startup_spread()
+    };
     let (cache, _) = cache(Misbehaviour::Hang, policy);
     tokio::time::sleep(Duration::from_secs(89)).await;
     assert!(cache.stalled().is_empty(), "{:?}", cache.stalled());

@@ -133,8 +133,14 @@ fn harness(delay: Duration) -> Harness {
     let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing: failing.clone(), delay };
     let registry = registry(HOST);
-    let cache =
-        TokenCache::new(&[registry], true, source, clock.clone(), RefreshPolicy::default(), Arc::default());
+    let cache = TokenCache::new(
+        &[registry],
+        true,
+        source,
+        clock.clone(),
+        RefreshPolicy::default().without_startup_spread(),
+        Arc::default(),
+    );
     Harness { cache, clock, calls, failing }
 }
 
@@ -396,7 +402,7 @@ impl TokenSource for SlowSource {
 async fn many_registries_start_without_a_burst() {
     let gauge = Arc::new(Gauge { now: AtomicU32::new(0), max: AtomicU32::new(0) });
     let registries: Vec<_> = (0..40).map(|i| registry(&format!("registry-{i}.internal"))).collect();
-    let policy = RefreshPolicy::default();
+    let policy = RefreshPolicy::default().without_startup_spread();
     let limit = policy.max_concurrent_fetches as u32;
     let cache = TokenCache::new(
         &registries,
@@ -431,7 +437,7 @@ async fn default_and_empty_ports_are_the_configured_entry() {
         true,
         source,
         clock,
-        RefreshPolicy::default(),
+        RefreshPolicy::default().without_startup_spread(),
         Arc::default(),
     );
     cache.start();
@@ -452,7 +458,7 @@ async fn made_up_unlisted_hosts_neither_fill_the_table_nor_retry_forever() {
     let calls = Arc::new(AtomicU32::new(0));
     let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing, delay: Duration::ZERO };
-    let policy = RefreshPolicy { max_unlisted: 8, ..RefreshPolicy::default() };
+    let policy = RefreshPolicy { max_unlisted: 8, ..RefreshPolicy::default().without_startup_spread() };
     let cache = TokenCache::new(&[], true, source, clock, policy, Arc::default());
     for i in 0..8 {
         assert!(cache.get(&unlisted(&format!("99000000000{i}"))).await.is_err());
@@ -495,7 +501,7 @@ async fn port_variants_are_one_entry_and_evicted_hosts_leave_no_series() {
     let calls = Arc::new(AtomicU32::new(0));
     let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing, delay: Duration::ZERO };
-    let policy = RefreshPolicy { max_unlisted: 16, ..RefreshPolicy::default() };
+    let policy = RefreshPolicy { max_unlisted: 16, ..RefreshPolicy::default().without_startup_spread() };
     let cache = TokenCache::new(&[], true, source, clock, policy, Arc::default());
     // 300 ports of one real host: one entry, one fetch, so the table has room.
     for port in 1..=300 {
@@ -517,8 +523,14 @@ fn scripted(refusal: Option<Refusal>) -> (TokenCache<Scripted>, Arc<AtomicU32>, 
     let clock = ManualClock::new();
     let (calls, script) = (Arc::new(AtomicU32::new(0)), Arc::new(Mutex::new(refusal)));
     let source = Scripted { calls: calls.clone(), refusal: script.clone(), clock: clock.clone() };
-    let cache =
-        TokenCache::new(&[registry(HOST)], false, source, clock, RefreshPolicy::default(), Arc::default());
+    let cache = TokenCache::new(
+        &[registry(HOST)],
+        false,
+        source,
+        clock,
+        RefreshPolicy::default().without_startup_spread(),
+        Arc::default(),
+    );
     cache.start();
     (cache, calls, script)
 }
@@ -567,4 +579,25 @@ async fn throttled_retries_do_not_move_in_lockstep() {
     firsts.sort();
     let spread = firsts[firsts.len() - 1] - firsts[0];
     assert!(spread > Duration::from_millis(800), "first retries within {spread:?} of each other");
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_fetches_spread_over_the_window_unless_a_client_asks() {
+    let gauge = Arc::new(Gauge { now: AtomicU32::new(0), max: AtomicU32::new(0) });
+    let registries: Vec<_> = (0..100).map(|i| registry(&format!("registry-{i}.internal"))).collect();
+    let policy = RefreshPolicy::default();
+    let window = policy.startup_spread;
+    let cache =
+        TokenCache::new(&registries, false, SlowSource(gauge), Arc::new(SystemClock), policy, Arc::default());
+    cache.start();
+    // Asked for at once: fetched at once (200 ms), not at its spread time.
+    let start = Instant::now();
+    assert!(cache.get("registry-7.internal").await.is_ok());
+    assert!(start.elapsed() < Duration::from_millis(300), "{:?}", start.elapsed());
+    // The rest arrive over the window: about a fifth in each fifth of it.
+    tokio::time::sleep(window / 5).await;
+    let early = cache.status().iter().filter(|s| s.ready).count();
+    assert!((5..=45).contains(&early), "{early} of 100 fetched in the first fifth of the window");
+    tokio::time::sleep(window).await;
+    assert!(cache.ready(), "all fetched once the window has passed");
 }
