@@ -371,7 +371,7 @@ impl CredentialChain {
         if let Some(e) = previous.as_ref().filter(|e| !reread && still_good(e, now)) {
             return Ok(e.creds.clone());
         }
-        let (result, lacked) = self.ask_source(&mut flight, reread, previous.as_ref()).await;
+        let ((result, lacked), hung) = self.ask_source(&mut flight, reread, previous.as_ref()).await;
         drop(flight);
         let imds = self.settings.credentials == CredentialSource::Instance;
         self.metrics.aws_call(
@@ -400,23 +400,25 @@ impl CredentialChain {
                     tracing::warn!(error = %reason, "{name} unavailable; using the cached base credentials: {reason}");
                     Ok(e.creds)
                 }
-                None if imds => Err(FetchError::InstanceCredentials { reason }),
+                None if imds => Err(FetchError::InstanceCredentials { reason, hung }),
                 None => Err(FetchError::BaseCredentials {
                     source_name: self.settings.credentials.to_string(),
                     reason,
+                    hung,
                 }),
             },
         }
     }
 
     /// Asks the providers, or waits on the ask still running from before,
-    /// for at most [`BASE_DEADLINE`]. An ask that outlives it keeps running.
+    /// for at most [`BASE_DEADLINE`]. An ask that outlives it keeps running,
+    /// and the answer then says so (`true`).
     async fn ask_source(
         &self,
         flight: &mut BaseFlight,
         reread: bool,
         previous: Option<&CachedBase>,
-    ) -> Answer {
+    ) -> (Answer, bool) {
         if flight.pending.is_none() {
             if reread || previous.is_some_and(|e| e.creds.expiry().is_none()) {
                 flight.providers = (self.build)();
@@ -427,14 +429,15 @@ impl CredentialChain {
             flight.pending = Some(PendingAsk { task, asking });
         }
         let Some(pending) = flight.pending.as_mut() else {
-            return (Err("no ask of the credential source is running".into()), Vec::new());
+            return ((Err("no ask of the credential source is running".into()), Vec::new()), false);
         };
         match tokio::time::timeout(BASE_DEADLINE, &mut pending.task).await {
             Ok(answer) => {
                 flight.pending = None;
-                answer.unwrap_or_else(|e| {
+                let answer = answer.unwrap_or_else(|e| {
                     (Err(format!("asking the credential source failed: {e}")), Vec::new())
-                })
+                });
+                (answer, false)
             }
             Err(_) => {
                 let name = lock(&pending.asking).clone();
@@ -443,7 +446,7 @@ impl CredentialChain {
                      web identity endpoint, or proxy?)",
                     BASE_DEADLINE.as_secs()
                 );
-                (Err(err), Vec::new())
+                ((Err(err), Vec::new()), true)
             }
         }
     }

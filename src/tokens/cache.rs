@@ -153,6 +153,8 @@ struct State {
     /// The last `get` for this host, if any: a recent one means a client
     /// waits, and retries stay close.
     last_get: Option<Instant>,
+    /// Since when every fetch has found its source giving no answer.
+    hung_since: Option<Instant>,
 }
 
 /// One registry served: configured, or an unlisted ECR host first asked for.
@@ -291,7 +293,38 @@ impl<S: TokenSource> TokenCache<S> {
             })
             .collect();
         stalled.sort();
+        stalled.extend(self.hung_with_nothing_to_lose(&entries, now));
         stalled
+    }
+
+    /// A source that hangs while no configured registry holds a token: a
+    /// restart loses nothing then and may end the hang, so it counts as a
+    /// stall. (While any token is held, a restart would only drop it.)
+    fn hung_with_nothing_to_lose(
+        &self,
+        entries: &HashMap<String, Arc<Entry>>,
+        now: Instant,
+    ) -> Option<String> {
+        let inner = &self.inner;
+        let mut configured = entries.values().filter(|e| e.configured).peekable();
+        configured.peek()?;
+        let mut hung = None;
+        for e in configured {
+            let st = lock(&e.state);
+            if servable(e, &st, now, inner.clock.wall(), &inner.policy).is_some() {
+                return None;
+            }
+            if let Some(since) =
+                st.hung_since.filter(|t| now.saturating_duration_since(*t) > inner.policy.hung_restart_after)
+            {
+                hung = Some(format!(
+                    "{}: its credentials' source has given no answer for {}s and no registry holds a token",
+                    e.registry.host,
+                    now.saturating_duration_since(since).as_secs()
+                ));
+            }
+        }
+        hung
     }
 
     /// Applies a reloaded config: registries whose settings did not change
@@ -462,6 +495,7 @@ impl Entry {
                 last_used: now,
                 fetch_started: None,
                 last_get: None,
+                hung_since: None,
             }),
             fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
             reschedule: Notify::new(),

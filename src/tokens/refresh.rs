@@ -76,6 +76,11 @@ pub struct RefreshPolicy {
     /// same second; a `get` for it fetches at once, so a node with a waiting
     /// client loses nothing.
     pub startup_spread: Duration,
+    /// When no configured registry holds a token and one's fetches have
+    /// found a source that gives no answer for this long, the daemon counts
+    /// as stalled, so systemd restarts it: a restart then loses nothing, and
+    /// ends the hung child or connection.
+    pub hung_restart_after: Duration,
 }
 
 impl Default for RefreshPolicy {
@@ -98,6 +103,7 @@ impl Default for RefreshPolicy {
             fetch_deadline: Duration::from_secs(60),
             stall_after: Duration::from_secs(90),
             startup_spread: Duration::from_secs(10),
+            hung_restart_after: Duration::from_secs(120),
         }
     }
 }

@@ -54,6 +54,8 @@ pub enum FetchError {
     InstanceCredentials {
         /// What went wrong.
         reason: String,
+        /// IMDS gave no answer within the deadline (rather than an error).
+        hung: bool,
     },
     /// The configured source (`[aws] credentials`, not the instance profile)
     /// had no usable credentials.
@@ -63,6 +65,9 @@ pub enum FetchError {
         source_name: String,
         /// What went wrong.
         reason: String,
+        /// The source gave no answer within the deadline (a hung
+        /// `credential_process`, a stalled endpoint), rather than an error.
+        hung: bool,
     },
     /// AssumeRole into the registry's account failed.
     #[error("sts:AssumeRole on {role_arn} {}: {reason}", .refusal.verb())]
@@ -114,6 +119,17 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// Whether something gave no answer at all (the fetch's deadline, or
+    /// the base source's), as opposed to an answer that was an error.
+    pub fn hung(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Unfinished { .. }
+                | FetchError::InstanceCredentials { hung: true, .. }
+                | FetchError::BaseCredentials { hung: true, .. }
+        )
+    }
+
     /// How AWS refused, when it answered at all.
     pub fn refusal(&self) -> Option<Refusal> {
         match self {

@@ -93,6 +93,10 @@ fn record<S>(
 ) {
     st.generation += 1;
     st.fetch_started = None;
+    match &result {
+        Err(e) if e.hung() => st.hung_since = st.hung_since.or(Some(now)),
+        _ => st.hung_since = None,
+    }
     match result {
         Ok(token) => {
             let stated = token.expires_at.duration_since(inner.clock.wall()).unwrap_or(Duration::ZERO);

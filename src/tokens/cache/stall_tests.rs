@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
 use crate::tokens::{FetchedToken, SystemClock};
+use std::time::SystemTime;
 
 const HOST: &str = "127.0.0.1:5000";
 
@@ -12,6 +13,8 @@ const HOST: &str = "127.0.0.1:5000";
 enum Misbehaviour {
     Panic,
     Hang,
+    /// Hangs for HOST; a token for any other host.
+    HangOne,
 }
 
 struct BadSource {
@@ -20,26 +23,38 @@ struct BadSource {
 }
 
 impl TokenSource for BadSource {
-    async fn fetch(&self, _registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
+    async fn fetch(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match self.how {
             Misbehaviour::Panic => panic!("the fake source broke"),
-            Misbehaviour::Hang => std::future::pending().await,
+            Misbehaviour::HangOne if registry.host != HOST => Ok(FetchedToken {
+                username: "AWS".into(),
+                secret: ecr_credd_client::secret::Secret::new("pw".into()),
+                expires_at: SystemTime::now() + Duration::from_secs(12 * 3600),
+            }),
+            Misbehaviour::Hang | Misbehaviour::HangOne => std::future::pending().await,
         }
     }
 
     fn waiting_on(&self, _host: &str) -> Option<String> {
-        matches!(self.how, Misbehaviour::Hang).then(|| "the fake's stalled step".to_owned())
+        matches!(self.how, Misbehaviour::Hang | Misbehaviour::HangOne)
+            .then(|| "the fake's stalled step".to_owned())
     }
 }
 
 fn cache(how: Misbehaviour, policy: RefreshPolicy) -> (TokenCache<BadSource>, Arc<AtomicU32>) {
-    let registry = RegistryConfig::unlisted("210987654321.dkr.ecr.us-east-1.amazonaws.com")
-        .map(|r| RegistryConfig { host: HOST.into(), ..r })
-        .unwrap();
+    let registry = |host: &str| {
+        RegistryConfig::unlisted("210987654321.dkr.ecr.us-east-1.amazonaws.com")
+            .map(|r| RegistryConfig { host: host.into(), ..r })
+            .unwrap()
+    };
+    let mut registries = vec![registry(HOST)];
+    if matches!(how, Misbehaviour::HangOne) {
+        registries.push(registry("127.0.0.1:5001"));
+    }
     let calls = Arc::new(AtomicU32::new(0));
     let source = BadSource { how, calls: calls.clone() };
-    let cache = TokenCache::new(&[registry], false, source, Arc::new(SystemClock), policy, Arc::default());
+    let cache = TokenCache::new(&registries, false, source, Arc::new(SystemClock), policy, Arc::default());
     cache.start();
     (cache, calls)
 }
@@ -87,4 +102,29 @@ async fn a_fetch_running_past_stall_after_is_reported() {
     assert!(cache.stalled().is_empty(), "{:?}", cache.stalled());
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(cache.stalled(), vec![format!("{HOST}: a fetch has run for 91s")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_that_hangs_with_no_token_held_is_a_stall() {
+    let (cache, _) = cache(Misbehaviour::Hang, RefreshPolicy::default().without_startup_spread());
+    // Each fetch gives up at 60 s and backs off: not a stall by itself.
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    assert!(cache.stalled().is_empty(), "{:?}", cache.stalled());
+    // Two minutes of no answer and nothing held: a restart loses nothing.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let stalled = cache.stalled();
+    assert!(
+        stalled
+            .iter()
+            .any(|s| s.contains("has given no answer for") && s.contains("no registry holds a token")),
+        "{stalled:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hang_while_another_registry_holds_a_token_is_not_a_stall() {
+    let (cache, _) = cache(Misbehaviour::HangOne, RefreshPolicy::default().without_startup_spread());
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(cache.get("127.0.0.1:5001").await.is_ok());
+    assert!(cache.stalled().is_empty(), "a restart would drop the token held: {:?}", cache.stalled());
 }
