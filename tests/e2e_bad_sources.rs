@@ -137,3 +137,41 @@ fn a_failing_credential_process_stderr_reaches_no_log_status_or_answer() {
         assert!(!text.contains("SEKRIT"), "{place}: {text}");
     }
 }
+
+#[test]
+fn a_source_hung_from_the_start_turns_health_red_after_two_minutes() {
+    const HUNG_FROM_START: &str = "sleep 100073";
+    let _ = Command::new("pkill").args(["-f", "-x", HUNG_FROM_START]).status();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let moto = Moto::start(dir);
+    let aws_config = dir.join("aws-config");
+    std::fs::write(&aws_config, format!("[profile x]\ncredential_process = {HUNG_FROM_START}\n")).unwrap();
+    let env = vec![
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{}", free_port())),
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_CONFIG_FILE", aws_config.display().to_string()),
+    ];
+    let health = free_port();
+    let config = format!(
+        "[health]\nlisten = \"127.0.0.1:{health}\"\n[aws]\ncredentials = \"profile:x\"\n\n{}",
+        registry_toml(ALIAS, Some(ROLE))
+    );
+    let daemon = Daemon::builder(dir).config(&config).env(&env).start();
+    let (code, out, _) = daemon.helper("get", ALIAS);
+    assert!(code == 1 && out.contains("profile x: no answer within 4s"), "{out}");
+    assert_eq!(http(health, "GET", "/healthz", "").0, 200, "a hang is not a stall at once");
+    // No token anywhere and no answer for 2 minutes: a restart loses nothing,
+    // so health turns red (and under systemd the watchdog restarts it).
+    let started = std::time::Instant::now();
+    let mut body = String::new();
+    wait_until("/healthz to fail", Duration::from_secs(200), || {
+        let (code, b) = http(health, "GET", "/healthz", "");
+        body = b;
+        code == 503
+    });
+    eprintln!("after {:?}: /healthz 503 {}", started.elapsed(), body.trim());
+    assert!(body.contains("has given no answer for") && body.contains("no registry holds a token"), "{body}");
+    drop(daemon);
+    let _ = Command::new("pkill").args(["-f", "-x", HUNG_FROM_START]).status();
+}
