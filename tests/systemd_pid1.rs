@@ -273,7 +273,35 @@ fn under_systemd(suite: &str) {
 
     if suite == "bullseye" {
         as_systemd_219_sees_it(&m);
+    } else {
+        the_watchdog_restarts_a_daemon_whose_source_hangs(&m, health);
     }
+}
+
+/// A `credential_process` that never answers and no token held: after two
+/// minutes the daemon stops pinging the watchdog, and systemd restarts it.
+fn the_watchdog_restarts_a_daemon_whose_source_hangs(m: &Machine, health: u16) {
+    m.write("/etc/ecr-credd/aws-config", "[profile x]\ncredential_process = sleep 100074\n");
+    m.write(
+        "/etc/systemd/system/ecr-credd.service.d/hung.conf",
+        "[Service]\nEnvironment=AWS_CONFIG_FILE=/etc/ecr-credd/aws-config\n",
+    );
+    let config = format!(
+        "[health]\nlisten = \"127.0.0.1:{health}\"\n[aws]\ncredentials = \"profile:x\"\n\
+         [[registry]]\nhost = \"{SERVED}\"\nregistry_id = \"123456789012\"\nregion = \"us-east-1\"\n"
+    );
+    m.write("/etc/ecr-credd/config.toml", &config);
+    m.ok("systemctl daemon-reload && systemctl restart ecr-credd.service");
+    let before: u32 = m.show("NRestarts").parse().unwrap_or(0);
+    let started = Instant::now();
+    wait_until("a watchdog restart", Duration::from_secs(300), || {
+        m.show("NRestarts").parse::<u32>().unwrap_or(0) > before
+    });
+    let journal = m.journal();
+    eprintln!("bookworm: watchdog restart {:?} after the hung source's start", started.elapsed());
+    assert!(journal.contains("withholding the watchdog ping"), "{journal}");
+    assert!(journal.contains("has given no answer for"), "{journal}");
+    m.ok("rm /etc/systemd/system/ecr-credd.service.d/hung.conf && systemctl daemon-reload");
 }
 
 /// The `[Service]` directives of our unit that systemd 219 (Amazon Linux 2)

@@ -170,12 +170,13 @@ struct RoleSlot {
 }
 
 /// How long a failed AssumeRole stands for the other registries on its role:
-/// long enough to cover their scattered retries, shorter than their backoff.
+/// no longer than the shortest backoff that follows it (a minute after a
+/// denial, a quarter second after anything else), so an entry's own retry is
+/// never answered from memory, while registries failing together share a call.
 fn remember_failure_for(refusal: Option<Refusal>) -> Duration {
     match refusal {
         Some(Refusal::Denied) => Duration::from_secs(60),
-        Some(Refusal::Throttled) => Duration::from_secs(5),
-        _ => Duration::from_secs(1),
+        _ => Duration::from_millis(250),
     }
 }
 
