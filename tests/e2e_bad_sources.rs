@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,26 @@ const HUNG: &str = "sleep 100071";
 fn hung_children() -> usize {
     let out = Command::new("pgrep").args(["-f", "-x", HUNG]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// The daemon's environment for `credentials = "profile:x"`, whose
+/// `credential_process` is `process`; IMDS is a dead port.
+fn profile_x(dir: &Path, moto: &Moto, process: &str) -> Vec<(&'static str, String)> {
+    let aws_config = dir.join("aws-config");
+    std::fs::write(&aws_config, format!("[profile x]\ncredential_process = {process}\n")).unwrap();
+    vec![
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{}", free_port())),
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_CONFIG_FILE", aws_config.display().to_string()),
+    ]
+}
+
+/// A config with the health endpoint on `health`, `profile:x`, and ALIAS on ROLE, then `extra`.
+fn config(health: u16, extra: &str) -> String {
+    format!(
+        "[health]\nlisten = \"127.0.0.1:{health}\"\n[aws]\ncredentials = \"profile:x\"\n\n{}{extra}",
+        registry_toml(ALIAS, Some(ROLE))
+    )
 }
 
 #[test]
@@ -39,22 +60,10 @@ fn a_hung_credential_process_is_bounded_and_named() {
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let aws_config = dir.join("aws-config");
-    std::fs::write(&aws_config, format!("[profile x]\ncredential_process = {}\n", script.display())).unwrap();
-    let env = vec![
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{}", free_port())),
-        ("AWS_ENDPOINT_URL", moto.endpoint()),
-        ("AWS_CONFIG_FILE", aws_config.display().to_string()),
-    ];
+    let env = profile_x(dir, &moto, &script.display().to_string());
     let health = free_port();
     let other_role = "arn:aws:iam::210987654321:role/ecr-other";
-    let config = |extra: &str| {
-        format!(
-            "[health]\nlisten = \"127.0.0.1:{health}\"\n[aws]\ncredentials = \"profile:x\"\n\n{}{extra}",
-            registry_toml(ALIAS, Some(ROLE))
-        )
-    };
-    let daemon = Daemon::builder(dir).config(&config("")).env(&env).start();
+    let daemon = Daemon::builder(dir).config(&config(health, "")).env(&env).start();
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
 
     // The source hangs from now on, and the keys it gave expire; a reload
@@ -66,7 +75,7 @@ fn a_hung_credential_process_is_bounded_and_named() {
         registry_toml("127.0.0.1:5001", Some(ROLE)),
         registry_toml("127.0.0.1:5002", Some(other_role))
     );
-    Daemon::write_config(dir, &config(&added));
+    Daemon::write_config(dir, &config(health, &added));
     daemon.proc.signal("HUP");
     wait_until("the reload", Duration::from_secs(10), || daemon.proc.output().contains("config reloaded"));
 
@@ -100,20 +109,9 @@ fn a_failing_credential_process_stderr_reaches_no_log_status_or_answer() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let moto = Moto::start(dir);
-    let aws_config = dir.join("aws-config");
-    std::fs::write(&aws_config, "[profile x]\ncredential_process = sh -c 'echo SEKRIT >&2; exit 1'\n")
-        .unwrap();
-    let env = vec![
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{}", free_port())),
-        ("AWS_ENDPOINT_URL", moto.endpoint()),
-        ("AWS_CONFIG_FILE", aws_config.display().to_string()),
-    ];
+    let env = profile_x(dir, &moto, "sh -c 'echo SEKRIT >&2; exit 1'");
     let health = free_port();
-    let config = format!(
-        "[health]\nlisten = \"127.0.0.1:{health}\"\n[aws]\ncredentials = \"profile:x\"\n\n{}",
-        registry_toml(ALIAS, Some(ROLE))
-    );
-    let daemon = Daemon::builder(dir).config(&config).env(&env).log("debug").start();
+    let daemon = Daemon::builder(dir).config(&config(health, "")).env(&env).log("debug").start();
     let (code, out, _) = daemon.helper("get", ALIAS);
     assert_eq!(code, 1);
     assert!(
@@ -145,19 +143,9 @@ fn a_source_hung_from_the_start_turns_health_red_after_two_minutes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let moto = Moto::start(dir);
-    let aws_config = dir.join("aws-config");
-    std::fs::write(&aws_config, format!("[profile x]\ncredential_process = {HUNG_FROM_START}\n")).unwrap();
-    let env = vec![
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{}", free_port())),
-        ("AWS_ENDPOINT_URL", moto.endpoint()),
-        ("AWS_CONFIG_FILE", aws_config.display().to_string()),
-    ];
+    let env = profile_x(dir, &moto, HUNG_FROM_START);
     let health = free_port();
-    let config = format!(
-        "[health]\nlisten = \"127.0.0.1:{health}\"\n[aws]\ncredentials = \"profile:x\"\n\n{}",
-        registry_toml(ALIAS, Some(ROLE))
-    );
-    let daemon = Daemon::builder(dir).config(&config).env(&env).start();
+    let daemon = Daemon::builder(dir).config(&config(health, "")).env(&env).start();
     let (code, out, _) = daemon.helper("get", ALIAS);
     assert!(code == 1 && out.contains("profile x: no answer within 4s"), "{out}");
     assert_eq!(http(health, "GET", "/healthz", "").0, 200, "a hang is not a stall at once");

@@ -53,16 +53,7 @@ pub(crate) async fn accept_loop<L, F>(
             },
             _ = &mut stop => return,
         };
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    errors.pause(name, &e).await;
-                    continue;
-                }
-            },
-            _ = &mut stop => return,
-        };
+        let Some(stream) = next_stream(listener, name, &mut errors, &mut stop).await else { return };
         let connection = serve(stream);
         tokio::spawn(async move {
             connection.await;
@@ -90,16 +81,7 @@ pub(crate) async fn accept_evicting<L, F>(
     let mut open: std::collections::VecDeque<tokio::task::AbortHandle> = std::collections::VecDeque::new();
     tokio::pin!(stop);
     loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    errors.pause(name, &e).await;
-                    continue;
-                }
-            },
-            _ = &mut stop => break,
-        };
+        let Some(stream) = next_stream(listener, name, &mut errors, &mut stop).await else { break };
         open.retain(|t| !t.is_finished());
         while open.len() >= max.max(1) {
             if let Some(oldest) = open.pop_front() {
@@ -110,6 +92,25 @@ pub(crate) async fn accept_evicting<L, F>(
     }
     for t in open {
         t.abort();
+    }
+}
+
+/// The next accepted connection, or `None` once `stop` resolves; a failed
+/// accept pauses (see [`AcceptErrors`]) and is tried again.
+async fn next_stream<L: Accept>(
+    listener: &L,
+    name: &str,
+    errors: &mut AcceptErrors,
+    stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<L::Stream> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => return Some(s),
+                Err(e) => errors.pause(name, &e).await,
+            },
+            _ = stop.as_mut() => return None,
+        }
     }
 }
 
