@@ -39,7 +39,7 @@ fn one_users_unread_pipelines_leave_root_served() {
 
     // 520 connections from nobody, each with 600 status requests it never reads.
     let script = format!(
-        "ulimit -n 4096 && exec setpriv --reuid=65534 --regid=65534 --clear-groups python3 {ROOT}/testbed/socket_flood.py {} 520 600 10",
+        "ulimit -n 4096 && exec setpriv --reuid=65534 --regid=65534 --clear-groups python3 {ROOT}/testbed/flood.py socket {} 520 10 600",
         daemon.socket.display()
     );
     let mut cmd = clean_command("sh", tmp.path());
@@ -67,4 +67,17 @@ fn one_users_unread_pipelines_leave_root_served() {
     eprintln!("nobody during the flood: {code} {}", out.trim());
     wait_until("the flood to end", Duration::from_secs(30), || flood.output().contains("done"));
     assert_eq!(helper_as(tmp.path(), &daemon.socket, 65534, 65534, ALIAS).0, 0, "nobody is served after");
+}
+
+#[test]
+fn one_connection_gets_at_most_64_answers() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = Daemon::builder(tmp.path()).config(&registry_toml(ALIAS, None)).start();
+    let mut conn = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.write_all(&b"{\"v\":1,\"op\":\"list\"}\n".repeat(100)).unwrap();
+    let mut answers = String::new();
+    conn.read_to_string(&mut answers).unwrap();
+    assert_eq!(answers.lines().count(), 64, "then the daemon closes the connection");
 }

@@ -373,7 +373,7 @@ fn a_flood_of_health_connections_from_another_user_leaves_the_socket_served() {
 
     // 3,000 half-open requests to the health port from nobody, held 8 s.
     let script = format!(
-        "ulimit -n 4096 && exec setpriv --reuid=65534 --regid=65534 --clear-groups python3 {ROOT}/testbed/conn_flood.py {health} 3000 8"
+        "ulimit -n 4096 && exec setpriv --reuid=65534 --regid=65534 --clear-groups python3 {ROOT}/testbed/flood.py health {health} 3000 8"
     );
     let mut cmd = clean_command("sh", tmp.path());
     cmd.args(["-c", &script]);

@@ -31,6 +31,10 @@ pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest one connection may stay open, however busy it keeps.
 pub const CONNECTION_BUDGET: Duration = Duration::from_secs(30);
+/// Most requests one connection may make. The helper, the kubelet provider
+/// and the CLI make one; a peer pipelining thousands would only take CPU
+/// from everyone else.
+pub const MAX_REQUESTS: usize = 64;
 /// How long in-flight requests get to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -111,7 +115,7 @@ async fn handle<S: TokenSource>(
         return;
     };
     let mut framer = Framer::new(wire::MAX_FRAME);
-    loop {
+    for served in 1..=MAX_REQUESTS {
         let (frame, last) = match next_request(&mut read, &mut framer, cache, &cred).await {
             Ok(next) => next,
             Err(Some(answer)) => {
@@ -132,6 +136,12 @@ async fn handle<S: TokenSource>(
         if written.is_err() || last {
             return;
         }
+        if served == MAX_REQUESTS {
+            tracing::debug!(pid = cred.pid(), "{MAX_REQUESTS} requests on one connection; closing");
+        }
+        // One request per turn: a peer pipelining requests must not keep
+        // others' connections (root's get) waiting behind its queue.
+        tokio::task::yield_now().await;
     }
 }
 
