@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::sdk_error::describe_sdk_error;
 use super::sts::{self, RoleSession};
-use crate::aws::source::{first_credentials_reporting, CredentialSource};
+use crate::aws::source::CredentialSource;
 use crate::config::RegistryConfig;
 use crate::metrics::{Api, CallOutcome, Metrics};
 use crate::tokens::{Clock, FetchError, Refusal, SystemClock};
@@ -128,36 +128,6 @@ pub struct CredentialChain {
     /// cache's kind), so tests can move time.
     clock: Arc<dyn Clock>,
 }
-
-/// Base credentials, when they were had, and from which provider.
-#[derive(Clone)]
-struct CachedBase {
-    creds: Credentials,
-    at: Instant,
-    name: String,
-}
-
-/// The state of asking the base source, behind `base_flight`.
-struct BaseFlight {
-    /// The configured source's providers, tried in order. Built again to
-    /// read static keys afresh: aws-config's profile provider keeps what it
-    /// first read from the files.
-    providers: Providers,
-    /// An ask that outlived its deadline. It keeps running, and the next
-    /// fetch waits on it instead of starting another: a hung
-    /// `credential_process` would otherwise leave one child per attempt.
-    pending: Option<PendingAsk>,
-}
-
-/// A running ask of the providers.
-struct PendingAsk {
-    task: tokio::task::JoinHandle<Answer>,
-    /// The provider being asked right now, for the timeout's message.
-    asking: Arc<std::sync::Mutex<String>>,
-}
-
-/// What [`first_credentials`] answers.
-type Answer = (Result<(String, Credentials), String>, Vec<String>);
 
 /// One role session's credentials and the lock that makes its AssumeRole single-flight.
 #[derive(Default)]
@@ -343,115 +313,6 @@ impl CredentialChain {
         lock(&self.waiting).remove(host);
     }
 
-    /// The base credentials: the instance profile's, or the configured
-    /// source's. Kept until near expiry; ones without an expiry (static keys)
-    /// are read again, from new providers, after a few minutes or a reload,
-    /// so a rotated key is picked up. While another caller asks the source,
-    /// credentials that have not yet expired are used rather than waited for.
-    pub async fn instance(&self) -> Result<Credentials, FetchError> {
-        let still_good = |e: &CachedBase, now| match e.creds.expiry() {
-            Some(_) => fresh(&e.creds, now),
-            None => self.clock.now().saturating_duration_since(e.at) < REREAD_STATIC,
-        };
-        let cached = || lock(&self.cached).clone();
-        if let Some(e) =
-            cached().filter(|e| !self.reread.load(Ordering::SeqCst) && still_good(e, self.clock.wall()))
-        {
-            return Ok(e.creds);
-        }
-        let mut flight = match self.base_flight.try_lock() {
-            Ok(f) => f,
-            Err(_) => match cached().filter(|e| unexpired(&e.creds, self.clock.wall())) {
-                Some(e) => return Ok(e.creds),
-                None => self.base_flight.lock().await,
-            },
-        };
-        let reread = self.reread.swap(false, Ordering::SeqCst);
-        let now = self.clock.wall();
-        let previous = cached();
-        if let Some(e) = previous.as_ref().filter(|e| !reread && still_good(e, now)) {
-            return Ok(e.creds.clone());
-        }
-        let ((result, lacked), hung) = self.ask_source(&mut flight, reread, previous.as_ref()).await;
-        drop(flight);
-        let imds = self.settings.credentials == CredentialSource::Instance;
-        self.metrics.aws_call(
-            if imds { Api::Imds } else { Api::BaseCredentials },
-            if result.is_ok() { CallOutcome::Success } else { CallOutcome::Error },
-        );
-        match result {
-            Ok((name, c)) => {
-                let before = lock(&self.source_used).replace(name.clone());
-                if before.as_deref() != Some(name.as_str()) {
-                    let skipped = if lacked.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (not: {})", lacked.join("; "))
-                    };
-                    tracing::info!(source = %name, "base credentials from {name}{skipped}");
-                }
-                tracing::debug!(access_key_id = c.access_key_id(), "base credentials from {name}");
-                *lock(&self.cached) = Some(CachedBase { creds: c.clone(), at: self.clock.now(), name });
-                Ok(c)
-            }
-            // Keep using credentials that still work while the source is away.
-            Err(reason) => match previous.filter(|e| unexpired(&e.creds, now)) {
-                Some(e) => {
-                    let name = e.name;
-                    tracing::warn!(error = %reason, "{name} unavailable; using the cached base credentials: {reason}");
-                    Ok(e.creds)
-                }
-                None if imds => Err(FetchError::InstanceCredentials { reason, hung }),
-                None => Err(FetchError::BaseCredentials {
-                    source_name: self.settings.credentials.to_string(),
-                    reason,
-                    hung,
-                }),
-            },
-        }
-    }
-
-    /// Asks the providers, or waits on the ask still running from before,
-    /// for at most [`BASE_DEADLINE`]. An ask that outlives it keeps running,
-    /// and the answer then says so (`true`).
-    async fn ask_source(
-        &self,
-        flight: &mut BaseFlight,
-        reread: bool,
-        previous: Option<&CachedBase>,
-    ) -> (Answer, bool) {
-        if flight.pending.is_none() {
-            if reread || previous.is_some_and(|e| e.creds.expiry().is_none()) {
-                flight.providers = (self.build)();
-            }
-            let asking = Arc::new(std::sync::Mutex::new(String::new()));
-            let (providers, reporter) = (flight.providers.clone(), asking.clone());
-            let task = tokio::spawn(async move { first_credentials_reporting(&providers, &reporter).await });
-            flight.pending = Some(PendingAsk { task, asking });
-        }
-        let Some(pending) = flight.pending.as_mut() else {
-            return ((Err("no ask of the credential source is running".into()), Vec::new()), false);
-        };
-        match tokio::time::timeout(BASE_DEADLINE, &mut pending.task).await {
-            Ok(answer) => {
-                flight.pending = None;
-                let answer = answer.unwrap_or_else(|e| {
-                    (Err(format!("asking the credential source failed: {e}")), Vec::new())
-                });
-                (answer, false)
-            }
-            Err(_) => {
-                let name = lock(&pending.asking).clone();
-                let err = format!(
-                    "{name}: no answer within {}s (still waiting on it; a hung credential_process, SSO or \
-                     web identity endpoint, or proxy?)",
-                    BASE_DEADLINE.as_secs()
-                );
-                ((Err(err), Vec::new()), true)
-            }
-        }
-    }
-
     /// The credentials to call ECR with for `registry`: the assumed role's,
     /// or the instance's when no role is configured.
     pub async fn for_registry(&self, registry: &RegistryConfig) -> Result<Credentials, FetchError> {
@@ -527,5 +388,8 @@ impl CredentialChain {
     }
 }
 
+mod base;
 #[cfg(test)]
 mod tests;
+
+use base::{BaseFlight, CachedBase};

@@ -28,13 +28,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use super::refresh::{Clock, RefreshPolicy};
 use super::source::{FetchError, TokenSource};
@@ -109,63 +106,8 @@ fn next_try_text(wait: &Option<Duration>) -> String {
     .unwrap_or_default()
 }
 
-/// The failure that stands for `st`, saying when the next try is if a
-/// denial put it minutes away.
-fn standing_error(st: &State, now: Instant) -> Option<GetError> {
-    let mut err = st.last_error.clone()?;
-    if let GetError::Unavailable { cause, next_try, .. } = &mut err {
-        if cause.refusal() == Some(super::source::Refusal::Denied) {
-            *next_try = Some(st.next_attempt.saturating_duration_since(now));
-        }
-    }
-    Some(err)
-}
-
 fn on(step: &Option<String>) -> String {
     step.as_ref().map(|s| format!("; still waiting on {s}")).unwrap_or_default()
-}
-
-struct CachedToken {
-    username: String,
-    secret: Secret,
-    /// When serving must stop, on the monotonic clock (wall-clock jumps
-    /// cannot stretch a token's life).
-    valid_until: Instant,
-    /// The same moment on the wall clock, for `status` and the wire.
-    expires_at: SystemTime,
-}
-
-/// A registry's token and fetch history; see the module docs for locking.
-struct State {
-    token: Option<CachedToken>,
-    last_error: Option<GetError>,
-    last_refresh: Option<SystemTime>,
-    /// Failures in a row: the backoff's exponent.
-    failures: u32,
-    /// When the refresher fetches next.
-    next_attempt: Instant,
-    /// Bumped by every finished fetch; single-flight waiters compare it.
-    generation: u64,
-    /// The last `get` for this host: unlisted hosts idle too long are dropped.
-    last_used: Instant,
-    /// When the fetch now running began (after it got a fetch slot).
-    fetch_started: Option<Instant>,
-    /// The last `get` for this host, if any: a recent one means a client
-    /// waits, and retries stay close.
-    last_get: Option<Instant>,
-    /// Since when every fetch has found its source giving no answer.
-    hung_since: Option<Instant>,
-}
-
-/// One registry served: configured, or an unlisted ECR host first asked for.
-struct Entry {
-    registry: RegistryConfig,
-    /// Listed in the config (unlisted entries may be dropped when idle).
-    configured: bool,
-    state: Mutex<State>,
-    fetch_lock: Arc<tokio::sync::Mutex<()>>,
-    reschedule: Notify,
-    refresher: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// What the cache's handle, its refreshers and its fetch tasks share.
@@ -263,68 +205,6 @@ impl<S: TokenSource> TokenCache<S> {
     /// The metrics this cache reports into.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
-    }
-
-    /// The configured registries whose refresh has stalled, each with why:
-    /// its refresher task ended, its fetch has run past `stall_after`, or its
-    /// refresh is that overdue with no fetch running or queued. (Unlisted
-    /// hosts' refreshers end by design: see `spawn_refresher`.) A source that
-    /// fails is not a stall: its fetches end and back off.
-    pub fn stalled(&self) -> Vec<String> {
-        let (now, limit) = (self.inner.clock.now(), self.inner.policy.stall_after);
-        let entries = crate::sync::read(&self.inner.entries);
-        let mut stalled: Vec<String> = entries
-            .values()
-            .filter(|e| e.configured)
-            .filter_map(|e| {
-                let host = &e.registry.host;
-                if lock(&e.refresher).as_ref().is_none_or(|t| t.is_finished()) {
-                    return Some(format!("{host}: its refresh loop has stopped"));
-                }
-                let st = lock(&e.state);
-                if let Some(started) = st.fetch_started {
-                    let ran = now.saturating_duration_since(started);
-                    return (ran > limit).then(|| format!("{host}: a fetch has run for {}s", ran.as_secs()));
-                }
-                let overdue = now.saturating_duration_since(st.next_attempt);
-                let idle = e.fetch_lock.try_lock().is_ok();
-                (idle && overdue > limit)
-                    .then(|| format!("{host}: its refresh is {}s overdue", overdue.as_secs()))
-            })
-            .collect();
-        stalled.sort();
-        stalled.extend(self.hung_with_nothing_to_lose(&entries, now));
-        stalled
-    }
-
-    /// A source that hangs while no configured registry holds a token: a
-    /// restart loses nothing then and may end the hang, so it counts as a
-    /// stall. (While any token is held, a restart would only drop it.)
-    fn hung_with_nothing_to_lose(
-        &self,
-        entries: &HashMap<String, Arc<Entry>>,
-        now: Instant,
-    ) -> Option<String> {
-        let inner = &self.inner;
-        let mut configured = entries.values().filter(|e| e.configured).peekable();
-        configured.peek()?;
-        let mut hung = None;
-        for e in configured {
-            let st = lock(&e.state);
-            if servable(e, &st, now, inner.clock.wall(), &inner.policy).is_some() {
-                return None;
-            }
-            if let Some(since) =
-                st.hung_since.filter(|t| now.saturating_duration_since(*t) > inner.policy.hung_restart_after)
-            {
-                hung = Some(format!(
-                    "{}: its credentials' source has given no answer for {}s and no registry holds a token",
-                    e.registry.host,
-                    now.saturating_duration_since(since).as_secs()
-                ));
-            }
-        }
-        hung
     }
 
     /// Applies a reloaded config: registries whose settings did not change
@@ -462,93 +342,10 @@ impl<S: TokenSource> Drop for TokenCache<S> {
     }
 }
 
-impl Entry {
-    /// A reload is how a person says "IAM is fixed": a registry backing off
-    /// after failures (a denial waits up to half an hour) tries again now.
-    fn retry_now(&self, now: Instant) {
-        let mut st = lock(&self.state);
-        if st.failures > 0 {
-            st.failures = 0;
-            st.next_attempt = now;
-            drop(st);
-            self.reschedule.notify_one();
-        }
-    }
-
-    fn stop(&self) {
-        if let Some(task) = lock(&self.refresher).take() {
-            task.abort();
-        }
-    }
-
-    fn new(registry: RegistryConfig, configured: bool, now: Instant, first_try: Instant) -> Self {
-        Entry {
-            registry,
-            configured,
-            state: Mutex::new(State {
-                token: None,
-                last_error: None,
-                last_refresh: None,
-                failures: 0,
-                next_attempt: first_try,
-                generation: 0,
-                last_used: now,
-                fetch_started: None,
-                last_get: None,
-                hung_since: None,
-            }),
-            fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
-            reschedule: Notify::new(),
-            refresher: Mutex::new(None),
-        }
-    }
-}
-
-impl CachedToken {
-    /// Whether the token has more than `margin` left by both clocks: the
-    /// monotonic one, which a skewed wall clock cannot stretch, and the wall
-    /// one, which keeps counting while an instance hibernates (the monotonic
-    /// clock stops then, and alone would serve a token that has expired).
-    fn fresh(&self, now: Instant, wall: SystemTime, margin: Duration) -> bool {
-        self.valid_until > now + margin && self.expires_at > wall + margin
-    }
-}
-
-fn servable(
-    entry: &Entry,
-    st: &State,
-    now: Instant,
-    wall: SystemTime,
-    policy: &RefreshPolicy,
-) -> Option<RegistryCredentials> {
-    let t = st.token.as_ref()?;
-    t.fresh(now, wall, policy.safety_margin).then(|| RegistryCredentials {
-        host: entry.registry.host.clone(),
-        username: t.username.clone(),
-        secret: t.secret.clone(),
-        expires_at: t.expires_at,
-    })
-}
-
-/// The outcome of the latest fetch, as a `get` should see it.
-fn latest_result(
-    entry: &Entry,
-    st: &State,
-    now: Instant,
-    wall: SystemTime,
-    policy: &RefreshPolicy,
-) -> Result<RegistryCredentials, GetError> {
-    if let Some(creds) = servable(entry, st, now, wall, policy) {
-        return Ok(creds);
-    }
-    Err(standing_error(st, now).unwrap_or_else(|| GetError::Timeout {
-        registry: entry.registry.label(),
-        waited: Duration::ZERO,
-        waiting_on: None,
-    }))
-}
-
+mod entry;
 mod refresher;
+
+use entry::{latest_result, servable, standing_error, Entry, State};
 
 use refresher::{fetch, spawn_refresher};
 mod status;

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::{latest_result, lock, CachedToken, Entry, GetError, Inner, RegistryCredentials, State};
+use super::entry::CachedToken;
+use super::{latest_result, lock, Entry, GetError, Inner, RegistryCredentials, State};
 use crate::metrics::FetchOutcome;
 use crate::tokens::refresh::backoff;
 use crate::tokens::{FetchError, FetchedToken, TokenSource};

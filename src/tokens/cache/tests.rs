@@ -1,4 +1,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use tokio::time::Instant;
 
 use super::*;
 use crate::tokens::{FetchedToken, Refusal, SystemClock};

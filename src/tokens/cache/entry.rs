@@ -1,0 +1,156 @@
+//! One registry's entry in the cache: its token, its fetch history and the
+//! handles of its refresher, and what a `get` makes of them.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{GetError, RegistryCredentials};
+use crate::config::RegistryConfig;
+use crate::sync::lock;
+use crate::tokens::refresh::RefreshPolicy;
+use ecr_credd_client::secret::Secret;
+
+pub(super) struct CachedToken {
+    pub(super) username: String,
+    pub(super) secret: Secret,
+    /// When serving must stop, on the monotonic clock (wall-clock jumps
+    /// cannot stretch a token's life).
+    pub(super) valid_until: Instant,
+    /// The same moment on the wall clock, for `status` and the wire.
+    pub(super) expires_at: SystemTime,
+}
+
+/// A registry's token and fetch history; see the module docs for locking.
+pub(super) struct State {
+    pub(super) token: Option<CachedToken>,
+    pub(super) last_error: Option<GetError>,
+    pub(super) last_refresh: Option<SystemTime>,
+    /// Failures in a row: the backoff's exponent.
+    pub(super) failures: u32,
+    /// When the refresher fetches next.
+    pub(super) next_attempt: Instant,
+    /// Bumped by every finished fetch; single-flight waiters compare it.
+    pub(super) generation: u64,
+    /// The last `get` for this host: unlisted hosts idle too long are dropped.
+    pub(super) last_used: Instant,
+    /// When the fetch now running began (after it got a fetch slot).
+    pub(super) fetch_started: Option<Instant>,
+    /// The last `get` for this host, if any: a recent one means a client
+    /// waits, and retries stay close.
+    pub(super) last_get: Option<Instant>,
+    /// Since when every fetch has found its source giving no answer.
+    pub(super) hung_since: Option<Instant>,
+}
+
+/// One registry served: configured, or an unlisted ECR host first asked for.
+pub(super) struct Entry {
+    pub(super) registry: RegistryConfig,
+    /// Listed in the config (unlisted entries may be dropped when idle).
+    pub(super) configured: bool,
+    pub(super) state: Mutex<State>,
+    pub(super) fetch_lock: Arc<tokio::sync::Mutex<()>>,
+    pub(super) reschedule: Notify,
+    pub(super) refresher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Entry {
+    /// A reload is how a person says "IAM is fixed": a registry backing off
+    /// after failures (a denial waits up to half an hour) tries again now.
+    pub(super) fn retry_now(&self, now: Instant) {
+        let mut st = lock(&self.state);
+        if st.failures > 0 {
+            st.failures = 0;
+            st.next_attempt = now;
+            drop(st);
+            self.reschedule.notify_one();
+        }
+    }
+
+    pub(super) fn stop(&self) {
+        if let Some(task) = lock(&self.refresher).take() {
+            task.abort();
+        }
+    }
+
+    pub(super) fn new(registry: RegistryConfig, configured: bool, now: Instant, first_try: Instant) -> Self {
+        Entry {
+            registry,
+            configured,
+            state: Mutex::new(State {
+                token: None,
+                last_error: None,
+                last_refresh: None,
+                failures: 0,
+                next_attempt: first_try,
+                generation: 0,
+                last_used: now,
+                fetch_started: None,
+                last_get: None,
+                hung_since: None,
+            }),
+            fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
+            reschedule: Notify::new(),
+            refresher: Mutex::new(None),
+        }
+    }
+}
+
+impl CachedToken {
+    /// Whether the token has more than `margin` left by both clocks: the
+    /// monotonic one, which a skewed wall clock cannot stretch, and the wall
+    /// one, which keeps counting while an instance hibernates (the monotonic
+    /// clock stops then, and alone would serve a token that has expired).
+    pub(super) fn fresh(&self, now: Instant, wall: SystemTime, margin: Duration) -> bool {
+        self.valid_until > now + margin && self.expires_at > wall + margin
+    }
+}
+
+pub(super) fn servable(
+    entry: &Entry,
+    st: &State,
+    now: Instant,
+    wall: SystemTime,
+    policy: &RefreshPolicy,
+) -> Option<RegistryCredentials> {
+    let t = st.token.as_ref()?;
+    t.fresh(now, wall, policy.safety_margin).then(|| RegistryCredentials {
+        host: entry.registry.host.clone(),
+        username: t.username.clone(),
+        secret: t.secret.clone(),
+        expires_at: t.expires_at,
+    })
+}
+
+/// The outcome of the latest fetch, as a `get` should see it.
+pub(super) fn latest_result(
+    entry: &Entry,
+    st: &State,
+    now: Instant,
+    wall: SystemTime,
+    policy: &RefreshPolicy,
+) -> Result<RegistryCredentials, GetError> {
+    if let Some(creds) = servable(entry, st, now, wall, policy) {
+        return Ok(creds);
+    }
+    Err(standing_error(st, now).unwrap_or_else(|| GetError::Timeout {
+        registry: entry.registry.label(),
+        waited: Duration::ZERO,
+        waiting_on: None,
+    }))
+}
+
+/// The failure that stands for `st`, saying when the next try is if a
+/// denial put it minutes away.
+pub(super) fn standing_error(st: &State, now: Instant) -> Option<GetError> {
+    let mut err = st.last_error.clone()?;
+    if let GetError::Unavailable { cause, next_try, .. } = &mut err {
+        if cause.refusal() == Some(crate::tokens::Refusal::Denied) {
+            *next_try = Some(st.next_attempt.saturating_duration_since(now));
+        }
+    }
+    Some(err)
+}
