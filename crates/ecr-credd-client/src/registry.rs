@@ -95,6 +95,12 @@ pub fn normalize_host(input: &str) -> Result<String, HostError> {
         }
         _ => s,
     };
+    // A dot before the dropped port trails too (`host.:443`), and what is left
+    // may be nothing (`.:`): normalising the answer again must give itself.
+    let s = s.trim_end_matches('.');
+    if s.is_empty() {
+        return Err(HostError::Empty);
+    }
     Ok(s.to_ascii_lowercase())
 }
 
@@ -189,6 +195,9 @@ mod tests {
         }
         assert_eq!(normalize_host("  "), Err(HostError::Empty));
         assert_eq!(normalize_host("https:///v2/"), Err(HostError::Empty));
+        // Found by the idempotence property: the port leaves only a dot.
+        assert_eq!(normalize_host(".:?"), Err(HostError::Empty));
+        assert_eq!(normalize_host("Example.COM.:443"), Ok("example.com".into()));
         assert!(matches!(normalize_host("bad host"), Err(HostError::InvalidChars(_))));
         assert!(matches!(normalize_host("h\u{0}st"), Err(HostError::InvalidChars(_))));
         assert_eq!(normalize_host(&"a".repeat(5000)), Err(HostError::TooLong(5000)));
