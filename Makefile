@@ -58,11 +58,16 @@ check:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --workspace --lib --bins $(FAST_TESTS)
+	$(CARGO) test --workspace --doc
 
 ## Everything CI checks: formatting, lints, release artifacts for both
 ## architectures, unit and end-to-end tests (Debian 11 root, qemu-aarch64).
+## ECR_CREDD_TESTBED=required: a test whose test bed is missing fails here
+## instead of skipping. The fuzz targets must still build.
 test: deps lint release
-	$(CARGO) test --workspace --lib --bins --tests
+	ECR_CREDD_TESTBED=required $(CARGO) test --workspace --lib --bins --tests
+	$(CARGO) test --workspace --doc
+	$(CARGO) check --manifest-path fuzz/Cargo.toml --bins
 
 lint: deny-tool
 	$(CARGO) fmt --check

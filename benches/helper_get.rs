@@ -3,8 +3,6 @@
 //! under concurrency. The daemon runs in-process with a static token source,
 //! so only ecr-credd's own path is measured.
 
-mod common;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,7 +13,7 @@ use ecr_credd::tokens::{FetchError, FetchedToken, TokenSource};
 use ecr_credd_client::secret::Secret;
 use ecr_credd_client::wire::{Request, RequestBody};
 
-use common::{percentile, socket_load, time_exec};
+use testbed::timing::{percentile, socket_load, time_exec};
 
 struct Static;
 
@@ -55,7 +53,7 @@ fn exec_side_by_side(programs: &[(String, String)], socket: &std::path::Path) ->
 fn programs() -> Vec<(String, String)> {
     let mut list = vec![
         ("/bin/true (exec floor)".to_owned(), "/bin/true".to_owned()),
-        ("helper get (cargo bench build)".to_owned(), common::client_bin("docker-credential-ecr-credd")),
+        ("helper get (cargo bench build)".to_owned(), testbed::program("docker-credential-ecr-credd")),
     ];
     if let Some(shipped) = std::env::var_os("SHIPPED_HELPER") {
         list.push(("helper get (shipped, static)".to_owned(), shipped.to_string_lossy().into_owned()));

@@ -2,15 +2,12 @@
 //! switched on and off; reports RSS at start and end and p50/p99 latency, and
 //! fails if RSS grows by more than 10%. Bounded: it stops by itself.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
 use ecr_credd_client::client;
 use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
-use support::fault_proxy::{Fault, FaultProxy};
-use support::*;
+use testbed::fault_proxy::{Fault, FaultProxy};
+use testbed::*;
 
 const TOTAL: usize = 200_000;
 const THREADS: usize = 8;

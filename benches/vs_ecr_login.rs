@@ -7,21 +7,16 @@
 //! (HTTPS_PROXY), which answers with a test CA (SSL_CERT_FILE) and relays to
 //! moto. IMDS is our double for both.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
-mod common;
-
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::report::{plot, render, Case, RssRow};
-use common::{exec_samples, ms, percentile, socket_load};
 use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
-use support::tls_proxy::TlsProxy;
-use support::{clean_command, Daemon, Imds, Moto, Proc, DAEMON, HELPER, ROLE, ROOT};
+use testbed::timing::report::{plot, render, Case, RssRow};
+use testbed::timing::{exec_samples, ms, percentile, socket_load};
+use testbed::tls_proxy::TlsProxy;
+use testbed::{clean_command, daemon_bin, helper_bin, Daemon, Imds, Moto, Proc, ROLE, ROOT};
 
 /// The IMDS double's own account: served with instance credentials.
 const INSTANCE_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
@@ -79,7 +74,7 @@ fn cold_start(bed: &Bed, dir: &Path, registries: &str) -> Duration {
     let config = Daemon::write_config(dir, registries);
     let socket = dir.join("run/ecr-credd.sock");
     let spawned = Instant::now();
-    let mut cmd = clean_command(DAEMON, dir);
+    let mut cmd = clean_command(daemon_bin(), dir);
     cmd.args(["run", "--config"]).arg(&config).env("RUST_LOG", "warn").envs(bed.env());
     let _daemon = Proc::spawn("ecr-credd (cold)", &mut cmd);
     loop {
@@ -169,7 +164,7 @@ fn rss_case(dir: &Path, moto: &Moto, imds: &Imds, n: usize) -> RssRow {
 /// The helper to time: the shipped static one (`make bench` unpacks it from
 /// dist/ and names it in SHIPPED_HELPER), else the one cargo built.
 fn helper_path() -> String {
-    std::env::var("SHIPPED_HELPER").unwrap_or_else(|_| HELPER.clone())
+    std::env::var("SHIPPED_HELPER").unwrap_or_else(|_| helper_bin().to_owned())
 }
 
 fn main() {

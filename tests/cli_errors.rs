@@ -1,14 +1,12 @@
 //! What a person sees when something is wrong, pinned byte for byte: each
 //! cause said once (see "Errors" in the crate docs).
 
-mod support;
-
 use std::process::Command;
 
-use support::*;
+use testbed::*;
 
 /// (exit code, stdout, stderr) of `program args`.
-fn run(program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+fn run_clean(program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
     let mut cmd = clean_command(program, std::path::Path::new("/nonexistent"));
     let out = output_with_stdin(cmd.args(args), stdin);
     (
@@ -20,11 +18,12 @@ fn run(program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
 
 #[test]
 fn check_config_errors_say_each_cause_once() {
+    require!(Root);
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("missing.toml");
     let path = missing.display().to_string();
     assert_eq!(
-        run(DAEMON, &["check-config", "--config", &path], ""),
+        run_clean(daemon_bin(), &["check-config", "--config", &path], ""),
         (
             1,
             String::new(),
@@ -36,7 +35,7 @@ fn check_config_errors_say_each_cause_once() {
     std::fs::write(&bad, "[aws]\nuse_fips = \"yes\"\n").unwrap();
     let path = bad.display().to_string();
     assert_eq!(
-        run(DAEMON, &["check-config", "--config", &path], ""),
+        run_clean(daemon_bin(), &["check-config", "--config", &path], ""),
         (
             1,
             String::new(),
@@ -51,7 +50,15 @@ fn check_config_errors_say_each_cause_once() {
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let path = secret.display().to_string();
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", DAEMON, "check-config", "--config", &path])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            daemon_bin(),
+            "check-config",
+            "--config",
+            &path,
+        ])
         .env_clear()
         .output()
         .unwrap();
@@ -64,7 +71,7 @@ fn check_config_errors_say_each_cause_once() {
 #[test]
 fn the_helper_with_the_daemon_down_says_so_once() {
     let (code, out, err) =
-        run_client(&HELPER, &["get"], std::path::Path::new("/nonexistent/s.sock"), ECR_HOST);
+        run_client(helper_bin(), &["get"], std::path::Path::new("/nonexistent/s.sock"), ECR_HOST);
     assert_eq!(
         (code, out.as_str(), err.as_str()),
         (

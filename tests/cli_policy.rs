@@ -5,11 +5,11 @@ use std::process::Command;
 
 use ecr_credd::cmd::iam::Documents;
 
-const DAEMON: &str = env!("CARGO_BIN_EXE_ecr-credd");
+use testbed::{daemon_bin, require, venv_tool};
 
 /// `ecr-credd policy` for `registry` and `instance` accounts and role `r`.
 fn policy(registry: &str, instance: &str) -> std::process::Output {
-    Command::new(DAEMON)
+    Command::new(daemon_bin())
         .args(["policy", "--registry-account", registry, "--instance-account", instance, "--role-name", "r"])
         .output()
         .unwrap()
@@ -17,7 +17,7 @@ fn policy(registry: &str, instance: &str) -> std::process::Output {
 
 #[test]
 fn policy_prints_the_four_documents() {
-    let out = Command::new(DAEMON)
+    let out = Command::new(daemon_bin())
         .args(["policy", "--registry-account", "111122223333", "--instance-account", "444455556666"])
         .args(["--role-name", "ecr-access-from-b", "--instance-role", "nodes", "--repository", "app"])
         .args(["--access", "push", "--external-id", "x1", "--json"])
@@ -47,7 +47,7 @@ fn policy_prints_the_four_documents() {
 
 /// `policy` for each source of B's credentials, in `format`.
 fn policy_for(source: &[&str], format: &str) -> String {
-    let out = Command::new(DAEMON)
+    let out = Command::new(daemon_bin())
         .args(["policy", "--registry-account", "111122223333", "--instance-account", "444455556666"])
         .args(["--role-name", "ecr-access-from-b", "--instance-role", "nodes", "--format", format])
         .args(source)
@@ -92,7 +92,7 @@ fn the_base_roles_trust_policy_follows_the_source() {
     assert!(text.contains("# 5. Account 444455556666: trust policy of the instance role (only when you create the instance role)"), "{text}");
 
     // A malformed provider or service account is refused, naming the flag.
-    let out = Command::new(DAEMON)
+    let out = Command::new(daemon_bin())
         .args(["policy", "--registry-account", "111122223333", "--instance-account", "444455556666"])
         .args([
             "--role-name",
@@ -112,8 +112,9 @@ fn the_base_roles_trust_policy_follows_the_source() {
 
 #[test]
 fn cloudformation_passes_cfn_lint_for_every_source() {
+    require!(Linters);
     let tmp = tempfile::tempdir().unwrap();
-    let lint = format!("{}/.venv/bin/cfn-lint", env!("CARGO_MANIFEST_DIR"));
+    let lint = venv_tool("cfn-lint");
     let mut files = Vec::new();
     for (i, source) in SOURCES.iter().enumerate() {
         let printed = policy_for(source, "cloudformation");

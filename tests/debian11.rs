@@ -5,14 +5,12 @@
 //! moto on the host's loopback, reaching moto through /etc/hosts and the IMDS
 //! double through DNS, which the static binary must resolve by itself.
 
-mod support;
-
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::*;
+use testbed::*;
 
 /// An address of our own on loopback for the DNS double (port 53, as resolv.conf has no port).
 const DNS_ADDRESS: &str = "127.0.0.153";
@@ -82,8 +80,9 @@ fn id_in(root: &Path, file: &str, name: &str) -> Option<u32> {
 
 #[test]
 fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
+    require!(Moto, Root, Dist, Debootstrap);
     // ca-certificates: the package depends on it (TLS to STS and ECR).
-    let root = support::roots::debian_root("bullseye-ca", "bullseye", &["ca-certificates"]);
+    let root = testbed::roots::debian_root("bullseye-ca", "bullseye", &["ca-certificates"]);
     let _proc = ProcMount::new(&root);
     let tmp = tempfile::tempdir().unwrap();
     let _ = chroot(&root, None, &["dpkg", "--purge", "ecr-credd"], &[]).output();
@@ -139,7 +138,7 @@ fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
         format!("nameserver {DNS_ADDRESS}\noptions timeout:2 attempts:2\n"),
     )
     .unwrap();
-    let mut dns_cmd = clean_command("python3", tmp.path());
+    let mut dns_cmd = clean_command(python(), tmp.path());
     dns_cmd.arg(format!("{ROOT}/testbed/dns_double.py")).args([DNS_ADDRESS, "53", "imds.dns.test=127.0.0.1"]);
     let dns = Proc::spawn("dns double", &mut dns_cmd);
     wait_until("the DNS double", Duration::from_secs(10), || dns.output().contains("listening"));

@@ -4,13 +4,11 @@
 //! started again on every retry. One that fails printing a secret to stderr:
 //! the secret reaches no log, status or answer.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::*;
+use testbed::*;
 
 /// The hung child's command line, unique to this test.
 const HUNG: &str = "sleep 100071";
@@ -43,6 +41,7 @@ fn config(health: u16, extra: &str) -> String {
 
 #[test]
 fn a_hung_credential_process_is_bounded_and_named() {
+    require!(Moto);
     let _ = Command::new("pkill").args(["-f", "-x", HUNG]).status();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -106,6 +105,7 @@ fn a_hung_credential_process_is_bounded_and_named() {
 
 #[test]
 fn a_failing_credential_process_stderr_reaches_no_log_status_or_answer() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let moto = Moto::start(dir);
@@ -121,7 +121,7 @@ fn a_failing_credential_process_stderr_reaches_no_log_status_or_answer() {
     let (_, status) = http(health, "GET", "/status", "");
     assert!(status.contains("exit status: 1"), "{status}");
     let (_, socket_status, _) = run_client(
-        DAEMON,
+        daemon_bin(),
         &["status", "--json", "--socket", &daemon.socket.display().to_string()],
         &daemon.socket,
         "",
@@ -138,6 +138,7 @@ fn a_failing_credential_process_stderr_reaches_no_log_status_or_answer() {
 
 #[test]
 fn a_source_hung_from_the_start_turns_health_red_after_two_minutes() {
+    require!(Moto);
     const HUNG_FROM_START: &str = "sleep 100073";
     let _ = Command::new("pkill").args(["-f", "-x", HUNG_FROM_START]).status();
     let tmp = tempfile::tempdir().unwrap();

@@ -1,11 +1,9 @@
 //! skopeo, podman and buildah push and pull through the helper against a real
 //! registry, with tokens from IMDS double -> moto STS -> moto ECR.
 
-mod support;
-
 use std::path::Path;
 
-use support::*;
+use testbed::*;
 
 fn registry_config(registry: &Registry) -> String {
     registry_toml(&registry.host(), Some(ROLE))
@@ -13,6 +11,7 @@ fn registry_config(registry: &Registry) -> String {
 
 #[test]
 fn skopeo_podman_and_buildah_push_and_pull_through_the_helper() {
+    require!(Moto, Registry, Skopeo, Podman, Buildah);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let (moto, imds) = (Moto::start(home), Imds::start(home));

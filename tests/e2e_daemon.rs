@@ -1,8 +1,6 @@
 //! The daemon as a process: many gets from one fetch, no secrets in trace
 //! logs, bad input refused while others are served, specific errors.
 
-mod support;
-
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -12,11 +10,7 @@ use base64::Engine;
 use ecr_credd_client::client;
 use ecr_credd_client::helper::NOT_FOUND;
 use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
-use support::*;
-
-fn alias_config() -> String {
-    registry_toml(ALIAS, Some(ROLE))
-}
+use testbed::*;
 
 fn wait_for_token(daemon: &Daemon) {
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
@@ -24,10 +18,11 @@ fn wait_for_token(daemon: &Daemon) {
 
 #[test]
 fn thousand_gets_one_fetch_and_no_secret_in_trace_logs() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let daemon = Daemon::builder(tmp.path())
-        .config(&alias_config())
+        .config(&alias_config(""))
         .env(&Daemon::aws_env(&moto, &imds))
         .log("trace")
         .start();
@@ -84,7 +79,7 @@ fn thousand_gets_one_fetch_and_no_secret_in_trace_logs() {
     assert_eq!((code, out), (0, format!("{{\"{ALIAS}\":\"AWS\"}}\n")));
 
     // `ecr-credd get` masks the secret.
-    let out = clean_command(DAEMON, tmp.path())
+    let out = clean_command(daemon_bin(), tmp.path())
         .args(["get", ALIAS, "--socket"])
         .arg(&daemon.socket)
         .output()
@@ -112,10 +107,11 @@ fn thousand_gets_one_fetch_and_no_secret_in_trace_logs() {
 
 #[test]
 fn bad_input_gets_specific_errors_and_the_daemon_keeps_serving() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let mut daemon =
-        Daemon::builder(tmp.path()).config(&alias_config()).env(&Daemon::aws_env(&moto, &imds)).start();
+        Daemon::builder(tmp.path()).config(&alias_config("")).env(&Daemon::aws_env(&moto, &imds)).start();
     wait_for_token(&daemon);
     let socket = daemon.socket.clone();
 
@@ -181,6 +177,7 @@ fn bad_input_gets_specific_errors_and_the_daemon_keeps_serving() {
 
 #[test]
 fn failures_name_the_registry_and_the_step() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     // IMDS that is not there.
@@ -191,7 +188,7 @@ fn failures_name_the_registry_and_the_step() {
         ("AWS_EC2_METADATA_SERVICE_ENDPOINT", dead),
         ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", free_port())),
     ];
-    let daemon = Daemon::builder(&d1).config(&alias_config()).env(&env).start();
+    let daemon = Daemon::builder(&d1).config(&alias_config("")).env(&env).start();
     let (code, out, _) = daemon.helper("get", ALIAS);
     assert_eq!(code, 1);
     assert!(
@@ -208,7 +205,7 @@ fn failures_name_the_registry_and_the_step() {
     assert_eq!(status, 200);
     let d2 = home.join("d2");
     std::fs::create_dir_all(&d2).unwrap();
-    let daemon = Daemon::builder(&d2).config(&alias_config()).env(&Daemon::aws_env(&moto, &imds)).start();
+    let daemon = Daemon::builder(&d2).config(&alias_config("")).env(&Daemon::aws_env(&moto, &imds)).start();
     let mut out = String::new();
     wait_until("the AssumeRole failure", Duration::from_secs(20), || {
         out = daemon.helper("get", ALIAS).1;
@@ -232,14 +229,14 @@ fn config_errors_name_file_line_and_key() {
     let bad = tmp.path().join("bad.toml");
     std::fs::write(&bad, "[server]\nsocket = \"/tmp/x.sock\"\nsockett = \"/tmp/y\"\n").unwrap();
     for cmd in ["check-config", "run"] {
-        let out = clean_command(DAEMON, tmp.path()).args([cmd, "--config"]).arg(&bad).output().unwrap();
+        let out = clean_command(daemon_bin(), tmp.path()).args([cmd, "--config"]).arg(&bad).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{cmd}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&format!("{}:3:1: unknown field `sockett`", bad.display())), "{cmd}: {err}");
     }
     let good = tmp.path().join("good.toml");
-    std::fs::write(&good, alias_config()).unwrap();
-    let out = clean_command(DAEMON, tmp.path())
+    std::fs::write(&good, alias_config("")).unwrap();
+    let out = clean_command(daemon_bin(), tmp.path())
         .args(["check-config"])
         .env("ECR_CREDD_CONFIG", &good)
         .output()
@@ -255,9 +252,12 @@ fn config_errors_name_file_line_and_key() {
     let default_missing = ecr_credd_client::groups::lookup_group("ecr-credd").is_none();
     assert_eq!(shown.contains("(group ecr-credd, which does not exist here"), default_missing, "{shown}");
     let named = tmp.path().join("named.toml");
-    std::fs::write(&named, format!("[server]\ngroup = \"no-such-group\"\n{}", alias_config())).unwrap();
-    let out =
-        clean_command(DAEMON, tmp.path()).args(["check-config", "--config"]).arg(&named).output().unwrap();
+    std::fs::write(&named, format!("[server]\ngroup = \"no-such-group\"\n{}", alias_config(""))).unwrap();
+    let out = clean_command(daemon_bin(), tmp.path())
+        .args(["check-config", "--config"])
+        .arg(&named)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("groupadd --system no-such-group"), "{err}");
 }

@@ -2,12 +2,10 @@
 //! helper itself and forwards the credentials to the engine, so a stub engine
 //! on loopback (testbed/docker_engine_stub.py) shows exactly what it would send.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use support::*;
+use testbed::*;
 
 struct Engine {
     port: u16,
@@ -17,7 +15,7 @@ struct Engine {
 impl Engine {
     fn start(home: &Path) -> Engine {
         let port = free_port();
-        let mut cmd = clean_command("python3", home);
+        let mut cmd = clean_command(python(), home);
         cmd.arg(format!("{ROOT}/testbed/docker_engine_stub.py")).arg(port.to_string());
         let proc = Proc::spawn("docker engine stub", &mut cmd);
         wait_port(port, "docker engine stub");
@@ -51,6 +49,7 @@ fn config_dir(home: &Path, name: &str, json: &str) -> PathBuf {
 
 #[test]
 fn docker_cli_forwards_our_credentials_with_cred_helpers_and_creds_store() {
+    require!(Moto, Docker);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let (moto, imds) = (Moto::start(home), Imds::start(home));

@@ -3,19 +3,17 @@
 //! moto does not evaluate cross-account trust policies, so the trust-policy
 //! and external-id cases are unit tests in src/doctor/classify.rs.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use support::*;
+use testbed::*;
 
 const REPO_CONFIG: &str =
     "[[registry]]\nhost = \"HOST\"\nregistry_id = \"ACCOUNT\"\nregion = \"us-east-1\"\nrole_arn = \"ROLE\"\n";
 
 /// Runs doctor with a HOME whose docker config routes `host` to the helper
 /// (unless `configured` is false); returns (exit code, output).
-fn doctor(
+fn doctor_at(
     dir: &Path,
     config: &str,
     env: &[(&str, String)],
@@ -28,22 +26,12 @@ fn doctor(
     let docker =
         if configured { format!("{{\"credHelpers\":{{\"{host}\":\"ecr-credd\"}}}}") } else { "{}".into() };
     std::fs::write(home.join(".docker/config.json"), docker).unwrap();
-    let path = Daemon::write_config(dir, config);
-    let mut cmd = clean_command(DAEMON, &home);
-    cmd.args(["doctor", "--config"]).arg(&path).arg("--socket").arg(dir.join("run/ecr-credd.sock"));
+    let socket = dir.join("run/ecr-credd.sock");
+    let mut args = vec!["--socket", socket.to_str().unwrap()];
     if json {
-        cmd.arg("--json");
+        args.push("--json");
     }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let start = std::time::Instant::now();
-    let out = cmd.output().unwrap();
-    assert!(start.elapsed() < Duration::from_secs(40), "doctor must not hang");
-    (
-        out.status.code().unwrap_or(-1),
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
-    )
+    doctor(&home, &Daemon::write_config(dir, config), &args, env)
 }
 
 fn config_for(host: &str, account: &str, role: &str) -> String {
@@ -52,6 +40,7 @@ fn config_for(host: &str, account: &str, role: &str) -> String {
 
 #[test]
 fn a_working_setup_passes_every_check() {
+    require!(Moto, Registry);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let registry = Registry::start(tmp.path(), PASSWORD);
@@ -59,7 +48,7 @@ fn a_working_setup_passes_every_check() {
     let env = Daemon::aws_env(&moto, &imds);
     let daemon = Daemon::builder(tmp.path()).config(&config).env(&env).start();
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", &registry.host()).0 == 0);
-    let (code, out) = doctor(tmp.path(), &config, &env, &registry.host(), true, false);
+    let (code, out) = doctor_at(tmp.path(), &config, &env, &registry.host(), true, false);
     eprintln!("---- doctor, healthy setup ----\n{out}");
     assert_eq!(code, 0, "{out}");
     for line in [
@@ -76,7 +65,7 @@ fn a_working_setup_passes_every_check() {
         assert!(out.contains(line), "missing {line:?} in\n{out}");
     }
     assert!(!out.contains(PASSWORD), "doctor prints no secret");
-    let (code, json) = doctor(tmp.path(), &config, &env, &registry.host(), true, true);
+    let (code, json) = doctor_at(tmp.path(), &config, &env, &registry.host(), true, true);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["ok"], true);
@@ -84,7 +73,7 @@ fn a_working_setup_passes_every_check() {
 
     // HOST/REPO:TAG heads the manifest: a missing tag is named as such.
     let home = tmp.path().join("home");
-    let out = clean_command(DAEMON, &home)
+    let out = clean_command(daemon_bin(), &home)
         .args(["doctor", "--config"])
         .arg(tmp.path().join("config.toml"))
         .arg(format!("{}/missing:v1", registry.host()))
@@ -105,11 +94,12 @@ fn iam_scenario(home: &Path, name: &str, allow: &str) -> (i32, String) {
     std::fs::create_dir_all(&d).unwrap();
     let (moto, imds, role) = iam_bed(&d, allow);
     let config = config_for("127.0.0.1:5000", "123456789012", &role);
-    doctor(&d, &config, &Daemon::aws_env(&moto, &imds), "127.0.0.1:5000", true, false)
+    doctor_at(&d, &config, &Daemon::aws_env(&moto, &imds), "127.0.0.1:5000", true, false)
 }
 
 #[test]
 fn each_broken_step_is_named() {
+    require!(Moto, Registry);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
 
@@ -118,7 +108,7 @@ fn each_broken_step_is_named() {
     imds.control("fail", "on");
     let d = home.join("imds");
     std::fs::create_dir_all(&d).unwrap();
-    let (code, out) = doctor(
+    let (code, out) = doctor_at(
         &d,
         &config_for("127.0.0.1:5000", ACCOUNT, ROLE),
         &Daemon::aws_env(&moto, &imds),
@@ -135,7 +125,7 @@ fn each_broken_step_is_named() {
     let registry = Registry::start(home, "not-the-token");
     let d = home.join("repo");
     std::fs::create_dir_all(&d).unwrap();
-    let (code, out) = doctor(
+    let (code, out) = doctor_at(
         &d,
         &config_for(&registry.host(), ACCOUNT, ROLE),
         &Daemon::aws_env(&moto, &imds),

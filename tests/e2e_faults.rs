@@ -2,16 +2,10 @@
 //! ECR (through a fault-injecting proxy in front of moto), IMDS outages, a
 //! cold stampede, and credential rotation. Each case bounds the AWS calls.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::fault_proxy::{Fault, FaultProxy};
-use support::*;
-
-fn alias_config(extra: &str) -> String {
-    format!("{extra}\n{}", registry_toml(ALIAS, Some(ROLE)))
-}
+use testbed::fault_proxy::{Fault, FaultProxy};
+use testbed::*;
 
 fn env(proxy: &FaultProxy, imds: &Imds) -> Vec<(&'static str, String)> {
     vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()), ("AWS_ENDPOINT_URL", proxy.endpoint())]
@@ -19,6 +13,7 @@ fn env(proxy: &FaultProxy, imds: &Imds) -> Vec<(&'static str, String)> {
 
 #[test]
 fn sts_throttling_at_start_backs_off_then_recovers() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let proxy = FaultProxy::start(moto.port);
@@ -55,6 +50,7 @@ fn sts_throttling_at_start_backs_off_then_recovers() {
 
 #[test]
 fn ecr_faults_during_refresh_keep_the_valid_token_served() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     // 24 s tokens with a 10 s margin: refresh due at ~12 s, usable until 14 s.
     let moto = Moto::start_with(tmp.path(), &[("ECR_TOKEN_TTL", "24")]);
@@ -103,6 +99,7 @@ fn ecr_faults_during_refresh_keep_the_valid_token_served() {
 
 #[test]
 fn imds_down_at_start_then_back_without_restart() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     imds.control("fail", "on");
@@ -129,6 +126,7 @@ fn imds_down_at_start_then_back_without_restart() {
 
 #[test]
 fn imds_down_after_start_keeps_serving() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let daemon =
@@ -144,6 +142,7 @@ fn imds_down_after_start_keeps_serving() {
 
 #[test]
 fn cold_stampede_of_1000_gets_makes_one_call_each() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     // Slow IMDS keeps the start-up fetch in flight while the stampede arrives.
@@ -172,6 +171,7 @@ fn cold_stampede_of_1000_gets_makes_one_call_each() {
 
 #[test]
 fn registries_on_one_role_and_region_share_one_token_per_refresh() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     // 40 s tokens, refreshed at about half their life.
     let moto = Moto::start_with(tmp.path(), &[("ECR_TOKEN_TTL", "40")]);
@@ -196,6 +196,7 @@ fn registries_on_one_role_and_region_share_one_token_per_refresh() {
 
 #[test]
 fn rotated_credentials_and_passwords_are_picked_up_at_refresh() {
+    require!(Moto, Registry);
     let tmp = tempfile::tempdir().unwrap();
     // Short tokens with a new password each time; short-lived instance credentials.
     let moto = Moto::start_with(tmp.path(), &[("ECR_TOKEN_TTL", "16"), ("ECR_ROTATE_PASSWORD", "1")]);
@@ -254,6 +255,7 @@ fn denied_message(allow: &str) -> (String, u64, u64) {
 
 #[test]
 fn permission_denials_name_the_step_and_back_off() {
+    require!(Moto);
     // The instance role may not assume the registry's role (setup step 4).
     let (out, assume, gat) = denied_message("ecr:GetAuthorizationToken");
     eprintln!("no sts:AssumeRole: {out:?} after {assume} AssumeRole calls");
@@ -271,6 +273,7 @@ fn permission_denials_name_the_step_and_back_off() {
 
 #[test]
 fn slow_aws_past_the_timeout_is_reported_then_recovers() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let proxy = FaultProxy::start(moto.port);
@@ -299,6 +302,7 @@ fn slow_aws_past_the_timeout_is_reported_then_recovers() {
 
 #[test]
 fn sts_unreachable_does_not_hold_up_instance_credential_registries() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     // STS is a black hole (a VPC with an ECR endpoint and no STS route): it

@@ -2,15 +2,13 @@
 //! pipeline requests and never read cannot hold every socket slot, and root
 //! is served at its normal latency throughout.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ecr_credd_client::client;
 use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
-use support::*;
+use testbed::*;
 
 fn timed_get(socket: &Path) -> Duration {
     let start = Instant::now();
@@ -26,6 +24,7 @@ fn p99_and_max(mut samples: Vec<Duration>) -> (Duration, Duration) {
 
 #[test]
 fn one_users_unread_pipelines_leave_root_served() {
+    require!(Moto, Root);
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
@@ -39,7 +38,8 @@ fn one_users_unread_pipelines_leave_root_served() {
 
     // 520 connections from nobody, each with 600 status requests it never reads.
     let script = format!(
-        "ulimit -n 4096 && exec setpriv --reuid=65534 --regid=65534 --clear-groups python3 {ROOT}/testbed/flood.py socket {} 520 10 600",
+        "ulimit -n 4096 && exec setpriv --reuid=65534 --regid=65534 --clear-groups {} {ROOT}/testbed/flood.py socket {} 520 10 600",
+        python(),
         daemon.socket.display()
     );
     let mut cmd = clean_command("sh", tmp.path());

@@ -1,14 +1,12 @@
 //! The kubelet credential provider driven as the kubelet drives it, against
 //! the daemon and moto.
 
-mod support;
-
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use support::*;
+use testbed::*;
 
-static PROVIDER: LazyLock<String> = LazyLock::new(|| support::client_bin("ecr-credd-kubelet-provider"));
+static PROVIDER: LazyLock<String> = LazyLock::new(|| testbed::program("ecr-credd-kubelet-provider"));
 
 fn provide(socket: &std::path::Path, request: &str) -> (i32, String, String) {
     run_client(&PROVIDER, &[], socket, request)
@@ -20,6 +18,7 @@ fn request(image: &str) -> String {
 
 #[test]
 fn kubelet_provider_answers_from_the_daemon() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let config = registry_toml(ALIAS, Some(ROLE));

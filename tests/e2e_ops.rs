@@ -1,20 +1,18 @@
 //! Operations: the health endpoint over real HTTP, `ecr-credd status`, and
 //! config reload on SIGHUP.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::*;
+use testbed::*;
 
 fn config(health: u16, extra: &str) -> String {
     format!("[health]\nlisten = \"127.0.0.1:{health}\"\n\n{}{extra}", registry_toml(ALIAS, Some(ROLE)))
 }
 
 fn status_cmd(daemon: &Daemon) -> (i32, String) {
-    let out = clean_command(DAEMON, std::path::Path::new("/nonexistent"))
+    let out = clean_command(daemon_bin(), std::path::Path::new("/nonexistent"))
         .args(["status", "--socket"])
         .arg(&daemon.socket)
         .output()
@@ -24,6 +22,7 @@ fn status_cmd(daemon: &Daemon) -> (i32, String) {
 
 #[test]
 fn health_endpoint_status_and_metrics_over_http() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let port = free_port();
@@ -98,6 +97,7 @@ fn health_endpoint_status_and_metrics_over_http() {
 
 #[test]
 fn readyz_is_503_with_reasons_while_aws_refuses() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     assert_eq!(http(moto.port, "POST", "/moto-api/reset-auth", "0").0, 200);
@@ -134,6 +134,7 @@ fn readyz_is_503_with_reasons_while_aws_refuses() {
 
 #[test]
 fn sighup_reloads_keeping_unchanged_tokens_and_rejects_bad_configs() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let port = free_port();
@@ -196,6 +197,7 @@ fn sighup_reloads_keeping_unchanged_tokens_and_rejects_bad_configs() {
 
 #[test]
 fn sigterm_finishes_in_flight_gets_then_exits_zero() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     // Each IMDS call takes 0.6 s, so the first token takes about 2 s.

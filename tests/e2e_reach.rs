@@ -1,10 +1,8 @@
 //! Beyond one registry: two accounts in different regions with their own
 //! roles, ECR Public, and AWS reached only through an HTTPS proxy.
 
-mod support;
-
-use support::tls_proxy::TlsProxy;
-use support::*;
+use testbed::tls_proxy::TlsProxy;
+use testbed::*;
 
 const ACCOUNT_A: &str = "111111111111";
 const ACCOUNT_B: &str = "222222222222";
@@ -16,6 +14,7 @@ fn secret_of(daemon: &Daemon, host: &str) -> String {
 
 #[test]
 fn two_accounts_and_ecr_public_each_get_their_own_token() {
+    require!(Moto, Registry, Skopeo);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let (moto, imds) = (Moto::start(home), Imds::start(home));
@@ -57,6 +56,7 @@ fn two_accounts_and_ecr_public_each_get_their_own_token() {
 
 #[test]
 fn aws_calls_go_through_the_https_proxy_and_imds_does_not() {
+    require!(Moto, Registry);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let (moto, imds) = (Moto::start(home), Imds::start(home));
@@ -112,8 +112,12 @@ fn aws_calls_go_through_the_https_proxy_and_imds_does_not() {
     // doctor takes the same path: proxy from the config, ECR Public's API,
     // then the registry itself with the token.
     let config = Daemon::write_config(&dir, &with_key);
-    let out =
-        clean_command(DAEMON, &dir).args(["doctor", "--config"]).arg(&config).envs(env).output().unwrap();
+    let out = clean_command(daemon_bin(), &dir)
+        .args(["doctor", "--config"])
+        .arg(&config)
+        .envs(env)
+        .output()
+        .unwrap();
     let report = output_text(&out);
     assert!(report.contains(&format!("ok   ecr-public:GetAuthorizationToken [{public_host}]")), "{report}");
     assert!(report.contains("ok   ecr:GetAuthorizationToken [127.0.0.1:5000]"), "{report}");
@@ -158,6 +162,7 @@ fn tunnelled(proxy: &TlsProxy) -> std::collections::BTreeSet<String> {
 
 #[test]
 fn endpoints_are_fips_dual_stack_and_sts_in_the_instances_region() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let moto = Moto::start(home);

@@ -1,8 +1,6 @@
 //! Security: the peer check, nothing written to disk, insecure paths refused,
 //! and hostile input answered specifically while others are served.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -12,11 +10,7 @@ use std::time::{Duration, Instant};
 
 use ecr_credd_client::client;
 use ecr_credd_client::wire::{Request, RequestBody, ResponseBody};
-use support::*;
-
-fn alias_config(extra_server: &str) -> String {
-    format!("{extra_server}\n{}", registry_toml(ALIAS, Some(ROLE)))
-}
+use testbed::*;
 
 /// Runs the helper as `nobody`, from a copy nobody can execute.
 fn helper_as_nobody(dir: &Path, socket: &Path) -> (i32, String) {
@@ -25,6 +19,7 @@ fn helper_as_nobody(dir: &Path, socket: &Path) -> (i32, String) {
 
 #[test]
 fn peer_check_refuses_other_users_and_logs_uid_and_pid() {
+    require!(Moto, Root);
     let tmp = tempfile::tempdir().unwrap();
     // Everyone may reach the socket file: only the peer check stands in the way.
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -97,6 +92,7 @@ fn peer_check_refuses_other_users_and_logs_uid_and_pid() {
 
 #[test]
 fn nothing_is_written_to_disk_and_no_secret_leaks_into_errors() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let home = tmp.path().join("home");
@@ -152,7 +148,7 @@ fn nothing_is_written_to_disk_and_no_secret_leaks_into_errors() {
         }
         texts.push(err);
     }
-    let out = clean_command(DAEMON, &home)
+    let out = clean_command(daemon_bin(), &home)
         .args(["status", "--json", "--socket"])
         .arg(&daemon.socket)
         .output()
@@ -169,13 +165,15 @@ fn nothing_is_written_to_disk_and_no_secret_leaks_into_errors() {
 
 #[test]
 fn insecure_config_or_socket_directory_is_refused() {
+    require!(Root);
     let tmp = tempfile::tempdir().unwrap();
     let config = Daemon::write_config(tmp.path(), &alias_config(""));
     // Writable by others, by the group, or owned by another user: each refused.
     let refused = |owner: u32, mode: u32| {
         std::os::unix::fs::chown(&config, Some(owner), None).unwrap();
         std::fs::set_permissions(&config, std::fs::Permissions::from_mode(mode)).unwrap();
-        let out = clean_command(DAEMON, tmp.path()).args(["run", "--config"]).arg(&config).output().unwrap();
+        let out =
+            clean_command(daemon_bin(), tmp.path()).args(["run", "--config"]).arg(&config).output().unwrap();
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         let said = format!(
@@ -193,7 +191,8 @@ fn insecure_config_or_socket_directory_is_refused() {
     let run = tmp.path().join("run");
     std::fs::create_dir_all(&run).unwrap();
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = clean_command(DAEMON, tmp.path()).args(["run", "--config"]).arg(&config).output().unwrap();
+    let out =
+        clean_command(daemon_bin(), tmp.path()).args(["run", "--config"]).arg(&config).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the socket directory is writable by others (mode 0777)"), "{err}");
@@ -205,8 +204,11 @@ fn insecure_config_or_socket_directory_is_refused() {
     std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
     let config_theirs = tmp.path().join("theirs.toml");
     std::fs::write(&config_theirs, format!("[server]\nsocket = \"{}/s.sock\"\n", theirs.display())).unwrap();
-    let out =
-        clean_command(DAEMON, tmp.path()).args(["run", "--config"]).arg(&config_theirs).output().unwrap();
+    let out = clean_command(daemon_bin(), tmp.path())
+        .args(["run", "--config"])
+        .arg(&config_theirs)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the socket directory is owned by uid 65534, not root or this daemon"), "{err}");
@@ -216,7 +218,8 @@ fn insecure_config_or_socket_directory_is_refused() {
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
     // (write_config opens [server], so the key lands in that table.)
     let config = Daemon::write_config(tmp.path(), "group = \"no-such-group\"\n");
-    let out = clean_command(DAEMON, tmp.path()).args(["run", "--config"]).arg(&config).output().unwrap();
+    let out =
+        clean_command(daemon_bin(), tmp.path()).args(["run", "--config"]).arg(&config).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -235,6 +238,7 @@ fn timed_get(socket: &Path) -> Duration {
 
 #[test]
 fn hostile_input_gets_specific_errors_while_others_are_served() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let daemon =
@@ -281,7 +285,7 @@ fn hostile_input_gets_specific_errors_while_others_are_served() {
     assert_eq!((code, out.as_str()), (1, "ecr-credd: invalid registry host \"a\\0b\": only letters, digits, '.', '-', ':' and brackets are allowed\n"));
 
     // 10 MB on the helper's stdin: refused after 64 KiB, without reading it all.
-    let mut child = clean_command(&*HELPER, tmp.path())
+    let mut child = clean_command(helper_bin(), tmp.path())
         .arg("get")
         .env("ECR_CREDD_SOCKET", &socket)
         .stdin(Stdio::piped())
@@ -322,6 +326,7 @@ fn has_core(dir: &Path) -> bool {
 
 #[test]
 fn an_aborted_daemon_leaves_no_core_file_with_its_tokens() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
     // Control: here a dumpable process that aborts with cores allowed leaves one.
@@ -357,6 +362,7 @@ fn an_aborted_daemon_leaves_no_core_file_with_its_tokens() {
 
 #[test]
 fn a_flood_of_health_connections_from_another_user_leaves_the_socket_served() {
+    require!(Moto, Root);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let health = free_port();
@@ -373,7 +379,8 @@ fn a_flood_of_health_connections_from_another_user_leaves_the_socket_served() {
 
     // 3,000 half-open requests to the health port from nobody, held 8 s.
     let script = format!(
-        "ulimit -n 4096 && exec setpriv --reuid=65534 --regid=65534 --clear-groups python3 {ROOT}/testbed/flood.py health {health} 3000 8"
+        "ulimit -n 4096 && exec setpriv --reuid=65534 --regid=65534 --clear-groups {python} {ROOT}/testbed/flood.py health {health} 3000 8",
+        python = python()
     );
     let mut cmd = clean_command("sh", tmp.path());
     cmd.args(["-c", &script]);

@@ -4,13 +4,11 @@
 //! helper. IMDS is a dead port unless the case is about IMDS, so a token can
 //! only have come from the source under test.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use testbed::*;
 
 /// Pushes an image to `registry` and pulls it back, both through the helper.
 fn push_and_pull(home: &Path, daemon: &Daemon, registry: &Registry) {
@@ -31,7 +29,7 @@ fn config(registry: &Registry, source: &str) -> String {
 /// The base-credential source the daemon reports, once it has a token.
 fn source_of(daemon: &Daemon, host: &str) -> String {
     wait_until("a token", Duration::from_secs(30), || daemon.helper("get", host).0 == 0);
-    let out = clean_command(DAEMON, Path::new("/nonexistent"))
+    let out = clean_command(daemon_bin(), Path::new("/nonexistent"))
         .args(["status", "--json", "--socket"])
         .arg(&daemon.socket)
         .output()
@@ -64,7 +62,7 @@ fn serves_with(dir: &Path, registry: &Registry, source: &str, env: &[(&str, Stri
 fn container_endpoint(dir: &Path, moto: &Moto, expiry: u32) -> (Proc, u16, Vec<(&'static str, String)>) {
     std::fs::create_dir_all(dir).unwrap();
     let port = free_port();
-    let mut cmd = clean_command("python3", dir);
+    let mut cmd = clean_command(python(), dir);
     cmd.arg(format!("{ROOT}/testbed/container_creds.py"))
         .arg(port.to_string())
         .arg("pod-identity-token")
@@ -81,6 +79,7 @@ fn container_endpoint(dir: &Path, moto: &Moto, expiry: u32) -> (Proc, u16, Vec<(
 
 #[test]
 fn env_and_profiles_give_the_base_credentials() {
+    require!(Moto, Registry, Skopeo);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let moto = Moto::start(home);
@@ -125,6 +124,7 @@ fn env_and_profiles_give_the_base_credentials() {
 
 #[test]
 fn web_identity_and_container_endpoint() {
+    require!(Moto, Registry, Skopeo);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let moto = Moto::start(home);
@@ -184,7 +184,7 @@ fn sso_home(dir: &Path, portal_port: u16) -> Vec<(&'static str, String)> {
 /// The SSO portal double, whose role credentials expire after `expiry` seconds.
 fn sso_portal(home: &Path, expiry: u32) -> (Proc, u16) {
     let port = free_port();
-    let mut cmd = clean_command("python3", home);
+    let mut cmd = clean_command(python(), home);
     cmd.arg(format!("{ROOT}/testbed/sso_portal.py"))
         .arg(port.to_string())
         .arg("sso-access-token")
@@ -196,6 +196,7 @@ fn sso_portal(home: &Path, expiry: u32) -> (Proc, u16) {
 
 #[test]
 fn an_sso_profile_gives_the_base_credentials() {
+    require!(Moto, Registry, Skopeo);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let moto = Moto::start(home);
@@ -209,7 +210,7 @@ fn an_sso_profile_gives_the_base_credentials() {
     assert!(!calls.contains("\"calls\": 0"), "the portal gave the credentials: {calls}");
     drop(daemon);
 
-    let (_, report) = doctor(&dir, &config(&registry, "profile:sso"), &env);
+    let (_, report) = doctor_with(&dir, &config(&registry, "profile:sso"), &env);
     eprintln!("doctor, credentials = \"profile:sso\":\n{report}");
     assert!(report.contains("ok   base credentials: profile sso gave them"), "{report}");
     // The stopped daemon left its socket: the fix is to start it, not to join its group.
@@ -217,7 +218,7 @@ fn an_sso_profile_gives_the_base_credentials() {
     assert!(!report.contains("usermod"), "{report}");
 
     // A portal out of reach: doctor names the source and the profile's fix.
-    let (code, report) = doctor(&dir, &config(&registry, "profile:sso"), &{
+    let (code, report) = doctor_with(&dir, &config(&registry, "profile:sso"), &{
         let mut env = env.clone();
         env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL_SSO");
         env.push(("AWS_ENDPOINT_URL_SSO", format!("http://127.0.0.1:{}", free_port())));
@@ -231,6 +232,7 @@ fn an_sso_profile_gives_the_base_credentials() {
 
 #[test]
 fn chain_picks_the_first_source_and_instance_ignores_the_environment() {
+    require!(Moto, Registry, Skopeo);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let (moto, imds) = (Moto::start(home), Imds::start(home));
@@ -284,14 +286,14 @@ fn a_bad_source_is_refused_at_check_config_and_start_naming_the_key() {
     for (source, want) in cases {
         let path = Daemon::write_config(tmp.path(), &format!("[aws]\ncredentials = \"{source}\"\n"));
         for args in [&["check-config", "--config"][..], &["run", "--config"][..]] {
-            let out = clean_command(DAEMON, tmp.path()).args(args).arg(&path).output().unwrap();
+            let out = clean_command(daemon_bin(), tmp.path()).args(args).arg(&path).output().unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(1), "{args:?} {source}: {err}");
             assert!(err.contains(want) && err.contains("config.toml:"), "{args:?} {source}: {err}");
         }
     }
     let path = Daemon::write_config(tmp.path(), "[aws]\ncredentials = \"web-identity\"\n");
-    let out = clean_command(DAEMON, tmp.path())
+    let out = clean_command(daemon_bin(), tmp.path())
         .args(["check-config", "--config"])
         .arg(&path)
         .env("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/token")
@@ -302,22 +304,13 @@ fn a_bad_source_is_refused_at_check_config_and_start_naming_the_key() {
 }
 
 /// `ecr-credd doctor` for `config` (no daemon running): exit code and report.
-fn doctor(dir: &Path, config: &str, env: &[(&str, String)]) -> (i32, String) {
-    let path = Daemon::write_config(dir, config);
-    let out = clean_command(DAEMON, dir)
-        .args(["doctor", "--config"])
-        .arg(&path)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
-    )
+fn doctor_with(dir: &Path, config: &str, env: &[(&str, String)]) -> (i32, String) {
+    doctor(dir, &Daemon::write_config(dir, config), &[], env)
 }
 
 #[test]
 fn doctor_says_which_source_gave_credentials_and_what_the_chain_skipped() {
+    require!(Moto, Registry);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let moto = Moto::start(home);
@@ -327,7 +320,7 @@ fn doctor_says_which_source_gave_credentials_and_what_the_chain_skipped() {
     let mut env = no_imds(&moto);
     env.push(("AWS_ACCESS_KEY_ID", "AKIAENVEXAMPLE000003".into()));
     env.push(("AWS_SECRET_ACCESS_KEY", "s".into()));
-    let (_, report) = doctor(home, &config(&registry, "env"), &env);
+    let (_, report) = doctor_with(home, &config(&registry, "env"), &env);
     eprintln!("doctor, credentials = \"env\":\n{report}");
     assert!(report.contains("ok   base credentials: environment gave them"), "{report}");
     assert!(report.contains("ok   sts:AssumeRole"), "{report}");
@@ -338,7 +331,7 @@ fn doctor_says_which_source_gave_credentials_and_what_the_chain_skipped() {
     let mut env = no_imds(&moto);
     env.push(("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()));
     env.push(("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa-node".into()));
-    let (_, report) = doctor(home, &config(&registry, "chain"), &env);
+    let (_, report) = doctor_with(home, &config(&registry, "chain"), &env);
     eprintln!("doctor, credentials = \"chain\":\n{report}");
     assert!(
         report.contains("ok   base credentials: web identity gave them; not from: environment:"),
@@ -347,7 +340,7 @@ fn doctor_says_which_source_gave_credentials_and_what_the_chain_skipped() {
     assert!(report.contains("profile (AWS_PROFILE or default):"), "{report}");
 
     // web-identity and a profile, each on its own.
-    let (_, report) = doctor(home, &config(&registry, "web-identity"), &env);
+    let (_, report) = doctor_with(home, &config(&registry, "web-identity"), &env);
     eprintln!("doctor, credentials = \"web-identity\":\n{report}");
     assert!(report.contains("ok   base credentials: web identity gave them"), "{report}");
     let aws_config = home.join("aws-config");
@@ -358,17 +351,17 @@ fn doctor_says_which_source_gave_credentials_and_what_the_chain_skipped() {
     .unwrap();
     let mut env = no_imds(&moto);
     env.push(("AWS_CONFIG_FILE", aws_config.display().to_string()));
-    let (_, report) = doctor(home, &config(&registry, "profile:ci"), &env);
+    let (_, report) = doctor_with(home, &config(&registry, "profile:ci"), &env);
     eprintln!("doctor, credentials = \"profile:ci\":\n{report}");
     assert!(report.contains("ok   base credentials: profile ci gave them"), "{report}");
     assert!(report.contains("ok   ecr:GetAuthorizationToken"), "{report}");
 
     // container, with the endpoint (EKS Pod Identity's shape) and without.
     let (_endpoint, _, env) = container_endpoint(&home.join("pod"), &moto, 21600);
-    let (_, report) = doctor(home, &config(&registry, "container"), &env);
+    let (_, report) = doctor_with(home, &config(&registry, "container"), &env);
     eprintln!("doctor, credentials = \"container\":\n{report}");
     assert!(report.contains("ok   base credentials: container endpoint gave them"), "{report}");
-    let (code, report) = doctor(home, &config(&registry, "container"), &no_imds(&moto));
+    let (code, report) = doctor_with(home, &config(&registry, "container"), &no_imds(&moto));
     eprintln!("doctor, credentials = \"container\" without an endpoint:\n{report}");
     assert_eq!(code, 1);
     assert!(report.contains("FAIL base credentials: container:"), "{report}");
@@ -377,6 +370,7 @@ fn doctor_says_which_source_gave_credentials_and_what_the_chain_skipped() {
 
 #[test]
 fn rotated_source_credentials_are_used_for_the_next_token() {
+    require!(Moto, Registry);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     // 16 s tokens, refreshed every few seconds (safety margin 10 s).

@@ -2,8 +2,6 @@
 //! readiness and watchdog on our own NOTIFY_SOCKET, socket activation with
 //! LISTEN_FDS, and a restart that loses no `get`.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::Path;
@@ -12,21 +10,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::*;
-
-fn alias_config() -> String {
-    registry_toml(ALIAS, Some(ROLE))
-}
+use testbed::*;
 
 /// The units, with ExecStart pointing at the binary under test.
 fn units_in(dir: &Path) {
     let service = std::fs::read_to_string(format!("{ROOT}/systemd/ecr-credd.service")).unwrap();
-    std::fs::write(dir.join("ecr-credd.service"), service.replace("/usr/bin/ecr-credd", DAEMON)).unwrap();
+    std::fs::write(dir.join("ecr-credd.service"), service.replace("/usr/bin/ecr-credd", daemon_bin()))
+        .unwrap();
     std::fs::copy(format!("{ROOT}/systemd/ecr-credd.socket"), dir.join("ecr-credd.socket")).unwrap();
 }
 
 #[test]
 fn units_verify_and_score_at_most_1_5() {
+    require!(Systemd);
     let tmp = tempfile::tempdir().unwrap();
     units_in(tmp.path());
     let out = Command::new("systemd-analyze")
@@ -75,9 +71,9 @@ fn ready_watchdog_and_stopping_go_to_notify_socket() {
         ("WATCHDOG_USEC", "400000".to_string()),
     ];
     let socket = tmp.path().join("run/ecr-credd.sock");
-    let config = Daemon::write_config(tmp.path(), &alias_config());
+    let config = Daemon::write_config(tmp.path(), &alias_config(""));
     // systemd names the watched process in WATCHDOG_PID; sh's $$ is the daemon after exec.
-    let script = format!("WATCHDOG_PID=$$ exec {DAEMON} run --config {}", config.display());
+    let script = format!("WATCHDOG_PID=$$ exec {} run --config {}", daemon_bin(), config.display());
     let mut cmd = clean_command("sh", tmp.path());
     cmd.args(["-c", &script]);
     for (k, v) in &env {
@@ -114,10 +110,11 @@ fn ready_watchdog_and_stopping_go_to_notify_socket() {
 /// Starts the daemon on an inherited listening socket, the way systemd does:
 /// the fd arrives as fd 3 with LISTEN_FDS=1 and LISTEN_PID of the daemon.
 fn activated(dir: &Path, listener: &UnixListener, env: &[(&str, String)]) -> Proc {
-    let config = Daemon::write_config(dir, &alias_config());
+    let config = Daemon::write_config(dir, &alias_config(""));
     let fd: std::os::fd::OwnedFd = listener.try_clone().unwrap().into();
     let script = format!(
-        "exec 3<&0 0</dev/null; LISTEN_PID=$$ LISTEN_FDS=1 exec {DAEMON} run --config {}",
+        "exec 3<&0 0</dev/null; LISTEN_PID=$$ LISTEN_FDS=1 exec {} run --config {}",
+        daemon_bin(),
         config.display()
     );
     let mut cmd = clean_command("sh", dir);
@@ -130,6 +127,7 @@ fn activated(dir: &Path, listener: &UnixListener, env: &[(&str, String)]) -> Pro
 
 #[test]
 fn socket_activation_and_restart_lose_no_get() {
+    require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let env = Daemon::aws_env(&moto, &imds);
@@ -178,6 +176,7 @@ fn socket_activation_and_restart_lose_no_get() {
 
 #[test]
 fn the_socket_group_comes_from_the_activated_socket() {
+    require!(Moto, Root);
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-const DAEMON: &str = env!("CARGO_BIN_EXE_ecr-credd");
+use testbed::daemon_bin;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const ARGS: &[&str] = &[
     "policy",
@@ -23,7 +23,7 @@ const ARGS: &[&str] = &[
 ];
 
 fn policy(format: &str) -> String {
-    let out = Command::new(DAEMON).args(ARGS).args(["--format", format]).output().unwrap();
+    let out = Command::new(daemon_bin()).args(ARGS).args(["--format", format]).output().unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }

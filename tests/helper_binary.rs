@@ -1,16 +1,14 @@
 //! The helper is exec'd on every pull and push: it must not carry the AWS
 //! SDK, an HTTP stack or an async runtime.
 
-mod support;
-
 use std::process::Command;
 
-use support::client_bin;
+use testbed::program;
 
 #[test]
 fn helper_links_no_aws_sdk_http_stack_or_runtime() {
-    check(&client_bin("docker-credential-ecr-credd"), "ecr_credd_client::helper::run");
-    check(&client_bin("ecr-credd-kubelet-provider"), "ecr_credd_client::kubelet::run");
+    check(&program("docker-credential-ecr-credd"), "ecr_credd_client::helper::run");
+    check(&program("ecr-credd-kubelet-provider"), "ecr_credd_client::kubelet::run");
 }
 
 fn check(helper: &str, own: &str) {

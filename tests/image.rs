@@ -6,15 +6,13 @@
 //! through the mounted socket directory. The Kubernetes manifests validate
 //! offline against the Kubernetes schemas.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::engine::Dockerd;
-use support::*;
+use testbed::engine::Dockerd;
+use testbed::*;
 
 fn skopeo(args: &[&str]) -> String {
     let out = Command::new("skopeo").args(args).output().unwrap();
@@ -53,6 +51,7 @@ fn platforms(image: &Path, dir: &Path) -> Vec<(String, u64)> {
 
 #[test]
 fn image_runs_in_a_real_engine_and_serves_the_host_through_the_socket_dir() {
+    require!(Moto, Skopeo, Docker, Dist);
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let image = dist_file(".oci.tar");
@@ -186,7 +185,8 @@ fn image_runs_in_a_real_engine_and_serves_the_host_through_the_socket_dir() {
 
 #[test]
 fn kubernetes_manifests_validate_offline_against_the_schemas() {
-    let validate = format!("{ROOT}/.venv/bin/kubernetes-validate");
+    require!(Linters);
+    let validate = venv_tool("kubernetes-validate");
     let manifest = format!("{ROOT}/examples/kubernetes/daemonset.yaml");
     let run = |path: &str| Command::new(&validate).args(["--strict", "-k", "1.30.0", path]).output().unwrap();
     let out = run(&manifest);

@@ -2,21 +2,14 @@
 //! and the binaries running from an unpacked package. `make test` builds the
 //! packages first (`make release`); tests/debian11.rs installs the .deb.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{dist_file, ROOT};
+use testbed::require;
+use testbed::{dist_file, run_ok, ROOT};
 
 fn packages() -> (PathBuf, PathBuf) {
     (dist_file("_amd64.deb"), dist_file(".x86_64.rpm"))
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 const FILES: &[&str] = &[
@@ -36,30 +29,31 @@ const FILES: &[&str] = &[
 
 #[test]
 fn deb_contents_scripts_lintian_and_binaries() {
+    require!(Dist, PackageTools);
     let (deb, _) = packages();
     let deb = deb.to_str().unwrap();
-    let listing = run("dpkg-deb", &["-c", deb]);
+    let listing = run_ok("dpkg-deb", &["-c", deb]);
     for f in FILES.iter().chain(&["usr/share/doc/ecr-credd/copyright"]) {
         assert!(listing.contains(f), "{f} missing from the .deb:\n{listing}");
     }
-    let conffiles = run("dpkg-deb", &["-I", deb, "conffiles"]);
+    let conffiles = run_ok("dpkg-deb", &["-I", deb, "conffiles"]);
     assert!(conffiles.contains("/etc/ecr-credd/config.toml"), "{conffiles}");
     for script in ["postinst", "prerm", "postrm"] {
-        let text = run("dpkg-deb", &["-I", deb, script]);
+        let text = run_ok("dpkg-deb", &["-I", deb, script]);
         assert!(text.contains("/run/systemd/system"), "{script} must do nothing without systemd");
     }
-    assert!(run("dpkg-deb", &["-I", deb, "postinst"]).contains("enable --now ecr-credd.socket"));
+    assert!(run_ok("dpkg-deb", &["-I", deb, "postinst"]).contains("enable --now ecr-credd.socket"));
 
     let root = tempfile::tempdir().unwrap();
-    run("dpkg-deb", &["-x", deb, root.path().to_str().unwrap()]);
+    run_ok("dpkg-deb", &["-x", deb, root.path().to_str().unwrap()]);
     let bin = |name: &str| root.path().join("usr/bin").join(name);
     let version = env!("CARGO_PKG_VERSION");
-    assert!(run(bin("ecr-credd").to_str().unwrap(), &["--version"]).contains(version));
-    assert!(run(bin("docker-credential-ecr-credd").to_str().unwrap(), &["--version"]).contains(version));
-    assert!(run(bin("ecr-credd-kubelet-provider").to_str().unwrap(), &["--version"]).contains(version));
+    assert!(run_ok(bin("ecr-credd").to_str().unwrap(), &["--version"]).contains(version));
+    assert!(run_ok(bin("docker-credential-ecr-credd").to_str().unwrap(), &["--version"]).contains(version));
+    assert!(run_ok(bin("ecr-credd-kubelet-provider").to_str().unwrap(), &["--version"]).contains(version));
     let config = root.path().join("etc/ecr-credd/config.toml");
     let checked =
-        run(bin("ecr-credd").to_str().unwrap(), &["check-config", "--config", config.to_str().unwrap()]);
+        run_ok(bin("ecr-credd").to_str().unwrap(), &["check-config", "--config", config.to_str().unwrap()]);
     assert!(checked.contains(": OK"), "{checked}");
     let helper_size = std::fs::metadata(bin("docker-credential-ecr-credd")).unwrap().len();
     eprintln!("helper binary: {helper_size} bytes; package: {} bytes", std::fs::metadata(deb).unwrap().len());
@@ -73,7 +67,7 @@ fn deb_contents_scripts_lintian_and_binaries() {
     // postinst, which makes the group, runs in tests/debian11.rs under dpkg.
     if !Path::new("/run/systemd/system").exists() {
         for (script, arg) in [("prerm", "remove"), ("postrm", "remove")] {
-            let text = run("dpkg-deb", &["-I", deb, script]);
+            let text = run_ok("dpkg-deb", &["-I", deb, script]);
             let path = root.path().join(script);
             std::fs::write(&path, text).unwrap();
             let out = Command::new("/bin/sh")
@@ -98,15 +92,16 @@ fn deb_contents_scripts_lintian_and_binaries() {
 
 #[test]
 fn rpm_contents_config_and_scripts() {
+    require!(Dist, PackageTools);
     let (_, rpm) = packages();
     let rpm = rpm.to_str().unwrap();
-    let listing = run("rpm", &["-qlp", rpm]);
+    let listing = run_ok("rpm", &["-qlp", rpm]);
     for f in FILES.iter().chain(&["usr/share/licenses/ecr-credd/LICENSE"]) {
         assert!(listing.contains(f), "{f} missing from the .rpm:\n{listing}");
     }
-    let config = run("rpm", &["-qcp", rpm]);
+    let config = run_ok("rpm", &["-qcp", rpm]);
     assert!(config.contains("/etc/ecr-credd/config.toml"), "{config}");
-    let scripts = run("rpm", &["-qp", "--scripts", rpm]);
+    let scripts = run_ok("rpm", &["-qp", "--scripts", rpm]);
     assert!(
         scripts.contains("postinstall") && scripts.contains("enable --now ecr-credd.socket"),
         "{scripts}"
@@ -115,6 +110,6 @@ fn rpm_contents_config_and_scripts() {
     // %pre is packaging/rpm/pre_install.sh verbatim (tests/debian11.rs runs that file).
     let pre = std::fs::read_to_string(Path::new(ROOT).join("packaging/rpm/pre_install.sh")).unwrap();
     assert!(scripts.contains("preinstall") && scripts.contains(pre.trim()), "{scripts}");
-    let info = run("rpm", &["-qip", rpm]);
+    let info = run_ok("rpm", &["-qip", rpm]);
     assert!(info.contains("Apache-2.0"), "{info}");
 }

@@ -4,27 +4,19 @@
 //! group, names from /etc/hosts and from DNS) and, for aarch64, under qemu.
 //! `make test` builds `dist/` first (`make release`).
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use testbed::*;
 
 const BINARIES: [&str; 3] = ["ecr-credd", "docker-credential-ecr-credd", "ecr-credd-kubelet-provider"];
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", output_text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Unpacks a .deb or .rpm into `dir`.
 fn unpack(package: &Path, dir: &Path) {
     let p = package.to_str().unwrap();
     if p.ends_with(".deb") {
-        run("dpkg-deb", &["-x", p, dir.to_str().unwrap()]);
+        run_ok("dpkg-deb", &["-x", p, dir.to_str().unwrap()]);
     } else {
         let script = format!("rpm2cpio '{p}' | cpio -idm --quiet");
         let out = Command::new("sh").args(["-c", &script]).current_dir(dir).output().unwrap();
@@ -35,12 +27,12 @@ fn unpack(package: &Path, dir: &Path) {
 /// `None` for a static binary, else the highest GLIBC_ symbol version it needs.
 fn glibc_needs(binary: &Path) -> Option<String> {
     let b = binary.to_str().unwrap();
-    let program_headers = run("readelf", &["-lW", b]);
-    let dynamic = run("readelf", &["-dW", b]);
+    let program_headers = run_ok("readelf", &["-lW", b]);
+    let dynamic = run_ok("readelf", &["-dW", b]);
     if !program_headers.contains("INTERP") && !dynamic.contains("(NEEDED)") {
         return None;
     }
-    let versions = run("readelf", &["-VW", b]);
+    let versions = run_ok("readelf", &["-VW", b]);
     let mut all: Vec<(u32, u32)> = versions
         .split("GLIBC_2.")
         .skip(1)
@@ -58,6 +50,7 @@ fn glibc_needs(binary: &Path) -> Option<String> {
 
 #[test]
 fn every_shipped_binary_is_static_and_no_package_needs_a_new_libc() {
+    require!(Dist, PackageTools);
     for (package, arch) in [
         (dist_file("_amd64.deb"), "X86-64"),
         (dist_file("_arm64.deb"), "AArch64"),
@@ -68,7 +61,7 @@ fn every_shipped_binary_is_static_and_no_package_needs_a_new_libc() {
         unpack(&package, tmp.path());
         for name in BINARIES {
             let bin = tmp.path().join("usr/bin").join(name);
-            let header = run("readelf", &["-hW", bin.to_str().unwrap()]);
+            let header = run_ok("readelf", &["-hW", bin.to_str().unwrap()]);
             assert!(header.contains(arch), "{} in {}: not {arch}:\n{header}", name, package.display());
             let needs = glibc_needs(&bin);
             eprintln!(
@@ -81,9 +74,9 @@ fn every_shipped_binary_is_static_and_no_package_needs_a_new_libc() {
         }
         let p = package.to_str().unwrap();
         let needs = if p.ends_with(".deb") {
-            run("dpkg-deb", &["-f", p, "Depends"])
+            run_ok("dpkg-deb", &["-f", p, "Depends"])
         } else {
-            run("rpm", &["-qpR", p])
+            run_ok("rpm", &["-qpR", p])
         };
         eprintln!("{}: depends: {:?}", package.file_name().unwrap().to_string_lossy(), needs.trim());
         // Static binaries need no libc of any version; the scripts need groupadd,
@@ -118,6 +111,7 @@ fn every_shipped_binary_is_static_and_no_package_needs_a_new_libc() {
 /// token from moto via the IMDS double, both reached by name.
 #[test]
 fn aarch64_daemon_and_helper_serve_a_token_under_qemu() {
+    require!(Moto, Dist, Qemu, PackageTools);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("pkg");
     std::fs::create_dir_all(&root).unwrap();

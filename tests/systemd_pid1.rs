@@ -5,14 +5,12 @@
 //! an operator relies on: socket activation and who may connect, reload and
 //! restart, readable journal lines, the unit's settings and its exposure.
 
-mod support;
-
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use support::engine::Dockerd;
-use support::roots::debian_root;
-use support::*;
+use testbed::engine::Dockerd;
+use testbed::roots::debian_root;
+use testbed::*;
 
 /// Served with the instance's credentials.
 const SERVED: &str = "127.0.0.1:5000";
@@ -377,10 +375,12 @@ fn as_systemd_219_sees_it(m: &Machine) {
 
 #[test]
 fn debian_12_systemd_252() {
+    require!(Moto, Docker, Root, Systemd, Dist, Debootstrap, PackageTools);
     under_systemd("bookworm");
 }
 
 #[test]
 fn debian_11_systemd_247() {
+    require!(Moto, Docker, Root, Systemd, Dist, Debootstrap, PackageTools);
     under_systemd("bullseye");
 }

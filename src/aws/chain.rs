@@ -28,9 +28,9 @@ const REREAD_STATIC: Duration = Duration::from_secs(5 * 60);
 /// The longest one ask of the base source may take. Shorter than a `get`'s
 /// wait (5 s), so a client is told which source hung, not only that time ran
 /// out; a slow source's late answer is still used, by the next attempt.
-pub const BASE_DEADLINE: Duration = Duration::from_secs(4);
+pub(crate) const BASE_DEADLINE: Duration = Duration::from_secs(4);
 /// The STS and ECR clients' whole-operation timeout (see `ecr::sdk_config`).
-pub const STS_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const STS_DEADLINE: Duration = Duration::from_secs(10);
 
 use crate::sync::lock;
 
@@ -56,7 +56,7 @@ pub(crate) fn other_providers(base: &SdkConfig) -> ProviderConfig {
 
 /// `[aws]` settings that apply to every registry (a restart applies changes).
 #[derive(Debug, Clone, Default)]
-pub struct AwsSettings {
+pub(crate) struct AwsSettings {
     /// FIPS endpoints for every STS and ECR call.
     pub use_fips: bool,
     /// Where AssumeRole is called unless a registry names its own region.
@@ -66,7 +66,7 @@ pub struct AwsSettings {
 }
 
 /// `AWS_REGION`, else `AWS_DEFAULT_REGION`, when set and not empty.
-pub fn env_region() -> Option<String> {
+pub(crate) fn env_region() -> Option<String> {
     ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|k| std::env::var(k).ok().filter(|r| !r.is_empty()))
 }
 
@@ -76,7 +76,11 @@ impl AwsSettings {
     /// only through an interface endpoint in its own region), else
     /// `AWS_REGION`/`AWS_DEFAULT_REGION`, else the registry's region; and
     /// whether through FIPS endpoints. The daemon and doctor both ask this.
-    pub fn sts_target(&self, registry: &RegistryConfig, instance_region: Option<&str>) -> (String, bool) {
+    pub(crate) fn sts_target(
+        &self,
+        registry: &RegistryConfig,
+        instance_region: Option<&str>,
+    ) -> (String, bool) {
         let region = registry
             .sts_region
             .clone()
@@ -88,7 +92,7 @@ impl AwsSettings {
     }
 
     /// The `[aws]` settings of `config`.
-    pub fn from_config(config: &crate::config::Config) -> Self {
+    pub(crate) fn from_config(config: &crate::config::Config) -> Self {
         AwsSettings {
             use_fips: config.use_fips,
             sts_region: config.sts_region.clone(),
@@ -98,7 +102,7 @@ impl AwsSettings {
 }
 
 /// Instance credentials and assumed-role credentials, cached.
-pub struct CredentialChain {
+pub(crate) struct CredentialChain {
     base: SdkConfig,
     settings: AwsSettings,
     /// The instance's own region from IMDS, once known.
@@ -168,7 +172,7 @@ fn unexpired(creds: &Credentials, now: SystemTime) -> bool {
 
 impl CredentialChain {
     /// A chain whose AWS clients are built from `base` (endpoints, timeouts, retries).
-    pub fn new(base: SdkConfig, settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(base: SdkConfig, settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
         let (b, s) = (base.clone(), settings.clone());
         let build = Box::new(move || build_providers(&b, &s));
         Self::with_providers(base, settings, metrics, build, Arc::new(SystemClock))
@@ -202,12 +206,12 @@ impl CredentialChain {
     }
 
     /// The instance principal's ARN, once `sts:GetCallerIdentity` has told us.
-    pub fn identity(&self) -> Option<String> {
+    pub(crate) fn identity(&self) -> Option<String> {
         self.identity.get().cloned()
     }
 
     /// Where `registry`'s STS calls go (see [`AwsSettings::sts_target`]).
-    pub async fn sts_target(&self, registry: &RegistryConfig) -> (String, bool) {
+    pub(crate) async fn sts_target(&self, registry: &RegistryConfig) -> (String, bool) {
         // IMDS is asked only when no region is configured, and only when it
         // gave the credentials: pods and tasks on other sources may not reach
         // IMDS, and AWS_REGION is theirs.
@@ -247,7 +251,7 @@ impl CredentialChain {
     /// Looks the identity up (once, `sts:GetCallerIdentity`) now that
     /// something wants it, waiting for the answer at most `wait`. Deferred
     /// until asked so that a booting fleet does not double its STS calls.
-    pub async fn want_identity(&self, wait: Duration) {
+    pub(crate) async fn want_identity(&self, wait: Duration) {
         if self.identity.get().is_some() {
             return;
         }
@@ -282,14 +286,14 @@ impl CredentialChain {
     }
 
     /// Which provider gave the base credentials last.
-    pub fn source_used(&self) -> Option<String> {
+    pub(crate) fn source_used(&self) -> Option<String> {
         lock(&self.source_used).clone()
     }
 
     /// Reads the base credentials afresh at the next fetch (after a reload:
     /// a key rotated in a profile file is used at once), and forgets failed
     /// AssumeRoles (a reload is how IAM fixes are announced).
-    pub fn reread_base(&self) {
+    pub(crate) fn reread_base(&self) {
         self.reread.store(true, Ordering::SeqCst);
         for slot in lock(&self.roles).values() {
             *lock(&slot.failure) = None;
@@ -297,7 +301,7 @@ impl CredentialChain {
     }
 
     /// What `host`'s fetch is waiting on and for how long, while it runs.
-    pub fn waiting_on(&self, host: &str) -> Option<String> {
+    pub(crate) fn waiting_on(&self, host: &str) -> Option<String> {
         lock(&self.waiting).get(host).map(|(step, since)| {
             let so_far = self.clock.now().saturating_duration_since(*since);
             format!("{step}, for {:.1}s so far", so_far.as_secs_f64())
@@ -309,13 +313,13 @@ impl CredentialChain {
     }
 
     /// The fetch for `host` ended.
-    pub fn done(&self, host: &str) {
+    pub(crate) fn done(&self, host: &str) {
         lock(&self.waiting).remove(host);
     }
 
     /// The credentials to call ECR with for `registry`: the assumed role's,
     /// or the instance's when no role is configured.
-    pub async fn for_registry(&self, registry: &RegistryConfig) -> Result<Credentials, FetchError> {
+    pub(crate) async fn for_registry(&self, registry: &RegistryConfig) -> Result<Credentials, FetchError> {
         let host = &registry.host;
         let Some(key) = RoleSession::of(registry) else {
             self.wait_on(host, format!("base credentials from {}", self.settings.credentials));

@@ -24,7 +24,7 @@ use crate::tokens::{FetchError, FetchedToken, TokenSource};
 use ecr_credd_client::secret::Secret;
 
 /// Fetches ECR tokens from AWS.
-pub struct AwsTokenSource {
+pub(crate) struct AwsTokenSource {
     base: SdkConfig,
     chain: CredentialChain,
     use_fips: bool,
@@ -57,7 +57,7 @@ const SHARE_WITHIN: f64 = 0.25;
 /// The shared SDK settings: endpoints from the standard environment, no SDK
 /// retries (the cache's refresh loop owns retrying), short timeouts, and the
 /// outbound proxy if there is one.
-pub async fn sdk_config(proxy: Option<&Proxy>) -> Result<SdkConfig, ProxyError> {
+pub(crate) async fn sdk_config(proxy: Option<&Proxy>) -> Result<SdkConfig, ProxyError> {
     Ok(aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client(proxy)?)
         // A fixed region stops the loader asking IMDS; each client sets its own.
@@ -77,7 +77,7 @@ pub async fn sdk_config(proxy: Option<&Proxy>) -> Result<SdkConfig, ProxyError> 
 
 impl AwsTokenSource {
     /// A source using `base` for every AWS client.
-    pub fn new(base: SdkConfig, settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(base: SdkConfig, settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
         let use_fips = settings.use_fips;
         AwsTokenSource {
             chain: CredentialChain::new(base.clone(), settings, metrics.clone()),
@@ -144,7 +144,7 @@ impl AwsTokenSource {
 
 /// ECR's client settings for `registry`: its region, and FIPS or dual-stack
 /// as its host (or `use_fips`) says, leaving the endpoint's name to the SDK.
-pub fn ecr_config(
+pub(crate) fn ecr_config(
     base: &SdkConfig,
     registry: &RegistryConfig,
     use_fips: bool,
@@ -157,7 +157,7 @@ pub fn ecr_config(
 
 /// The endpoints `registry`'s calls go to, as the SDKs resolve them: STS
 /// (AssumeRole, in `sts_region`) and ECR (GetAuthorizationToken).
-pub fn endpoints(
+pub(crate) fn endpoints(
     registry: &RegistryConfig,
     sts_region: &str,
     use_fips: bool,
@@ -209,7 +209,7 @@ fn now(future: aws_smithy_runtime_api::client::endpoint::EndpointFuture<'_>) -> 
 
 /// `ecr:GetAuthorizationToken` for one private registry, as `creds`.
 /// `use_fips` (`[aws] use_fips`) or a FIPS host sends it to ECR's FIPS endpoint.
-pub async fn private_token(
+pub(crate) async fn private_token(
     base: &SdkConfig,
     registry: &RegistryConfig,
     creds: Credentials,
@@ -234,7 +234,7 @@ pub async fn private_token(
 }
 
 /// ECR Public's token: one API in us-east-1, one token for every public repository.
-pub async fn public_token(base: &SdkConfig, creds: Credentials) -> Result<FetchedToken, FetchError> {
+pub(crate) async fn public_token(base: &SdkConfig, creds: Credentials) -> Result<FetchedToken, FetchError> {
     let conf = aws_sdk_ecrpublic::config::Builder::from(base)
         .region(Region::from_static(PUBLIC_REGION))
         .credentials_provider(creds)
@@ -260,7 +260,7 @@ fn fetched_token(token: Option<&str>, expires_at: Option<&DateTime>) -> Result<F
 }
 
 /// Splits ECR's base64 `user:password` token.
-pub fn decode_token(token: &str) -> Result<(String, Secret), FetchError> {
+pub(crate) fn decode_token(token: &str) -> Result<(String, Secret), FetchError> {
     let bad = |reason: &str| FetchError::BadToken { reason: reason.into() };
     let decoded = Zeroizing::new(
         base64::engine::general_purpose::STANDARD

@@ -16,7 +16,7 @@ use crate::config::Config;
 /// A proxy URL the HTTP client cannot use.
 #[derive(Debug, thiserror::Error)]
 #[error("proxy {url}: {reason}")]
-pub struct ProxyError {
+pub(crate) struct ProxyError {
     /// The URL with credentials hidden.
     pub url: String,
     /// Why it is unusable.
@@ -28,7 +28,7 @@ const ALWAYS_DIRECT: &str = "169.254.169.254,fd00:ec2::254";
 
 /// Where HTTPS requests to AWS go, resolved from the config, then the environment.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     url: String,
     no_proxy: String,
 }
@@ -41,12 +41,12 @@ impl std::fmt::Debug for Proxy {
 
 impl Proxy {
     /// The proxy from `[aws] https_proxy`, else `HTTPS_PROXY`/`https_proxy`; `None` for direct.
-    pub fn resolve(config: &Config) -> Option<Proxy> {
+    pub(crate) fn resolve(config: &Config) -> Option<Proxy> {
         Self::from_parts(config.https_proxy.clone(), config.no_proxy.clone(), |name| std::env::var(name).ok())
     }
 
     /// Resolution with the environment passed in, so it can be tested.
-    pub fn from_parts(
+    pub(crate) fn from_parts(
         url: Option<String>,
         no_proxy: Option<String>,
         env: impl Fn(&str) -> Option<String>,
@@ -63,17 +63,17 @@ impl Proxy {
     }
 
     /// The proxy URL with any `user:password@` hidden, for logs and status.
-    pub fn display_url(&self) -> String {
+    pub(crate) fn display_url(&self) -> String {
         redact_userinfo(&self.url)
     }
 
     /// The bypass list, including the IMDS addresses.
-    pub fn no_proxy(&self) -> &str {
+    pub(crate) fn no_proxy(&self) -> &str {
         &self.no_proxy
     }
 
     /// The SDK's proxy settings: HTTPS only, so plain-HTTP endpoints stay direct.
-    pub fn proxy_config(&self) -> Result<ProxyConfig, ProxyError> {
+    pub(crate) fn proxy_config(&self) -> Result<ProxyConfig, ProxyError> {
         ProxyConfig::https(self.url.as_str())
             .map(|p| p.no_proxy(&self.no_proxy))
             .map_err(|e| ProxyError { url: self.display_url(), reason: e.to_string() })
@@ -84,7 +84,7 @@ impl Proxy {
 /// scheme (curl accepts `user:pw@proxy:3128`). Everything up to the last `@`
 /// goes: a password that is not URL-encoded may hold `/`, `?` or `#`, and a
 /// proxy URL has no path to keep.
-pub fn redact_userinfo(url: &str) -> String {
+pub(crate) fn redact_userinfo(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
         None => (String::new(), url),
@@ -96,7 +96,7 @@ pub fn redact_userinfo(url: &str) -> String {
 }
 
 /// The rustls client for AWS APIs: through `proxy`, or direct when `None`.
-pub fn http_client(proxy: Option<&Proxy>) -> Result<SharedHttpClient, ProxyError> {
+pub(crate) fn http_client(proxy: Option<&Proxy>) -> Result<SharedHttpClient, ProxyError> {
     Ok(client_with(match proxy {
         Some(p) => p.proxy_config()?,
         None => ProxyConfig::disabled(),
@@ -118,7 +118,7 @@ fn client_with(proxy: ProxyConfig) -> SharedHttpClient {
 }
 
 /// Provider settings for IMDS: the standard environment, never a proxy.
-pub fn imds_provider_config() -> ProviderConfig {
+pub(crate) fn imds_provider_config() -> ProviderConfig {
     ProviderConfig::default().with_http_client(client_with(ProxyConfig::disabled()))
 }
 

@@ -7,7 +7,7 @@ use crate::tokens::Refusal;
 
 /// An error and its causes on one line ("a: b: c"), without the Debug dump
 /// of raw responses that the SDK's own formatter appends.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(err);
     while let Some(e) = next {
@@ -25,7 +25,7 @@ const THROTTLING_CODES: [&str; 4] =
     ["Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"];
 
 /// How AWS refused an SDK call (denied, throttled or failed), and a one-line reason.
-pub fn describe_sdk_error<E, R>(
+pub(crate) fn describe_sdk_error<E, R>(
     err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
 ) -> (Refusal, String)
 where
@@ -59,7 +59,7 @@ where
 }
 
 /// The HTTP status of a raw response, abstracted so [`describe_sdk_error`] is generic.
-pub trait HasStatus {
+pub(crate) trait HasStatus {
     /// The status code.
     fn status_code(&self) -> u16;
 }

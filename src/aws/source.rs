@@ -18,10 +18,10 @@ use aws_credential_types::Credentials;
 use super::sdk_error::error_chain;
 
 /// The name the instance profile's provider is shown and logged under.
-pub const IMDS_NAME: &str = "instance profile (IMDS)";
+pub(crate) const IMDS_NAME: &str = "instance profile (IMDS)";
 
 /// The accepted values, for messages.
-pub const CHOICES: &str = "instance, chain, env, profile:NAME, web-identity or container";
+pub(crate) const CHOICES: &str = "instance, chain, env, profile:NAME, web-identity or container";
 
 /// One configured source of base credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -147,7 +147,7 @@ fn shared(p: impl ProvideCredentials + 'static) -> SharedCredentialsProvider {
 /// each earlier one lacked. A provider that has credentials but fails (a
 /// denied web identity, a broken `credential_process`) stops the search, as
 /// in the SDK's own chain: falling through would hide the real problem.
-pub async fn first_credentials(
+pub(crate) async fn first_credentials(
     providers: &[(String, SharedCredentialsProvider)],
 ) -> (Result<(String, Credentials), String>, Vec<String>) {
     first_credentials_reporting(providers, &std::sync::Mutex::new(String::new())).await
@@ -155,7 +155,7 @@ pub async fn first_credentials(
 
 /// [`first_credentials`], writing the name of the provider being asked into
 /// `asking`, so a caller that stops waiting can say which one hung.
-pub async fn first_credentials_reporting(
+pub(crate) async fn first_credentials_reporting(
     providers: &[(String, SharedCredentialsProvider)],
     asking: &std::sync::Mutex<String>,
 ) -> (Result<(String, Credentials), String>, Vec<String>) {

@@ -17,7 +17,7 @@ const SESSION_SECONDS: i32 = 3600;
 /// A role to assume, as a registry configures it; also the key under which
 /// the chain caches the session, so registries sharing a role share it.
 #[derive(Debug, Hash, PartialEq, Eq, Clone)]
-pub struct RoleSession {
+pub(crate) struct RoleSession {
     pub role_arn: String,
     /// The external ID the role's trust policy asks for.
     pub external_id: Option<String>,
@@ -27,7 +27,7 @@ pub struct RoleSession {
 
 impl RoleSession {
     /// The role `registry` names, if any.
-    pub fn of(registry: &RegistryConfig) -> Option<Self> {
+    pub(crate) fn of(registry: &RegistryConfig) -> Option<Self> {
         Some(RoleSession {
             role_arn: registry.role_arn.clone()?,
             external_id: registry.external_id.clone(),
@@ -38,14 +38,18 @@ impl RoleSession {
 
 /// Why an STS call failed.
 #[derive(Debug)]
-pub struct StsFailure {
+pub(crate) struct StsFailure {
     /// How STS refused (a denial is the trust or the permissions policy).
     pub refusal: Refusal,
     pub reason: String,
 }
 
 /// An STS client in `region` (FIPS when `fips`), calling with `creds`.
-pub fn client(base: &SdkConfig, (region, fips): &(String, bool), creds: Credentials) -> aws_sdk_sts::Client {
+pub(crate) fn client(
+    base: &SdkConfig,
+    (region, fips): &(String, bool),
+    creds: Credentials,
+) -> aws_sdk_sts::Client {
     // Always a regional endpoint (the SDK's default): China, GovCloud and
     // ISO partitions have no global one. Endpoint names come from the
     // SDK's resolver, FIPS and all.
@@ -58,7 +62,7 @@ pub fn client(base: &SdkConfig, (region, fips): &(String, bool), creds: Credenti
 }
 
 /// Assumes `role` through `client`.
-pub async fn assume_role(
+pub(crate) async fn assume_role(
     client: &aws_sdk_sts::Client,
     role: &RoleSession,
 ) -> Result<Credentials, StsFailure> {

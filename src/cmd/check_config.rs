@@ -9,7 +9,7 @@ use super::{load_config, table};
 use crate::config::Config;
 
 /// `check-config`: the resolved registries, or the exact error.
-pub fn check_config(flag: Option<PathBuf>) -> Result<String> {
+pub(super) fn check_config(flag: Option<PathBuf>) -> Result<String> {
     let (path, c) = load_config(flag)?;
     let mut out = format!("{}: OK\n", path.display());
     let group = c.socket_group.as_deref().unwrap_or("-");

@@ -28,11 +28,11 @@ mod report;
 use report::Report;
 
 /// Every network step gives up after this.
-pub const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One line of the report.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Check {
+pub(super) struct Check {
     /// What was checked, e.g. `sts:AssumeRole`.
     pub check: String,
     /// The registry, when the check is about one.
@@ -48,7 +48,7 @@ pub struct Check {
 }
 
 /// What doctor looks at.
-pub struct Target {
+pub(super) struct Target {
     /// The registry as configured (or as an unlisted ECR host).
     pub registry: RegistryConfig,
     /// `HOST/REPO` given on the command line: the repository to probe.
@@ -56,7 +56,7 @@ pub struct Target {
 }
 
 /// The registries to examine: those named on the command line, else all configured.
-pub fn targets(config: &Config, args: &[String]) -> Result<Vec<Target>, String> {
+pub(super) fn targets(config: &Config, args: &[String]) -> Result<Vec<Target>, String> {
     if args.is_empty() {
         return Ok(config
             .registries
@@ -86,7 +86,7 @@ pub fn targets(config: &Config, args: &[String]) -> Result<Vec<Target>, String> 
 
 /// `doctor`: loads the config, runs every check and prints the report;
 /// `Ok(false)` when a check failed.
-pub fn command(
+pub(super) fn command(
     hosts: &[String],
     config: Option<PathBuf>,
     socket: Option<PathBuf>,
@@ -127,7 +127,7 @@ struct Context<'a> {
 }
 
 /// Runs every check; never hangs (each network step has a timeout).
-pub async fn run(
+pub(super) async fn run(
     base: &SdkConfig,
     settings: &AwsSettings,
     targets: &[Target],
@@ -185,7 +185,7 @@ async fn instance_profile(imds: &aws_config::imds::Client, report: &mut Report) 
 }
 
 /// The report as lines for a person.
-pub fn render_text(checks: &[Check]) -> String {
+pub(super) fn render_text(checks: &[Check]) -> String {
     let mut out = String::new();
     for c in checks {
         let mark = if c.ok { "ok  " } else { "FAIL" };

@@ -163,6 +163,7 @@ pub enum PolicyError {
     /// Not a 12-digit account id.
     #[error("{flag}: {value:?} is not a 12-digit account id")]
     Account {
+        /// The flag that gave it.
         flag: &'static str,
         /// What was given.
         value: String,
@@ -170,6 +171,7 @@ pub enum PolicyError {
     /// Not a valid IAM or repository name.
     #[error("{flag}: {value:?} is not a valid name")]
     Name {
+        /// The flag that gave it.
         flag: &'static str,
         /// What was given.
         value: String,

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// The programs that run on the host: the kubelet provider and the docker helper.
-pub const HOST_PROGRAMS: [&str; 2] = ["ecr-credd-kubelet-provider", "docker-credential-ecr-credd"];
+pub(super) const HOST_PROGRAMS: [&str; 2] = ["ecr-credd-kubelet-provider", "docker-credential-ecr-credd"];
 
 /// Why the host could not be prepared.
 #[derive(Debug, Error)]
-pub enum InstallError {
+pub(super) enum InstallError {
     /// A file step failed.
     #[error("{path}: cannot {action}: {cause}")]
     Io { path: PathBuf, action: &'static str, cause: std::io::Error },
@@ -27,7 +27,7 @@ fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> Insta
 }
 
 /// Parses `UID:GID`.
-pub fn parse_owner(text: &str) -> Result<(u32, u32), InstallError> {
+pub(super) fn parse_owner(text: &str) -> Result<(u32, u32), InstallError> {
     let bad = || InstallError::Owner(text.to_owned());
     let (uid, gid) = text.split_once(':').ok_or_else(bad)?;
     Ok((uid.parse().map_err(|_| bad())?, gid.parse().map_err(|_| bad())?))
@@ -38,7 +38,7 @@ pub fn parse_owner(text: &str) -> Result<(u32, u32), InstallError> {
 /// runs the old or the new file, never half of one. Then makes `socket_dir`
 /// (mode 0755, so only its owner can replace the socket) owned by `owner`.
 /// Returns what it wrote.
-pub fn install_host(
+pub(super) fn install_host(
     from: &Path,
     bin_dir: &Path,
     socket_dir: Option<&Path>,

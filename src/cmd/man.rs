@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use super::Cli;
 
 /// Writes `ecr-credd.1` and one page per subcommand into `dir`.
-pub fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+pub(super) fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
     use clap::CommandFactory;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let cmd = Cli::command();

@@ -10,7 +10,7 @@ use ecr_credd_client::client;
 use ecr_credd_client::wire::{ErrorKind, Request, RequestBody, ResponseBody};
 
 /// `get`: the daemon's answer for `host`, with the secret masked.
-pub fn get(host: &str, socket: Option<PathBuf>) -> Result<String> {
+pub(super) fn get(host: &str, socket: Option<PathBuf>) -> Result<String> {
     let socket = socket.unwrap_or_else(client::socket_path);
     let response = client::request(&socket, &Request::new(RequestBody::Get { host: host.to_owned() }))?;
     match response.body {
@@ -54,7 +54,7 @@ fn short(secs: u64) -> String {
 }
 
 /// `status`: (ready, the table or JSON).
-pub fn status(socket: Option<PathBuf>, as_json: bool) -> Result<(bool, String)> {
+pub(super) fn status(socket: Option<PathBuf>, as_json: bool) -> Result<(bool, String)> {
     let socket = socket.unwrap_or_else(client::socket_path);
     let response = client::request(&socket, &Request::new(RequestBody::Status))?;
     let (ready, registries, source) = match response.body {

@@ -13,7 +13,7 @@ use crate::daemon::{self, signals, Listeners};
 use crate::metrics::Metrics;
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(config_flag: Option<PathBuf>) -> Result<()> {
+pub(super) fn run(config_flag: Option<PathBuf>) -> Result<()> {
     if let Err(e) = ecr_credd_client::secret::forbid_core_dumps() {
         tracing::warn!(error = %e, "cannot make the process non-dumpable; a crash could dump tokens to disk: {e}");
     }

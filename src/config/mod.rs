@@ -33,14 +33,21 @@ pub const DEFAULT_SOCKET_GROUP: &str = "ecr-credd";
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config {path}: {cause}")]
-    Read { path: PathBuf, cause: std::io::Error },
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why it could not be read.
+        cause: std::io::Error,
+    },
     /// Others could rewrite the config (and point the daemon at their role).
     #[error(
         "{path}: the config may be changed by others (owner uid {owner}, mode {mode:04o}); it must be owned by \
          root (or the daemon's user) and writable by no group or other user; run: chown root {path} && chmod go-w {path}"
     )]
     Insecure {
+        /// The config file.
         path: PathBuf,
+        /// Its permission bits.
         mode: u32,
         /// The file's owner.
         owner: u32,
@@ -48,6 +55,7 @@ pub enum ConfigError {
     /// Syntax error, unknown key, wrong type or invalid value.
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
+        /// The config file.
         path: PathBuf,
         /// 1-based line of the offending value.
         line: usize,
@@ -123,6 +131,7 @@ struct RawAws {
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// Where the Unix socket is (when systemd does not pass one).
     pub socket: PathBuf,
     /// Group given to the socket; `None` keeps the daemon's own group.
     pub socket_group: Option<String>,
@@ -132,6 +141,7 @@ pub struct Config {
     pub allowed_uids: Vec<u32>,
     /// Extra gids allowed to use the socket, besides the socket's group.
     pub allowed_gids: Vec<u32>,
+    /// Address of the health and metrics endpoint; `None`: off.
     pub health_listen: Option<SocketAddr>,
     /// Tokens are served only while they have more than this left.
     pub safety_margin: Duration,
@@ -165,6 +175,7 @@ pub struct RegistryConfig {
     pub role_arn: Option<String>,
     /// External id for AssumeRole.
     pub external_id: Option<String>,
+    /// The AssumeRole session name.
     pub session_name: String,
     /// Whether the token comes from the ECR Public API (us-east-1) instead of ECR.
     pub public: bool,

@@ -26,7 +26,7 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most connections open at once. Monitoring needs a handful; a new one
 /// closes the oldest, so any local user's flood of connections costs no file
 /// descriptors that the token socket needs, and never makes a probe wait.
-pub const MAX_CONNECTIONS: usize = 32;
+pub(super) const MAX_CONNECTIONS: usize = 32;
 /// How long the first `/status` waits for the identity lookup it starts.
 const IDENTITY_WAIT: Duration = Duration::from_millis(1500);
 /// Largest request head accepted (hyper's minimum buffer).
@@ -47,7 +47,7 @@ struct NotReady<'a> {
 }
 
 /// Why a registry is not ready, in words a person can act on.
-pub fn not_ready_reason(s: &RegistryStatus) -> String {
+pub(super) fn not_ready_reason(s: &RegistryStatus) -> String {
     match (&s.last_error, s.expires_at) {
         (Some(e), _) => e.clone(),
         (None, None) => "no token yet: the first fetch is still running".into(),
@@ -71,7 +71,11 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
 }
 
 /// Answers one request.
-pub fn route<S: TokenSource>(cache: &TokenCache<S>, method: &Method, path: &str) -> Response<Full<Bytes>> {
+pub(super) fn route<S: TokenSource>(
+    cache: &TokenCache<S>,
+    method: &Method,
+    path: &str,
+) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
     if method != Method::GET && method != Method::HEAD {
         let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
@@ -123,7 +127,7 @@ pub fn route<S: TokenSource>(cache: &TokenCache<S>, method: &Method, path: &str)
 }
 
 /// Serves the endpoint until `stop` turns true.
-pub async fn serve<S: TokenSource>(
+pub(super) async fn serve<S: TokenSource>(
     listener: TcpListener,
     cache: Arc<TokenCache<S>>,
     mut stop: watch::Receiver<bool>,

@@ -36,6 +36,7 @@ pub enum StartError {
     Health {
         /// The configured address.
         addr: SocketAddr,
+        /// Why the bind failed.
         cause: std::io::Error,
     },
     /// systemd passed a socket we cannot use.

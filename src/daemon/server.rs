@@ -23,23 +23,23 @@ use ecr_credd_client::wire::{self, ErrorKind, Framer, Next, RequestBody, Respons
 /// Most connections served at once; more wait in the listen backlog. Well
 /// below the default soft limit of 1024 fds, so that with the health
 /// endpoint's own cap and the AWS connections the daemon never runs out.
-pub const MAX_CONNECTIONS: usize = 512;
+pub(super) const MAX_CONNECTIONS: usize = 512;
 /// How long a client may take to send each request.
-pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one answer may take to be written: a client that stops reading
 /// loses its connection instead of holding it.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest one connection may stay open, however busy it keeps.
-pub const CONNECTION_BUDGET: Duration = Duration::from_secs(30);
+pub(super) const CONNECTION_BUDGET: Duration = Duration::from_secs(30);
 /// Most requests one connection may make. The helper, the kubelet provider
 /// and the CLI make one; a peer pipelining thousands would only take CPU
 /// from everyone else.
-pub const MAX_REQUESTS: usize = 64;
+pub(super) const MAX_REQUESTS: usize = 64;
 /// How long in-flight requests get to finish after shutdown begins.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `listener` until `shutdown` resolves, then drains in-flight connections.
-pub async fn serve<S: TokenSource>(
+pub(super) async fn serve<S: TokenSource>(
     listener: UnixListener,
     cache: Arc<TokenCache<S>>,
     peers: Peers,
@@ -66,7 +66,7 @@ pub async fn serve<S: TokenSource>(
 }
 
 /// Who may connect; a reload replaces it.
-pub type Peers = Arc<std::sync::RwLock<PeerPolicy>>;
+pub(super) type Peers = Arc<std::sync::RwLock<PeerPolicy>>;
 
 async fn handle<S: TokenSource>(
     stream: UnixStream,

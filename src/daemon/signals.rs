@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{self, Config};
 
 /// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -26,7 +26,7 @@ pub async fn shutdown_signal() {
 
 /// Re-reads the config on every SIGHUP; an invalid one is logged and skipped,
 /// so the config in force stays.
-pub fn reload_on_sighup(path: PathBuf) -> std::io::Result<mpsc::UnboundedReceiver<Config>> {
+pub(crate) fn reload_on_sighup(path: PathBuf) -> std::io::Result<mpsc::UnboundedReceiver<Config>> {
     let mut hup = signal(SignalKind::hangup())?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Most connections one non-root uid may hold at once.
-pub const PER_UID: usize = 64;
+pub(super) const PER_UID: usize = 64;
 
 /// Slots kept for root whatever everyone else holds.
-pub const ROOT_RESERVE: usize = 32;
+pub(super) const ROOT_RESERVE: usize = 32;
 
 /// Counts connections by uid; see the module docs.
 #[derive(Debug)]
-pub struct UidSlots {
+pub(super) struct UidSlots {
     /// All connections but root's may hold this many at once.
     others_max: usize,
     held: Mutex<Held>,
@@ -27,19 +27,19 @@ struct Held {
 
 /// One held slot, given back when dropped.
 #[derive(Debug)]
-pub struct Slot {
+pub(super) struct Slot {
     slots: Arc<UidSlots>,
     uid: u32,
 }
 
 impl UidSlots {
     /// Slots for a socket serving at most `total` connections.
-    pub fn new(total: usize) -> Arc<Self> {
+    pub(super) fn new(total: usize) -> Arc<Self> {
         Arc::new(UidSlots { others_max: total.saturating_sub(ROOT_RESERVE), held: Mutex::default() })
     }
 
     /// A slot for `uid`, or `None` when it (or everyone but root) holds too many.
-    pub fn take(self: &Arc<Self>, uid: u32) -> Option<Slot> {
+    pub(super) fn take(self: &Arc<Self>, uid: u32) -> Option<Slot> {
         if uid == 0 {
             return Some(Slot { slots: self.clone(), uid });
         }

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// The socket's mode: owner and group may connect, nobody else.
-pub const SOCKET_MODE: u32 = 0o660;
+pub(crate) const SOCKET_MODE: u32 = 0o660;
 /// The mode when `allowed_uids`/`allowed_gids` name peers outside the group:
 /// they must be able to connect, and the peer check (SO_PEERCRED) is the gate.
-pub const SOCKET_MODE_ALLOW_LISTS: u32 = 0o666;
+pub(crate) const SOCKET_MODE_ALLOW_LISTS: u32 = 0o666;
 
 /// Why the socket could not be set up.
 #[derive(Debug, Error)]
@@ -49,7 +49,7 @@ fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> Socke
 
 /// This process's real uid (from the kernel: /proc/self belongs to root once
 /// the process is not dumpable).
-pub fn own_uid() -> u32 {
+pub(crate) fn own_uid() -> u32 {
     rustix::process::getuid().as_raw()
 }
 
@@ -57,7 +57,7 @@ pub fn own_uid() -> u32 {
 /// systemd created, its `SocketGroup=` and `SocketMode=`, whatever the config
 /// says. (fstat on the descriptor would describe the socket inode, not the
 /// path's owner.) An abstract socket has neither: `(None, 0o666)`.
-pub fn bound_owner(listener: &UnixListener) -> std::io::Result<(Option<u32>, u32)> {
+pub(crate) fn bound_owner(listener: &UnixListener) -> std::io::Result<(Option<u32>, u32)> {
     let addr = listener.local_addr()?;
     match addr.as_pathname() {
         Some(path) => {
@@ -72,7 +72,7 @@ pub fn bound_owner(listener: &UnixListener) -> std::io::Result<(Option<u32>, u32
 /// temporary name, given its mode and group, then renamed into place, so it
 /// never exists at `path` with looser permissions. A stale socket left by a
 /// crashed daemon is replaced; a live one or a non-socket file is an error.
-pub fn bind(path: &Path, gid: Option<u32>, mode: u32) -> Result<UnixListener, SocketError> {
+pub(crate) fn bind(path: &Path, gid: Option<u32>, mode: u32) -> Result<UnixListener, SocketError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io(dir, "create the socket directory"))?;
         let meta = std::fs::metadata(dir).map_err(io(dir, "inspect the socket directory"))?;
@@ -123,14 +123,14 @@ pub fn bind(path: &Path, gid: Option<u32>, mode: u32) -> Result<UnixListener, So
 }
 
 /// Removes the socket at `path` if it is still the one we bound (same inode).
-pub fn remove_if_ours(path: &Path, inode: u64) {
+pub(crate) fn remove_if_ours(path: &Path, inode: u64) {
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == inode) {
         let _ = std::fs::remove_file(path);
     }
 }
 
 /// Uids many unrelated processes run as: distroless's `nonroot` and `nobody`.
-pub const SHARED_UIDS: [u32; 2] = [65532, 65534];
+pub(crate) const SHARED_UIDS: [u32; 2] = [65532, 65534];
 
 /// Which connecting processes may have tokens, beyond the file mode.
 #[derive(Debug, Clone, Default)]

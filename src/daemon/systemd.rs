@@ -7,27 +7,27 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 
 /// Tells systemd the daemon is ready (sockets bound with their final mode).
-pub fn ready(status: &str) {
+pub(super) fn ready(status: &str) {
     notify(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
 /// Tells systemd a reload has begun.
-pub fn reloading() {
+pub(super) fn reloading() {
     notify(&[NotifyState::Reloading]);
 }
 
 /// Tells systemd the reload is done, with a status line.
-pub fn reloaded(status: &str) {
+pub(super) fn reloaded(status: &str) {
     notify(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
 /// Tells systemd the daemon is stopping.
-pub fn stopping() {
+pub(super) fn stopping() {
     notify(&[NotifyState::Stopping]);
 }
 
 /// Pings the watchdog.
-pub fn watchdog() {
+pub(super) fn watchdog() {
     notify(&[NotifyState::Watchdog]);
 }
 
@@ -38,13 +38,13 @@ fn notify(state: &[NotifyState]) {
 }
 
 /// How often to ping the watchdog (half its timeout), if systemd set one.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(super) fn watchdog_interval() -> Option<Duration> {
     let mut usec = 0;
     sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2))
 }
 
 /// The Unix listener systemd passed (`LISTEN_FDS`/`LISTEN_PID`), if any.
-pub fn activated_listener() -> std::io::Result<Option<UnixListener>> {
+pub(super) fn activated_listener() -> std::io::Result<Option<UnixListener>> {
     let mut fds = listenfd::ListenFd::from_env();
     if fds.len() == 0 {
         return Ok(None);

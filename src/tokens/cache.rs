@@ -43,7 +43,9 @@ use ecr_credd_client::secret::Secret;
 /// RegistryCredentials handed to a client.
 #[derive(Debug, Clone)]
 pub struct RegistryCredentials {
+    /// The host they are for.
     pub host: String,
+    /// Always `AWS` for ECR.
     pub username: String,
     /// The registry password (the Docker protocol's `Secret`).
     pub secret: Secret,
@@ -56,13 +58,17 @@ pub struct RegistryCredentials {
 pub enum GetError {
     /// The host is not configured and not an ECR name we may serve.
     #[error("{host} is not a registry ecr-credd serves")]
-    NotFound { host: String },
+    NotFound {
+        /// The host asked for.
+        host: String,
+    },
     /// The request did not contain a usable host.
     #[error(transparent)]
     BadHost(#[from] HostError),
     /// A registry we serve, but fetching its token failed.
     #[error("{registry}: {cause}{}", next_try_text(.next_try))]
     Unavailable {
+        /// The registry host.
         registry: String,
         /// The failing step.
         cause: FetchError,
@@ -72,14 +78,17 @@ pub enum GetError {
     /// The token fetched is too close to expiry to hand out.
     #[error("{registry}: the token from ECR expires in {left:?}, within the {margin:?} safety margin; check this machine's clock")]
     TooShort {
+        /// The registry host.
         registry: String,
         /// Time it had left.
         left: Duration,
+        /// The configured safety margin.
         margin: Duration,
     },
     /// The on-demand fetch did not finish in time (it keeps running).
     #[error("{registry}: no token yet; the fetch from AWS did not finish within {waited:?}{}", on(.waiting_on))]
     Timeout {
+        /// The registry host.
         registry: String,
         /// How long we waited.
         waited: Duration,
@@ -88,7 +97,10 @@ pub enum GetError {
     },
     /// Too many unlisted ECR hosts are tracked already.
     #[error("{host}: too many unlisted ECR registries in use; list this one in the config")]
-    TooManyUnlisted { host: String },
+    TooManyUnlisted {
+        /// The host asked for.
+        host: String,
+    },
 }
 
 /// `host` without a `:port` suffix.

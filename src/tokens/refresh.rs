@@ -50,6 +50,7 @@ pub struct RefreshPolicy {
     /// The first wait after a denial (IAM must change first), doubling up to
     /// `denied_backoff_cap`: a denied fleet must not keep calling AWS.
     pub denied_backoff_base: Duration,
+    /// The longest wait after repeated denials.
     pub denied_backoff_cap: Duration,
     /// How long a `get` waits for an on-demand fetch.
     pub get_wait: Duration,

@@ -82,6 +82,7 @@ pub enum FetchError {
     /// GetAuthorizationToken failed.
     #[error("ecr:GetAuthorizationToken in {region} {}: {reason}", .refusal.verb())]
     GetAuthorizationToken {
+        /// The ECR region called.
         region: String,
         /// How AWS refused.
         refusal: Refusal,

@@ -26,19 +26,44 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ClientError {
     /// Nothing listening (or no permission) at the socket path.
     #[error("cannot reach the ecr-credd daemon at {path} ({cause}); start it with 'systemctl start ecr-credd.socket ecr-credd.service', or set ECR_CREDD_SOCKET to its socket")]
-    Connect { path: PathBuf, cause: std::io::Error },
+    Connect {
+        /// The socket path tried.
+        path: PathBuf,
+        /// Why the connect failed.
+        cause: std::io::Error,
+    },
     /// The daemon's listen backlog stayed full: it is overloaded or wedged.
     #[error("the ecr-credd daemon at {path} accepts no connections ({cause}); it may be overloaded or stuck: see 'journalctl -u ecr-credd' and its /healthz")]
-    Busy { path: PathBuf, cause: std::io::Error },
+    Busy {
+        /// The socket path tried.
+        path: PathBuf,
+        /// The last connect error.
+        cause: std::io::Error,
+    },
     /// The socket exists but this user may not open it (not in its group).
     #[error("permission denied on the ecr-credd socket {path}: only root and members of group {group} may use it; add this user with 'sudo usermod -aG {group} USER' and log in again, or list its uid in [server] allowed_uids")]
-    Denied { path: PathBuf, group: String },
+    Denied {
+        /// The socket path.
+        path: PathBuf,
+        /// The socket's group, by name when it has one.
+        group: String,
+    },
     /// The connection broke or timed out mid-request.
     #[error("lost the connection to the ecr-credd daemon at {path}: {cause}")]
-    Io { path: PathBuf, cause: std::io::Error },
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// What broke.
+        cause: std::io::Error,
+    },
     /// The daemon answered something we cannot read (version skew?).
     #[error("unreadable answer from the ecr-credd daemon at {path}: {cause}")]
-    Protocol { path: PathBuf, cause: wire::WireError },
+    Protocol {
+        /// The socket path.
+        path: PathBuf,
+        /// What could not be read.
+        cause: wire::WireError,
+    },
 }
 
 /// Most bytes a client program (helper, kubelet provider) reads from stdin;

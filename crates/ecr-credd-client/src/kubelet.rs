@@ -28,6 +28,7 @@ pub struct CredentialProviderRequest {
     pub api_version: String,
     /// Must be `CredentialProviderRequest`.
     pub kind: String,
+    /// The image being pulled, e.g. `HOST/repo:tag`.
     pub image: String,
 }
 

@@ -15,6 +15,17 @@ pub fn forbid_core_dumps() -> std::io::Result<()> {
 
 /// A secret string: `Debug` redacts it, its memory is zeroed on drop, and it
 /// is read only through [`Secret::expose`].
+///
+/// ```
+/// use ecr_credd_client::secret::Secret;
+///
+/// let token = Secret::from("eyJwYXlsb2FkIjoi");
+/// // Logs and error messages that format it with `{:?}` show no part of it.
+/// assert_eq!(format!("{token:?}"), "Secret(REDACTED)");
+/// assert!(!format!("{:?}", Some(&token)).contains("eyJ"));
+/// // Reading it is explicit, so every place it leaves is a call to `expose`.
+/// assert_eq!(token.expose(), "eyJwYXlsb2FkIjoi");
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Zeroizing<String>);
 

@@ -49,7 +49,7 @@ impl CredentialChain {
     /// are read again, from new providers, after a few minutes or a reload,
     /// so a rotated key is picked up. While another caller asks the source,
     /// credentials that have not yet expired are used rather than waited for.
-    pub async fn instance(&self) -> Result<Credentials, FetchError> {
+    pub(crate) async fn instance(&self) -> Result<Credentials, FetchError> {
         let still_good = |e: &CachedBase, now| match e.creds.expiry() {
             Some(_) => fresh(&e.creds, now),
             None => self.clock.now().saturating_duration_since(e.at) < REREAD_STATIC,

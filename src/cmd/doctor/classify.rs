@@ -5,7 +5,7 @@ use crate::cmd::iam::{PolicyDocument, Setup, PULL_ACTIONS, PUSH_ACTIONS};
 
 /// Why AssumeRole failed, as far as the error tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AssumeRoleCause {
+pub(super) enum AssumeRoleCause {
     /// AWS refused: step 4 (the instance role's permission) or step 2 (the
     /// trust policy); AWS does not say which, so both are shown.
     Denied,
@@ -14,7 +14,7 @@ pub enum AssumeRoleCause {
 }
 
 /// Classifies an AssumeRole failure.
-pub fn classify_assume_role(denied: bool, reason: &str) -> AssumeRoleCause {
+pub(super) fn classify_assume_role(denied: bool, reason: &str) -> AssumeRoleCause {
     if denied || reason.contains("AccessDenied") || reason.contains("not authorized") {
         AssumeRoleCause::Denied
     } else {
@@ -27,7 +27,7 @@ fn json(d: &PolicyDocument) -> String {
 }
 
 /// The fix for a failed AssumeRole.
-pub fn assume_role_fix(cause: AssumeRoleCause, setup: &Setup, has_external_id: bool) -> String {
+pub(super) fn assume_role_fix(cause: AssumeRoleCause, setup: &Setup, has_external_id: bool) -> String {
     if cause == AssumeRoleCause::Other {
         return "not a permission problem: check outbound HTTPS to STS (proxy, VPC endpoint) and retry"
             .into();
@@ -52,7 +52,7 @@ pub fn assume_role_fix(cause: AssumeRoleCause, setup: &Setup, has_external_id: b
 }
 
 /// The fix for a failed GetAuthorizationToken.
-pub fn get_token_fix(denied: bool, setup: &Setup) -> String {
+pub(super) fn get_token_fix(denied: bool, setup: &Setup) -> String {
     if !denied {
         return "not a permission problem: check outbound HTTPS to ECR (proxy, VPC endpoint) and retry"
             .into();
@@ -67,7 +67,7 @@ pub fn get_token_fix(denied: bool, setup: &Setup) -> String {
 }
 
 /// The fix when the registry refuses the token.
-pub fn repository_fix(setup: &Setup) -> String {
+pub(super) fn repository_fix(setup: &Setup) -> String {
     let docs = setup.documents().ok();
     format!(
         "setup step 3: the repository policy must allow the role. Pull needs {}; push also needs {}. For example:\n{}",

@@ -111,7 +111,7 @@ fn judge_registry(
 }
 
 /// The daemon: socket present, its mode and group, reachable, tokens ready.
-pub async fn daemon(socket: &Path, targets: &[Target]) -> Vec<Check> {
+pub(super) async fn daemon(socket: &Path, targets: &[Target]) -> Vec<Check> {
     let start = "start it: systemctl enable --now ecr-credd.socket ecr-credd.service";
     let meta = match std::fs::metadata(socket) {
         Ok(m) => m,
@@ -182,7 +182,7 @@ fn token_checks(registries: &[RegistryStatus], targets: &[Target]) -> Vec<Check>
 }
 
 /// Whether docker's and containers' auth files route each host to the helper.
-pub fn client_config(targets: &[Target], homes: &[PathBuf]) -> Vec<Check> {
+pub(super) fn client_config(targets: &[Target], homes: &[PathBuf]) -> Vec<Check> {
     // The invoking user's docker config must exist; the others are checked when present.
     let mut files: Vec<PathBuf> = homes.iter().take(1).map(|h| h.join(".docker/config.json")).collect();
     let mut optional: Vec<PathBuf> =

@@ -69,6 +69,7 @@ pub struct Response {
 pub enum ResponseBody {
     /// Registry credentials.
     Credentials {
+        /// The registry host the credentials are for.
         host: String,
         /// Always `AWS` for ECR.
         username: String,
@@ -109,8 +110,11 @@ pub enum ResponseBody {
 /// holds no secret, not even part of one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistryStatus {
+    /// The registry host, as configured or asked for.
     pub host: String,
+    /// The registry's AWS account.
     pub account: String,
+    /// The registry's region.
     pub region: String,
     /// Role assumed first, if any.
     pub role_arn: Option<String>,
@@ -155,7 +159,10 @@ pub enum WireError {
     Malformed(serde_json::Error),
     /// A version this build does not speak.
     #[error("unsupported protocol version {got} (this build speaks {VERSION})")]
-    Version { got: u32 },
+    Version {
+        /// The version the peer sent.
+        got: u32,
+    },
     /// More than `limit` bytes without a newline.
     #[error("message larger than {limit} bytes")]
     TooLarge {

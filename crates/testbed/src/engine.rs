@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use super::{output_text, wait_until, Proc};
+use crate::process::{output_text, wait_until, Proc};
 
 /// A running dockerd and the `docker` client pointed at it.
 pub struct Dockerd {

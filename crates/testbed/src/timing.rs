@@ -1,5 +1,4 @@
-//! Timing helpers shared by the benches.
-#![allow(dead_code)]
+//! Timing helpers for the benches: exec and socket latencies, percentiles, and the report.
 
 pub mod report;
 
@@ -13,18 +12,6 @@ use ecr_credd_client::wire::Request;
 /// The `p` quantile (0..=1) of sorted samples.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// A program of the `ecr-credd-client` crate, built beside the daemon (cargo
-/// names only a package's own binaries to its benches).
-pub fn client_bin(name: &str) -> String {
-    let path = Path::new(env!("CARGO_BIN_EXE_ecr-credd")).with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is missing: cargo build --profile bench --bins (make bench does)",
-        path.display()
-    );
-    path.to_string_lossy().into_owned()
 }
 
 /// One exec, from spawn to exit, with `stdin` written; panics unless it succeeds.

@@ -8,14 +8,18 @@ use super::{ms, percentile};
 
 /// One measured case: latencies and AWS calls per get.
 pub struct Case {
+    /// `ecr-credd` or `ecr-login`.
     pub tool: &'static str,
+    /// What was timed.
     pub label: &'static str,
+    /// The samples, sorted.
     pub times: Vec<Duration>,
     /// (IMDS, AssumeRole, GetAuthorizationToken) calls per get.
     pub per_get: [f64; 3],
 }
 
 impl Case {
+    /// The median sample.
     pub fn median(&self) -> Duration {
         percentile(&self.times, 0.5)
     }
@@ -23,8 +27,11 @@ impl Case {
 
 /// Daemon memory with some number of registries.
 pub struct RssRow {
+    /// Registries configured.
     pub registries: usize,
+    /// RSS after start.
     pub start_kib: u64,
+    /// RSS after the gets.
     pub after_kib: u64,
     /// AssumeRole and GetAuthorizationToken calls it made.
     pub calls: [u64; 2],
@@ -60,6 +67,7 @@ pub fn machine() -> String {
     )
 }
 
+/// BENCHMARKS.md's text.
 pub fn render(
     cases: &[Case],
     (cold_start, start_calls): (Duration, [f64; 3]),

@@ -31,7 +31,9 @@ struct State {
     counts: HashMap<String, u64>,
 }
 
+/// The proxy, running until dropped.
 pub struct FaultProxy {
+    /// Its port.
     pub port: u16,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
@@ -39,6 +41,7 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
+    /// A proxy in front of 127.0.0.1:`upstream`, forwarding unchanged.
     pub fn start(upstream: u16) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -62,6 +65,7 @@ impl FaultProxy {
         FaultProxy { port, state, stop, thread: Some(thread) }
     }
 
+    /// What to do to every request from now on.
     pub fn set(&self, fault: Fault) {
         self.state.lock().unwrap().fault = Some(fault);
     }
@@ -71,6 +75,7 @@ impl FaultProxy {
         self.state.lock().unwrap().counts.get(api).copied().unwrap_or(0)
     }
 
+    /// Its base URL, for `AWS_ENDPOINT_URL`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use super::{output_text, ROOT};
+use crate::paths::ROOT;
+use crate::process::output_text;
 
 /// target/reach/NAME: `debootstrap --variant=minbase [--include=…] SUITE`.
 pub fn debian_root(name: &str, suite: &str, include: &[&str]) -> PathBuf {

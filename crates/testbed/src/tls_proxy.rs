@@ -3,9 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{clean_command, free_port, http, wait_port, Moto, Proc, ROOT};
+use crate::aws::Moto;
+use crate::http::http;
+use crate::paths::{python, script};
+use crate::process::{clean_command, free_port, wait_port, Proc};
 
+/// The proxy, running.
 pub struct TlsProxy {
+    /// Its port.
     pub port: u16,
     /// The test CA to trust (SSL_CERT_FILE).
     pub ca: PathBuf,
@@ -13,19 +18,18 @@ pub struct TlsProxy {
 }
 
 impl TlsProxy {
+    /// Starts it in front of `moto`, its certificates under `dir`.
     pub fn start(dir: &Path, moto: &Moto) -> TlsProxy {
         let port = free_port();
         let certs = dir.join(format!("proxy-certs-{port}"));
-        let mut cmd = clean_command(format!("{ROOT}/.venv/bin/python"), dir);
-        cmd.arg(format!("{ROOT}/testbed/connect_proxy.py"))
-            .arg(port.to_string())
-            .arg(moto.port.to_string())
-            .arg(&certs);
+        let mut cmd = clean_command(python(), dir);
+        cmd.arg(script("connect_proxy.py")).arg(port.to_string()).arg(moto.port.to_string()).arg(&certs);
         let proc = Proc::spawn("connect-proxy", &mut cmd);
         wait_port(port, "connect proxy");
         TlsProxy { port, ca: certs.join("ca.pem"), _proc: proc }
     }
 
+    /// Its URL, for `HTTPS_PROXY`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
