@@ -5,9 +5,9 @@
 //! only have come from the source under test.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use testbed::sources::{container_endpoint, no_imds, sso_home, sso_portal};
 use testbed::*;
 
 /// Pushes an image to `registry` and pulls it back, both through the helper.
@@ -38,14 +38,6 @@ fn source_of(daemon: &Daemon, host: &str) -> String {
     v["credential_source"].as_str().unwrap_or_default().to_owned()
 }
 
-/// Environment for a daemon whose IMDS is a dead port.
-fn no_imds(moto: &Moto) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{}", free_port())),
-        ("AWS_ENDPOINT_URL", moto.endpoint()),
-    ]
-}
-
 /// Starts the daemon in `dir` with base credentials from `source` (and
 /// `env`), checks `/status` names `shown`, and pushes and pulls through the helper.
 fn serves_with(dir: &Path, registry: &Registry, source: &str, env: &[(&str, String)], shown: &str) -> Daemon {
@@ -54,27 +46,6 @@ fn serves_with(dir: &Path, registry: &Registry, source: &str, env: &[(&str, Stri
     assert_eq!(source_of(&daemon, &registry.host()), shown);
     push_and_pull(dir, &daemon, registry);
     daemon
-}
-
-/// The container credentials double in `dir`, answering the token it writes
-/// to a file (EKS Pod Identity's shape) with credentials that expire after
-/// `expiry` seconds; the process and the environment that points at it.
-fn container_endpoint(dir: &Path, moto: &Moto, expiry: u32) -> (Proc, u16, Vec<(&'static str, String)>) {
-    std::fs::create_dir_all(dir).unwrap();
-    let port = free_port();
-    let mut cmd = clean_command(python(), dir);
-    cmd.arg(format!("{ROOT}/testbed/container_creds.py"))
-        .arg(port.to_string())
-        .arg("pod-identity-token")
-        .env("EXPIRY_SECONDS", expiry.to_string());
-    let endpoint = Proc::spawn("container credentials", &mut cmd);
-    wait_port(port, "container credentials double");
-    let token_file = dir.join("eks-pod-identity-token");
-    std::fs::write(&token_file, "pod-identity-token").unwrap();
-    let mut env = no_imds(moto);
-    env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://127.0.0.1:{port}/creds")));
-    env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.display().to_string()));
-    (endpoint, port, env)
 }
 
 #[test]
@@ -151,47 +122,6 @@ fn web_identity_and_container_endpoint() {
     serves_with(&dir, &registry, "container", &env, "container endpoint");
     let (_, stats) = http(port, "GET", "/_stats", "");
     assert!(stats.contains("\"calls\": 1"), "the endpoint gave the credentials: {stats}");
-}
-
-/// An SSO profile after `aws sso login`: the login's cached token, and the
-/// portal (a double) that turns it into role credentials.
-fn sso_home(dir: &Path, portal_port: u16) -> Vec<(&'static str, String)> {
-    let start_url = "https://example.awsapps.com/start";
-    let out =
-        Command::new("sh").args(["-c", &format!("printf %s '{start_url}' | sha1sum")]).output().unwrap();
-    let hash = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned();
-    let cache = dir.join(".aws/sso/cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::write(
-        cache.join(format!("{hash}.json")),
-        format!("{{\"accessToken\":\"sso-access-token\",\"expiresAt\":\"2099-01-01T00:00:00Z\",\"region\":\"us-east-1\",\"startUrl\":\"{start_url}\"}}"),
-    )
-    .unwrap();
-    let config = dir.join("aws-config");
-    std::fs::write(
-        &config,
-        format!(
-            "[profile sso]\nsso_start_url = {start_url}\nsso_region = us-east-1\nsso_account_id = {ACCOUNT}\nsso_role_name = ecr-pull\n"
-        ),
-    )
-    .unwrap();
-    vec![
-        ("AWS_CONFIG_FILE", config.display().to_string()),
-        ("AWS_ENDPOINT_URL_SSO", format!("http://127.0.0.1:{portal_port}")),
-    ]
-}
-
-/// The SSO portal double, whose role credentials expire after `expiry` seconds.
-fn sso_portal(home: &Path, expiry: u32) -> (Proc, u16) {
-    let port = free_port();
-    let mut cmd = clean_command(python(), home);
-    cmd.arg(format!("{ROOT}/testbed/sso_portal.py"))
-        .arg(port.to_string())
-        .arg("sso-access-token")
-        .env("EXPIRY_SECONDS", expiry.to_string());
-    let portal = Proc::spawn("SSO portal", &mut cmd);
-    wait_port(port, "SSO portal double");
-    (portal, port)
 }
 
 #[test]
@@ -308,40 +238,62 @@ fn doctor_with(dir: &Path, config: &str, env: &[(&str, String)]) -> (i32, String
     doctor(dir, &Daemon::write_config(dir, config), &[], env)
 }
 
-#[test]
-fn doctor_says_which_source_gave_credentials_and_what_the_chain_skipped() {
-    require!(Moto, Registry);
+/// moto and a registry, for doctor to check against.
+fn doctor_bed() -> (tempfile::TempDir, Moto, Registry) {
     let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path();
-    let moto = Moto::start(home);
-    let registry = Registry::start(home, PASSWORD);
+    let moto = Moto::start(tmp.path());
+    let registry = Registry::start(tmp.path(), PASSWORD);
+    (tmp, moto, registry)
+}
 
-    // env
+/// doctor's report with base credentials from `source`, printed for the log.
+fn doctor_report(home: &Path, registry: &Registry, source: &str, env: &[(&str, String)]) -> (i32, String) {
+    let (code, report) = doctor_with(home, &config(registry, source), env);
+    eprintln!("doctor, credentials = \"{source}\":\n{report}");
+    (code, report)
+}
+
+/// An environment with only a web identity token file.
+fn web_identity_env(home: &Path, moto: &Moto) -> Vec<(&'static str, String)> {
+    let token = home.join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln").unwrap();
+    let mut env = no_imds(moto);
+    env.push(("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()));
+    env.push(("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa-node".into()));
+    env
+}
+
+#[test]
+fn doctor_names_the_environment_as_the_source() {
+    require!(Moto, Registry);
+    let (tmp, moto, registry) = doctor_bed();
     let mut env = no_imds(&moto);
     env.push(("AWS_ACCESS_KEY_ID", "AKIAENVEXAMPLE000003".into()));
     env.push(("AWS_SECRET_ACCESS_KEY", "s".into()));
-    let (_, report) = doctor_with(home, &config(&registry, "env"), &env);
-    eprintln!("doctor, credentials = \"env\":\n{report}");
+    let (_, report) = doctor_report(tmp.path(), &registry, "env", &env);
     assert!(report.contains("ok   base credentials: environment gave them"), "{report}");
     assert!(report.contains("ok   sts:AssumeRole"), "{report}");
+}
 
-    // chain with only a web identity: the earlier sources are named with what they lacked.
-    let token = home.join("token");
-    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln").unwrap();
-    let mut env = no_imds(&moto);
-    env.push(("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()));
-    env.push(("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa-node".into()));
-    let (_, report) = doctor_with(home, &config(&registry, "chain"), &env);
-    eprintln!("doctor, credentials = \"chain\":\n{report}");
+#[test]
+fn doctor_names_what_each_skipped_source_of_the_chain_lacked() {
+    require!(Moto, Registry);
+    let (tmp, moto, registry) = doctor_bed();
+    let env = web_identity_env(tmp.path(), &moto);
+    let (_, report) = doctor_report(tmp.path(), &registry, "chain", &env);
     assert!(
         report.contains("ok   base credentials: web identity gave them; not from: environment:"),
         "{report}"
     );
     assert!(report.contains("profile (AWS_PROFILE or default):"), "{report}");
+}
 
-    // web-identity and a profile, each on its own.
-    let (_, report) = doctor_with(home, &config(&registry, "web-identity"), &env);
-    eprintln!("doctor, credentials = \"web-identity\":\n{report}");
+#[test]
+fn doctor_names_web_identity_and_a_profile_each_on_its_own() {
+    require!(Moto, Registry);
+    let (tmp, moto, registry) = doctor_bed();
+    let home = tmp.path();
+    let (_, report) = doctor_report(home, &registry, "web-identity", &web_identity_env(home, &moto));
     assert!(report.contains("ok   base credentials: web identity gave them"), "{report}");
     let aws_config = home.join("aws-config");
     std::fs::write(
@@ -351,136 +303,21 @@ fn doctor_says_which_source_gave_credentials_and_what_the_chain_skipped() {
     .unwrap();
     let mut env = no_imds(&moto);
     env.push(("AWS_CONFIG_FILE", aws_config.display().to_string()));
-    let (_, report) = doctor_with(home, &config(&registry, "profile:ci"), &env);
-    eprintln!("doctor, credentials = \"profile:ci\":\n{report}");
+    let (_, report) = doctor_report(home, &registry, "profile:ci", &env);
     assert!(report.contains("ok   base credentials: profile ci gave them"), "{report}");
     assert!(report.contains("ok   ecr:GetAuthorizationToken"), "{report}");
-
-    // container, with the endpoint (EKS Pod Identity's shape) and without.
-    let (_endpoint, _, env) = container_endpoint(&home.join("pod"), &moto, 21600);
-    let (_, report) = doctor_with(home, &config(&registry, "container"), &env);
-    eprintln!("doctor, credentials = \"container\":\n{report}");
-    assert!(report.contains("ok   base credentials: container endpoint gave them"), "{report}");
-    let (code, report) = doctor_with(home, &config(&registry, "container"), &no_imds(&moto));
-    eprintln!("doctor, credentials = \"container\" without an endpoint:\n{report}");
-    assert_eq!(code, 1);
-    assert!(report.contains("FAIL base credentials: container:"), "{report}");
-    assert!(report.contains("EKS Pod Identity association"), "{report}");
 }
 
 #[test]
-fn rotated_source_credentials_are_used_for_the_next_token() {
+fn doctor_names_the_container_endpoint_or_says_what_it_lacks() {
     require!(Moto, Registry);
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, moto, registry) = doctor_bed();
     let home = tmp.path();
-    // 16 s tokens, refreshed every few seconds (safety margin 10 s).
-    // Web identity sessions of 610 s: renewed 10 s after they are issued.
-    let moto = Moto::start_with(home, &[("ECR_TOKEN_TTL", "16"), ("WEB_IDENTITY_TTL", "610")]);
-    let registry = Registry::start(home, PASSWORD);
-    let no_role = |source: &str| {
-        let registry = registry_toml(&registry.host(), None);
-        format!("[tokens]\nsafety_margin = 10\n[aws]\ncredentials = \"{source}\"\n\n{registry}")
-    };
-    let rotated = |daemon: &Daemon, first: &str, second: &str| {
-        wait_until("credentials read twice, rotated", Duration::from_secs(40), || {
-            let log = daemon.proc.output();
-            log.contains(first) && log.contains(second)
-        });
-        let before = moto.count("GetAuthorizationToken");
-        wait_until("a token fetched after the rotation", Duration::from_secs(20), || {
-            moto.count("GetAuthorizationToken") > before
-        });
-        assert_eq!(daemon.helper("get", &registry.host()).0, 0);
-    };
-
-    // A credential_process (Roles Anywhere's shape) that hands out a new key
-    // each time, expiring in 2 minutes: read again at every refresh.
-    let dir = home.join("process");
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join("creds.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nn=$(($(cat {count} 2>/dev/null || echo 0) + 1)); echo $n > {count}\n\
-             printf '{{\"Version\":1,\"AccessKeyId\":\"AKIAPROCESS%07d\",\"SecretAccessKey\":\"s\",\"SessionToken\":\"t\",\"Expiration\":\"%s\"}}' $n \"$(date -u -d '+120 sec' +%Y-%m-%dT%H:%M:%SZ)\"\n",
-            count = dir.join("count").display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let aws_config = dir.join("aws-config");
-    std::fs::write(&aws_config, format!("[profile rotate]\ncredential_process = {}\n", script.display()))
-        .unwrap();
-    let mut env = no_imds(&moto);
-    env.push(("AWS_CONFIG_FILE", aws_config.display().to_string()));
-    let daemon = Daemon::builder(&dir)
-        .config(&no_role("profile:rotate"))
-        .env(&env)
-        .log("info,ecr_credd=debug")
-        .start();
-    rotated(&daemon, "AKIAPROCESS0000001", "AKIAPROCESS0000002");
-    drop(daemon);
-
-    // The container endpoint, whose credentials expire in 2 minutes.
-    let dir = home.join("container");
-    let (_endpoint, _, env) = container_endpoint(&dir, &moto, 120);
-    let daemon =
-        Daemon::builder(&dir).config(&no_role("container")).env(&env).log("info,ecr_credd=debug").start();
-    rotated(&daemon, "ASIACONTAINER0000001", "ASIACONTAINER0000002");
-    drop(daemon);
-
-    // Static keys in a profile file: a rotated key is used from the next
-    // fetch after a reload (and within 5 minutes without one).
-    let dir = home.join("static");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("credentials");
-    let keys =
-        |n: u32| format!("[keys]\naws_access_key_id = AKIASTATIC{n:010}\naws_secret_access_key = s{n}\n");
-    std::fs::write(&file, keys(1)).unwrap();
-    let mut env = no_imds(&moto);
-    env.push(("AWS_SHARED_CREDENTIALS_FILE", file.display().to_string()));
-    let daemon =
-        Daemon::builder(&dir).config(&no_role("profile:keys")).env(&env).log("info,ecr_credd=debug").start();
-    wait_until("the first key in use", Duration::from_secs(20), || {
-        daemon.proc.output().contains("AKIASTATIC0000000001")
-    });
-    std::fs::write(&file, keys(2)).unwrap();
-    daemon.proc.signal("HUP");
-    rotated(&daemon, "AKIASTATIC0000000001", "AKIASTATIC0000000002");
-    drop(daemon);
-
-    // Web identity (IRSA): the session is renewed before it ends, with the
-    // token file read again (the kubelet rotates it).
-    let dir = home.join("web");
-    std::fs::create_dir_all(&dir).unwrap();
-    let token = dir.join("token");
-    std::fs::write(&token, "projected-token-1").unwrap();
-    let mut env = no_imds(&moto);
-    env.push(("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()));
-    env.push(("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa-node".into()));
-    let daemon = Daemon::builder(&dir).config(&no_role("web-identity")).env(&env).start();
-    wait_until("a web identity session", Duration::from_secs(20), || {
-        moto.count("AssumeRoleWithWebIdentity") >= 1
-    });
-    assert_eq!(moto.last_web_identity_token(), "projected-token-1");
-    std::fs::write(&token, "projected-token-2").unwrap();
-    wait_until("a session renewed with the rotated token", Duration::from_secs(40), || {
-        moto.last_web_identity_token() == "projected-token-2"
-    });
-    let before = moto.count("GetAuthorizationToken");
-    wait_until("a token fetched after the renewal", Duration::from_secs(20), || {
-        moto.count("GetAuthorizationToken") > before
-    });
-    assert_eq!(daemon.helper("get", &registry.host()).0, 0);
-    drop(daemon);
-
-    // An SSO profile: role credentials of 610 s, asked of the portal again
-    // with the cached login 10 minutes before they end.
-    let dir = home.join("sso");
-    let (_portal, port) = sso_portal(home, 610);
-    let mut env = no_imds(&moto);
-    env.extend(sso_home(&dir, port));
-    let daemon =
-        Daemon::builder(&dir).config(&no_role("profile:sso")).env(&env).log("info,ecr_credd=debug").start();
-    rotated(&daemon, "ASIASSO0000000000001", "ASIASSO0000000000002");
+    let (_endpoint, _, env) = container_endpoint(&home.join("pod"), &moto, 21600);
+    let (_, report) = doctor_report(home, &registry, "container", &env);
+    assert!(report.contains("ok   base credentials: container endpoint gave them"), "{report}");
+    let (code, report) = doctor_report(home, &registry, "container", &no_imds(&moto));
+    assert_eq!(code, 1);
+    assert!(report.contains("FAIL base credentials: container:"), "{report}");
+    assert!(report.contains("EKS Pod Identity association"), "{report}");
 }

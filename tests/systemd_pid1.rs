@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use testbed::engine::Dockerd;
 use testbed::roots::debian_root;
+use testbed::stages::Stages;
 use testbed::*;
 
 /// Served with the instance's credentials.
@@ -99,6 +100,16 @@ fn secret(out: &Output) -> String {
     v["Secret"].as_str().unwrap_or_default().to_owned()
 }
 
+/// What the stages share: the suite, the emulators' role and the health port.
+struct Bed<'a> {
+    suite: &'a str,
+    m: Machine<'a>,
+    role: String,
+    health: u16,
+}
+
+/// Boots `suite` with systemd as PID 1, installs the .deb while it runs, then
+/// runs each stage; a failing stage does not stop the ones after it.
 fn under_systemd(suite: &str) {
     let root = debian_root(
         &format!("systemd-ca-{suite}"),
@@ -108,8 +119,27 @@ fn under_systemd(suite: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds, role) = iam_bed(tmp.path(), "ecr:GetAuthorizationToken");
     let docker = Dockerd::start(&tmp.path().join("engine"));
+    let bed = Bed { suite, m: boot(&docker, &root, suite), role, health: free_port() };
+    install(&bed, &moto, &imds);
+    let mut stages = Stages::new(suite);
+    stages.run("socket activation and who may connect", || activation_and_peers(&bed));
+    stages.run("journal, reload and rejected reload", || reloads(&bed));
+    stages.run("restart during 200 gets, then a quiet minute", || restart_and_settle(&bed));
+    stages.run("upgrade during 500 gets, remove and reinstall", || upgrade_and_reinstall(&bed));
+    if suite == "bullseye" {
+        stages.run("the unit as systemd 219 applies it", || as_systemd_219_sees_it(&bed.m));
+    } else {
+        stages.run("watchdog restart with a hung source", || {
+            the_watchdog_restarts_a_daemon_whose_source_hangs(&bed.m, bed.health)
+        });
+    }
+    stages.finish();
+}
+
+/// The root imported into the engine and started with systemd as PID 1.
+fn boot<'a>(docker: &'a Dockerd, root: &std::path::Path, suite: &str) -> Machine<'a> {
     let image = format!("ecr-credd-systemd:{suite}");
-    docker.import(&root, &image);
+    docker.import(root, &image);
     docker.ok(&[
         "run",
         "-d",
@@ -130,7 +160,7 @@ fn under_systemd(suite: &str) {
         &image,
         "/lib/systemd/systemd",
     ]);
-    let m = Machine { docker: &docker };
+    let m = Machine { docker };
     wait_until("systemd to finish booting", Duration::from_secs(60), || {
         let state = String::from_utf8_lossy(&m.sh("systemctl is-system-running").stdout).trim().to_owned();
         state == "running" || state == "degraded"
@@ -138,16 +168,20 @@ fn under_systemd(suite: &str) {
     eprintln!("{suite}: {}", m.ok("systemctl --version | head -n 1").trim());
     // Minimal roots lack procps: a reload must not need /bin/kill.
     m.ok("test ! -e /bin/kill && test ! -e /usr/bin/kill");
+    m
+}
 
-    // dpkg -i with systemd running: the group made, the socket enabled and listening.
+/// dpkg -i with systemd running: the group made, the socket enabled and
+/// listening, the service not yet started.
+fn install(bed: &Bed, moto: &Moto, imds: &Imds) {
+    let m = &bed.m;
     let deb = dist_file("_amd64.deb");
-    docker.ok(&["cp", deb.to_str().unwrap(), &format!("{BOX}:/tmp/ecr-credd.deb")]);
+    m.docker.ok(&["cp", deb.to_str().unwrap(), &format!("{BOX}:/tmp/ecr-credd.deb")]);
     eprintln!("{}", m.ok("dpkg -i /tmp/ecr-credd.deb 2>&1"));
     assert_eq!(m.ok("systemctl is-active ecr-credd.socket").trim(), "active");
     assert_eq!(m.ok("stat -c %G /run/ecr-credd/ecr-credd.sock").trim(), "ecr-credd");
     m.ok("useradd -m -G ecr-credd alice && useradd -m bob");
-    let health = free_port();
-    m.write("/etc/ecr-credd/config.toml", &config(health, &role, ""));
+    m.write("/etc/ecr-credd/config.toml", &config(bed.health, &bed.role, ""));
     m.write(
         "/etc/systemd/system/ecr-credd.service.d/test-bed.conf",
         &format!(
@@ -161,9 +195,12 @@ fn under_systemd(suite: &str) {
         String::from_utf8_lossy(&m.sh("systemctl is-active ecr-credd.service").stdout).trim(),
         "inactive"
     );
+}
 
-    // Socket activation on the first get; then a member of the group is served
-    // and anyone else is told which group to join.
+/// Socket activation on the first get; then a member of the group is served
+/// and anyone else is told which group to join.
+fn activation_and_peers(bed: &Bed) {
+    let m = &bed.m;
     let activated = (0..300).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
         m.get(None, SERVED).status.success()
@@ -190,53 +227,47 @@ fn under_systemd(suite: &str) {
             && !said.contains("systemctl start"),
         "{said}"
     );
+}
 
-    // The journal's default output says which registry, step and role failed.
+/// The journal says which registry, step and role failed; a reload adds a
+/// registry (ExecReload without /bin/kill) and refuses a broken config,
+/// saying why, keeping the old.
+fn reloads(bed: &Bed) {
+    let (m, role) = (&bed.m, &bed.role);
     let denial = format!("token fetch failed for {DENIED}: sts:AssumeRole on {role} denied");
     wait_until("the denial in the journal", Duration::from_secs(20), || m.journal().contains(&denial));
-
-    // reload adds a registry (ExecReload without /bin/kill) ...
-    m.write(
-        "/etc/ecr-credd/config.toml",
-        &config(
-            health,
-            &role,
-            &format!(
-                "[[registry]]\nhost = \"{ADDED}\"\nregistry_id = \"123456789012\"\nregion = \"us-east-1\"\n"
-            ),
-        ),
-    );
+    let added =
+        format!("[[registry]]\nhost = \"{ADDED}\"\nregistry_id = \"123456789012\"\nregion = \"us-east-1\"\n");
+    m.write("/etc/ecr-credd/config.toml", &config(bed.health, role, &added));
     m.ok("systemctl reload ecr-credd");
     wait_until("the added registry's token", Duration::from_secs(20), || m.get(None, ADDED).status.success());
-    // ... and refuses a broken config, saying why in the journal, keeping the old.
     m.write("/etc/ecr-credd/config.toml", "[[registry]]\nhost = \n");
     m.ok("systemctl reload ecr-credd");
     let rejected = "SIGHUP: new config rejected; keeping the one in force: /etc/ecr-credd/config.toml:2:";
     wait_until("the rejection in the journal", Duration::from_secs(20), || m.journal().contains(rejected));
     assert!(m.get(None, ADDED).status.success(), "the config in force stays");
     assert_eq!(m.ok("systemctl is-active ecr-credd.service").trim(), "active");
-    m.write("/etc/ecr-credd/config.toml", &config(health, &role, ""));
+    m.write("/etc/ecr-credd/config.toml", &config(bed.health, role, ""));
+    let journal = m.journal();
+    let lines =
+        |needle: &str| journal.lines().filter(|l| l.contains(needle)).take(2).collect::<Vec<_>>().join("\n");
+    eprintln!("{}: journalctl -u ecr-credd:\n{}\n{}", bed.suite, lines(&denial), lines(rejected));
+}
 
-    // restart during 200 gets loses none.
+/// A restart during 200 gets loses none; the unit's hardening score; after a
+/// quiet minute the service is still up, never restarted (watchdog 30 s).
+fn restart_and_settle(bed: &Bed) {
+    let (m, suite) = (&bed.m, bed.suite);
     let before = m.show("MainPID");
     m.gets_across(suite, "restart", 200, "systemctl restart ecr-credd.service");
     assert_ne!(m.show("MainPID"), before, "the daemon was restarted");
     let quiet_from = Instant::now();
-
-    let journal = m.journal();
-    let lines =
-        |needle: &str| journal.lines().filter(|l| l.contains(needle)).take(2).collect::<Vec<_>>().join("\n");
-    eprintln!("{suite}: journalctl -u ecr-credd:\n{}\n{}", lines(&denial), lines(rejected));
-
-    // The unit as installed: its settings, and the hardening score.
     let security =
         String::from_utf8_lossy(&m.sh("systemd-analyze security ecr-credd.service --no-pager").stdout)
             .into_owned();
     let score = exposure_score(&security);
     eprintln!("{suite}: systemd-analyze security ecr-credd.service: {score}");
     assert!(score <= 1.5, "exposure {score}:\n{security}");
-
-    // After a quiet minute: still up, never restarted by systemd (watchdog 30 s).
     std::thread::sleep(Duration::from_secs(62).saturating_sub(quiet_from.elapsed()));
     for (name, want) in [
         ("Type", "notify"),
@@ -248,18 +279,21 @@ fn under_systemd(suite: &str) {
         assert_eq!(m.show(name), want, "{name}");
     }
     assert!(m.get(None, SERVED).status.success());
-    assert_eq!(http(health, "GET", "/readyz", "").0, 503, "the denied registry keeps readiness down");
+    assert_eq!(http(bed.health, "GET", "/readyz", "").0, 503, "the denied registry keeps readiness down");
+}
 
-    // An upgrade to a higher version during 500 gets loses none: the
-    // service restarts, the socket (and its path) stays.
+/// An upgrade to a higher version during 500 gets loses none: the service
+/// restarts, the socket (and its path) stays. Removed, then installed
+/// again: the socket is enabled again, as it was.
+fn upgrade_and_reinstall(bed: &Bed) {
+    let m = &bed.m;
     m.ok(
         "rm -rf /tmp/up && dpkg-deb -R /tmp/ecr-credd.deb /tmp/up && \
          sed -i 's/^Version: .*/&+up1/' /tmp/up/DEBIAN/control && dpkg-deb -b /tmp/up /tmp/ecr-credd-up.deb >/dev/null",
     );
     let before = m.show("MainPID");
-    m.gets_across(suite, "upgrade", 500, "dpkg -i --force-confold /tmp/ecr-credd-up.deb >/dev/null 2>&1");
+    m.gets_across(bed.suite, "upgrade", 500, "dpkg -i --force-confold /tmp/ecr-credd-up.deb >/dev/null 2>&1");
     assert_ne!(m.show("MainPID"), before, "the upgrade restarted the daemon");
-    // Removed, then installed again: the socket is enabled again, as it was.
     m.ok("dpkg -r ecr-credd >/dev/null 2>&1");
     assert_ne!(m.ok("systemctl is-enabled ecr-credd.socket || true").trim(), "enabled");
     m.ok("dpkg -i --force-confold /tmp/ecr-credd.deb >/dev/null 2>&1");
@@ -268,12 +302,6 @@ fn under_systemd(suite: &str) {
     wait_until("served after the reinstall", Duration::from_secs(30), || {
         m.get(None, SERVED).status.success()
     });
-
-    if suite == "bullseye" {
-        as_systemd_219_sees_it(&m);
-    } else {
-        the_watchdog_restarts_a_daemon_whose_source_hangs(&m, health);
-    }
 }
 
 /// A `credential_process` that never answers and no token held: after two

@@ -15,6 +15,8 @@ pub mod paths;
 pub mod process;
 pub mod registry;
 pub mod roots;
+pub mod sources;
+pub mod stages;
 pub mod systemd;
 pub mod timing;
 pub mod tls_proxy;
