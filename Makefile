@@ -53,7 +53,7 @@ $(VENV)/.stamp: testbed/requirements.txt testbed/constraints.txt
 
 ## The fast first stage, for contributors and CI: formatting, lints, unit
 ## tests and the tests that need no test bed (a few minutes on a warm tree).
-FAST_TESTS := --test cli_errors --test examples --test properties --test wire_golden --test dependencies
+FAST_TESTS := --test cli_errors --test docs --test examples --test properties --test dependencies
 check:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings

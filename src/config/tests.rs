@@ -26,6 +26,42 @@ fn parse_err(text: &str) -> (usize, String) {
     }
 }
 
+/// The config the packages install, as shipped.
+const SHIPPED: &str = include_str!("../../packaging/config.toml");
+
+#[test]
+fn the_shipped_config_parses_as_installed() {
+    let c = parse(SHIPPED, Path::new("/etc/ecr-credd/config.toml")).unwrap();
+    assert_eq!(c.socket, PathBuf::from("/run/ecr-credd/ecr-credd.sock"));
+    assert_eq!(c.health_listen, Some("127.0.0.1:9466".parse().unwrap()));
+    assert!(c.serve_unlisted_ecr);
+    assert!(c.registries.is_empty());
+}
+
+#[test]
+fn every_commented_example_in_the_shipped_config_parses() {
+    // Uncommenting each example line (a table header or `key = value`)
+    // must give a valid config: a user does exactly that.
+    let is_example = |l: &str| {
+        l.strip_prefix("# ").is_some_and(|rest| {
+            rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' '))
+        })
+    };
+    let text: String = SHIPPED
+        .lines()
+        .map(|l| if is_example(l) { &l[2..] } else { l })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let c = parse(&text, Path::new("config.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let hosts: Vec<&str> = c.registries.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(
+        hosts,
+        ["111122223333.dkr.ecr.eu-west-1.amazonaws.com", "registry.internal.example", "public.ecr.aws"]
+    );
+    assert_eq!(c.registries[1].external_id.as_deref(), Some("optional"));
+    assert_eq!(c.https_proxy.as_deref(), Some("http://proxy.internal:3128"));
+}
+
 #[test]
 fn parses_the_documented_example() {
     let c = parse(EXAMPLE, Path::new("c.toml")).unwrap();

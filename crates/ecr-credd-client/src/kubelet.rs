@@ -175,9 +175,6 @@ mod tests {
                 AuthConfig { username: "AWS".into(), password: "pw".into() },
             )]),
         };
-        assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            "{\"apiVersion\":\"credentialprovider.kubelet.k8s.io/v1\",\"kind\":\"CredentialProviderResponse\",\"cacheKeyType\":\"Registry\",\"cacheDuration\":\"21300s\",\"auth\":{\"127.0.0.1:5000\":{\"username\":\"AWS\",\"password\":\"pw\"}}}"
-        );
+        crate::golden::assert_golden("kubelet-response.json", serde_json::to_string(&r).unwrap().as_bytes());
     }
 }

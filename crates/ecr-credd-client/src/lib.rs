@@ -24,3 +24,6 @@ pub mod kubelet;
 pub mod registry;
 pub mod secret;
 pub mod wire;
+
+#[cfg(test)]
+mod golden;

@@ -63,10 +63,7 @@ fn get_prints_docker_json_byte_for_byte() {
     let (_d, sock) = fake_daemon(answer);
     let (code, out) = run_helper(&["get"], "  https://127.0.0.1:5000\n", &sock);
     assert_eq!(code, 0);
-    assert_eq!(
-        out,
-        "{\"ServerURL\":\"https://127.0.0.1:5000\",\"Username\":\"AWS\",\"Secret\":\"pa\\\"ss\"}\n"
-    );
+    crate::golden::assert_golden("helper-get.json", out.as_bytes());
 }
 
 #[test]

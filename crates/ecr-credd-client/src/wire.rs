@@ -13,6 +13,8 @@ use zeroize::Zeroizing;
 use crate::secret::Secret;
 
 mod frame;
+#[cfg(test)]
+mod golden_tests;
 pub use frame::{read_frame, write_frame, Framer, Next};
 
 /// The protocol version this build speaks.
