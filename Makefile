@@ -1,4 +1,6 @@
-# The two commands: `make demo` and `make test`. Both install what they need.
+# `make demo` and `make test` are the two that matter; both install what
+# they need. The other targets are for contributors (check, fuzz, soak,
+# bench) and releases (release, image).
 
 CARGO   ?= cargo
 # Debian's python3: the venv must not depend on a user-level interpreter.
@@ -53,7 +55,7 @@ $(VENV)/.stamp: testbed/requirements.txt testbed/constraints.txt
 
 ## The fast first stage, for contributors and CI: formatting, lints, unit
 ## tests and the tests that need no test bed (a few minutes on a warm tree).
-FAST_TESTS := --test cli_errors --test docs --test examples --test properties --test dependencies
+FAST_TESTS := --test cli_errors --test daemon_run --test docs --test examples --test properties --test dependencies
 check:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings

@@ -4,6 +4,6 @@
 pub(crate) mod chain;
 pub(crate) mod ecr;
 pub(crate) mod http;
+pub(crate) mod providers;
 pub(crate) mod sdk_error;
-pub(crate) mod source;
 pub(crate) mod sts;

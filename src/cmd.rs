@@ -2,9 +2,9 @@
 
 mod check_config;
 mod doctor;
-pub mod iam;
 mod install;
 mod man;
+pub mod policy;
 mod query;
 mod run;
 
@@ -67,14 +67,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the four IAM documents of the cross-account setup.
+    /// Print the five IAM documents of the cross-account setup.
     Policy {
         /// Accounts, roles, repositories and access.
         #[command(flatten)]
-        setup: crate::cmd::iam::Setup,
+        setup: crate::cmd::policy::Setup,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
-        format: crate::cmd::iam::Format,
+        format: crate::cmd::policy::Format,
         /// Same as --format json.
         #[arg(long)]
         json: bool,
@@ -132,8 +132,8 @@ pub fn execute(command: Command) -> Result<ExitCode> {
         }
         Command::Policy { setup, format, json } => {
             let docs = setup.documents()?;
-            let format = if json { iam::Format::Json } else { format };
-            print!("{}", iam::render(&setup, &docs, format));
+            let format = if json { policy::Format::Json } else { format };
+            print!("{}", policy::render(&setup, &docs, format));
             Ok(ExitCode::SUCCESS)
         }
         Command::InstallHost { bin_dir, socket_dir, owner } => {

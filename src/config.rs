@@ -10,7 +10,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 
-use crate::aws::source::CredentialSource;
+use crate::aws::providers::CredentialSource;
 use ecr_credd_client::registry::{normalize_host, parse_ecr_host};
 use validate::{
     check_proxy, check_region, check_role, is_public, private_location, public_location, Invalid,
@@ -193,7 +193,7 @@ pub const PUBLIC_ACCOUNT: &str = "public";
 pub const PUBLIC_REGION: &str = "us-east-1";
 
 impl RegistryConfig {
-    /// A short label for messages: `account (region)` plus the host when it differs.
+    /// A short label for messages: `host (account, region)`.
     pub fn label(&self) -> String {
         format!("{} ({}, {})", self.host, self.account, self.region)
     }

@@ -11,7 +11,7 @@
 //!
 //! - [`config`]: the TOML, checked value by value, with file, line and key
 //!   in every error.
-//! - `aws/` (private): everything that talks to AWS. `source` picks the
+//! - `aws/` (private): everything that talks to AWS. `providers` picks the
 //!   base credentials (`[aws] credentials`: IMDS, the SDK chain, env, a
 //!   profile, web identity, the container endpoint); `chain` holds them and
 //!   assumes each registry's role through `sts` (in the right region, FIPS
@@ -22,15 +22,15 @@
 //!   refreshes it in the background on the [`tokens::RefreshPolicy`] with
 //!   jitter and backoff, and answers `get`s single-flight; the
 //!   [`tokens::TokenSource`] trait is the seam to AWS (tests use fakes).
-//! - [`daemon`]: [`daemon::run`], which tests drive exactly as `ecr-credd
-//!   run` does, and what it runs: the socket (`socket` binds it and checks
+//! - [`daemon`]: [`daemon::run`], which `tests/daemon_run.rs` and the benches
+//!   drive in process exactly as `ecr-credd run` does, and what it runs: the socket (`socket` binds it and checks
 //!   peers, `server` serves it), the loopback HTTP endpoint (`health`), one
 //!   `accept` loop for both, `signals` (SIGTERM, SIGHUP, shutdown) and
 //!   `systemd` (readiness, watchdog, socket activation).
 //! - [`metrics`]: the Prometheus families, with enums for every label.
 //! - [`cmd`]: the command line. [`cmd::execute`] runs one command: `run`,
 //!   `check-config`, `status` and `get` (which ask the daemon), `doctor`
-//!   (each IAM step, with the fix), `policy` ([`cmd::iam`]: the IAM
+//!   (each IAM step, with the fix), `policy` ([`cmd::policy`]: the IAM
 //!   documents), `install-host` (a DaemonSet's init container) and `man`.
 //! - [`logging`]: the journal or stderr.
 //!

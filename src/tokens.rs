@@ -4,9 +4,9 @@
 //! [`Clock`].
 
 mod cache;
-mod refresh;
 mod source;
+mod timing;
 
 pub use cache::{not_ready, GetError, RegistryCredentials, TokenCache};
-pub use refresh::{Clock, RefreshPolicy, SystemClock};
 pub use source::{FetchError, FetchedToken, Refusal, TokenSource};
+pub use timing::{Clock, RefreshPolicy, SystemClock};

@@ -1,9 +1,9 @@
-//! `ecr-credd policy` as a user runs it: the JSON parses back into the four
+//! `ecr-credd policy` as a user runs it: the JSON parses back into the five
 //! documents, and bad flags get a specific error.
 
 use std::process::Command;
 
-use ecr_credd::cmd::iam::Documents;
+use ecr_credd::cmd::policy::Documents;
 
 use testbed::{daemon_bin, require, venv_tool};
 
@@ -16,7 +16,7 @@ fn policy(registry: &str, instance: &str) -> std::process::Output {
 }
 
 #[test]
-fn policy_prints_the_four_documents() {
+fn policy_prints_the_five_documents() {
     let out = Command::new(daemon_bin())
         .args(["policy", "--registry-account", "111122223333", "--instance-account", "444455556666"])
         .args(["--role-name", "ecr-access-from-b", "--instance-role", "nodes", "--repository", "app"])

@@ -1,7 +1,7 @@
 //! `ecr-credd doctor` against moto (IAM enforced where a scenario needs it),
 //! the IMDS double and a real registry: each broken setup step is named.
 //! moto does not evaluate cross-account trust policies, so the trust-policy
-//! and external-id cases are unit tests in src/doctor/classify.rs.
+//! and external-id cases are unit tests in src/cmd/doctor/classify.rs.
 
 use std::path::Path;
 use std::time::Duration;

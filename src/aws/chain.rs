@@ -1,5 +1,8 @@
-//! The credential chain: instance-profile credentials from IMDSv2, then
-//! `sts:AssumeRole` per distinct role, each cached until shortly before expiry.
+//! The credential chain: base credentials from the configured source (the
+//! instance profile over IMDSv2 by default; the SDK chain, env, a profile,
+//! web identity or the container endpoint when `[aws] credentials` says so),
+//! then `sts:AssumeRole` per distinct role, each cached until shortly before
+//! expiry, on the injected clock.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +11,6 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::provider_config::ProviderConfig;
 use aws_config::SdkConfig;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
 use tokio::sync::Mutex;
@@ -16,7 +18,7 @@ use tokio::time::Instant;
 
 use super::sdk_error::describe_sdk_error;
 use super::sts::{self, RoleSession};
-use crate::aws::source::CredentialSource;
+use crate::aws::providers::{Answered, CredentialSource, Provider, ProviderKind};
 use crate::config::RegistryConfig;
 use crate::metrics::{Api, CallOutcome, Metrics};
 use crate::tokens::{Clock, FetchError, Refusal, SystemClock};
@@ -116,7 +118,7 @@ pub(crate) struct CredentialChain {
     /// Builds the configured source's providers (a seam for tests).
     build: Box<dyn Fn() -> Providers + Send + Sync>,
     /// The provider that gave them last, for `/status` and the log.
-    source_used: std::sync::Mutex<Option<String>>,
+    source_used: std::sync::Mutex<Option<Answered>>,
     /// One slot per role session: registries sharing a role share one
     /// AssumeRole, and a role whose STS hangs holds up no other role.
     roles: std::sync::Mutex<HashMap<RoleSession, Arc<RoleSlot>>>,
@@ -155,7 +157,7 @@ fn remember_failure_for(refusal: Option<Refusal>) -> Duration {
 }
 
 /// Named credential providers, tried in order.
-pub(crate) type Providers = Vec<(String, SharedCredentialsProvider)>;
+pub(crate) type Providers = Vec<Provider>;
 
 fn build_providers(base: &SdkConfig, settings: &AwsSettings) -> Providers {
     settings.credentials.providers(&crate::aws::http::imds_provider_config(), &other_providers(base))
@@ -216,7 +218,7 @@ impl CredentialChain {
         // gave the credentials: pods and tasks on other sources may not reach
         // IMDS, and AWS_REGION is theirs.
         let configured = registry.sts_region.is_some() || self.settings.sts_region.is_some();
-        let from_imds = self.source_used().as_deref() == Some(crate::aws::source::IMDS_NAME);
+        let from_imds = lock(&self.source_used).as_ref().is_some_and(|a| a.kind == ProviderKind::Imds);
         let instance = if configured { None } else { self.instance_region(from_imds).await };
         self.settings.sts_target(registry, instance.as_deref())
     }
@@ -287,7 +289,7 @@ impl CredentialChain {
 
     /// Which provider gave the base credentials last.
     pub(crate) fn source_used(&self) -> Option<String> {
-        lock(&self.source_used).clone()
+        lock(&self.source_used).as_ref().map(|a| a.name.clone())
     }
 
     /// Reads the base credentials afresh at the next fetch (after a reload:
@@ -323,7 +325,7 @@ impl CredentialChain {
         let host = &registry.host;
         let Some(key) = RoleSession::of(registry) else {
             self.wait_on(host, format!("base credentials from {}", self.settings.credentials));
-            let instance = self.instance().await?;
+            let instance = self.base_credentials().await?;
             self.learn_identity(&self.sts_target(registry).await, &instance);
             return Ok(instance);
         };
@@ -347,7 +349,7 @@ impl CredentialChain {
             return Err(err);
         }
         self.wait_on(host, format!("base credentials from {}", self.settings.credentials));
-        let instance = self.instance().await?;
+        let instance = self.base_credentials().await?;
         let target = self.sts_target(registry).await;
         self.learn_identity(&target, &instance);
         self.wait_on(

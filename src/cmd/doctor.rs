@@ -15,17 +15,18 @@ use serde::Serialize;
 use crate::aws::chain::AwsSettings;
 use crate::aws::ecr::sdk_config;
 use crate::aws::http::{imds_provider_config, Proxy};
-use crate::aws::source::CredentialSource;
+use crate::aws::providers::{CredentialSource, ProviderKind};
 use crate::config::{Config, RegistryConfig};
 use ecr_credd_client::registry::normalize_host;
 
 mod base;
 mod classify;
 mod local;
+mod reach;
 mod registry;
 mod report;
 
-use report::Report;
+use report::{Failed, Passed, Report};
 
 /// Every network step gives up after this.
 pub(super) const STEP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -141,7 +142,7 @@ pub(super) async fn run(
         (creds, base::imds_region(&imds).await)
     } else {
         let found = base::from_source(base, settings, &mut report).await;
-        let from_imds = found.as_ref().is_some_and(|(_, name)| name == crate::aws::source::IMDS_NAME);
+        let from_imds = found.as_ref().is_some_and(|(_, answered)| answered.kind == ProviderKind::Imds);
         let region = if from_imds { base::imds_region(&imds).await } else { None };
         (found.map(|(c, _)| c), region)
     };
@@ -168,16 +169,16 @@ async fn instance_profile(imds: &aws_config::imds::Client, report: &mut Report) 
         "the instance needs an instance profile (aws ec2 associate-iam-instance-profile) and IMDSv2 \
          reachable: HttpTokens=required is fine; from containers HttpPutResponseHopLimit must be 2 or more; \
          AWS_EC2_METADATA_SERVICE_ENDPOINT overrides the address";
-    let late = (format!("no answer within {STEP_TIMEOUT:?}"), FIX.to_owned());
+    let late = Failed::new(format!("no answer within {STEP_TIMEOUT:?}"), FIX);
     let call = imds.get("/latest/meta-data/iam/security-credentials/");
     report
         .step("IMDSv2", None, call, late, |answer| match answer {
             Ok(names) if !names.as_ref().trim().is_empty() => {
                 let name = names.as_ref().lines().next().unwrap_or_default().to_owned();
-                Ok(((), format!("instance profile role {name}")))
+                Ok(Passed::new((), format!("instance profile role {name}")))
             }
-            Ok(_) => Err(("no instance profile is attached".into(), FIX.into())),
-            Err(e) => Err((crate::aws::sdk_error::error_chain(&e), FIX.into())),
+            Ok(_) => Err(Failed::new("no instance profile is attached".into(), FIX)),
+            Err(e) => Err(Failed::new(crate::aws::sdk_error::error_chain(&e), FIX)),
         })
         .await?;
     let provider = ImdsCredentialsProvider::builder().configure(&imds_provider_config()).build();

@@ -47,11 +47,8 @@ fn every_commented_example_in_the_shipped_config_parses() {
             rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' '))
         })
     };
-    let text: String = SHIPPED
-        .lines()
-        .map(|l| if is_example(l) { &l[2..] } else { l })
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let text: String =
+        SHIPPED.lines().map(|l| if is_example(l) { &l[2..] } else { l }).map(|l| format!("{l}\n")).collect();
     let c = parse(&text, Path::new("config.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let hosts: Vec<&str> = c.registries.iter().map(|r| r.host.as_str()).collect();
     assert_eq!(

@@ -8,7 +8,7 @@
 //!   its [`Entry`]. A `get` takes its read lock only to clone one `Arc`; the
 //!   write lock is held to add an unlisted host or apply a reload, never
 //!   across an await.
-//! - `Inner::configured` is the config's host order, beside `entries`
+//! - `Inner::configured_hosts` is the config's host order, beside `entries`
 //!   because a map has none: `list`, `status` and readiness follow it, and a
 //!   reload swaps it in one write.
 //! - Each entry's `state` is a std mutex held only to read or update fields,
@@ -33,8 +33,8 @@ use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
-use super::refresh::{Clock, RefreshPolicy};
 use super::source::{FetchError, TokenSource};
+use super::timing::{Clock, RefreshPolicy};
 use crate::config::RegistryConfig;
 use crate::metrics::Metrics;
 use ecr_credd_client::registry::{normalize_host, parse_ecr_host, HostError};
@@ -95,6 +95,13 @@ pub enum GetError {
         /// The step the fetch was still waiting on, when the source knows.
         waiting_on: Option<String>,
     },
+    /// The fetch ended with neither a token nor a failure to report: the
+    /// runtime is shutting down, or the token was dropped as it arrived.
+    #[error("{registry}: no token yet; the fetch ended without a result (is the daemon stopping?)")]
+    NoResult {
+        /// The registry host.
+        registry: String,
+    },
     /// Too many unlisted ECR hosts are tracked already.
     #[error("{host}: too many unlisted ECR registries in use; list this one in the config")]
     TooManyUnlisted {
@@ -129,7 +136,7 @@ struct Inner<S> {
     policy: RefreshPolicy,
     metrics: Arc<Metrics>,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
-    configured: RwLock<Vec<String>>,
+    configured_hosts: RwLock<Vec<String>>,
     serve_unlisted: AtomicBool,
     fetch_slots: tokio::sync::Semaphore,
     /// Unlisted hosts fetch through these, so made-up ones cannot take the
@@ -176,7 +183,7 @@ impl<S: TokenSource> TokenCache<S> {
                 clock,
                 metrics,
                 entries: RwLock::new(entries),
-                configured: RwLock::new(registries.iter().map(|r| r.host.clone()).collect()),
+                configured_hosts: RwLock::new(registries.iter().map(|r| r.host.clone()).collect()),
                 serve_unlisted: AtomicBool::new(serve_unlisted),
                 fetch_slots: tokio::sync::Semaphore::new(policy.max_concurrent_fetches.max(1)),
                 unlisted_slots: tokio::sync::Semaphore::new((policy.max_concurrent_fetches / 4).max(1)),
@@ -196,7 +203,7 @@ impl<S: TokenSource> TokenCache<S> {
 
     /// The configured hosts, in config order.
     pub fn hosts(&self) -> Vec<String> {
-        crate::sync::read(&self.inner.configured).clone()
+        crate::sync::read(&self.inner.configured_hosts).clone()
     }
 
     /// The principal tokens are fetched as, when known.
@@ -257,7 +264,7 @@ impl<S: TokenSource> TokenCache<S> {
             }
         }
         *entries = next;
-        *crate::sync::write(&inner.configured) = registries.iter().map(|r| r.host.clone()).collect();
+        *crate::sync::write(&inner.configured_hosts) = registries.iter().map(|r| r.host.clone()).collect();
         inner.serve_unlisted.store(serve_unlisted, Ordering::SeqCst);
         summary
     }

@@ -9,7 +9,7 @@ use aws_credential_types::Credentials;
 use tokio::time::Instant;
 
 use super::{fresh, lock, unexpired, CredentialChain, Providers, BASE_DEADLINE, REREAD_STATIC};
-use crate::aws::source::{first_credentials_reporting, CredentialSource};
+use crate::aws::providers::{first_credentials_reporting, CredentialSource};
 use crate::metrics::{Api, CallOutcome};
 use crate::tokens::FetchError;
 
@@ -40,8 +40,8 @@ pub(super) struct PendingAsk {
     pub(super) asking: Arc<std::sync::Mutex<String>>,
 }
 
-/// What [`first_credentials`] answers.
-pub(super) type Answer = (Result<(String, Credentials), String>, Vec<String>);
+/// What the source answered.
+pub(super) type Answer = crate::aws::providers::Found;
 
 impl CredentialChain {
     /// The base credentials: the instance profile's, or the configured
@@ -49,7 +49,7 @@ impl CredentialChain {
     /// are read again, from new providers, after a few minutes or a reload,
     /// so a rotated key is picked up. While another caller asks the source,
     /// credentials that have not yet expired are used rather than waited for.
-    pub(crate) async fn instance(&self) -> Result<Credentials, FetchError> {
+    pub(crate) async fn base_credentials(&self) -> Result<Credentials, FetchError> {
         let still_good = |e: &CachedBase, now| match e.creds.expiry() {
             Some(_) => fresh(&e.creds, now),
             None => self.clock.now().saturating_duration_since(e.at) < REREAD_STATIC,
@@ -81,9 +81,10 @@ impl CredentialChain {
             if result.is_ok() { CallOutcome::Success } else { CallOutcome::Error },
         );
         match result {
-            Ok((name, c)) => {
-                let before = lock(&self.source_used).replace(name.clone());
-                if before.as_deref() != Some(name.as_str()) {
+            Ok((answered, c)) => {
+                let name = answered.name.clone();
+                let before = lock(&self.source_used).replace(answered);
+                if before.map(|a| a.name).as_deref() != Some(name.as_str()) {
                     let skipped = if lacked.is_empty() {
                         String::new()
                     } else {

@@ -51,7 +51,7 @@ fn chain(provider: &FakeProvider, sdk: SdkConfig) -> CredentialChain {
     let settings =
         AwsSettings { credentials: CredentialSource::Profile("x".into()), ..AwsSettings::default() };
     let p = provider.clone();
-    let build = Box::new(move || vec![("profile x".to_owned(), SharedCredentialsProvider::new(p.clone()))]);
+    let build = Box::new(move || vec![Provider::new(ProviderKind::Profile, "profile x", p.clone())]);
     CredentialChain::with_providers(sdk, settings, Arc::default(), build, provider.clock.clone())
 }
 
@@ -95,12 +95,12 @@ const MINUTE: Duration = Duration::from_secs(60);
 async fn expiring_credentials_are_renewed_10_minutes_ahead() {
     let p = on_manual_clock(Some(30 * MINUTE));
     let c = chain(&p, sdk("http://127.0.0.1:9").await);
-    assert_eq!(c.instance().await.unwrap().access_key_id(), "AKIDBASE");
+    assert_eq!(c.base_credentials().await.unwrap().access_key_id(), "AKIDBASE");
     tokio::time::sleep(19 * MINUTE).await;
-    assert_eq!(c.instance().await.unwrap().access_key_id(), "AKIDBASE", "11 minutes left: kept");
+    assert_eq!(c.base_credentials().await.unwrap().access_key_id(), "AKIDBASE", "11 minutes left: kept");
     assert_eq!(p.calls.load(Ordering::SeqCst), 1);
     tokio::time::sleep(2 * MINUTE).await;
-    assert_eq!(c.instance().await.unwrap().access_key_id(), "AKIDBASE2", "9 minutes left: renewed");
+    assert_eq!(c.base_credentials().await.unwrap().access_key_id(), "AKIDBASE2", "9 minutes left: renewed");
     assert_eq!(p.calls.load(Ordering::SeqCst), 2);
 }
 
@@ -108,15 +108,15 @@ async fn expiring_credentials_are_renewed_10_minutes_ahead() {
 async fn static_keys_are_read_again_every_5_minutes_and_after_a_reload() {
     let p = on_manual_clock(None);
     let c = chain(&p, sdk("http://127.0.0.1:9").await);
-    c.instance().await.unwrap();
+    c.base_credentials().await.unwrap();
     tokio::time::sleep(MINUTE * 4 + MINUTE / 2).await;
-    c.instance().await.unwrap();
+    c.base_credentials().await.unwrap();
     assert_eq!(p.calls.load(Ordering::SeqCst), 1, "within 5 minutes: not read again");
     tokio::time::sleep(MINUTE).await;
-    assert_eq!(c.instance().await.unwrap().access_key_id(), "AKIDBASE2");
+    assert_eq!(c.base_credentials().await.unwrap().access_key_id(), "AKIDBASE2");
     assert_eq!(p.calls.load(Ordering::SeqCst), 2, "after 5 minutes: read again");
     c.reread_base();
-    c.instance().await.unwrap();
+    c.base_credentials().await.unwrap();
     assert_eq!(p.calls.load(Ordering::SeqCst), 3, "a reload reads them at once");
 }
 
@@ -124,19 +124,19 @@ async fn static_keys_are_read_again_every_5_minutes_and_after_a_reload() {
 async fn a_failed_renewal_keeps_valid_credentials_until_they_expire() {
     let p = on_manual_clock(Some(30 * MINUTE));
     let c = chain(&p, sdk("http://127.0.0.1:9").await);
-    c.instance().await.unwrap();
+    c.base_credentials().await.unwrap();
     p.fail.store(true, Ordering::SeqCst);
     // Due for renewal, the source down: the still-valid keys are used.
     tokio::time::sleep(25 * MINUTE).await;
-    assert_eq!(c.instance().await.unwrap().access_key_id(), "AKIDBASE");
+    assert_eq!(c.base_credentials().await.unwrap().access_key_id(), "AKIDBASE");
     assert_eq!(p.calls.load(Ordering::SeqCst), 2, "renewal was tried");
     // Expired: an error naming the source, never expired keys.
     tokio::time::sleep(6 * MINUTE).await;
-    let err = c.instance().await.unwrap_err().to_string();
+    let err = c.base_credentials().await.unwrap_err().to_string();
     assert!(err.contains("no base credentials from profile:x: profile x: an error occurred while loading credentials: the fake source is down"), "{err}");
     // Back: renewed.
     p.fail.store(false, Ordering::SeqCst);
-    assert!(c.instance().await.unwrap().access_key_id().starts_with("AKIDBASE"));
+    assert!(c.base_credentials().await.unwrap().access_key_id().starts_with("AKIDBASE"));
     assert_eq!(p.calls.load(Ordering::SeqCst), 4);
 }
 
@@ -216,13 +216,13 @@ async fn a_hung_source_fails_within_its_deadline_and_is_asked_once() {
     let p = provider(true);
     let c = chain(&p, sdk("http://127.0.0.1:9").await);
     let started = Instant::now();
-    let err = c.instance().await.unwrap_err().to_string();
+    let err = c.base_credentials().await.unwrap_err().to_string();
     let took = started.elapsed();
     assert!(took >= BASE_DEADLINE && took < BASE_DEADLINE + Duration::from_secs(1), "{took:?}");
     assert!(err.contains("no base credentials from profile:x: profile x: no answer within 4s"), "{err}");
     // The next fetch waits on the ask still running instead of starting a
     // second one: a hung credential_process leaves one child, not one per try.
-    assert!(c.instance().await.is_err());
+    assert!(c.base_credentials().await.is_err());
     assert_eq!(p.calls.load(Ordering::SeqCst), 1);
 }
 

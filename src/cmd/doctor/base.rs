@@ -4,12 +4,12 @@
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 
-use super::report::{silent, within, Report};
+use super::report::{silent, within, Failed, Passed, Report};
 use super::{Context, Target};
 use crate::aws::chain::{other_providers, AwsSettings};
 use crate::aws::http::imds_provider_config;
+use crate::aws::providers::{first_credentials, Answered, CredentialSource};
 use crate::aws::sdk_error::describe_sdk_error;
-use crate::aws::source::{first_credentials, CredentialSource};
 use crate::aws::sts;
 
 /// The base credentials from a configured source other than the instance
@@ -19,7 +19,7 @@ pub(super) async fn from_source(
     base: &SdkConfig,
     settings: &AwsSettings,
     report: &mut Report,
-) -> Option<(Credentials, String)> {
+) -> Option<(Credentials, Answered)> {
     let providers = settings.credentials.providers(&imds_provider_config(), &other_providers(base));
     let fix = match &settings.credentials {
         CredentialSource::Env => "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the service's environment",
@@ -29,19 +29,19 @@ pub(super) async fn from_source(
         _ => "see the reasons above; ecr-credd policy --source prints the trust each source needs",
     };
     let source = &settings.credentials;
-    let late = (format!("{source}: no answer in time"), fix.to_owned());
+    let late = Failed::new(format!("{source}: no answer in time"), fix);
     report
         .step("base credentials", None, first_credentials(&providers), late, |(found, lacked)| match found {
-            Ok((name, creds)) => {
+            Ok((answered, creds)) => {
                 let skipped = if lacked.is_empty() {
                     String::new()
                 } else {
                     format!("; not from: {}", lacked.join("; "))
                 };
-                let detail = format!("{name} gave them{skipped}");
-                Ok(((creds, name), detail))
+                let detail = format!("{} gave them{skipped}", answered.name);
+                Ok(Passed::new((creds, answered), detail))
             }
-            Err(reason) => Err((format!("{source}: {reason}"), fix.into())),
+            Err(reason) => Err(Failed::new(format!("{source}: {reason}"), fix)),
         })
         .await
 }
@@ -71,12 +71,12 @@ pub(super) async fn identity(
             Ok(out) => {
                 let arn = out.arn().unwrap_or_default().to_owned();
                 let detail = format!("account {} as {arn}", out.account().unwrap_or("?"));
-                Ok((arn, detail))
+                Ok(Passed::new(arn, detail))
             }
             Err(e) => {
                 let (_, reason) = describe_sdk_error(&e);
                 let fix = "check outbound access to STS (proxy, VPC endpoint) and the instance credentials";
-                Err((format!("sts:GetCallerIdentity: {reason}"), fix.into()))
+                Err(Failed::new(format!("sts:GetCallerIdentity: {reason}"), fix))
             }
         })
         .await

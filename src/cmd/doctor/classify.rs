@@ -1,7 +1,7 @@
 //! What a failed step means for the setup, and the fix, with the exact
 //! policy documents to compare against.
 
-use crate::cmd::iam::{PolicyDocument, Setup, PULL_ACTIONS, PUSH_ACTIONS};
+use crate::cmd::policy::{PolicyDocument, Setup, PULL_ACTIONS, PUSH_ACTIONS};
 
 /// Why AssumeRole failed, as far as the error tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ pub(super) fn repository_fix(setup: &Setup) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::iam::{Access, BaseSource};
+    use crate::cmd::policy::{Access, BaseSource};
 
     fn setup() -> Setup {
         Setup {

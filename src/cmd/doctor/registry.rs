@@ -4,10 +4,10 @@
 use aws_credential_types::Credentials;
 
 use super::classify::{assume_role_fix, classify_assume_role, get_token_fix};
-use super::report::{silent, Report};
-use super::{local, Context, Target};
+use super::report::{silent, Failed, Passed, Report};
+use super::{reach, Context, Target};
 use crate::aws::{ecr, sts};
-use crate::cmd::iam::{Access, BaseSource, Setup};
+use crate::cmd::policy::{Access, BaseSource, Setup};
 use crate::config::RegistryConfig;
 use crate::tokens::{FetchError, FetchedToken, Refusal};
 
@@ -48,7 +48,7 @@ pub(super) async fn check(
     };
     let Some(token) = token(cx, r, creds, &setup, report).await else { return };
     let repo = target.repository.as_deref();
-    local::registry_reachable(r, repo, (&token.username, token.secret.expose()), &setup, report).await;
+    reach::registry_reachable(r, repo, (&token.username, token.secret.expose()), &setup, report).await;
 }
 
 /// The IAM setup doctor's fixes are phrased in.
@@ -84,14 +84,14 @@ async fn assume(
     let call = sts::assume_role(&client, role);
     report
         .step("sts:AssumeRole", Some(&r.host), call, silent("STS"), |answer| match answer {
-            Ok(creds) => Ok((creds, format!("assumed {role_arn}"))),
+            Ok(creds) => Ok(Passed::new(creds, format!("assumed {role_arn}"))),
             Err(f) => {
                 let fix = assume_role_fix(
                     classify_assume_role(f.refusal == Refusal::Denied, &f.reason),
                     setup,
                     r.external_id.is_some(),
                 );
-                Err((format!("{role_arn}: {}", f.reason), fix))
+                Err(Failed::new(format!("{role_arn}: {}", f.reason), fix))
             }
         })
         .await
@@ -114,7 +114,7 @@ async fn token(
     };
     report
         .step(step, Some(&r.host), call, silent("ECR"), |answer| match answer {
-            Ok(token) => Ok((token, format!("token for {} in {}", r.account, r.region))),
+            Ok(token) => Ok(Passed::new(token, format!("token for {} in {}", r.account, r.region))),
             Err(
                 FetchError::GetAuthorizationToken { refusal, reason, .. }
                 | FetchError::GetPublicAuthorizationToken { refusal, reason },
@@ -125,9 +125,9 @@ async fn token(
                 } else {
                     get_token_fix(denied, setup)
                 };
-                Err((reason, fix))
+                Err(Failed::new(reason, fix))
             }
-            Err(e) => Err((e.to_string(), "retry; ECR answered oddly".into())),
+            Err(e) => Err(Failed::new(e.to_string(), "retry; ECR answered oddly")),
         })
         .await
 }

@@ -19,9 +19,35 @@ pub(super) async fn within<T>(fut: impl Future<Output = T>) -> Option<T> {
     tokio::time::timeout(STEP_TIMEOUT, fut).await.ok()
 }
 
+/// A step that passed: the value later steps use, and what to report.
+pub(super) struct Passed<T> {
+    value: T,
+    detail: String,
+}
+
+/// A step that failed: what failed, and how to fix it.
+pub(super) struct Failed {
+    detail: String,
+    fix: String,
+}
+
+impl<T> Passed<T> {
+    /// `value`, reported as `detail`.
+    pub(super) fn new(value: T, detail: String) -> Self {
+        Passed { value, detail }
+    }
+}
+
+impl Failed {
+    /// What failed, and the fix to print under it.
+    pub(super) fn new(detail: String, fix: impl Into<String>) -> Self {
+        Failed { detail, fix: fix.into() }
+    }
+}
+
 /// What to report when `service` does not answer in time.
-pub(super) fn silent(service: &str) -> (String, String) {
-    (format!("{service} did not answer in time"), format!("check outbound HTTPS to {service}"))
+pub(super) fn silent(service: &str) -> Failed {
+    Failed::new(format!("{service} did not answer in time"), format!("check outbound HTTPS to {service}"))
 }
 
 /// The checks so far.
@@ -43,21 +69,21 @@ impl Report {
 
     /// Runs one network step. `judge` turns its answer into the value and
     /// the detail to report, or into what failed and the fix; no answer
-    /// within [`STEP_TIMEOUT`] is reported as `late` (detail, fix).
+    /// within [`STEP_TIMEOUT`] is reported as `late`.
     pub(super) async fn step<T, A>(
         &mut self,
         check: &str,
         registry: Option<&str>,
         call: impl Future<Output = A>,
-        late: (String, String),
-        judge: impl FnOnce(A) -> Result<(T, String), (String, String)>,
+        late: Failed,
+        judge: impl FnOnce(A) -> Result<Passed<T>, Failed>,
     ) -> Option<T> {
         match within(call).await.map_or(Err(late), judge) {
-            Ok((value, detail)) => {
+            Ok(Passed { value, detail }) => {
                 self.pass(check, registry, detail);
                 Some(value)
             }
-            Err((detail, fix)) => {
+            Err(Failed { detail, fix }) => {
                 self.fail(check, registry, detail, fix);
                 None
             }

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::{GetError, RegistryCredentials};
 use crate::config::RegistryConfig;
 use crate::sync::lock;
-use crate::tokens::refresh::RefreshPolicy;
+use crate::tokens::timing::RefreshPolicy;
 use ecr_credd_client::secret::Secret;
 
 pub(super) struct CachedToken {
@@ -136,11 +136,7 @@ pub(super) fn latest_result(
     if let Some(creds) = servable(entry, st, now, wall, policy) {
         return Ok(creds);
     }
-    Err(standing_error(st, now).unwrap_or_else(|| GetError::Timeout {
-        registry: entry.registry.label(),
-        waited: Duration::ZERO,
-        waiting_on: None,
-    }))
+    Err(standing_error(st, now).unwrap_or_else(|| GetError::NoResult { registry: entry.registry.label() }))
 }
 
 /// The failure that stands for `st`, saying when the next try is if a

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::entry::CachedToken;
 use super::{latest_result, lock, Entry, GetError, Inner, RegistryCredentials, State};
 use crate::metrics::FetchOutcome;
-use crate::tokens::refresh::backoff;
+use crate::tokens::timing::backoff;
 use crate::tokens::{FetchError, FetchedToken, TokenSource};
 
 /// One fetch for `entry`, shared by everyone who asks while it runs.
@@ -47,8 +47,8 @@ pub(super) async fn fetch<S: TokenSource>(
     });
     match task.await {
         Ok(result) => result,
-        // Only runtime shutdown cancels the task; report it as unfinished.
-        Err(_) => Err(GetError::Timeout { registry: label, waited: Duration::ZERO, waiting_on: None }),
+        // Only runtime shutdown cancels the task.
+        Err(_) => Err(GetError::NoResult { registry: label }),
     }
 }
 

@@ -17,8 +17,45 @@ use aws_credential_types::Credentials;
 
 use super::sdk_error::error_chain;
 
-/// The name the instance profile's provider is shown and logged under.
-pub(crate) const IMDS_NAME: &str = "instance profile (IMDS)";
+/// The kind of a base-credential provider. Only credentials from IMDS let
+/// the chain ask IMDS for the region too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProviderKind {
+    /// The instance profile.
+    Imds,
+    /// `AWS_ACCESS_KEY_ID` and friends.
+    Environment,
+    /// A profile of the shared config files.
+    Profile,
+    /// A web identity token file (IRSA).
+    WebIdentity,
+    /// The container credentials endpoint.
+    Container,
+}
+
+/// One provider to ask, with the name it is logged and shown under.
+#[derive(Clone, Debug)]
+pub(crate) struct Provider {
+    /// What it is.
+    pub(crate) kind: ProviderKind,
+    /// How it is shown: `instance profile (IMDS)`, `profile ci`, ...
+    pub(crate) name: String,
+    /// The SDK's provider.
+    pub(crate) provider: SharedCredentialsProvider,
+}
+
+/// The provider that gave credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Answered {
+    /// What it is.
+    pub(crate) kind: ProviderKind,
+    /// How it is shown.
+    pub(crate) name: String,
+}
+
+/// What [`first_credentials`] found: the credentials and who gave them, or
+/// why none did; and what each provider passed over lacked.
+pub(crate) type Found = (Result<(Answered, Credentials), String>, Vec<String>);
 
 /// The accepted values, for messages.
 pub(crate) const CHOICES: &str = "instance, chain, env, profile:NAME, web-identity or container";
@@ -88,32 +125,33 @@ impl CredentialSource {
 
     /// The providers to try in order, each with the name logged and shown.
     /// `imds` gets a client that never uses the proxy; `other` the proxy's.
-    pub fn providers(
-        &self,
-        imds: &ProviderConfig,
-        other: &ProviderConfig,
-    ) -> Vec<(String, SharedCredentialsProvider)> {
-        let instance =
-            || (IMDS_NAME.to_owned(), shared(ImdsCredentialsProvider::builder().configure(imds).build()));
-        let env = || ("environment".to_owned(), shared(EnvironmentVariableCredentialsProvider::new()));
-        let web = || {
-            (
-                "web identity".to_owned(),
-                shared(WebIdentityTokenCredentialsProvider::builder().configure(other).build()),
+    pub(crate) fn providers(&self, imds: &ProviderConfig, other: &ProviderConfig) -> Vec<Provider> {
+        let instance = || {
+            let p = ImdsCredentialsProvider::builder().configure(imds).build();
+            Provider::new(ProviderKind::Imds, "instance profile (IMDS)", p)
+        };
+        let env = || {
+            Provider::new(
+                ProviderKind::Environment,
+                "environment",
+                EnvironmentVariableCredentialsProvider::new(),
             )
         };
+        let web = || {
+            let p = WebIdentityTokenCredentialsProvider::builder().configure(other).build();
+            Provider::new(ProviderKind::WebIdentity, "web identity", p)
+        };
         let container = || {
-            (
-                "container endpoint".to_owned(),
-                shared(EcsCredentialsProvider::builder().configure(other).build()),
-            )
+            let p = EcsCredentialsProvider::builder().configure(other).build();
+            Provider::new(ProviderKind::Container, "container endpoint", p)
         };
         let profile = |name: Option<&str>| {
             let mut b = ProfileFileCredentialsProvider::builder().configure(other);
             if let Some(n) = name {
                 b = b.profile_name(n);
             }
-            (format!("profile {}", name.unwrap_or("(AWS_PROFILE or default)")), shared(b.build()))
+            let shown = format!("profile {}", name.unwrap_or("(AWS_PROFILE or default)"));
+            Provider::new(ProviderKind::Profile, &shown, b.build())
         };
         match self {
             CredentialSource::Instance => vec![instance()],
@@ -139,31 +177,32 @@ impl fmt::Display for CredentialSource {
     }
 }
 
-fn shared(p: impl ProvideCredentials + 'static) -> SharedCredentialsProvider {
-    SharedCredentialsProvider::new(p)
+impl Provider {
+    /// `provider` of `kind`, shown as `name`.
+    pub(crate) fn new(kind: ProviderKind, name: &str, provider: impl ProvideCredentials + 'static) -> Self {
+        Provider { kind, name: name.to_owned(), provider: SharedCredentialsProvider::new(provider) }
+    }
 }
 
 /// Credentials from the first provider that has some, its name, and what
 /// each earlier one lacked. A provider that has credentials but fails (a
 /// denied web identity, a broken `credential_process`) stops the search, as
 /// in the SDK's own chain: falling through would hide the real problem.
-pub(crate) async fn first_credentials(
-    providers: &[(String, SharedCredentialsProvider)],
-) -> (Result<(String, Credentials), String>, Vec<String>) {
+pub(crate) async fn first_credentials(providers: &[Provider]) -> Found {
     first_credentials_reporting(providers, &std::sync::Mutex::new(String::new())).await
 }
 
 /// [`first_credentials`], writing the name of the provider being asked into
 /// `asking`, so a caller that stops waiting can say which one hung.
 pub(crate) async fn first_credentials_reporting(
-    providers: &[(String, SharedCredentialsProvider)],
+    providers: &[Provider],
     asking: &std::sync::Mutex<String>,
-) -> (Result<(String, Credentials), String>, Vec<String>) {
+) -> Found {
     let mut lacked = Vec::new();
-    for (name, provider) in providers {
+    for Provider { kind, name, provider } in providers {
         name.clone_into(&mut crate::sync::lock(asking));
         match provider.provide_credentials().await {
-            Ok(c) => return (Ok((name.clone(), c)), lacked),
+            Ok(c) => return (Ok((Answered { kind: *kind, name: name.clone() }, c)), lacked),
             Err(e @ CredentialsError::CredentialsNotLoaded(_)) if providers.len() > 1 => {
                 lacked.push(format!("{name}: {}", error_chain(&e)));
             }

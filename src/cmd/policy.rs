@@ -1,4 +1,4 @@
-//! `ecr-credd policy`: the four IAM documents of the cross-account setup,
+//! `ecr-credd policy`: the five IAM documents of the cross-account setup,
 //! least-privilege, built from serde types (not string templates).
 
 use std::collections::BTreeMap;
@@ -142,7 +142,7 @@ pub struct Setup {
 /// What fetching an ECR Public token needs (it is minted through STS).
 pub const PUBLIC_TOKEN_ACTIONS: &[&str] = &["ecr-public:GetAuthorizationToken", "sts:GetServiceBearerToken"];
 
-/// The four documents, in setup order.
+/// The five documents, in setup order (the fifth only when B's role is new).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Documents {
     /// Step 1: A's role permissions policy.
@@ -214,7 +214,7 @@ fn check_name(flag: &'static str, value: &str, extra: &[u8]) -> Result<(), Polic
 }
 
 impl Setup {
-    /// The four documents.
+    /// The five documents.
     pub fn documents(&self) -> Result<Documents, PolicyError> {
         self.check()?;
         let p = &self.partition;
@@ -366,9 +366,9 @@ pub use render::{cloudformation, terraform};
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// The four documents, each with where it goes.
+    /// The five documents, each with where it goes.
     Text,
-    /// One JSON object with the four documents.
+    /// One JSON object with the five documents.
     Json,
     /// Terraform resources for both accounts.
     Terraform,
