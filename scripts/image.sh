@@ -6,12 +6,13 @@
 # Writes dist/ecr-credd-image-VERSION.oci.tar (an OCI archive of the index).
 set -eu
 cd "$(dirname "$0")/.."
+. scripts/common.sh
 
 for tool in buildah sha256sum; do
     command -v "$tool" >/dev/null 2>&1 || { echo "image: missing $tool: apt-get install ${tool%sum}" >&2; exit 2; }
 done
 [ -f /etc/ssl/certs/ca-certificates.crt ] || { echo "image: missing CA certificates: apt-get install ca-certificates" >&2; exit 2; }
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+version=$(workspace_version)
 for t in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
     [ -x "target/$t/release/ecr-credd" ] || { echo "image: no release build for $t; run make release" >&2; exit 2; }
 done
@@ -31,8 +32,8 @@ printf 'root:x:0:\necr-credd:x:64872:\n' > "$etc/group"
 for arch in amd64 arm64; do
     case $arch in amd64) t=x86_64-unknown-linux-gnu ;; arm64) t=aarch64-unknown-linux-gnu ;; esac
     c=$($B from --arch "$arch" --os linux scratch)
-    $B copy --chmod 0755 "$c" "target/$t/release/ecr-credd" "target/$t/release/docker-credential-ecr-credd" \
-        "target/$t/release/ecr-credd-kubelet-provider" /usr/bin/ >/dev/null
+    # shellcheck disable=SC2046 # one word per program path
+    $B copy --chmod 0755 "$c" $(release_programs "$t") /usr/bin/ >/dev/null
     $B copy --chmod 0644 "$c" /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt >/dev/null
     $B copy --chmod 0644 "$c" "$etc/passwd" "$etc/group" /etc/ >/dev/null
     $B copy --chmod 0644 "$c" packaging/config.toml /etc/ecr-credd/config.toml >/dev/null

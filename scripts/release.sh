@@ -6,6 +6,7 @@
 # says which tool is missing and how to install it.
 set -eu
 cd "$(dirname "$0")/.."
+. scripts/common.sh
 
 # Debian 12's rustc-web: the only toolchain here with an aarch64 std. Both
 # architectures are built with it so one compiler makes every artifact.
@@ -51,8 +52,7 @@ for t in $TARGETS; do set -- "$@" --target "$t"; done
 
 # Every shipped binary must be static: no interpreter, no NEEDED libraries.
 for t in $TARGETS; do
-    for b in ecr-credd docker-credential-ecr-credd ecr-credd-kubelet-provider; do
-        f="target/$t/release/$b"
+    for f in $(release_programs "$t"); do
         if readelf -lW "$f" | grep -q 'INTERP' || readelf -dW "$f" | grep -q '(NEEDED)'; then
             echo "release: $f is dynamically linked" >&2
             exit 1
@@ -61,7 +61,7 @@ for t in $TARGETS; do
 done
 
 rm -rf target/man && target/x86_64-unknown-linux-gnu/release/ecr-credd man target/man >/dev/null
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+version=$(workspace_version)
 rm -rf "$DIST" && mkdir -p "$DIST"
 for t in $TARGETS; do
     arch=${t%%-*}
@@ -71,8 +71,8 @@ for t in $TARGETS; do
     # The tarball: the same files as the packages, for other installers.
     stage="target/stage/ecr-credd-$version-$arch-linux"
     rm -rf "$stage" && mkdir -p "$stage/bin" "$stage/man" "$stage/systemd" "$stage/sysusers.d"
-    cp "target/$t/release/ecr-credd" "target/$t/release/docker-credential-ecr-credd" \
-        "target/$t/release/ecr-credd-kubelet-provider" "$stage/bin/"
+    # shellcheck disable=SC2046 # one word per program path
+    cp $(release_programs "$t") "$stage/bin/"
     cp target/man/*.1 packaging/docker-credential-ecr-credd.1 "$stage/man/"
     cp systemd/ecr-credd.service systemd/ecr-credd.socket "$stage/systemd/"
     cp packaging/sysusers.d/ecr-credd.conf "$stage/sysusers.d/"

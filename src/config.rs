@@ -128,15 +128,34 @@ struct RawAws {
     credentials: Option<Spanned<String>>,
 }
 
+/// The group given to a socket the daemon binds itself (under systemd the
+/// socket unit's `SocketGroup=` decides instead).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketGroup {
+    /// Not in the config: [`DEFAULT_SOCKET_GROUP`] where the host has it,
+    /// else the daemon's own group.
+    Default,
+    /// Named by `[server] group`: it must exist.
+    Named(String),
+}
+
+impl SocketGroup {
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        match self {
+            SocketGroup::Default => DEFAULT_SOCKET_GROUP,
+            SocketGroup::Named(name) => name,
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Where the Unix socket is (when systemd does not pass one).
     pub socket: PathBuf,
-    /// Group given to the socket; `None` keeps the daemon's own group.
-    pub socket_group: Option<String>,
-    /// Whether the group was named in the config (a missing named group is an error).
-    pub socket_group_explicit: bool,
+    /// Group given to a socket the daemon binds itself.
+    pub socket_group: SocketGroup,
     /// Extra uids allowed to use the socket, besides root and the daemon's own.
     pub allowed_uids: Vec<u32>,
     /// Extra gids allowed to use the socket, besides the socket's group.
@@ -282,13 +301,9 @@ fn resolve(raw: RawConfig) -> Result<Config, Invalid> {
         registries.push(parse_registry(i, r)?);
     }
     check_server_and_health(&raw.server, &raw.health)?;
-    let socket_group_explicit = raw.server.group.is_some();
     Ok(Config {
         socket: raw.server.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH)),
-        socket_group: Some(
-            raw.server.group.map_or_else(|| DEFAULT_SOCKET_GROUP.to_owned(), Spanned::into_inner),
-        ),
-        socket_group_explicit,
+        socket_group: raw.server.group.map_or(SocketGroup::Default, |g| SocketGroup::Named(g.into_inner())),
         allowed_uids: raw.server.allowed_uids,
         allowed_gids: raw.server.allowed_gids,
         health_listen: raw.health.listen.map(Spanned::into_inner),

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::Config;
+use crate::config::{Config, SocketGroup};
 use crate::metrics::Metrics;
 use crate::tokens::TokenSource;
 use crate::tokens::{RefreshPolicy, SystemClock, TokenCache};
@@ -73,7 +73,8 @@ impl Listeners {
             }
             None => {
                 let gid = socket_gid(config)?;
-                if let (None, Some(group)) = (gid, &config.socket_group) {
+                if gid.is_none() {
+                    let group = config.socket_group.name();
                     tracing::warn!(
                         group = %group,
                         "socket group {group} does not exist, so only root and the daemon's own user may connect; \
@@ -131,11 +132,11 @@ fn socket_mode(config: &Config) -> u32 {
 /// named), else the default group when the host has it, else `None` (our
 /// own). `check-config` asks the same.
 pub(crate) fn socket_gid(config: &Config) -> Result<Option<u32>, SocketError> {
-    let Some(group) = &config.socket_group else { return Ok(None) };
-    match ecr_credd_client::groups::lookup_group(group) {
-        Some(gid) => Ok(Some(gid)),
-        None if config.socket_group_explicit => Err(SocketError::NoSuchGroup { group: group.clone() }),
-        None => Ok(None),
+    let group = &config.socket_group;
+    match (ecr_credd_client::groups::lookup_group(group.name()), group) {
+        (Some(gid), _) => Ok(Some(gid)),
+        (None, SocketGroup::Named(name)) => Err(SocketError::NoSuchGroup { group: name.clone() }),
+        (None, SocketGroup::Default) => Ok(None),
     }
 }
 
@@ -150,17 +151,15 @@ fn activated_gid(config: &Config, listener: &UnixListener) -> Result<Option<u32>
              the daemon's peer check still refuses everyone not allowed"
         );
     }
-    if config.socket_group_explicit {
-        if let Some(group) = &config.socket_group {
-            let wanted = ecr_credd_client::groups::lookup_group(group)
-                .ok_or_else(|| SocketError::NoSuchGroup { group: group.clone() })?;
-            if gid.is_some_and(|g| g != wanted) {
-                let actual = gid.map(ecr_credd_client::groups::group_name).unwrap_or_default();
-                tracing::warn!(
-                    "[server] group is {group} but systemd made the socket with group {actual}; \
-                     the socket's group decides who may connect (change it with: systemctl edit ecr-credd.socket)"
-                );
-            }
+    if let SocketGroup::Named(group) = &config.socket_group {
+        let wanted = ecr_credd_client::groups::lookup_group(group)
+            .ok_or_else(|| SocketError::NoSuchGroup { group: group.clone() })?;
+        if gid.is_some_and(|g| g != wanted) {
+            let actual = gid.map(ecr_credd_client::groups::group_name).unwrap_or_default();
+            tracing::warn!(
+                "[server] group is {group} but systemd made the socket with group {actual}; \
+                 the socket's group decides who may connect (change it with: systemctl edit ecr-credd.socket)"
+            );
         }
     }
     Ok(gid)

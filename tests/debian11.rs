@@ -102,7 +102,7 @@ fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
     // ... and the daemon's static user, for systemd without DynamicUser= (AL2's 219).
     let user = uid_of(&root, "ecr-credd-daemon").expect("the package creates the user ecr-credd-daemon");
     assert!(user < 1000, "a system user: uid {user}");
-    for bin in ["ecr-credd", "docker-credential-ecr-credd", "ecr-credd-kubelet-provider"] {
+    for bin in SHIPPED_PROGRAMS {
         let v = ok(&mut chroot(&root, None, &[&format!("/usr/bin/{bin}"), "--version"], &[]), bin);
         assert!(v.contains(env!("CARGO_PKG_VERSION")), "{bin}: {v}");
     }

@@ -6,16 +6,31 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use testbed::require;
-use testbed::{dist_file, run_ok, ROOT};
+use testbed::{dist_file, run_ok, ROOT, SHIPPED_PROGRAMS};
 
 fn packages() -> (PathBuf, PathBuf) {
     (dist_file("_amd64.deb"), dist_file(".x86_64.rpm"))
 }
 
+/// What a package's listing has under usr/bin: exactly the shipped programs.
+fn programs_in(listing: &str) -> Vec<String> {
+    let mut found: Vec<String> = listing
+        .lines()
+        .filter_map(|l| l.split("usr/bin/").nth(1))
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect();
+    found.sort();
+    found
+}
+
+fn shipped_sorted() -> Vec<String> {
+    let mut want: Vec<String> = SHIPPED_PROGRAMS.iter().map(|p| p.to_string()).collect();
+    want.sort();
+    want
+}
+
 const FILES: &[&str] = &[
-    "usr/bin/ecr-credd",
-    "usr/bin/docker-credential-ecr-credd",
-    "usr/bin/ecr-credd-kubelet-provider",
     "doc/ecr-credd/examples/credential-provider-config.yaml",
     "systemd/system/ecr-credd.service",
     "systemd/system/ecr-credd.socket",
@@ -36,6 +51,7 @@ fn deb_contents_scripts_lintian_and_binaries() {
     for f in FILES.iter().chain(&["usr/share/doc/ecr-credd/copyright"]) {
         assert!(listing.contains(f), "{f} missing from the .deb:\n{listing}");
     }
+    assert_eq!(programs_in(&listing), shipped_sorted(), "the .deb's programs");
     let conffiles = run_ok("dpkg-deb", &["-I", deb, "conffiles"]);
     assert!(conffiles.contains("/etc/ecr-credd/config.toml"), "{conffiles}");
     for script in ["postinst", "prerm", "postrm"] {
@@ -48,9 +64,9 @@ fn deb_contents_scripts_lintian_and_binaries() {
     run_ok("dpkg-deb", &["-x", deb, root.path().to_str().unwrap()]);
     let bin = |name: &str| root.path().join("usr/bin").join(name);
     let version = env!("CARGO_PKG_VERSION");
-    assert!(run_ok(bin("ecr-credd").to_str().unwrap(), &["--version"]).contains(version));
-    assert!(run_ok(bin("docker-credential-ecr-credd").to_str().unwrap(), &["--version"]).contains(version));
-    assert!(run_ok(bin("ecr-credd-kubelet-provider").to_str().unwrap(), &["--version"]).contains(version));
+    for program in SHIPPED_PROGRAMS {
+        assert!(run_ok(bin(program).to_str().unwrap(), &["--version"]).contains(version), "{program}");
+    }
     let config = root.path().join("etc/ecr-credd/config.toml");
     let checked =
         run_ok(bin("ecr-credd").to_str().unwrap(), &["check-config", "--config", config.to_str().unwrap()]);
@@ -99,6 +115,7 @@ fn rpm_contents_config_and_scripts() {
     for f in FILES.iter().chain(&["usr/share/licenses/ecr-credd/LICENSE"]) {
         assert!(listing.contains(f), "{f} missing from the .rpm:\n{listing}");
     }
+    assert_eq!(programs_in(&listing), shipped_sorted(), "the .rpm's programs");
     let config = run_ok("rpm", &["-qcp", rpm]);
     assert!(config.contains("/etc/ecr-credd/config.toml"), "{config}");
     let scripts = run_ok("rpm", &["-qp", "--scripts", rpm]);

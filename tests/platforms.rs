@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use testbed::*;
 
-const BINARIES: [&str; 3] = ["ecr-credd", "docker-credential-ecr-credd", "ecr-credd-kubelet-provider"];
-
 /// Unpacks a .deb or .rpm into `dir`.
 fn unpack(package: &Path, dir: &Path) {
     let p = package.to_str().unwrap();
@@ -59,7 +57,7 @@ fn every_shipped_binary_is_static_and_no_package_needs_a_new_libc() {
     ] {
         let tmp = tempfile::tempdir().unwrap();
         unpack(&package, tmp.path());
-        for name in BINARIES {
+        for name in SHIPPED_PROGRAMS {
             let bin = tmp.path().join("usr/bin").join(name);
             let header = run_ok("readelf", &["-hW", bin.to_str().unwrap()]);
             assert!(header.contains(arch), "{} in {}: not {arch}:\n{header}", name, package.display());

@@ -12,7 +12,7 @@ use crate::config::Config;
 pub(super) fn check_config(flag: Option<PathBuf>) -> Result<String> {
     let (path, c) = load_config(flag)?;
     let mut out = format!("{}: OK\n", path.display());
-    let group = c.socket_group.as_deref().unwrap_or("-");
+    let group = c.socket_group.name();
     let missing = match crate::daemon::socket_gid(&c)? {
         Some(_) => "",
         None => ", which does not exist here: only root and the daemon's user could connect",
@@ -53,17 +53,14 @@ pub(super) fn check_config(flag: Option<PathBuf>) -> Result<String> {
 /// resolve them. Without `sts_region` STS is called in this instance's region,
 /// which only IMDS knows at run time: the line says which region stands in.
 fn endpoint_lines(c: &Config) -> String {
-    let env_region = crate::aws::chain::env_region();
+    let settings = crate::aws::chain::AwsSettings::from_config(c);
     let mut out = String::new();
     for r in &c.registries {
-        let (sts_region, note) = match r.sts_region.as_ref().or(c.sts_region.as_ref()) {
-            Some(region) => (region.clone(), ""),
-            None => (
-                env_region.clone().unwrap_or_else(|| r.region.clone()),
-                " (or this instance's region, when IMDS gives it)",
-            ),
-        };
-        let line = match crate::aws::ecr::endpoints(r, &sts_region, c.use_fips) {
+        // The daemon's own order, without the instance's region (IMDS).
+        let (sts_region, fips) = settings.sts_target(r, None);
+        let configured = r.sts_region.is_some() || c.sts_region.is_some();
+        let note = if configured { "" } else { " (or this instance's region, when IMDS gives it)" };
+        let line = match crate::aws::ecr::endpoints(r, &sts_region, fips) {
             Ok((sts, ecr)) => format!(
                 "{}: AssumeRole at {sts}{note}; GetAuthorizationToken at {ecr}{}\n",
                 r.host,

@@ -79,8 +79,8 @@ fn parses_the_documented_example() {
 fn empty_config_uses_defaults() {
     let c = parse("", Path::new("c.toml")).unwrap();
     assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET_PATH));
-    assert_eq!(c.socket_group.as_deref(), Some("ecr-credd"));
-    assert!(!c.socket_group_explicit);
+    assert_eq!(c.socket_group, SocketGroup::Default);
+    assert_eq!(c.socket_group.name(), "ecr-credd");
     assert!(c.registries.is_empty());
 }
 

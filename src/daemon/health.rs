@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::accept::accept_evicting;
 use super::signals::until_stopped;
-use crate::tokens::{not_ready, TokenCache, TokenSource};
+use crate::tokens::{all_ready, not_ready, TokenCache, TokenSource};
 use ecr_credd_client::wire::RegistryStatus;
 
 /// How long a client may take to send its request headers.
@@ -106,7 +106,7 @@ pub(super) fn route<S: TokenSource>(
         }
         "/status" => {
             let registries = cache.status();
-            let ready = not_ready(&registries).next().is_none();
+            let ready = all_ready(&registries);
             json(
                 StatusCode::OK,
                 &Status {

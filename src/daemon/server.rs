@@ -229,7 +229,7 @@ async fn respond<S: TokenSource>(cache: &TokenCache<S>, frame: &[u8]) -> Respons
         ),
         RequestBody::Status => {
             let registries = cache.status();
-            let ready = crate::tokens::not_ready(&registries).next().is_none();
+            let ready = crate::tokens::all_ready(&registries);
             Response::new(ResponseBody::Status { ready, registries, credential_source: cache.credential_source() })
         }
         RequestBody::Get { host } => match cache.get(&host).await {

@@ -369,7 +369,7 @@ use entry::{latest_result, servable, standing_error, Entry, State};
 use refresher::{fetch, spawn_refresher};
 mod status;
 
-pub use status::not_ready;
+pub use status::{all_ready, not_ready};
 #[cfg(test)]
 mod stall_tests;
 #[cfg(test)]

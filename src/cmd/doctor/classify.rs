@@ -2,35 +2,26 @@
 //! policy documents to compare against.
 
 use crate::cmd::policy::{PolicyDocument, Setup, PULL_ACTIONS, PUSH_ACTIONS};
+use crate::tokens::Refusal;
 
-/// Why AssumeRole failed, as far as the error tells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum AssumeRoleCause {
-    /// AWS refused: step 4 (the instance role's permission) or step 2 (the
-    /// trust policy); AWS does not say which, so both are shown.
-    Denied,
-    /// Not a permission problem (network, throttling, timeout).
-    Other,
-}
-
-/// Classifies an AssumeRole failure.
-pub(super) fn classify_assume_role(denied: bool, reason: &str) -> AssumeRoleCause {
-    if denied || reason.contains("AccessDenied") || reason.contains("not authorized") {
-        AssumeRoleCause::Denied
-    } else {
-        AssumeRoleCause::Other
-    }
-}
+/// The fix when AWS is throttling: nothing is wrong with the setup.
+const THROTTLED: &str = "not a permission problem: AWS is throttling this account's calls; retry in a minute";
 
 fn json(d: &PolicyDocument) -> String {
     serde_json::to_string_pretty(d).unwrap_or_default()
 }
 
-/// The fix for a failed AssumeRole.
-pub(super) fn assume_role_fix(cause: AssumeRoleCause, setup: &Setup, has_external_id: bool) -> String {
-    if cause == AssumeRoleCause::Other {
-        return "not a permission problem: check outbound HTTPS to STS (proxy, VPC endpoint) and retry"
-            .into();
+/// The fix for a failed AssumeRole, by how AWS refused it. A denial is
+/// step 4 (the instance role's permission) or step 2 (the trust policy); AWS
+/// does not say which, so both documents are shown.
+pub(super) fn assume_role_fix(refusal: Refusal, setup: &Setup, has_external_id: bool) -> String {
+    match refusal {
+        Refusal::Throttled => return THROTTLED.into(),
+        Refusal::Failed => {
+            return "not a permission problem: check outbound HTTPS to STS (proxy, VPC endpoint) and retry"
+                .into()
+        }
+        Refusal::Denied => {}
     }
     let Ok(docs) = setup.documents() else {
         return "AWS refused: check setup steps 2 and 4".into();
@@ -52,10 +43,14 @@ pub(super) fn assume_role_fix(cause: AssumeRoleCause, setup: &Setup, has_externa
 }
 
 /// The fix for a failed GetAuthorizationToken.
-pub(super) fn get_token_fix(denied: bool, setup: &Setup) -> String {
-    if !denied {
-        return "not a permission problem: check outbound HTTPS to ECR (proxy, VPC endpoint) and retry"
-            .into();
+pub(super) fn get_token_fix(refusal: Refusal, setup: &Setup) -> String {
+    match refusal {
+        Refusal::Throttled => return THROTTLED.into(),
+        Refusal::Failed => {
+            return "not a permission problem: check outbound HTTPS to ECR (proxy, VPC endpoint) and retry"
+                .into()
+        }
+        Refusal::Denied => {}
     }
     match setup.documents() {
         Ok(docs) => format!(
@@ -103,8 +98,7 @@ mod tests {
     // case (step 2) and the missing external id are covered here.
     #[test]
     fn a_denial_names_steps_4_and_2_with_both_documents() {
-        let cause = classify_assume_role(false, "AccessDenied: User: arn:aws:sts::444455556666:assumed-role/nodes/i-1 is not authorized to perform: sts:AssumeRole");
-        assert_eq!(cause, AssumeRoleCause::Denied);
+        let cause = Refusal::Denied;
         let fix = assume_role_fix(cause, &setup(), false);
         assert!(fix.contains("setup step 4") && fix.contains("setup step 2"), "{fix}");
         assert!(
@@ -118,11 +112,12 @@ mod tests {
 
     #[test]
     fn other_failures_are_not_blamed_on_iam() {
-        let cause = classify_assume_role(false, "timed out waiting for AWS");
-        assert_eq!(cause, AssumeRoleCause::Other);
-        assert!(assume_role_fix(cause, &setup(), false).starts_with("not a permission problem"));
-        assert!(get_token_fix(false, &setup()).starts_with("not a permission problem"));
-        assert!(get_token_fix(true, &setup()).contains("ecr:GetAuthorizationToken"));
+        for refusal in [Refusal::Failed, Refusal::Throttled] {
+            assert!(assume_role_fix(refusal, &setup(), false).starts_with("not a permission problem"));
+            assert!(get_token_fix(refusal, &setup()).starts_with("not a permission problem"));
+        }
+        assert!(assume_role_fix(Refusal::Throttled, &setup(), false).contains("throttling"));
+        assert!(get_token_fix(Refusal::Denied, &setup()).contains("ecr:GetAuthorizationToken"));
         assert!(
             repository_fix(&setup()).contains("ecr:BatchGetImage")
                 && repository_fix(&setup()).contains("ecr:PutImage")

@@ -3,7 +3,7 @@
 
 use aws_credential_types::Credentials;
 
-use super::classify::{assume_role_fix, classify_assume_role, get_token_fix};
+use super::classify::{assume_role_fix, get_token_fix};
 use super::report::{silent, Failed, Passed, Report};
 use super::{reach, Context, Target};
 use crate::aws::{ecr, sts};
@@ -86,11 +86,7 @@ async fn assume(
         .step("sts:AssumeRole", Some(&r.host), call, silent("STS"), |answer| match answer {
             Ok(creds) => Ok(Passed::new(creds, format!("assumed {role_arn}"))),
             Err(f) => {
-                let fix = assume_role_fix(
-                    classify_assume_role(f.refusal == Refusal::Denied, &f.reason),
-                    setup,
-                    r.external_id.is_some(),
-                );
+                let fix = assume_role_fix(f.refusal, setup, r.external_id.is_some());
                 Err(Failed::new(format!("{role_arn}: {}", f.reason), fix))
             }
         })
@@ -119,11 +115,10 @@ async fn token(
                 FetchError::GetAuthorizationToken { refusal, reason, .. }
                 | FetchError::GetPublicAuthorizationToken { refusal, reason },
             ) => {
-                let denied = refusal == Refusal::Denied;
-                let fix = if r.public && denied {
+                let fix = if r.public && refusal == Refusal::Denied {
                     "allow ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken on \"*\" in the permissions policy of the principal that fetches the token".into()
                 } else {
-                    get_token_fix(denied, setup)
+                    get_token_fix(refusal, setup)
                 };
                 Err(Failed::new(reason, fix))
             }

@@ -113,8 +113,13 @@ impl<S: TokenSource> TokenCache<S> {
 
     /// Ready when every configured registry holds a usable token.
     pub fn ready(&self) -> bool {
-        not_ready(&self.status()).next().is_none()
+        all_ready(&self.status())
     }
+}
+
+/// Whether no registry holds readiness back (see [`not_ready`]).
+pub fn all_ready(registries: &[RegistryStatus]) -> bool {
+    not_ready(registries).next().is_none()
 }
 
 /// The registries that hold readiness back: configured ones without a usable
