@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -23,13 +23,13 @@ struct RegistryLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
-    outcome: String,
+    outcome: RequestOutcome,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AwsLabels {
-    api: String,
-    outcome: String,
+    api: Api,
+    outcome: CallOutcome,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,11 +37,13 @@ struct BuildLabels {
     version: String,
 }
 
-/// The API an AWS (or IMDS) call went to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The API an AWS (or IMDS) call went to; the `api` label is the variant's
+/// name, as the derive writes it.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(clippy::upper_case_acronyms)] // the label value is `IMDS`
 pub enum Api {
     /// IMDSv2's instance-profile credentials.
-    Imds,
+    IMDS,
     /// A configured source other than IMDS (environment, profile, ...).
     BaseCredentials,
     /// `sts:GetCallerIdentity`, for the identity `/status` shows.
@@ -55,7 +57,7 @@ pub enum Api {
 }
 
 /// How a call to AWS ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum CallOutcome {
     /// It answered as hoped.
     Success,
@@ -78,7 +80,7 @@ impl From<crate::tokens::Refusal> for CallOutcome {
 }
 
 /// How a socket request ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum RequestOutcome {
     /// Credentials handed out.
     Ok,
@@ -96,6 +98,36 @@ pub enum RequestOutcome {
     Forbidden,
     /// Anything else.
     Other,
+}
+
+// prometheus-client's derive writes a variant's name verbatim and has no
+// rename, so the lowercase `outcome` values are spelt here, once per enum.
+impl EncodeLabelValue for CallOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        encoder.write_str(match self {
+            CallOutcome::Success => "success",
+            CallOutcome::Denied => "denied",
+            CallOutcome::Throttled => "throttled",
+            CallOutcome::Error => "error",
+        })
+    }
+}
+
+impl EncodeLabelValue for RequestOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        encoder.write_str(match self {
+            RequestOutcome::Ok => "ok",
+            RequestOutcome::List => "list",
+            RequestOutcome::Status => "status",
+            RequestOutcome::NotFound => "not_found",
+            RequestOutcome::Unavailable => "unavailable",
+            RequestOutcome::BadRequest => "bad_request",
+            RequestOutcome::Forbidden => "forbidden",
+            RequestOutcome::Other => "other",
+        })
+    }
 }
 
 /// How a token fetch ended.
@@ -212,37 +244,13 @@ impl Metrics {
 
     /// A socket request finished with `outcome` after `took`.
     pub fn request(&self, outcome: RequestOutcome, took: Duration) {
-        let outcome = match outcome {
-            RequestOutcome::Ok => "ok",
-            RequestOutcome::List => "list",
-            RequestOutcome::Status => "status",
-            RequestOutcome::NotFound => "not_found",
-            RequestOutcome::Unavailable => "unavailable",
-            RequestOutcome::BadRequest => "bad_request",
-            RequestOutcome::Forbidden => "forbidden",
-            RequestOutcome::Other => "other",
-        };
-        self.requests.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
+        self.requests.get_or_create(&OutcomeLabel { outcome }).inc();
         self.latency.observe(took.as_secs_f64());
     }
 
     /// An AWS (or IMDS) call finished.
     pub fn aws_call(&self, api: Api, outcome: CallOutcome) {
-        let api = match api {
-            Api::Imds => "IMDS",
-            Api::BaseCredentials => "BaseCredentials",
-            Api::GetCallerIdentity => "GetCallerIdentity",
-            Api::AssumeRole => "AssumeRole",
-            Api::GetAuthorizationToken => "GetAuthorizationToken",
-            Api::GetAuthorizationTokenPublic => "GetAuthorizationTokenPublic",
-        };
-        let outcome = match outcome {
-            CallOutcome::Success => "success",
-            CallOutcome::Denied => "denied",
-            CallOutcome::Throttled => "throttled",
-            CallOutcome::Error => "error",
-        };
-        self.aws_calls.get_or_create(&AwsLabels { api: api.into(), outcome: outcome.into() }).inc();
+        self.aws_calls.get_or_create(&AwsLabels { api, outcome }).inc();
     }
 
     /// The OpenMetrics text exposition.
@@ -265,14 +273,18 @@ mod tests {
         m.token_expiry("127.0.0.1:5000", 1_800_000_000);
         m.request(RequestOutcome::Ok, Duration::from_micros(40));
         m.aws_call(Api::AssumeRole, CallOutcome::Denied);
+        m.aws_call(Api::IMDS, CallOutcome::Success);
+        m.request(RequestOutcome::NotFound, Duration::from_micros(40));
         m.aws_call(Api::GetAuthorizationToken, CallOutcome::from(crate::tokens::Refusal::Throttled));
         let text = m.encode();
         for needle in [
             "ecr_credd_token_fetches_total{registry=\"127.0.0.1:5000\",outcome=\"failure\",step=\"assume_role\"} 1",
             "ecr_credd_token_expiry_timestamp_seconds{registry=\"127.0.0.1:5000\"} 1800000000",
             "ecr_credd_socket_requests_total{outcome=\"ok\"} 1",
-            "ecr_credd_socket_request_duration_seconds_count 1",
+            "ecr_credd_socket_request_duration_seconds_count 2",
             "ecr_credd_aws_calls_total{api=\"AssumeRole\",outcome=\"denied\"} 1",
+            "ecr_credd_aws_calls_total{api=\"IMDS\",outcome=\"success\"} 1",
+            "ecr_credd_socket_requests_total{outcome=\"not_found\"} 1",
             "ecr_credd_aws_calls_total{api=\"GetAuthorizationToken\",outcome=\"throttled\"} 1",
             "ecr_credd_build_info{version=\"",
             "# EOF",

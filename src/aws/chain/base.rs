@@ -77,7 +77,7 @@ impl CredentialChain {
         drop(flight);
         let imds = self.settings.credentials == CredentialSource::Instance;
         self.metrics.aws_call(
-            if imds { Api::Imds } else { Api::BaseCredentials },
+            if imds { Api::IMDS } else { Api::BaseCredentials },
             if result.is_ok() { CallOutcome::Success } else { CallOutcome::Error },
         );
         match result {
