@@ -1,6 +1,10 @@
 //! The TOML configuration: parsing, validation with file/line/key errors, and
 //! the resolved registries the daemon serves.
 
+#[cfg(test)]
+mod tests;
+mod validate;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -385,8 +389,3 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
     (line, column)
 }
-
-mod validate;
-
-#[cfg(test)]
-mod tests;

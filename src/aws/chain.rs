@@ -4,6 +4,12 @@
 //! then `sts:AssumeRole` per distinct role, each cached until shortly before
 //! expiry, on the injected clock.
 
+mod base;
+#[cfg(test)]
+mod tests;
+
+use base::{BaseFlight, CachedBase};
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -393,9 +399,3 @@ impl CredentialChain {
         })
     }
 }
-
-mod base;
-#[cfg(test)]
-mod tests;
-
-use base::{BaseFlight, CachedBase};

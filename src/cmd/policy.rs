@@ -1,6 +1,12 @@
 //! `ecr-credd policy`: the five IAM documents of the cross-account setup,
 //! least-privilege, built from serde types (not string templates).
 
+mod render;
+#[cfg(test)]
+mod tests;
+
+pub use render::{cloudformation, terraform};
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -360,9 +366,6 @@ pub fn render_text(setup: &Setup, docs: &Documents) -> String {
     )
 }
 
-mod render;
-pub use render::{cloudformation, terraform};
-
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -385,6 +388,3 @@ pub fn render(setup: &Setup, docs: &Documents, format: Format) -> String {
         Format::Cloudformation => cloudformation(setup, docs),
     }
 }
-
-#[cfg(test)]
-mod tests;

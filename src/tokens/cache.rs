@@ -26,6 +26,18 @@
 //!   `refresher` holds its handle, to abort it when the entry is replaced or
 //!   dropped and for `/healthz` to see that it still runs.
 
+mod entry;
+mod refresher;
+#[cfg(test)]
+mod stall_tests;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use entry::{latest_result, servable, standing_error, Entry, State};
+use refresher::{fetch, spawn_refresher};
+pub use status::{all_ready, not_ready};
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -360,17 +372,3 @@ impl<S: TokenSource> Drop for TokenCache<S> {
         }
     }
 }
-
-mod entry;
-mod refresher;
-
-use entry::{latest_result, servable, standing_error, Entry, State};
-
-use refresher::{fetch, spawn_refresher};
-mod status;
-
-pub use status::{all_ready, not_ready};
-#[cfg(test)]
-mod stall_tests;
-#[cfg(test)]
-mod tests;
