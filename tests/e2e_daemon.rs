@@ -108,10 +108,7 @@ fn thousand_gets_one_fetch_and_no_secret_in_trace_logs() {
 #[test]
 fn bad_input_gets_specific_errors_and_the_daemon_keeps_serving() {
     require!(Moto);
-    let tmp = tempfile::tempdir().unwrap();
-    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
-    let mut daemon =
-        Daemon::builder(tmp.path()).config(&alias_config("")).env(&Daemon::aws_env(&moto, &imds)).start();
+    let Stack { dir: _tmp, moto: _moto, imds: _imds, mut daemon } = Stack::start(&alias_config(""));
     wait_for_token(&daemon);
     let socket = daemon.socket.clone();
 

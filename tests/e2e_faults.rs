@@ -127,11 +127,7 @@ fn imds_down_at_start_then_back_without_restart() {
 #[test]
 fn imds_down_after_start_keeps_serving() {
     require!(Moto);
-    let tmp = tempfile::tempdir().unwrap();
-    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
-    let daemon =
-        Daemon::builder(tmp.path()).config(&alias_config("")).env(&Daemon::aws_env(&moto, &imds)).start();
-    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
+    let Stack { dir: _tmp, moto: _moto, imds, daemon } = Stack::serving(&alias_config(""), ALIAS);
     imds.control("fail", "on");
     for _ in 0..100 {
         assert_eq!(daemon.helper("get", ALIAS).0, 0);

@@ -2,7 +2,6 @@
 //! the daemon and moto.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use testbed::*;
 
@@ -19,11 +18,8 @@ fn request(image: &str) -> String {
 #[test]
 fn kubelet_provider_answers_from_the_daemon() {
     require!(Moto);
-    let tmp = tempfile::tempdir().unwrap();
-    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
-    let config = registry_toml(ALIAS, Some(ROLE));
-    let daemon = Daemon::builder(tmp.path()).config(&config).env(&Daemon::aws_env(&moto, &imds)).start();
-    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
+    let Stack { dir: _tmp, moto, imds: _imds, daemon } =
+        Stack::serving(&registry_toml(ALIAS, Some(ROLE)), ALIAS);
 
     let (code, out, err) = provide(&daemon.socket, &request(&format!("{ALIAS}/team/app:v1")));
     assert_eq!(code, 0, "{err}");

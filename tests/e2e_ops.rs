@@ -23,11 +23,8 @@ fn status_cmd(daemon: &Daemon) -> (i32, String) {
 #[test]
 fn health_endpoint_status_and_metrics_over_http() {
     require!(Moto);
-    let tmp = tempfile::tempdir().unwrap();
-    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let port = free_port();
-    let daemon =
-        Daemon::builder(tmp.path()).config(&config(port, "")).env(&Daemon::aws_env(&moto, &imds)).start();
+    let Stack { dir: _tmp, moto, imds: _imds, daemon } = Stack::start(&config(port, ""));
     wait_port(port, "health endpoint");
     wait_until("ready", Duration::from_secs(20), || http(port, "GET", "/readyz", "").0 == 200);
 
@@ -135,11 +132,8 @@ fn readyz_is_503_with_reasons_while_aws_refuses() {
 #[test]
 fn sighup_reloads_keeping_unchanged_tokens_and_rejects_bad_configs() {
     require!(Moto);
-    let tmp = tempfile::tempdir().unwrap();
-    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let port = free_port();
-    let daemon =
-        Daemon::builder(tmp.path()).config(&config(port, "")).env(&Daemon::aws_env(&moto, &imds)).start();
+    let Stack { dir: tmp, moto, imds: _imds, daemon } = Stack::start(&config(port, ""));
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
     assert_eq!(moto.counts(), (1, 1));
 

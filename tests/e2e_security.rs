@@ -239,11 +239,7 @@ fn timed_get(socket: &Path) -> Duration {
 #[test]
 fn hostile_input_gets_specific_errors_while_others_are_served() {
     require!(Moto);
-    let tmp = tempfile::tempdir().unwrap();
-    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
-    let daemon =
-        Daemon::builder(tmp.path()).config(&alias_config("")).env(&Daemon::aws_env(&moto, &imds)).start();
-    wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
+    let Stack { dir: tmp, moto: _moto, imds: _imds, daemon } = Stack::serving(&alias_config(""), ALIAS);
     let socket = daemon.socket.clone();
     let mut normal: Vec<Duration> = (0..50).map(|_| timed_get(&socket)).collect();
     normal.sort();

@@ -125,6 +125,37 @@ impl<'a> DaemonBuilder<'a> {
     }
 }
 
+/// moto, the IMDS double and a daemon using both, in a temporary directory
+/// of their own. Bind every field (`let Stack { dir, moto, imds, daemon } =
+/// ...`): the daemon is then dropped first and the directory last.
+pub struct Stack {
+    /// Their directory.
+    pub dir: tempfile::TempDir,
+    /// moto.
+    pub moto: Moto,
+    /// The IMDS double.
+    pub imds: Imds,
+    /// The daemon, with `config`.
+    pub daemon: Daemon,
+}
+
+impl Stack {
+    /// Starts the three, the daemon with `config` (without its socket line).
+    pub fn start(config: &str) -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let (moto, imds) = (Moto::start(dir.path()), Imds::start(dir.path()));
+        let daemon = Daemon::builder(dir.path()).config(config).env(&Daemon::aws_env(&moto, &imds)).start();
+        Stack { dir, moto, imds, daemon }
+    }
+
+    /// [`Stack::start`], then waits up to 20 s until the helper gets a token for `host`.
+    pub fn serving(config: &str, host: &str) -> Stack {
+        let stack = Stack::start(config);
+        wait_until("a token", Duration::from_secs(20), || stack.daemon.helper("get", host).0 == 0);
+        stack
+    }
+}
+
 /// `ecr-credd doctor --config CONFIG ARGS` with HOME at `home` and `env`;
 /// its exit code and everything it printed. Fails the test if it hangs past 40 s.
 pub fn doctor(home: &Path, config: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String) {

@@ -25,7 +25,7 @@ pub use aws::{iam_bed, Imds, Moto, ACCOUNT, ECR_HOST, PASSWORD, ROLE};
 pub use clients::{
     container_client, helper_as, helper_auth_file, make_oci_image, run_client, run_helper, skopeo_copy,
 };
-pub use daemon::{alias_config, doctor, registry_toml, Daemon, DaemonBuilder, ALIAS};
+pub use daemon::{alias_config, doctor, registry_toml, Daemon, DaemonBuilder, Stack, ALIAS};
 pub use gate::Need;
 pub use http::{http, http_with, raw_exchange};
 pub use paths::{

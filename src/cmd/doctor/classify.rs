@@ -4,8 +4,18 @@
 use crate::cmd::policy::{PolicyDocument, Setup, PULL_ACTIONS, PUSH_ACTIONS};
 use crate::tokens::Refusal;
 
-/// The fix when AWS is throttling: nothing is wrong with the setup.
-const THROTTLED: &str = "not a permission problem: AWS is throttling this account's calls; retry in a minute";
+/// The fix when `service` did not deny the call: nothing in IAM to change.
+fn not_denied(refusal: Refusal, service: &str) -> Option<String> {
+    match refusal {
+        Refusal::Denied => None,
+        Refusal::Throttled => {
+            Some("not a permission problem: AWS is throttling this account's calls; retry in a minute".into())
+        }
+        Refusal::Failed => Some(format!(
+            "not a permission problem: check outbound HTTPS to {service} (proxy, VPC endpoint) and retry"
+        )),
+    }
+}
 
 fn json(d: &PolicyDocument) -> String {
     serde_json::to_string_pretty(d).unwrap_or_default()
@@ -15,13 +25,8 @@ fn json(d: &PolicyDocument) -> String {
 /// step 4 (the instance role's permission) or step 2 (the trust policy); AWS
 /// does not say which, so both documents are shown.
 pub(super) fn assume_role_fix(refusal: Refusal, setup: &Setup, has_external_id: bool) -> String {
-    match refusal {
-        Refusal::Throttled => return THROTTLED.into(),
-        Refusal::Failed => {
-            return "not a permission problem: check outbound HTTPS to STS (proxy, VPC endpoint) and retry"
-                .into()
-        }
-        Refusal::Denied => {}
+    if let Some(fix) = not_denied(refusal, "STS") {
+        return fix;
     }
     let Ok(docs) = setup.documents() else {
         return "AWS refused: check setup steps 2 and 4".into();
@@ -44,13 +49,8 @@ pub(super) fn assume_role_fix(refusal: Refusal, setup: &Setup, has_external_id: 
 
 /// The fix for a failed GetAuthorizationToken.
 pub(super) fn get_token_fix(refusal: Refusal, setup: &Setup) -> String {
-    match refusal {
-        Refusal::Throttled => return THROTTLED.into(),
-        Refusal::Failed => {
-            return "not a permission problem: check outbound HTTPS to ECR (proxy, VPC endpoint) and retry"
-                .into()
-        }
-        Refusal::Denied => {}
+    if let Some(fix) = not_denied(refusal, "ECR") {
+        return fix;
     }
     match setup.documents() {
         Ok(docs) => format!(
