@@ -3,10 +3,11 @@
 
 use std::process::Command;
 
-use testbed::program;
+use testbed::{program, require};
 
 #[test]
 fn helper_links_no_aws_sdk_http_stack_or_runtime() {
+    require!(Binutils);
     check(&program("docker-credential-ecr-credd"), "ecr_credd_client::helper::run");
     check(&program("ecr-credd-kubelet-provider"), "ecr_credd_client::kubelet::run");
 }

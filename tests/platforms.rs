@@ -48,7 +48,7 @@ fn glibc_needs(binary: &Path) -> Option<String> {
 
 #[test]
 fn every_shipped_binary_is_static_and_no_package_needs_a_new_libc() {
-    require!(Dist, PackageTools);
+    require!(Dist, Binutils, PackageTools);
     for (package, arch) in [
         (dist_file("_amd64.deb"), "X86-64"),
         (dist_file("_arm64.deb"), "AArch64"),
@@ -146,6 +146,7 @@ fn aarch64_daemon_and_helper_serve_a_token_under_qemu() {
 
 #[test]
 fn release_names_each_missing_tool_and_its_package() {
+    require!(ReleaseToolchain);
     let out = Command::new(format!("{ROOT}/scripts/release.sh"))
         .env("RELEASE_RUSTC", "/nonexistent/rustc")
         .env("CROSS_CC", "no-such-aarch64-gcc")

@@ -35,10 +35,14 @@ pub enum Need {
     Debootstrap,
     /// qemu-aarch64-static, to run the arm64 binaries.
     Qemu,
+    /// nm and readelf (binutils), to inspect the binaries.
+    Binutils,
     /// rpm, rpm2cpio, cpio and lintian, to inspect the packages.
     PackageTools,
     /// cfn-lint and kubernetes-validate in the venv.
     Linters,
+    /// Debian's rustc-web cargo, which scripts/release.sh builds with.
+    ReleaseToolchain,
 }
 
 impl Need {
@@ -46,8 +50,11 @@ impl Need {
     fn missing(self) -> Option<String> {
         let tools: &[&str] = match self {
             Need::Moto => return file_missing(&venv_tool("python"), "the venv (make deps)"),
+            Need::ReleaseToolchain => {
+                return file_missing("/usr/bin/cargo", "rustc-web's cargo (make release-tools)")
+            }
             Need::Linters => {
-                return ["cfn-lint", "kubernetes-validate"]
+                return ["python", "cfn-lint", "kubernetes-validate"]
                     .into_iter()
                     .find_map(|t| file_missing(&venv_tool(t), "the venv's linters (make deps)"))
             }
@@ -61,6 +68,7 @@ impl Need {
             Need::Systemd => &["systemd-analyze", "systemd-run"],
             Need::Debootstrap => &["debootstrap"],
             Need::Qemu => &["qemu-aarch64-static"],
+            Need::Binutils => &["nm", "readelf"],
             Need::PackageTools => &["rpm", "rpm2cpio", "cpio", "lintian", "dpkg-deb"],
         };
         let absent: Vec<&str> = tools.iter().copied().filter(|t| !on_path(t)).collect();

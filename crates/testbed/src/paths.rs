@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 /// The workspace root (the checkout).
-pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+pub const ROOT: &str = env!("ECR_CREDD_WORKSPACE_ROOT");
 
 static BIN_DIR: LazyLock<PathBuf> = LazyLock::new(|| {
     // A test or bench runs from target/PROFILE/deps/; cargo builds the

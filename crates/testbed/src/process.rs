@@ -68,9 +68,22 @@ impl Proc {
         self.child.try_wait().ok().flatten()
     }
 
-    /// Sends signal `sig` (a name such as `HUP`).
+    /// Sends signal `sig` (`TERM`, `HUP`, `INT`, `ABRT` or `KILL`). A
+    /// system call, not `kill(1)`: minimal roots lack procps.
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+        use rustix::process::{kill_process, Pid, Signal};
+        let signal = match sig {
+            "TERM" => Signal::TERM,
+            "HUP" => Signal::HUP,
+            "INT" => Signal::INT,
+            "ABRT" => Signal::ABORT,
+            "KILL" => Signal::KILL,
+            other => panic!("signal {other} is not one the tests send"),
+        };
+        let pid = i32::try_from(self.child.id()).ok().and_then(Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = kill_process(pid, signal);
+        }
     }
 
     /// SIGTERM, then wait up to `limit` for exit.
