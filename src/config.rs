@@ -14,7 +14,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 
-use crate::aws::providers::CredentialSource;
+pub use crate::aws::providers::CredentialSource;
 use ecr_credd_client::registry::{normalize_host, parse_ecr_host};
 use validate::{
     check_proxy, check_region, check_role, is_public, private_location, public_location, Invalid,

@@ -23,7 +23,7 @@ use crate::config::{Config, SocketGroup};
 use crate::metrics::Metrics;
 use crate::tokens::TokenSource;
 use crate::tokens::{RefreshPolicy, SystemClock, TokenCache};
-use socket::{PeerPolicy, SocketError};
+pub use socket::{PeerPolicy, SocketError};
 
 /// Why the daemon could not start.
 #[derive(Debug, Error)]

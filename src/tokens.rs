@@ -7,6 +7,6 @@ mod cache;
 mod source;
 mod timing;
 
-pub use cache::{all_ready, not_ready, GetError, RegistryCredentials, TokenCache};
+pub use cache::{all_ready, not_ready, GetError, Reconfigured, RegistryCredentials, TokenCache};
 pub use source::{FetchError, FetchedToken, Refusal, TokenSource};
 pub use timing::{Clock, RefreshPolicy, SystemClock};

@@ -18,28 +18,51 @@ pub(crate) const SOCKET_MODE_ALLOW_LISTS: u32 = 0o666;
 pub enum SocketError {
     /// Another live daemon answers on the path.
     #[error("{path}: another ecr-credd is already listening there")]
-    InUse { path: PathBuf },
+    InUse {
+        /// The socket path.
+        path: PathBuf,
+    },
     /// Something other than a socket sits at the path; we never delete it.
     #[error("{path}: exists and is not a socket; remove it or choose another [server] socket")]
-    NotASocket { path: PathBuf },
+    NotASocket {
+        /// The socket path.
+        path: PathBuf,
+    },
     /// The socket's directory is writable by others, who could replace the socket.
     #[error("{path}: the socket directory is writable by others (mode {mode:04o}); use a directory only root can write, e.g. /run/ecr-credd")]
-    DirWritable { path: PathBuf, mode: u32 },
+    DirWritable {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The socket's directory belongs to someone who could rename our socket
     /// away and bind their own in its place.
     #[error("{path}: the socket directory is owned by uid {owner}, not root or this daemon (uid {me}); use a directory only root can write, e.g. /run/ecr-credd")]
     DirOwner {
+        /// The directory.
         path: PathBuf,
+        /// Its owner.
         owner: u32,
         /// The daemon's uid.
         me: u32,
     },
     /// The configured group does not exist.
     #[error("[server] group {group:?} does not exist in /etc/group; create it (groupadd --system {group}) or name an existing group, e.g. \"ecr-credd\", which the packages create")]
-    NoSuchGroup { group: String },
+    NoSuchGroup {
+        /// The group named.
+        group: String,
+    },
     /// An I/O step failed.
     #[error("{path}: cannot {action}: {cause}")]
-    Io { path: PathBuf, action: &'static str, cause: std::io::Error },
+    Io {
+        /// The path acted on.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// Why it failed.
+        cause: std::io::Error,
+    },
 }
 
 fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> SocketError {
