@@ -92,14 +92,8 @@ impl AwsTokenSource {
     /// principal, region and endpoint, else a new one (one fetch per key at
     /// a time). ECR Public's tokens are fetched per entry.
     async fn token(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
-        if registry.public {
+        let Some(key) = self.token_key(registry) else {
             return self.get_token(registry).await;
-        }
-        let key = TokenKey {
-            role: RoleSession::of(registry),
-            region: registry.region.clone(),
-            fips: registry.fips || self.use_fips,
-            dual_stack: registry.dual_stack,
         };
         let slot = crate::sync::lock(&self.shared).entry(key).or_default().clone();
         let mut held = slot.lock().await;
@@ -117,6 +111,16 @@ impl AwsTokenSource {
             *held = Some((token.clone(), now));
         }
         result
+    }
+
+    /// Whose token a private registry's is; `None` for ECR Public (fetched per entry).
+    fn token_key(&self, registry: &RegistryConfig) -> Option<TokenKey> {
+        (!registry.public).then(|| TokenKey {
+            role: RoleSession::of(registry),
+            region: registry.region.clone(),
+            fips: registry.fips || self.use_fips,
+            dual_stack: registry.dual_stack,
+        })
     }
 
     async fn get_token(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
@@ -283,6 +287,10 @@ impl TokenSource for AwsTokenSource {
 
     fn credential_source(&self) -> Option<String> {
         self.chain.source_used()
+    }
+
+    fn shares_token(&self, a: &RegistryConfig, b: &RegistryConfig) -> bool {
+        self.token_key(a).is_some_and(|k| self.token_key(b).as_ref() == Some(&k))
     }
 
     async fn want_identity(&self, wait: Duration) {

@@ -29,6 +29,8 @@
 mod entry;
 mod refresher;
 #[cfg(test)]
+mod share_tests;
+#[cfg(test)]
 mod stall_tests;
 mod status;
 #[cfg(test)]

@@ -185,6 +185,13 @@ pub trait TokenSource: Send + Sync + 'static {
         async {}
     }
 
+    /// Whether a token fetched for `a` serves `b` too (one
+    /// GetAuthorizationToken covers both): when `a` gets one, the cache
+    /// wakes `b` rather than leave it backing off.
+    fn shares_token(&self, _a: &RegistryConfig, _b: &RegistryConfig) -> bool {
+        false
+    }
+
     /// Which source gave the base credentials last (for `/status`), if any yet.
     fn credential_source(&self) -> Option<String> {
         None

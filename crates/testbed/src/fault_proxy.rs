@@ -1,6 +1,12 @@
 //! A bounded, test-only HTTP proxy in front of moto that counts calls per
 //! API and injects faults: throttling (in STS's XML or ECR's JSON form),
-//! 503s, delays and dropped connections. One request per connection.
+//! 503s, delays and dropped connections. One request per connection. It can
+//! also stand in for AWS's quotas: a token bucket per API, with every call
+//! logged and traced to the node that made it (see [`bucket`]).
+
+mod bucket;
+
+pub use bucket::{Bucket, Call, Rejection};
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -8,7 +14,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the proxy does to each request.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -23,12 +29,18 @@ pub enum Fault {
     Delay(Duration),
     /// Close the connection without answering.
     Drop,
+    /// Answer 403 AccessDenied (a role whose trust policy refuses the caller).
+    Deny,
 }
 
-#[derive(Default)]
 struct State {
     fault: Option<Fault>,
     counts: HashMap<String, u64>,
+    started: Instant,
+    buckets: HashMap<&'static str, bucket::Meter>,
+    calls: Vec<Call>,
+    /// Assumed-role key → the node key that assumed it.
+    owners: HashMap<String, String>,
 }
 
 /// The proxy, running until dropped.
@@ -46,7 +58,14 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            fault: None,
+            counts: HashMap::new(),
+            started: Instant::now(),
+            buckets: HashMap::new(),
+            calls: Vec::new(),
+            owners: HashMap::new(),
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (state.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
@@ -67,12 +86,29 @@ impl FaultProxy {
 
     /// What to do to every request from now on.
     pub fn set(&self, fault: Fault) {
-        self.state.lock().unwrap().fault = Some(fault);
+        lock(&self.state).fault = Some(fault);
+    }
+
+    /// Puts `api` (`AssumeRole`, `GetAuthorizationToken`) behind `bucket`,
+    /// full at first.
+    pub fn limit(&self, api: &'static str, bucket: Bucket) {
+        let now = Instant::now();
+        lock(&self.state).buckets.insert(api, bucket::Meter::new(bucket, now));
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        lock(&self.state).calls.clone()
+    }
+
+    /// When the proxy started: [`Call::at`] counts from here.
+    pub fn started(&self) -> Instant {
+        lock(&self.state).started
     }
 
     /// Calls seen for `api` (AssumeRole, GetAuthorizationToken, GetCallerIdentity).
     pub fn count(&self, api: &str) -> u64 {
-        self.state.lock().unwrap().counts.get(api).copied().unwrap_or(0)
+        lock(&self.state).counts.get(api).copied().unwrap_or(0)
     }
 
     /// Its base URL, for `AWS_ENDPOINT_URL`.
@@ -130,25 +166,49 @@ fn close_after(mut msg: Vec<u8>) -> Vec<u8> {
     msg
 }
 
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Counts and logs the call; `Err` with the rejection when its bucket is spent.
+fn meter(state: &Mutex<State>, api: &'static str, key: String) -> Result<Fault, Rejection> {
+    let now = Instant::now();
+    let mut st = lock(state);
+    *st.counts.entry(api.to_owned()).or_default() += 1;
+    let (admitted, rejection) = match st.buckets.get_mut(api) {
+        Some(m) => (m.admit(now), m.bucket.rejection),
+        None => (true, Rejection::Http400),
+    };
+    let node = st.owners.get(&key).cloned().unwrap_or_else(|| key.clone());
+    let at = now.saturating_duration_since(st.started);
+    st.calls.push(Call { at, api, admitted, key, node });
+    if admitted {
+        Ok(st.fault.unwrap_or(Fault::None))
+    } else {
+        Err(rejection)
+    }
+}
+
 fn handle(mut conn: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let request = read_message(&mut conn)?;
     let text = String::from_utf8_lossy(&request);
     let ecr = text.to_ascii_lowercase().contains("x-amz-target:");
-    let api = ["GetAuthorizationToken", "AssumeRole", "GetCallerIdentity"]
+    let api = ["GetAuthorizationToken", "AssumeRoleWithWebIdentity", "AssumeRole", "GetCallerIdentity"]
         .into_iter()
+        // Longest first: AssumeRole is a prefix of AssumeRoleWithWebIdentity.
         .find(|a| text.contains(&format!("Action={a}")) || text.contains(&format!(".{a}")))
         .unwrap_or("other");
-    let fault = {
-        let mut st = state.lock().unwrap();
-        *st.counts.entry(api.to_owned()).or_default() += 1;
-        st.fault.unwrap_or(Fault::None)
+    let key = bucket::signing_key(&text);
+    let fault = match meter(state, api, key.clone()) {
+        Ok(fault) => fault,
+        Err(rejection) => return conn.write_all(throttled(ecr, rejection).as_bytes()),
     };
     let (status, body, content_type, extra) = match fault {
-        Fault::None => return forward(&mut conn, upstream, &request),
+        Fault::None => return forward(&mut conn, upstream, &request, api, &key, state),
         Fault::Delay(d) => {
             std::thread::sleep(d.min(Duration::from_secs(30)));
-            return forward(&mut conn, upstream, &request);
+            return forward(&mut conn, upstream, &request, api, &key, state);
         }
         Fault::Drop => return Ok(()),
         Fault::Throttle if ecr => (
@@ -158,6 +218,18 @@ fn handle(mut conn: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::
             "x-amzn-ErrorType: ThrottlingException\r\n",
         ),
         Fault::Throttle => ("400 Bad Request", sts_error("Throttling", "Rate exceeded"), "text/xml", ""),
+        Fault::Deny if ecr => (
+            "400 Bad Request",
+            "{\"__type\":\"AccessDeniedException\",\"message\":\"not authorized\"}".to_owned(),
+            "application/x-amz-json-1.1",
+            "x-amzn-ErrorType: AccessDeniedException\r\n",
+        ),
+        Fault::Deny => (
+            "403 Forbidden",
+            sts_error("AccessDenied", "not authorized to perform: sts:AssumeRole"),
+            "text/xml",
+            "",
+        ),
         Fault::Unavailable if ecr => (
             "503 Service Unavailable",
             "{\"__type\":\"ServiceUnavailableException\",\"message\":\"try later\"}".to_owned(),
@@ -175,16 +247,52 @@ fn handle(mut conn: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::
     conn.write_all(reply.as_bytes())
 }
 
+/// A throttling answer in the API's own form.
+fn throttled(ecr: bool, rejection: Rejection) -> String {
+    let status = match rejection {
+        Rejection::Http400 => "400 Bad Request",
+        Rejection::Http429 => "429 Too Many Requests",
+    };
+    let (body, content_type, extra) = if ecr {
+        (
+            "{\"__type\":\"ThrottlingException\",\"message\":\"Rate exceeded\"}".to_owned(),
+            "application/x-amz-json-1.1",
+            "x-amzn-ErrorType: ThrottlingException\r\n",
+        )
+    } else {
+        (sts_error("Throttling", "Rate exceeded"), "text/xml", "")
+    };
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 fn sts_error(code: &str, message: &str) -> String {
     format!(
         "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>"
     )
 }
 
-fn forward(conn: &mut TcpStream, upstream: u16, request: &[u8]) -> std::io::Result<()> {
+/// Relays the request; remembers whose key an AssumeRole handed out.
+fn forward(
+    conn: &mut TcpStream,
+    upstream: u16,
+    request: &[u8],
+    api: &str,
+    key: &str,
+    state: &Mutex<State>,
+) -> std::io::Result<()> {
     let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
     up.set_read_timeout(Some(Duration::from_secs(30)))?;
     up.write_all(&close_after(request.to_vec()))?;
     let response = read_message(&mut up)?;
+    if api == "AssumeRole" {
+        if let Some(issued) = bucket::issued_key(&response) {
+            let mut st = lock(state);
+            let node = st.owners.get(key).cloned().unwrap_or_else(|| key.to_owned());
+            st.owners.insert(issued, node);
+        }
+    }
     conn.write_all(&close_after(response))
 }

@@ -9,6 +9,7 @@ pub mod clients;
 pub mod daemon;
 pub mod engine;
 pub mod fault_proxy;
+pub mod fleet;
 pub mod gate;
 pub mod http;
 pub mod paths;

@@ -70,6 +70,18 @@ impl Entry {
         }
     }
 
+    /// A token that serves this entry too was just fetched: an entry backing
+    /// off, or not yet started, tries now (and is served without a call).
+    pub(super) fn wake(&self, now: Instant) {
+        let mut st = lock(&self.state);
+        if st.failures > 0 || st.token.is_none() {
+            st.failures = 0;
+            st.next_attempt = now;
+            drop(st);
+            self.reschedule.notify_one();
+        }
+    }
+
     pub(super) fn stop(&self) {
         if let Some(task) = lock(&self.refresher).take() {
             task.abort();

@@ -43,12 +43,33 @@ pub(super) async fn fetch<S: TokenSource>(
         let mut st = lock(&entry.state);
         record(&inner, &entry, &mut st, result, now);
         drop(guard);
-        latest_result(&entry, &st, now, inner.clock.wall(), &inner.policy)
+        let got = st.failures == 0 && st.token.is_some();
+        let answer = latest_result(&entry, &st, now, inner.clock.wall(), &inner.policy);
+        drop(st);
+        if got {
+            wake_siblings(&inner, &entry, now);
+        }
+        answer
     });
     match task.await {
         Ok(result) => result,
         // Only runtime shutdown cancels the task.
         Err(_) => Err(GetError::NoResult { registry: label }),
+    }
+}
+
+/// Entries that the token just fetched for `entry` serves too, so they are
+/// ready together rather than each at the end of its own backoff.
+fn wake_siblings<S: TokenSource>(inner: &Inner<S>, entry: &Entry, now: Instant) {
+    let others: Vec<Arc<Entry>> = crate::sync::read(&inner.entries)
+        .values()
+        .filter(|e| {
+            !std::ptr::eq(e.as_ref(), entry) && inner.source.shares_token(&entry.registry, &e.registry)
+        })
+        .cloned()
+        .collect();
+    for e in others {
+        e.wake(now);
     }
 }
 

@@ -9,7 +9,7 @@ use crate::tokens::{FetchedToken, Refusal, SystemClock};
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// Wall time that moves with tokio's (paused) clock, plus an adjustable skew.
-struct ManualClock {
+pub(super) struct ManualClock {
     start: Instant,
     start_wall: SystemTime,
     skew_secs: AtomicI64,
@@ -19,7 +19,7 @@ struct ManualClock {
 }
 
 impl ManualClock {
-    fn new() -> Arc<Self> {
+    pub(super) fn new() -> Arc<Self> {
         Arc::new(ManualClock {
             start: Instant::now(),
             start_wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
@@ -27,7 +27,7 @@ impl ManualClock {
             suspended_secs: AtomicI64::new(0),
         })
     }
-    fn true_wall(&self) -> SystemTime {
+    pub(super) fn true_wall(&self) -> SystemTime {
         let suspended = Duration::from_secs(self.suspended_secs.load(Ordering::SeqCst).unsigned_abs());
         self.start_wall + (Instant::now() - self.start) + suspended
     }
@@ -115,7 +115,7 @@ struct Harness {
 
 const HOST: &str = "127.0.0.1:5000";
 
-fn registry(host: &str) -> RegistryConfig {
+pub(super) fn registry(host: &str) -> RegistryConfig {
     RegistryConfig {
         host: host.into(),
         account: "210987654321".into(),
@@ -160,7 +160,7 @@ impl Harness {
 }
 
 /// Lets spawned tasks run without moving the paused clock.
-async fn settle() {
+pub(super) async fn settle() {
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }

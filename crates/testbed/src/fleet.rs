@@ -1,0 +1,277 @@
+//! A fleet of real daemons booting against one account's quotas: N `ecr-credd
+//! run` processes, each with base credentials of its own (`credentials =
+//! "env"`, one key each) and 1 to 3 registries on one role, behind the fault
+//! proxy's token buckets; each node has a client asking through the real
+//! helper on the kubelet's retry schedule. Every AWS call is logged and traced
+//! to its node, so the figures come from what the buckets saw.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::aws::{Moto, ACCOUNT, ROLE};
+use crate::fault_proxy::{Bucket, Call, Fault, FaultProxy};
+use crate::paths::{daemon_bin, helper_bin};
+
+/// When a kubelet retries a failed pull (its image back-off: 10 s doubling).
+pub const KUBELET_RETRIES: [u64; 6] = [0, 10, 30, 70, 150, 310];
+
+/// One fleet run.
+#[derive(Clone, Debug)]
+pub struct FleetSpec {
+    /// How many nodes.
+    pub nodes: usize,
+    /// Node i has `1 + i % max_registries` registries, all on one role.
+    pub max_registries: usize,
+    /// Boot times are spread evenly over this window (zero: all at once).
+    pub spread: Duration,
+    /// The GetAuthorizationToken quota.
+    pub ecr: Bucket,
+    /// The STS (AssumeRole) quota.
+    pub sts: Bucket,
+    /// Every AssumeRole is denied (a trust policy that refuses the fleet).
+    pub denied: bool,
+    /// The run stops after this long, ready or not.
+    pub limit: Duration,
+}
+
+/// What one node did, in seconds since the fleet started.
+#[derive(Clone, Debug, Default)]
+pub struct NodeResult {
+    /// When it booted.
+    pub boot: f64,
+    /// When its first GetAuthorizationToken was admitted.
+    pub token: Option<f64>,
+    /// When its client's first `get` succeeded.
+    pub client: Option<f64>,
+    /// Its client's attempts.
+    pub client_attempts: u32,
+    /// Resident and proportional set size of its daemon at the end, KiB.
+    pub rss_kib: u64,
+    /// Proportional set size, KiB.
+    pub pss_kib: u64,
+}
+
+/// A finished run: per node, and every call the buckets saw.
+#[derive(Clone, Debug)]
+pub struct FleetResult {
+    /// The run's shape.
+    pub spec: FleetSpec,
+    /// One per node, in node order.
+    pub nodes: Vec<NodeResult>,
+    /// Every AWS call, with `at` counted from the fleet's start.
+    pub calls: Vec<(f64, Call)>,
+    /// How long it ran.
+    pub wall: f64,
+}
+
+/// The node's own access key id: what its AssumeRole is signed with.
+pub fn node_key(i: usize) -> String {
+    format!("AKIAFLEET{i:011}")
+}
+
+/// Per node: when its client first succeeded, and how many times it asked.
+type ClientLog = Mutex<Vec<(Option<f64>, u32)>>;
+
+struct Node {
+    dir: PathBuf,
+    child: Option<Child>,
+    boot: Duration,
+}
+
+/// Runs the fleet against `moto` (through a bucketed proxy) from `dir`.
+pub fn run(dir: &Path, moto: &Moto, spec: &FleetSpec) -> FleetResult {
+    let proxy = FaultProxy::start(moto.port);
+    proxy.limit("GetAuthorizationToken", spec.ecr);
+    proxy.limit("AssumeRole", spec.sts);
+    if spec.denied {
+        proxy.set(Fault::Deny);
+    }
+    let mut nodes: Vec<Node> = (0..spec.nodes)
+        .map(|i| {
+            let boot = spec.spread.mul_f64(i as f64 / spec.nodes.max(1) as f64);
+            Node { dir: node_dir(dir, i, spec), child: None, boot }
+        })
+        .collect();
+    let clients: Arc<ClientLog> = Arc::new(Mutex::new(vec![(None, 0); spec.nodes]));
+    let t0 = Instant::now();
+    let mut client_threads = Vec::new();
+    for (i, node) in nodes.iter_mut().enumerate() {
+        sleep_until(t0 + node.boot);
+        node.child = Some(spawn_daemon(&node.dir, i, &proxy.endpoint()));
+        let (socket, clients, boot, limit) =
+            (node.dir.join("s.sock"), clients.clone(), node.boot, spec.limit);
+        client_threads.push(std::thread::spawn(move || client(i, &socket, t0, boot, limit, &clients)));
+    }
+    for t in client_threads {
+        let _ = t.join();
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let offset = t0.saturating_duration_since(proxy.started()).as_secs_f64();
+    let calls: Vec<(f64, Call)> =
+        proxy.calls().into_iter().map(|c| (c.at.as_secs_f64() - offset, c)).collect();
+    let clients = clients.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let results = nodes
+        .iter_mut()
+        .enumerate()
+        .map(|(i, node)| {
+            let key = node_key(i);
+            let token = calls
+                .iter()
+                .find(|(_, c)| c.admitted && c.api == "GetAuthorizationToken" && c.node == key)
+                .map(|(at, _)| *at);
+            let (rss_kib, pss_kib) = node.child.as_ref().map(|c| memory(c.id())).unwrap_or_default();
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let (client, client_attempts) = clients[i];
+            NodeResult { boot: node.boot.as_secs_f64(), token, client, client_attempts, rss_kib, pss_kib }
+        })
+        .collect();
+    FleetResult { spec: spec.clone(), nodes: results, calls, wall }
+}
+
+fn node_dir(dir: &Path, i: usize, spec: &FleetSpec) -> PathBuf {
+    let node = dir.join(format!("n{i}"));
+    let _ = std::fs::create_dir_all(&node);
+    let registries: String = (0..1 + i % spec.max_registries.max(1))
+        .map(|j| {
+            format!(
+                "[[registry]]\nhost = \"127.0.0.1:{}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n",
+                6000 + j
+            )
+        })
+        .collect();
+    let config = format!(
+        "serve_unlisted_ecr = false\n[server]\nsocket = \"{}\"\n[aws]\ncredentials = \"env\"\n{registries}",
+        node.join("s.sock").display()
+    );
+    let _ = std::fs::write(node.join("config.toml"), config);
+    node
+}
+
+fn spawn_daemon(dir: &Path, i: usize, endpoint: &str) -> Child {
+    let log = File::create(dir.join("daemon.log")).unwrap();
+    let err = log.try_clone().unwrap();
+    Command::new(daemon_bin())
+        .args(["run", "--config"])
+        .arg(dir.join("config.toml"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir)
+        .env("RUST_LOG", "warn")
+        .env("AWS_ACCESS_KEY_ID", node_key(i))
+        .env("AWS_SECRET_ACCESS_KEY", "fleet-secret")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start daemon {i}: {e}"))
+}
+
+/// The node's client: the helper's `get` at each kubelet retry until one
+/// succeeds or the run's limit passes.
+fn client(i: usize, socket: &Path, t0: Instant, boot: Duration, limit: Duration, out: &ClientLog) {
+    for offset in KUBELET_RETRIES {
+        let at = boot + Duration::from_secs(offset);
+        if at > limit {
+            return;
+        }
+        sleep_until(t0 + at);
+        let ok = Command::new(helper_bin())
+            .arg("get")
+            .env_clear()
+            .env("ECR_CREDD_SOCKET", socket)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                if let Some(mut stdin) = c.stdin.take() {
+                    let _ = stdin.write_all(b"127.0.0.1:6000\n");
+                }
+                c.wait()
+            })
+            .is_ok_and(|s| s.success());
+        let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+        out[i].1 += 1;
+        if ok {
+            out[i].0 = Some(t0.elapsed().as_secs_f64());
+            return;
+        }
+    }
+}
+
+fn sleep_until(when: Instant) {
+    std::thread::sleep(when.saturating_duration_since(Instant::now()));
+}
+
+/// (RSS, PSS) of `pid` in KiB, from /proc/PID/smaps_rollup.
+fn memory(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("Rss:"), field("Pss:"))
+}
+
+impl FleetResult {
+    /// The time by which fraction `x` of the nodes held a token (`None`:
+    /// fewer did by the end).
+    pub fn token_quantile(&self, x: f64) -> Option<f64> {
+        quantile(self.nodes.iter().map(|n| n.token), x)
+    }
+
+    /// The time by which fraction `x` of the nodes' clients had succeeded.
+    pub fn client_quantile(&self, x: f64) -> Option<f64> {
+        quantile(self.nodes.iter().map(|n| n.client), x)
+    }
+
+    /// The lower bound on `token_quantile(x)`: every node must have booted
+    /// (x·S), and the bucket must have admitted x·N·d calls, d being the
+    /// calls a node needs from it (one GetAuthorizationToken).
+    pub fn bound(&self, x: f64) -> f64 {
+        let n = self.spec.nodes as f64;
+        let b = self.spec.ecr;
+        let boot = x * self.spec.spread.as_secs_f64();
+        let drain = ((x * n - b.burst).max(0.0)) / b.rate;
+        boot.max(drain)
+    }
+
+    /// Calls of `api` per node: (admitted, rejected), averaged.
+    pub fn calls_per_node(&self, api: &str) -> (f64, f64) {
+        let n = self.spec.nodes.max(1) as f64;
+        let of = |admitted| self.calls.iter().filter(|(_, c)| c.api == api && c.admitted == admitted).count();
+        (of(true) as f64 / n, of(false) as f64 / n)
+    }
+
+    /// The most calls of `api` any one node made (admitted or not).
+    pub fn max_calls_per_node(&self, api: &str) -> usize {
+        let mut per: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (_, c) in self.calls.iter().filter(|(_, c)| c.api == api) {
+            *per.entry(c.node.as_str()).or_default() += 1;
+        }
+        per.values().copied().max().unwrap_or(0)
+    }
+}
+
+/// The `x` quantile of the finish times, counting unfinished ones as never.
+fn quantile(times: impl Iterator<Item = Option<f64>>, x: f64) -> Option<f64> {
+    let all: Vec<Option<f64>> = times.collect();
+    let mut done: Vec<f64> = all.iter().flatten().copied().collect();
+    done.sort_by(f64::total_cmp);
+    let need = ((x * all.len() as f64).ceil() as usize).max(1);
+    done.get(need - 1).copied()
+}

@@ -1,0 +1,83 @@
+//! Entries one token serves are ready together: when one gets a token, the
+//! others stop backing off and take it (the source serves it without a call).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use tokio::time::Instant;
+
+use super::tests::{registry, settle, ManualClock};
+use super::*;
+use crate::tokens::{FetchedToken, Refusal};
+
+const A: &str = "127.0.0.1:5000";
+const B: &str = "127.0.0.1:5001";
+
+/// Throttles every call until A has been asked twice; from then on hands out
+/// the token A got (shared, as one GetAuthorizationToken covers both).
+struct Throttled {
+    clock: Arc<ManualClock>,
+    calls_a: AtomicU32,
+    calls_b: Arc<AtomicU32>,
+    shared: AtomicBool,
+}
+
+impl TokenSource for Throttled {
+    async fn fetch(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
+        let is_a = registry.host == A;
+        if is_a {
+            if self.calls_a.fetch_add(1, Ordering::SeqCst) >= 1 {
+                self.shared.store(true, Ordering::SeqCst);
+            }
+        } else {
+            self.calls_b.fetch_add(1, Ordering::SeqCst);
+        }
+        if !self.shared.load(Ordering::SeqCst) {
+            return Err(FetchError::GetAuthorizationToken {
+                region: "us-east-1".into(),
+                refusal: Refusal::Throttled,
+                reason: "ThrottlingException: Rate exceeded".into(),
+            });
+        }
+        Ok(FetchedToken {
+            username: "AWS".into(),
+            secret: Secret::new("shared".into()),
+            expires_at: self.clock.true_wall() + Duration::from_secs(12 * 3600),
+        })
+    }
+
+    fn shares_token(&self, _a: &RegistryConfig, _b: &RegistryConfig) -> bool {
+        true
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_for_one_entry_wakes_the_entries_it_serves() {
+    let clock = ManualClock::new();
+    let calls_b = Arc::new(AtomicU32::new(0));
+    let source = Throttled {
+        clock: clock.clone(),
+        calls_a: AtomicU32::new(0),
+        calls_b: calls_b.clone(),
+        shared: AtomicBool::new(false),
+    };
+    // Long backoffs, so B's own next try is far from A's success.
+    let policy = RefreshPolicy {
+        backoff_base: Duration::from_secs(60),
+        backoff_cap: Duration::from_secs(3600),
+        ..RefreshPolicy::default().without_startup_spread()
+    };
+    let cache = TokenCache::new(&[registry(A), registry(B)], false, source, clock, policy, Arc::default());
+    cache.start();
+    settle().await;
+    let ready = |host: &str| cache.status().iter().any(|s| s.host == host && s.ready);
+    let start = Instant::now();
+    while !ready(A) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(start.elapsed() < Duration::from_secs(3600), "A never got its token");
+    }
+    let a_at = start.elapsed();
+    settle().await;
+    assert!(ready(B), "B is served as soon as A's token arrives ({a_at:?}), not at the end of its backoff");
+    assert!(cache.get(B).await.is_ok());
+    assert_eq!(calls_b.load(Ordering::SeqCst), 2, "B: its throttled first try, then the shared token");
+}
