@@ -20,7 +20,7 @@ CARGO_DENY_VERSION := 0.20.2
 CARGO_FUZZ_VERSION := 0.13.2
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build check test demo deps lint fmt bench soak audit deny-tool fuzz package package-tools \
+.PHONY: all build check test demo deps lint fmt bench fleet soak audit deny-tool fuzz package package-tools \
         release release-tools image clean
 
 all: build
@@ -118,6 +118,11 @@ package-tools:
 ## 200,000 gets with faults switched on and off; RSS must stay flat (not in make test).
 soak: deps
 	$(CARGO) bench --bench soak
+
+## Real daemons booting against one account's quotas (token buckets in the
+## fault proxy); writes FLEET.md and docs/fleet-*.svg. Not in make test.
+fleet: deps
+	$(CARGO) bench --bench fleet
 
 ## Fuzz each parser for FUZZ_SECONDS (cargo fuzz; the stable toolchain
 ## needs RUSTC_BOOTSTRAP=1 for the sanitizer flags). Not in make test.

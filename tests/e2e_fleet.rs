@@ -1,12 +1,13 @@
 //! 100 real daemons booting at once against a GetAuthorizationToken bucket
-//! scaled to them (5/s, burst 20: the bound is 16 s), each with its own key
-//! and a client on the kubelet's retry schedule; and the same fleet denied.
-//! `make fleet` runs the full-size cases and writes FLEET.md.
+//! scaled to them (5/s, burst 20: the bound on T100 is 16 s), each with its
+//! own key, 1 to 3 registries on one role, and a client on the kubelet's
+//! retry schedule; and the same fleet with AssumeRole denied. `make fleet`
+//! runs the full-size cases and writes FLEET.md.
 
 use std::time::Duration;
 
 use testbed::fault_proxy::{Bucket, Rejection};
-use testbed::fleet::{self, FleetSpec};
+use testbed::fleet::{self, report, FleetSpec};
 use testbed::*;
 
 fn spec(denied: bool) -> FleetSpec {
@@ -24,48 +25,37 @@ fn spec(denied: bool) -> FleetSpec {
 }
 
 #[test]
-fn a_hundred_nodes_booting_at_once_get_tokens_near_the_buckets_bound() {
+fn a_hundred_nodes_booting_at_once_each_take_one_token_from_the_bucket() {
     require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let moto = Moto::start(tmp.path());
     let r = fleet::run(tmp.path(), &moto, &spec(false));
-    let bound = r.bound(1.0);
-    let t = |x| r.token_quantile(x).unwrap_or(f64::INFINITY);
-    let c = |x| r.client_quantile(x).unwrap_or(f64::INFINITY);
-    let (gat, gat_rejected) = r.calls_per_node("GetAuthorizationToken");
-    let (sts, sts_rejected) = r.calls_per_node("AssumeRole");
-    eprintln!(
-        "100 nodes at once, bucket 5/s burst 20 (bound {bound:.1}s): token T50 {:.1} T90 {:.1} T99 {:.1} T100 {:.1}; \
-         client T50 {:.1} T100 {:.1}; per node: GetAuthorizationToken {gat:.2} admitted {gat_rejected:.2} rejected, \
-         AssumeRole {sts:.2} admitted {sts_rejected:.2} rejected; most attempts by one node {}; PSS median {} KiB",
-        t(0.5),
-        t(0.9),
-        t(0.99),
-        t(1.0),
-        c(0.5),
-        c(1.0),
-        r.max_calls_per_node("GetAuthorizationToken"),
-        {
-            let mut p: Vec<u64> = r.nodes.iter().map(|n| n.pss_kib).collect();
-            p.sort();
-            p[p.len() / 2]
-        }
-    );
-    assert!(t(1.0).is_finite(), "every node got a token");
-    assert!(c(1.0).is_finite(), "every client got one");
+    eprintln!("{}\n{}", report::HEADER, report::row(&r));
+    let (t100, bound) = (r.token_quantile(1.0), r.bound(1.0));
+    assert!(t100.is_some() && r.client_quantile(1.0).is_some(), "every node and client got a token");
+    // Sharing: one GetAuthorizationToken and one AssumeRole per node, however
+    // many registries it has; throttled calls are the only extra ones.
+    assert_eq!(r.max_admitted_per_node("GetAuthorizationToken"), 1);
+    assert_eq!(r.max_admitted_per_node("AssumeRole"), 1);
+    assert_eq!(r.calls_per_node("AssumeRole").1, 0.0, "STS's bucket is never spent");
+    // A guard against lockstep retries, which leave the bucket idle while
+    // nodes sleep: the issue's target (1.2 × the bound) waits on the
+    // simulation that chooses the backoff (FLEET.md has today's figure).
+    let t100 = t100.unwrap_or(f64::INFINITY);
+    assert!(t100 <= 3.0 * bound + 5.0, "T100 {t100:.1}s against a bound of {bound:.1}s");
 }
 
 #[test]
-fn a_denied_fleet_calls_sts_once_a_node_in_its_first_minute() {
+fn a_denied_fleet_calls_sts_once_a_node_in_its_first_half_minute() {
     require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let moto = Moto::start(tmp.path());
     let r = fleet::run(tmp.path(), &moto, &spec(true));
-    let (sts, rejected) = r.calls_per_node("AssumeRole");
-    eprintln!(
-        "100 denied nodes over {:.0}s: AssumeRole {sts:.2} admitted + {rejected:.2} rejected per node; at most {} by one node",
-        r.wall,
-        r.max_calls_per_node("AssumeRole")
-    );
-    assert!(r.nodes.iter().all(|n| n.token.is_none()));
+    eprintln!("{}\n{}", report::HEADER, report::row(&r));
+    assert!(r.nodes.iter().all(|n| n.token.is_none() && n.client.is_none()));
+    // The clients asked at 0, 10 and 30 s; a denial waits a minute or two
+    // before its next try, so each node called once.
+    assert!(r.wall >= 30.0, "watched for {:.0}s", r.wall);
+    assert_eq!(r.max_calls_per_node("AssumeRole"), 1);
+    assert_eq!(r.max_calls_per_node("GetAuthorizationToken"), 0);
 }

@@ -5,6 +5,8 @@
 //! helper on the kubelet's retry schedule. Every AWS call is logged and traced
 //! to its node, so the figures come from what the buckets saw.
 
+pub mod report;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -259,8 +261,17 @@ impl FleetResult {
 
     /// The most calls of `api` any one node made (admitted or not).
     pub fn max_calls_per_node(&self, api: &str) -> usize {
+        self.most_by_one_node(|c| c.api == api)
+    }
+
+    /// The most admitted calls of `api` any one node made.
+    pub fn max_admitted_per_node(&self, api: &str) -> usize {
+        self.most_by_one_node(|c| c.api == api && c.admitted)
+    }
+
+    fn most_by_one_node(&self, which: impl Fn(&Call) -> bool) -> usize {
         let mut per: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        for (_, c) in self.calls.iter().filter(|(_, c)| c.api == api) {
+        for (_, c) in self.calls.iter().filter(|(_, c)| which(c)) {
             *per.entry(c.node.as_str()).or_default() += 1;
         }
         per.values().copied().max().unwrap_or(0)
