@@ -2,7 +2,6 @@
 //! pipeline requests and never read cannot hold every socket slot, and root
 //! is served at its normal latency throughout.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -26,11 +25,9 @@ fn p99_and_max(mut samples: Vec<Duration>) -> (Duration, Duration) {
 fn one_users_unread_pipelines_leave_root_served() {
     require!(Moto, Root);
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    open_to_all(tmp.path());
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
-    let dir = tmp.path().join("d");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = open_to_all(&tmp.path().join("d"));
     let config = format!("allowed_uids = [65534]\n{}", registry_toml(ALIAS, Some(ROLE)));
     let daemon = Daemon::builder(&dir).config(&config).env(&Daemon::aws_env(&moto, &imds)).start();
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);

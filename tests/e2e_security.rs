@@ -22,11 +22,9 @@ fn peer_check_refuses_other_users_and_logs_uid_and_pid() {
     require!(Moto, Root);
     let tmp = tempfile::tempdir().unwrap();
     // Everyone may reach the socket file: only the peer check stands in the way.
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    open_to_all(tmp.path());
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
-    let a = tmp.path().join("a");
-    std::fs::create_dir_all(&a).unwrap();
-    std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let a = open_to_all(&tmp.path().join("a"));
     let daemon = Daemon::builder(&a)
         .config(&alias_config("group = \"root\""))
         .env(&Daemon::aws_env(&moto, &imds))
@@ -49,9 +47,7 @@ fn peer_check_refuses_other_users_and_logs_uid_and_pid() {
     // The same user, allowed by the config, gets the token through the mode
     // the daemon gives the socket itself (no chmod here): allow-lists open
     // the file to everyone and leave the gate to the peer check ...
-    let b = tmp.path().join("b");
-    std::fs::create_dir_all(&b).unwrap();
-    std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let b = open_to_all(&tmp.path().join("b"));
     let daemon = Daemon::builder(&b)
         .config(&alias_config("group = \"root\"\nallowed_uids = [65534]"))
         .env(&Daemon::aws_env(&moto, &imds))

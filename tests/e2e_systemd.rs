@@ -178,7 +178,7 @@ fn socket_activation_and_restart_lose_no_get() {
 fn the_socket_group_comes_from_the_activated_socket() {
     require!(Moto, Root);
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    open_to_all(tmp.path());
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     // As systemd makes it with SocketGroup=users; the config names no group.
     let users = ecr_credd_client::groups::lookup_group("users").expect("group users in /etc/group");

@@ -53,7 +53,7 @@ fn platforms(image: &Path, dir: &Path) -> Vec<(String, u64)> {
 fn image_runs_in_a_real_engine_and_serves_the_host_through_the_socket_dir() {
     require!(Moto, Skopeo, Docker, Dist);
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    open_to_all(tmp.path());
     let image = dist_file(".oci.tar");
     let archive = format!("oci-archive:{}", image.display());
     let platforms = platforms(&image, tmp.path());

@@ -34,8 +34,8 @@ pub use paths::{
     SHIPPED_PROGRAMS,
 };
 pub use process::{
-    clean_command, free_port, output_text, output_with_stdin, run_clean, run_ok, said, wait_port, wait_until,
-    Proc, Said,
+    clean_command, free_port, open_to_all, output_text, output_with_stdin, run_clean, run_ok, said,
+    wait_port, wait_until, Proc, Said,
 };
 pub use registry::Registry;
 pub use systemd::exposure_score;
