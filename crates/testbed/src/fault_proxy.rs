@@ -6,7 +6,7 @@
 
 mod bucket;
 
-pub use bucket::{Bucket, Call, Rejection};
+pub use bucket::{Bucket, Call, Meter, Rejection};
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

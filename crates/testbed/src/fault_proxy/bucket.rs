@@ -35,21 +35,24 @@ impl Bucket {
     }
 }
 
-/// A bucket's balance.
+/// A bucket's balance. The proxy keeps one per API; the fleet simulation
+/// uses the same arithmetic on its paused clock.
 #[derive(Debug)]
-pub(super) struct Meter {
-    pub(super) bucket: Bucket,
+pub struct Meter {
+    /// Its quota.
+    pub bucket: Bucket,
     credits: f64,
     at: Instant,
 }
 
 impl Meter {
-    pub(super) fn new(bucket: Bucket, now: Instant) -> Meter {
+    /// A full bucket at `now`.
+    pub fn new(bucket: Bucket, now: Instant) -> Meter {
         Meter { bucket, credits: bucket.burst, at: now }
     }
 
     /// Whether a call at `now` is admitted; takes its credit.
-    pub(super) fn admit(&mut self, now: Instant) -> bool {
+    pub fn admit(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.credits = (self.credits + elapsed * self.bucket.rate).min(self.bucket.burst);
         self.at = now;

@@ -1,0 +1,187 @@
+//! `make fleet` (`cargo bench --bench fleet`): real daemons booting against
+//! one account's quotas, behind the fault proxy's token buckets, and the
+//! same fleets simulated on tokio's paused clock (calibrated against the
+//! real runs, then run at 10,000 and 100,000 nodes); writes FLEET.md and its
+//! plots under docs/.
+//!
+//! FLEET_NODES (default 500) sets the real large cases' size,
+//! FLEET_DENIED_SECS (default 300) how long the real denied fleet is watched.
+//! FLEET_SIM_ONLY=1 runs only the simulation of case FLEET_CASE with
+//! FLEET_SIM_NODES nodes over FLEET_LIMIT_S seconds, for comparing policies
+//! (FLEET_BASE_MS, FLEET_CAP_WAITING_S: see sim.rs).
+
+mod sim;
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use testbed::fault_proxy::{Bucket, Rejection};
+use testbed::fleet::{self, report, FleetResult, FleetSpec};
+use testbed::{Moto, ROOT};
+
+/// The length of one simulated call, as moto answers on loopback.
+const LATENCY: Duration = Duration::from_millis(15);
+/// Simulated runs per case (each with its own jitter).
+const RUNS: usize = 5;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The real cases, in FLEET.md's order.
+fn cases() -> Vec<FleetSpec> {
+    let nodes = env_or("FLEET_NODES", 500) as usize;
+    let aws = Bucket::ecr_default();
+    let sts = Bucket { rate: 100.0, burst: 500.0, ..aws };
+    let small = Bucket { rate: 5.0, burst: 20.0, rejection: Rejection::Http400, rejected_costs: false };
+    let base = FleetSpec {
+        nodes,
+        max_registries: 3,
+        spread: Duration::ZERO,
+        ecr: aws,
+        sts,
+        denied: false,
+        limit: Duration::from_secs(400),
+    };
+    let costly = Bucket { rejected_costs: true, rejection: Rejection::Http429, ..aws };
+    vec![
+        FleetSpec { nodes: 100, ecr: small, ..base.clone() },
+        base.clone(),
+        FleetSpec { spread: Duration::from_secs(30), ..base.clone() },
+        FleetSpec { spread: Duration::from_secs(120), ..base.clone() },
+        FleetSpec { ecr: costly, ..base.clone() },
+        FleetSpec { denied: true, limit: Duration::from_secs(env_or("FLEET_DENIED_SECS", 300)), ..base },
+    ]
+}
+
+/// The simulated-only cases: 10,000 and 100,000 nodes at once on AWS's
+/// bucket, watched long enough for the bound, and a denied 10,000 for the
+/// half hour the issue's target counts.
+fn sim_cases() -> Vec<FleetSpec> {
+    let real = cases();
+    let at_once = |nodes: usize| {
+        let bound = (nodes as f64 - real[1].ecr.burst).max(0.0) / real[1].ecr.rate;
+        FleetSpec { nodes, limit: Duration::from_secs_f64(3.0 * bound + 310.0), ..real[1].clone() }
+    };
+    vec![
+        at_once(1_000),
+        at_once(10_000),
+        at_once(100_000),
+        FleetSpec { nodes: 10_000, denied: true, limit: Duration::from_secs(1800), ..real[1].clone() },
+    ]
+}
+
+/// T50, T90, T99 and T100 to a token, and GetAuthorizationToken calls per node.
+fn shape(r: &FleetResult) -> [f64; 5] {
+    let t = |x| r.token_quantile(x).unwrap_or(f64::NAN);
+    let (a, b) = r.calls_per_node("GetAuthorizationToken");
+    [t(0.5), t(0.9), t(0.99), t(1.0), a + b]
+}
+
+/// The median of each figure over `runs`, and a table row of min / median / max.
+fn summary(runs: &[FleetResult]) -> ([f64; 5], String) {
+    let mut median = [0.0; 5];
+    let mut cells = Vec::new();
+    for (k, m) in median.iter_mut().enumerate() {
+        let mut v: Vec<f64> = runs.iter().map(|r| shape(r)[k]).collect();
+        v.sort_by(f64::total_cmp);
+        *m = v[v.len() / 2];
+        cells.push(format!("{:.1} / {:.1} / {:.1}", v[0], v[v.len() / 2], v[v.len() - 1]));
+    }
+    let r = &runs[0];
+    let bound = format!("{:.1} / {:.1} / {:.1} / {:.1}", r.bound(0.5), r.bound(0.9), r.bound(0.99), r.bound(1.0));
+    (median, format!("| {} | {} | {bound} |", report::case_name(r), cells.join(" | ")))
+}
+
+const SIM_HEADER: &str = "| case | T50 (min / median / max, s) | T90 | T99 | T100 | GetAuthorizationToken calls per node | bound T50 / T90 / T99 / T100 (s) |\n|---|---|---|---|---|---|---|";
+
+/// Real against simulated medians: the error of each figure.
+fn calibration(real: &FleetResult, sim: &[f64; 5]) -> String {
+    let r = shape(real);
+    let names = ["T50", "T90", "T99", "calls per node"];
+    let cells: Vec<String> = [0, 1, 2, 4]
+        .iter()
+        .zip(names)
+        .map(|(&k, name)| {
+            let err = (sim[k] - r[k]) / r[k] * 100.0;
+            format!("{name} {:.1} vs {:.1} ({err:+.0} %)", r[k], sim[k])
+        })
+        .collect();
+    format!("| {} | {} |", report::case_name(real), cells.join(" | "))
+}
+
+fn main() {
+    if std::env::var_os("FLEET_SIM_ONLY").is_some() {
+        let case = cases()[env_or("FLEET_CASE", 1) as usize].clone();
+        let limit = Duration::from_secs(env_or("FLEET_LIMIT_S", case.limit.as_secs()));
+        let spec = FleetSpec { nodes: env_or("FLEET_SIM_NODES", case.nodes as u64) as usize, limit, ..case };
+        let runs: Vec<FleetResult> = (0..3).map(|_| sim::run(&spec, LATENCY)).collect();
+        println!("{}", summary(&runs).1);
+        return;
+    }
+    let mut md = String::from(include_str!("intro.md"));
+    md.push_str("\n## Real daemons\n\n");
+    md.push_str(report::HEADER);
+    md.push('\n');
+    let mut real = Vec::new();
+    for (i, spec) in cases().iter().enumerate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let moto = Moto::start(dir.path());
+        let r = fleet::run(dir.path(), &moto, spec);
+        println!("{}", report::row(&r));
+        let _ = writeln!(md, "{}", report::row(&r));
+        let _ = std::fs::write(format!("{ROOT}/docs/fleet-{i}.svg"), report::plot(&r));
+        real.push(r);
+    }
+    for r in real.iter().filter(|r| r.spec.denied) {
+        let _ = writeln!(md, "\n{}", denied_line(r));
+    }
+
+    md.push_str("\n## Calibration: the simulation against the real daemons (medians)\n\n");
+    md.push_str("| case | T50 real vs simulated | T90 | T99 | GetAuthorizationToken calls per node |\n|---|---|---|---|---|\n");
+    for r in real.iter().filter(|r| !r.spec.denied && r.spec.spread.is_zero() && !r.spec.ecr.rejected_costs) {
+        let runs: Vec<FleetResult> = (0..RUNS).map(|_| sim::run(&r.spec, LATENCY)).collect();
+        let line = calibration(r, &summary(&runs).0);
+        println!("{line}");
+        let _ = writeln!(md, "{line}");
+    }
+
+    md.push_str("\n## Simulated fleets\n\n");
+    md.push_str(SIM_HEADER);
+    md.push('\n');
+    let mut denied = Vec::new();
+    for spec in sim_cases() {
+        let runs: Vec<FleetResult> = (0..RUNS).map(|_| sim::run(&spec, LATENCY)).collect();
+        let (_, line) = summary(&runs);
+        println!("{line}");
+        if spec.denied {
+            denied.push(denied_line(&runs[0]));
+        } else {
+            let _ = writeln!(md, "{line}");
+        }
+    }
+    for line in denied {
+        let _ = writeln!(md, "\nSimulated: {line}");
+    }
+    md.push_str("\n## Plots (real daemons)\n\n");
+    for (i, r) in real.iter().enumerate() {
+        let _ = writeln!(md, "![{}](docs/fleet-{i}.svg)\n", report::case_name(r));
+    }
+    let _ = writeln!(md, "Machine: {}.", testbed::timing::report::machine());
+    std::fs::write(format!("{ROOT}/FLEET.md"), md).expect("FLEET.md");
+    println!("wrote FLEET.md");
+}
+
+/// What a denied fleet cost STS.
+fn denied_line(r: &FleetResult) -> String {
+    let (sts, no) = r.calls_per_node("AssumeRole");
+    format!(
+        "A denied fleet of {} over {:.0} s: {:.2} AssumeRole calls per node ({sts:.2} admitted, {no:.2} rejected), \
+         at most {} by one node; {:.2} calls/s for the whole fleet.",
+        r.spec.nodes,
+        r.wall,
+        sts + no,
+        r.max_calls_per_node("AssumeRole"),
+        (sts + no) * r.spec.nodes as f64 / r.wall.max(1.0)
+    )
+}

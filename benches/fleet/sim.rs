@@ -1,0 +1,254 @@
+//! The fleet in one process on tokio's paused clock: per node the real
+//! `TokenCache` and `RefreshPolicy`, with a token source that models what
+//! the AWS source does (one AssumeRole per role at a time, its credentials
+//! kept for their hour, a failed one remembered for the backoff the chain
+//! gives it, one GetAuthorizationToken shared by the node's registries), and
+//! the fault proxy's bucket arithmetic standing in for AWS. Calls take
+//! `latency` each, as moto's do on loopback.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use ecr_credd::config::RegistryConfig;
+use ecr_credd::tokens::{Clock, FetchError, FetchedToken, Refusal, RefreshPolicy, TokenCache, TokenSource};
+use ecr_credd_client::secret::Secret;
+use testbed::fault_proxy::{Call, Meter};
+use testbed::fleet::{node_key, FleetResult, FleetSpec, NodeResult, KUBELET_RETRIES};
+use tokio::time::Instant;
+
+/// Wall time that moves with the paused clock.
+struct SimClock {
+    start: Instant,
+    wall: SystemTime,
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn wall(&self) -> SystemTime {
+        self.wall + (Instant::now() - self.start)
+    }
+}
+
+/// AWS as the buckets see it: one per API, and the log of every call.
+struct SimAws {
+    start: Instant,
+    ecr: Mutex<Meter>,
+    sts: Mutex<Meter>,
+    denied: bool,
+    latency: Duration,
+    calls: Mutex<Vec<(f64, Call)>>,
+}
+
+impl SimAws {
+    /// One call of `api` by node `node`: admitted by its bucket or not.
+    async fn call(&self, api: &'static str, node: &str) -> bool {
+        tokio::time::sleep(self.latency).await;
+        let now = Instant::now();
+        let meter = if api == "AssumeRole" { &self.sts } else { &self.ecr };
+        let admitted = lock(meter).admit(now.into_std());
+        let at = (now - self.start).as_secs_f64();
+        let call = Call { at: now - self.start, api, admitted, key: node.to_owned(), node: node.to_owned() };
+        lock(&self.calls).push((at, call));
+        admitted
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One node's source, modelling AwsTokenSource and its chain.
+struct SimSource {
+    node: String,
+    aws: Arc<SimAws>,
+    /// The role's credentials (until) or its remembered failure (until, how).
+    role: tokio::sync::Mutex<RoleState>,
+    /// The shared token and when it was fetched.
+    token: tokio::sync::Mutex<Option<(SystemTime, Instant)>>,
+    clock: Arc<SimClock>,
+}
+
+#[derive(Default)]
+struct RoleState {
+    creds_until: Option<Instant>,
+    failed: Option<(Instant, Refusal)>,
+}
+
+const ROLE_ARN: &str = "arn:aws:iam::210987654321:role/ecr-pull";
+
+impl SimSource {
+    async fn assume(&self) -> Result<(), FetchError> {
+        let mut role = self.role.lock().await;
+        let now = Instant::now();
+        if role.creds_until.is_some_and(|t| t > now + Duration::from_secs(600)) {
+            return Ok(());
+        }
+        if let Some((_, refusal)) = role.failed.filter(|(until, _)| *until > now) {
+            return Err(assume_error(refusal));
+        }
+        let admitted = self.aws.call("AssumeRole", &self.node).await;
+        let now = Instant::now();
+        let refusal = match (admitted, self.aws.denied) {
+            (true, false) => {
+                *role = RoleState { creds_until: Some(now + Duration::from_secs(3600)), failed: None };
+                return Ok(());
+            }
+            (true, true) => Refusal::Denied,
+            (false, _) => Refusal::Throttled,
+        };
+        // As the chain remembers a failure for its role: a minute after a
+        // denial, a quarter second otherwise.
+        let hold = if refusal == Refusal::Denied { Duration::from_secs(60) } else { Duration::from_millis(250) };
+        role.failed = Some((now + hold, refusal));
+        Err(assume_error(refusal))
+    }
+}
+
+fn assume_error(refusal: Refusal) -> FetchError {
+    FetchError::AssumeRole { role_arn: ROLE_ARN.into(), refusal, reason: "simulated".into() }
+}
+
+impl TokenSource for SimSource {
+    async fn fetch(&self, _registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
+        self.assume().await?;
+        let mut held = self.token.lock().await;
+        let now = Instant::now();
+        let life = Duration::from_secs(12 * 3600);
+        if let Some((expires_at, at)) = *held {
+            if now - at < life / 4 {
+                return Ok(token(expires_at));
+            }
+        }
+        if !self.aws.call("GetAuthorizationToken", &self.node).await {
+            return Err(FetchError::GetAuthorizationToken {
+                region: "us-east-1".into(),
+                refusal: Refusal::Throttled,
+                reason: "ThrottlingException: Rate exceeded".into(),
+            });
+        }
+        let expires_at = self.clock.wall() + life;
+        *held = Some((expires_at, Instant::now()));
+        Ok(token(expires_at))
+    }
+
+    fn shares_token(&self, _a: &RegistryConfig, _b: &RegistryConfig) -> bool {
+        true
+    }
+}
+
+fn token(expires_at: SystemTime) -> FetchedToken {
+    FetchedToken { username: "AWS".into(), secret: Secret::new("sim".into()), expires_at }
+}
+
+fn registry(j: usize) -> RegistryConfig {
+    RegistryConfig {
+        host: format!("127.0.0.1:{}", 6000 + j),
+        account: "210987654321".into(),
+        region: "us-east-1".into(),
+        role_arn: Some(ROLE_ARN.into()),
+        external_id: None,
+        session_name: "ecr-credd".into(),
+        public: false,
+        fips: false,
+        dual_stack: false,
+        sts_region: None,
+    }
+}
+
+/// The daemon's policy, or one with FLEET_BASE_MS and FLEET_CAP_WAITING_S
+/// changed, to compare candidates.
+fn policy() -> RefreshPolicy {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let mut p = RefreshPolicy::default();
+    if let Some(ms) = var("FLEET_BASE_MS") {
+        p.backoff_base = Duration::from_millis(ms);
+    }
+    if let Some(s) = var("FLEET_CAP_WAITING_S") {
+        p.backoff_cap_waiting = Duration::from_secs(s);
+    }
+    p
+}
+
+/// Runs `spec` simulated (the policy's jitter differs from run to run).
+pub(crate) fn run(spec: &FleetSpec, latency: Duration) -> FleetResult {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build();
+    let Ok(rt) = rt else { panic!("a runtime for the simulation") };
+    rt.block_on(simulate(spec.clone(), latency))
+}
+
+async fn simulate(spec: FleetSpec, latency: Duration) -> FleetResult {
+    let start = Instant::now();
+    let aws = Arc::new(SimAws {
+        start,
+        ecr: Mutex::new(Meter::new(spec.ecr, start.into_std())),
+        sts: Mutex::new(Meter::new(spec.sts, start.into_std())),
+        denied: spec.denied,
+        latency,
+        calls: Mutex::new(Vec::new()),
+    });
+    let clock = Arc::new(SimClock { start, wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) });
+    let metrics = Arc::new(ecr_credd::metrics::Metrics::new());
+    let done = Arc::new(Mutex::new(vec![(None::<f64>, 0u32); spec.nodes]));
+    let mut nodes = Vec::new();
+    for i in 0..spec.nodes {
+        let boot = spec.spread.mul_f64(i as f64 / spec.nodes.max(1) as f64);
+        let (aws, clock, metrics, done) = (aws.clone(), clock.clone(), metrics.clone(), done.clone());
+        let spec = spec.clone();
+        nodes.push(tokio::spawn(async move {
+            tokio::time::sleep_until(start + boot).await;
+            let source = SimSource {
+                node: node_key(i),
+                aws,
+                role: tokio::sync::Mutex::default(),
+                token: tokio::sync::Mutex::default(),
+                clock: clock.clone(),
+            };
+            let registries: Vec<RegistryConfig> = (0..1 + i % spec.max_registries.max(1)).map(registry).collect();
+            let cache = TokenCache::new(&registries, false, source, clock, policy(), metrics);
+            cache.start();
+            for offset in KUBELET_RETRIES {
+                let at = boot + Duration::from_secs(offset);
+                if at > spec.limit {
+                    break;
+                }
+                tokio::time::sleep_until(start + at).await;
+                let ok = cache.get("127.0.0.1:6000").await.is_ok();
+                let mut d = lock(&done);
+                d[i].1 += 1;
+                if ok {
+                    d[i].0 = Some((Instant::now() - start).as_secs_f64());
+                    break;
+                }
+            }
+            // Keep the node (and its refreshers) alive to the end of the run.
+            tokio::time::sleep_until(start + spec.limit).await;
+            drop(cache);
+        }));
+    }
+    for n in nodes {
+        let _ = n.await;
+    }
+    let calls = std::mem::take(&mut *lock(&aws.calls));
+    let clients = lock(&done).clone();
+    let results = (0..spec.nodes)
+        .map(|i| {
+            let key = node_key(i);
+            let token = calls
+                .iter()
+                .find(|(_, c)| c.admitted && c.api == "GetAuthorizationToken" && c.node == key)
+                .map(|(at, _)| *at);
+            NodeResult {
+                boot: spec.spread.mul_f64(i as f64 / spec.nodes.max(1) as f64).as_secs_f64(),
+                token,
+                client: clients[i].0,
+                client_attempts: clients[i].1,
+                rss_kib: 0,
+                pss_kib: 0,
+            }
+        })
+        .collect();
+    let wall = spec.limit.as_secs_f64();
+    FleetResult { spec, nodes: results, calls, wall }
+}
