@@ -7,10 +7,13 @@
 //! FLEET_NODES (default 500) sets the real large cases' size,
 //! FLEET_DENIED_SECS (default 300) how long the real denied fleet is watched.
 //! FLEET_SIM_ONLY=1 runs only the simulation of case FLEET_CASE with
-//! FLEET_SIM_NODES nodes over FLEET_LIMIT_S seconds, for comparing policies
-//! (FLEET_BASE_MS, FLEET_CAP_WAITING_S: see sim.rs).
+//! FLEET_SIM_NODES nodes over FLEET_LIMIT_S seconds (against moto's model,
+//! or AWS's with FLEET_AWS=1), for comparing policies (FLEET_BASE_MS,
+//! FLEET_CAP_WAITING_S: see sim.rs).
 
 mod sim;
+
+use sim::Server;
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -19,8 +22,18 @@ use testbed::fault_proxy::{Bucket, Rejection};
 use testbed::fleet::{self, report, FleetResult, FleetSpec};
 use testbed::{Moto, ROOT};
 
-/// The length of one simulated call, as moto answers on loopback.
-const LATENCY: Duration = Duration::from_millis(15);
+/// moto's work per call, shared by the calls in flight (FLEET_LATENCY_MS
+/// overrides it, for calibrating), in the runs set beside the real ones.
+fn moto() -> (Server, Duration) {
+    (Server::Moto, Duration::from_millis(env_or("FLEET_LATENCY_MS", 20)))
+}
+
+/// AWS's latency per call, any number at once, in the larger simulations.
+const AWS: (Server, Duration) = (Server::Aws, Duration::from_millis(50));
+
+fn simulate(spec: &FleetSpec, (server, latency): (Server, Duration), runs: usize) -> Vec<FleetResult> {
+    (0..runs).map(|_| sim::run(spec, server, latency)).collect()
+}
 /// Simulated runs per case (each with its own jitter).
 const RUNS: usize = 5;
 
@@ -89,7 +102,8 @@ fn summary(runs: &[FleetResult]) -> ([f64; 5], String) {
         cells.push(format!("{:.1} / {:.1} / {:.1}", v[0], v[v.len() / 2], v[v.len() - 1]));
     }
     let r = &runs[0];
-    let bound = format!("{:.1} / {:.1} / {:.1} / {:.1}", r.bound(0.5), r.bound(0.9), r.bound(0.99), r.bound(1.0));
+    let bound =
+        format!("{:.1} / {:.1} / {:.1} / {:.1}", r.bound(0.5), r.bound(0.9), r.bound(0.99), r.bound(1.0));
     (median, format!("| {} | {} | {bound} |", report::case_name(r), cells.join(" | ")))
 }
 
@@ -115,7 +129,8 @@ fn main() {
         let case = cases()[env_or("FLEET_CASE", 1) as usize].clone();
         let limit = Duration::from_secs(env_or("FLEET_LIMIT_S", case.limit.as_secs()));
         let spec = FleetSpec { nodes: env_or("FLEET_SIM_NODES", case.nodes as u64) as usize, limit, ..case };
-        let runs: Vec<FleetResult> = (0..3).map(|_| sim::run(&spec, LATENCY)).collect();
+        let server = if std::env::var_os("FLEET_AWS").is_some() { AWS } else { moto() };
+        let runs = simulate(&spec, server, 3);
         println!("{}", summary(&runs).1);
         return;
     }
@@ -140,7 +155,7 @@ fn main() {
     md.push_str("\n## Calibration: the simulation against the real daemons (medians)\n\n");
     md.push_str("| case | T50 real vs simulated | T90 | T99 | GetAuthorizationToken calls per node |\n|---|---|---|---|---|\n");
     for r in real.iter().filter(|r| !r.spec.denied && r.spec.spread.is_zero() && !r.spec.ecr.rejected_costs) {
-        let runs: Vec<FleetResult> = (0..RUNS).map(|_| sim::run(&r.spec, LATENCY)).collect();
+        let runs = simulate(&r.spec, moto(), RUNS);
         let line = calibration(r, &summary(&runs).0);
         println!("{line}");
         let _ = writeln!(md, "{line}");
@@ -151,7 +166,7 @@ fn main() {
     md.push('\n');
     let mut denied = Vec::new();
     for spec in sim_cases() {
-        let runs: Vec<FleetResult> = (0..RUNS).map(|_| sim::run(&spec, LATENCY)).collect();
+        let runs = simulate(&spec, AWS, if spec.nodes > 10_000 { 3 } else { RUNS });
         let (_, line) = summary(&runs);
         println!("{line}");
         if spec.denied {

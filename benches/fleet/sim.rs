@@ -3,17 +3,19 @@
 //! the AWS source does (one AssumeRole per role at a time, its credentials
 //! kept for their hour, a failed one remembered for the backoff the chain
 //! gives it, one GetAuthorizationToken shared by the node's registries), and
-//! the fault proxy's bucket arithmetic standing in for AWS. Calls take
-//! `latency` each, as moto's do on loopback.
+//! the fault proxy's bucket arithmetic standing in for AWS, metering calls as
+//! they arrive. Admitted calls share moto's time: `latency` of work each,
+//! the calls in flight served together (its threads share one interpreter).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use ecr_credd::config::RegistryConfig;
-use ecr_credd::tokens::{Clock, FetchError, FetchedToken, Refusal, RefreshPolicy, TokenCache, TokenSource};
+use ecr_credd::tokens::{Clock, FetchError, FetchedToken, RefreshPolicy, Refusal, TokenCache, TokenSource};
 use ecr_credd_client::secret::Secret;
 use testbed::fault_proxy::{Call, Meter};
-use testbed::fleet::{node_key, FleetResult, FleetSpec, NodeResult, KUBELET_RETRIES};
+use testbed::fleet::{first_tokens, node_key, FleetResult, FleetSpec, NodeResult, KUBELET_RETRIES};
 use tokio::time::Instant;
 
 /// Wall time that moves with the paused clock.
@@ -31,27 +33,61 @@ impl Clock for SimClock {
     }
 }
 
+/// Who answers the admitted calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Server {
+    /// moto on loopback, as the real runs have it: for calibration.
+    Moto,
+    /// AWS: each call its own latency, any number at once.
+    Aws,
+}
+
 /// AWS as the buckets see it: one per API, and the log of every call.
 struct SimAws {
+    server: Server,
     start: Instant,
     ecr: Mutex<Meter>,
     sts: Mutex<Meter>,
     denied: bool,
     latency: Duration,
+    /// Calls moto is answering now.
+    in_flight: AtomicUsize,
     calls: Mutex<Vec<(f64, Call)>>,
 }
 
 impl SimAws {
-    /// One call of `api` by node `node`: admitted by its bucket or not.
+    /// One call of `api` by node `node`: metered as it arrives, as the
+    /// proxy does; an admitted one then waits its turn at moto, which
+    /// answers one call at a time in `latency`.
     async fn call(&self, api: &'static str, node: &str) -> bool {
-        tokio::time::sleep(self.latency).await;
         let now = Instant::now();
         let meter = if api == "AssumeRole" { &self.sts } else { &self.ecr };
         let admitted = lock(meter).admit(now.into_std());
         let at = (now - self.start).as_secs_f64();
         let call = Call { at: now - self.start, api, admitted, key: node.to_owned(), node: node.to_owned() };
         lock(&self.calls).push((at, call));
+        if admitted {
+            self.serve().await;
+        }
         admitted
+    }
+
+    /// The answer's delay. moto (calibration): `latency` of work, done while
+    /// the calls in flight share its time (its threads take turns on one
+    /// interpreter). AWS: `latency`, whatever else is in flight.
+    async fn serve(&self) {
+        const TICK: f64 = 0.002;
+        if self.server == Server::Aws {
+            tokio::time::sleep(self.latency).await;
+            return;
+        }
+        let mut left = self.latency.as_secs_f64();
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        while left > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(TICK)).await;
+            left -= TICK / self.in_flight.load(Ordering::SeqCst).max(1) as f64;
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -100,7 +136,8 @@ impl SimSource {
         };
         // As the chain remembers a failure for its role: a minute after a
         // denial, a quarter second otherwise.
-        let hold = if refusal == Refusal::Denied { Duration::from_secs(60) } else { Duration::from_millis(250) };
+        let hold =
+            if refusal == Refusal::Denied { Duration::from_secs(60) } else { Duration::from_millis(250) };
         role.failed = Some((now + hold, refusal));
         Err(assume_error(refusal))
     }
@@ -172,23 +209,26 @@ fn policy() -> RefreshPolicy {
 }
 
 /// Runs `spec` simulated (the policy's jitter differs from run to run).
-pub(crate) fn run(spec: &FleetSpec, latency: Duration) -> FleetResult {
+pub(crate) fn run(spec: &FleetSpec, server: Server, latency: Duration) -> FleetResult {
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build();
     let Ok(rt) = rt else { panic!("a runtime for the simulation") };
-    rt.block_on(simulate(spec.clone(), latency))
+    rt.block_on(simulate(spec.clone(), server, latency))
 }
 
-async fn simulate(spec: FleetSpec, latency: Duration) -> FleetResult {
+async fn simulate(spec: FleetSpec, server: Server, latency: Duration) -> FleetResult {
     let start = Instant::now();
     let aws = Arc::new(SimAws {
+        server,
         start,
         ecr: Mutex::new(Meter::new(spec.ecr, start.into_std())),
         sts: Mutex::new(Meter::new(spec.sts, start.into_std())),
         denied: spec.denied,
         latency,
+        in_flight: AtomicUsize::new(0),
         calls: Mutex::new(Vec::new()),
     });
-    let clock = Arc::new(SimClock { start, wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) });
+    let clock =
+        Arc::new(SimClock { start, wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) });
     let metrics = Arc::new(ecr_credd::metrics::Metrics::new());
     let done = Arc::new(Mutex::new(vec![(None::<f64>, 0u32); spec.nodes]));
     let mut nodes = Vec::new();
@@ -205,7 +245,8 @@ async fn simulate(spec: FleetSpec, latency: Duration) -> FleetResult {
                 token: tokio::sync::Mutex::default(),
                 clock: clock.clone(),
             };
-            let registries: Vec<RegistryConfig> = (0..1 + i % spec.max_registries.max(1)).map(registry).collect();
+            let registries: Vec<RegistryConfig> =
+                (0..1 + i % spec.max_registries.max(1)).map(registry).collect();
             let cache = TokenCache::new(&registries, false, source, clock, policy(), metrics);
             cache.start();
             for offset in KUBELET_RETRIES {
@@ -232,13 +273,10 @@ async fn simulate(spec: FleetSpec, latency: Duration) -> FleetResult {
     }
     let calls = std::mem::take(&mut *lock(&aws.calls));
     let clients = lock(&done).clone();
+    let first = first_tokens(&calls);
     let results = (0..spec.nodes)
         .map(|i| {
-            let key = node_key(i);
-            let token = calls
-                .iter()
-                .find(|(_, c)| c.admitted && c.api == "GetAuthorizationToken" && c.node == key)
-                .map(|(at, _)| *at);
+            let token = first.get(node_key(i).as_str()).copied();
             NodeResult {
                 boot: spec.spread.mul_f64(i as f64 / spec.nodes.max(1) as f64).as_secs_f64(),
                 token,

@@ -115,15 +115,12 @@ pub fn run(dir: &Path, moto: &Moto, spec: &FleetSpec) -> FleetResult {
     let calls: Vec<(f64, Call)> =
         proxy.calls().into_iter().map(|c| (c.at.as_secs_f64() - offset, c)).collect();
     let clients = clients.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let first = first_tokens(&calls);
     let results = nodes
         .iter_mut()
         .enumerate()
         .map(|(i, node)| {
-            let key = node_key(i);
-            let token = calls
-                .iter()
-                .find(|(_, c)| c.admitted && c.api == "GetAuthorizationToken" && c.node == key)
-                .map(|(at, _)| *at);
+            let token = first.get(node_key(i).as_str()).copied();
             let (rss_kib, pss_kib) = node.child.as_ref().map(|c| memory(c.id())).unwrap_or_default();
             if let Some(mut child) = node.child.take() {
                 let _ = child.kill();
@@ -181,6 +178,14 @@ fn spawn_daemon(dir: &Path, i: usize, endpoint: &str) -> Child {
 /// The node's client: the helper's `get` at each kubelet retry until one
 /// succeeds or the run's limit passes.
 fn client(i: usize, socket: &Path, t0: Instant, boot: Duration, limit: Duration, out: &ClientLog) {
+    // Under systemd the socket exists before the daemon (socket activation),
+    // so a pod's first pull never misses it; here the daemon binds it itself
+    // a few milliseconds after its start.
+    sleep_until(t0 + boot);
+    let ready_by = Instant::now() + Duration::from_secs(5);
+    while !socket.exists() && Instant::now() < ready_by {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     for offset in KUBELET_RETRIES {
         let at = boot + Duration::from_secs(offset);
         if at > limit {
@@ -227,6 +232,15 @@ fn memory(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("Rss:"), field("Pss:"))
+}
+
+/// Per node key, when its first GetAuthorizationToken was admitted.
+pub fn first_tokens(calls: &[(f64, Call)]) -> std::collections::HashMap<&str, f64> {
+    let mut first = std::collections::HashMap::new();
+    for (at, c) in calls.iter().filter(|(_, c)| c.admitted && c.api == "GetAuthorizationToken") {
+        first.entry(c.node.as_str()).or_insert(*at);
+    }
+    first
 }
 
 impl FleetResult {
