@@ -209,13 +209,27 @@ fn policy() -> RefreshPolicy {
 }
 
 /// Runs `spec` simulated (the policy's jitter differs from run to run).
-pub(crate) fn run(spec: &FleetSpec, server: Server, latency: Duration) -> FleetResult {
+/// `starts`, when given, are when each node first called AWS in a real run:
+/// the simulated nodes start then, so the harness's own start-up skew (one
+/// process spawned after another) is not mistaken for the policy's.
+pub(crate) fn run(
+    spec: &FleetSpec,
+    server: Server,
+    latency: Duration,
+    starts: Option<&[f64]>,
+) -> FleetResult {
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build();
     let Ok(rt) = rt else { panic!("a runtime for the simulation") };
-    rt.block_on(simulate(spec.clone(), server, latency))
+    let boots: Vec<Duration> = (0..spec.nodes)
+        .map(|i| match starts.and_then(|s| s.get(i)) {
+            Some(&at) => Duration::from_secs_f64(at.max(0.0)),
+            None => spec.spread.mul_f64(i as f64 / spec.nodes.max(1) as f64),
+        })
+        .collect();
+    rt.block_on(simulate(spec.clone(), server, latency, boots))
 }
 
-async fn simulate(spec: FleetSpec, server: Server, latency: Duration) -> FleetResult {
+async fn simulate(spec: FleetSpec, server: Server, latency: Duration, boots: Vec<Duration>) -> FleetResult {
     let start = Instant::now();
     let aws = Arc::new(SimAws {
         server,
@@ -233,7 +247,7 @@ async fn simulate(spec: FleetSpec, server: Server, latency: Duration) -> FleetRe
     let done = Arc::new(Mutex::new(vec![(None::<f64>, 0u32); spec.nodes]));
     let mut nodes = Vec::new();
     for i in 0..spec.nodes {
-        let boot = spec.spread.mul_f64(i as f64 / spec.nodes.max(1) as f64);
+        let boot = boots[i];
         let (aws, clock, metrics, done) = (aws.clone(), clock.clone(), metrics.clone(), done.clone());
         let spec = spec.clone();
         nodes.push(tokio::spawn(async move {
@@ -278,7 +292,7 @@ async fn simulate(spec: FleetSpec, server: Server, latency: Duration) -> FleetRe
         .map(|i| {
             let token = first.get(node_key(i).as_str()).copied();
             NodeResult {
-                boot: spec.spread.mul_f64(i as f64 / spec.nodes.max(1) as f64).as_secs_f64(),
+                boot: boots[i].as_secs_f64(),
                 token,
                 client: clients[i].0,
                 client_attempts: clients[i].1,

@@ -7,7 +7,16 @@ use super::FleetResult;
 /// A case's name: nodes, arrival spread and bucket, or denied.
 pub fn case_name(r: &FleetResult) -> String {
     let s = &r.spec;
-    let what = if s.denied { ", AssumeRole denied" } else { "" };
+    let mut what = String::new();
+    if s.ecr.rejected_costs {
+        what += ", rejections cost a credit";
+    }
+    if s.ecr.rejection == crate::fault_proxy::Rejection::Http429 {
+        what += ", HTTP 429";
+    }
+    if s.denied {
+        what += ", AssumeRole denied";
+    }
     format!(
         "{} nodes, spread {} s, bucket {}/s burst {}{what}",
         s.nodes,
