@@ -135,7 +135,7 @@ pub fn run(dir: &Path, moto: &Moto, spec: &FleetSpec) -> FleetResult {
 
 fn node_dir(dir: &Path, i: usize, spec: &FleetSpec) -> PathBuf {
     let node = dir.join(format!("n{i}"));
-    let _ = std::fs::create_dir_all(&node);
+    std::fs::create_dir_all(&node).unwrap_or_else(|e| panic!("{}: {e}", node.display()));
     let registries: String = (0..1 + i % spec.max_registries.max(1))
         .map(|j| {
             format!(
@@ -148,7 +148,7 @@ fn node_dir(dir: &Path, i: usize, spec: &FleetSpec) -> PathBuf {
         "serve_unlisted_ecr = false\n[server]\nsocket = \"{}\"\n[aws]\ncredentials = \"env\"\n{registries}",
         node.join("s.sock").display()
     );
-    let _ = std::fs::write(node.join("config.toml"), config);
+    std::fs::write(node.join("config.toml"), config).unwrap_or_else(|e| panic!("{}: {e}", node.display()));
     node
 }
 

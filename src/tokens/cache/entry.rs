@@ -61,20 +61,19 @@ impl Entry {
     /// A reload is how a person says "IAM is fixed": a registry backing off
     /// after failures (a denial waits up to half an hour) tries again now.
     pub(super) fn retry_now(&self, now: Instant) {
-        let mut st = lock(&self.state);
-        if st.failures > 0 {
-            st.failures = 0;
-            st.next_attempt = now;
-            drop(st);
-            self.reschedule.notify_one();
-        }
+        self.try_now_if(now, |st| st.failures > 0);
     }
 
     /// A token that serves this entry too was just fetched: an entry backing
     /// off, or not yet started, tries now (and is served without a call).
     pub(super) fn wake(&self, now: Instant) {
+        self.try_now_if(now, |st| st.failures > 0 || st.token.is_none());
+    }
+
+    /// Fetches now, its backoff forgotten, when `due` holds for its state.
+    fn try_now_if(&self, now: Instant, due: impl FnOnce(&State) -> bool) {
         let mut st = lock(&self.state);
-        if st.failures > 0 || st.token.is_none() {
+        if due(&st) {
             st.failures = 0;
             st.next_attempt = now;
             drop(st);
