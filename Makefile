@@ -20,7 +20,7 @@ CARGO_DENY_VERSION := 0.20.2
 CARGO_FUZZ_VERSION := 0.13.2
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build check test demo deps lint fmt bench fleet soak audit deny-tool fuzz package package-tools \
+.PHONY: all build check test demo deps lint fmt bench fleet ecr-login soak audit deny-tool fuzz package package-tools \
         release release-tools image clean
 
 all: build
@@ -120,9 +120,16 @@ soak: deps
 	$(CARGO) bench --bench soak
 
 ## Real daemons booting against one account's quotas (token buckets in the
-## fault proxy); writes FLEET.md and docs/fleet-*.svg. Not in make test.
-fleet: deps
-	$(CARGO) bench --bench fleet
+## fault proxy), beside the policy at FLEET_BASELINE and ecr-login; writes
+## FLEET.md and docs/fleet-*.svg. Not in make test.
+FLEET_BASELINE ?= 80c226f
+fleet: deps ecr-login
+	sh scripts/build-baseline.sh $(FLEET_BASELINE) $(CURDIR)/target/baseline
+	FLEET_BASELINE_DIR=$(CURDIR)/target/baseline $(CARGO) bench --bench fleet
+
+ecr-login:
+	@dpkg -s amazon-ecr-credential-helper >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get install -y --no-install-recommends amazon-ecr-credential-helper; }
 
 ## Fuzz each parser for FUZZ_SECONDS (cargo fuzz; the stable toolchain
 ## needs RUSTC_BOOTSTRAP=1 for the sanitizer flags). Not in make test.
@@ -137,9 +144,7 @@ fuzz:
 
 ## Benchmarks (not part of make test): the shipped helper, unpacked from the
 ## release's .deb, timed side by side with /bin/true and against ecr-login.
-bench: deps release
-	@dpkg -s amazon-ecr-credential-helper >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; \
-	  $(SUDO) apt-get install -y --no-install-recommends amazon-ecr-credential-helper; }
+bench: deps release ecr-login
 	rm -rf target/bench-pkg && dpkg-deb -x dist/ecr-credd_*_amd64.deb target/bench-pkg
 	$(CARGO) build --profile bench --bins
 	SHIPPED_HELPER=$(CURDIR)/target/bench-pkg/usr/bin/docker-credential-ecr-credd $(CARGO) bench --bench helper_get

@@ -37,7 +37,9 @@ fn sts_throttling_at_start_backs_off_then_recovers() {
     }
     let calls = proxy.count("AssumeRole");
     eprintln!("STS throttled: {gets} gets over 8 s caused {calls} AssumeRole calls");
-    assert!((2..=8).contains(&calls), "{calls} AssumeRole calls: backoff must bound them");
+    // Throttling backs off from a 16 s step (the first retry 4 to 12 s
+    // later), so a throttled fleet spreads out: at most three calls here.
+    assert!((1..=3).contains(&calls), "{calls} AssumeRole calls: backoff must bound them");
     assert_eq!(proxy.count("GetAuthorizationToken"), 0, "no ECR call without credentials");
     let throttled = daemon.proc.output().matches("throttled: Throttling").count();
     assert!(throttled >= 1, "the log says throttled:\n{}", daemon.proc.output());

@@ -14,6 +14,7 @@ fn spec(denied: bool) -> FleetSpec {
     let ecr = Bucket { rate: 5.0, burst: 20.0, rejection: Rejection::Http400, rejected_costs: false };
     let sts = Bucket { rate: 50.0, burst: 100.0, ..ecr };
     FleetSpec {
+        contender: fleet::Contender::Ours,
         nodes: 100,
         max_registries: 3,
         spread: Duration::ZERO,

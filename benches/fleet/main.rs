@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use testbed::fault_proxy::{Bucket, Rejection};
-use testbed::fleet::{self, report, FleetResult, FleetSpec};
+use testbed::fleet::{self, report, Contender, FleetResult, FleetSpec};
 use testbed::{Moto, ROOT};
 
 /// moto's work per call, shared by the calls in flight (FLEET_LATENCY_MS
@@ -50,13 +50,44 @@ fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// The real cases, in FLEET.md's order.
+/// The real cases, in FLEET.md's order: this policy's, then the same
+/// fleets run by the baseline's and by ecr-login.
 fn cases() -> Vec<FleetSpec> {
-    let nodes = env_or("FLEET_NODES", 500) as usize;
+    let ours = our_cases();
+    let mut all = ours.clone();
+    match baseline() {
+        Some(contender) => {
+            for i in [0, 1, 5] {
+                all.push(FleetSpec { contender: contender.clone(), ..ours[i].clone() });
+            }
+        }
+        None => eprintln!("no baseline (FLEET_BASELINE_DIR: see make fleet); its cases are left out"),
+    }
+    if std::path::Path::new("/usr/bin/docker-credential-ecr-login").exists() {
+        all.push(FleetSpec { contender: Contender::EcrLogin, ..ours[0].clone() });
+    } else {
+        eprintln!("no docker-credential-ecr-login (make ecr-login); its case is left out");
+    }
+    all
+}
+
+/// The baseline `make fleet` built (scripts/build-baseline.sh), if any.
+fn baseline() -> Option<Contender> {
+    let dir = std::path::PathBuf::from(std::env::var_os("FLEET_BASELINE_DIR")?);
+    let commit = std::fs::read_to_string(dir.join("commit")).ok()?.trim().to_owned();
+    Some(Contender::Baseline { bin_dir: dir.join("bin"), commit })
+}
+
+/// This policy's cases: 100 nodes on a small bucket; FLEET_NODES (1,000)
+/// at once on AWS's; 500 over 30 s and 120 s; 500 whose rejections cost a
+/// credit; 500 denied.
+fn our_cases() -> Vec<FleetSpec> {
+    let nodes = env_or("FLEET_NODES", 1000) as usize;
     let aws = Bucket::ecr_default();
     let sts = Bucket { rate: 100.0, burst: 500.0, ..aws };
     let small = Bucket { rate: 5.0, burst: 20.0, rejection: Rejection::Http400, rejected_costs: false };
     let base = FleetSpec {
+        contender: Contender::Ours,
         nodes,
         max_registries: 3,
         spread: Duration::ZERO,
@@ -66,13 +97,14 @@ fn cases() -> Vec<FleetSpec> {
         limit: Duration::from_secs(400),
     };
     let costly = Bucket { rejected_costs: true, rejection: Rejection::Http429, ..aws };
+    let half = FleetSpec { nodes: 500, ..base.clone() };
     vec![
         FleetSpec { nodes: 100, ecr: small, ..base.clone() },
-        base.clone(),
-        FleetSpec { spread: Duration::from_secs(30), ..base.clone() },
-        FleetSpec { spread: Duration::from_secs(120), ..base.clone() },
-        FleetSpec { ecr: costly, ..base.clone() },
-        FleetSpec { denied: true, limit: Duration::from_secs(env_or("FLEET_DENIED_SECS", 300)), ..base },
+        base,
+        FleetSpec { spread: Duration::from_secs(30), ..half.clone() },
+        FleetSpec { spread: Duration::from_secs(120), ..half.clone() },
+        FleetSpec { ecr: costly, ..half.clone() },
+        FleetSpec { denied: true, limit: Duration::from_secs(env_or("FLEET_DENIED_SECS", 300)), ..half },
     ]
 }
 
@@ -80,7 +112,7 @@ fn cases() -> Vec<FleetSpec> {
 /// bucket, watched long enough for the bound, and a denied 10,000 for the
 /// half hour the issue's target counts.
 fn sim_cases() -> Vec<FleetSpec> {
-    let real = cases();
+    let real = our_cases();
     let at_once = |nodes: usize| {
         let bound = (nodes as f64 - real[1].ecr.burst).max(0.0) / real[1].ecr.rate;
         FleetSpec { nodes, limit: Duration::from_secs_f64(3.0 * bound + 310.0), ..real[1].clone() }
@@ -138,7 +170,7 @@ fn calibration(real: &FleetResult, sim: &[f64; 5]) -> (String, bool) {
 
 fn main() {
     if std::env::var_os("FLEET_SIM_ONLY").is_some() {
-        let case = cases()[env_or("FLEET_CASE", 1) as usize].clone();
+        let case = our_cases()[env_or("FLEET_CASE", 1) as usize].clone();
         let limit = Duration::from_secs(env_or("FLEET_LIMIT_S", case.limit.as_secs()));
         let spec = FleetSpec { nodes: env_or("FLEET_SIM_NODES", case.nodes as u64) as usize, limit, ..case };
         let server = if std::env::var_os("FLEET_AWS").is_some() { AWS } else { moto() };
@@ -151,14 +183,27 @@ fn main() {
     md.push_str(report::HEADER);
     md.push('\n');
     let mut real = Vec::new();
+    let only = std::env::var("FLEET_ONLY").ok().and_then(|v| v.parse::<usize>().ok());
     for (i, spec) in cases().iter().enumerate() {
+        if only.is_some_and(|k| k != i) {
+            continue;
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let moto = Moto::start(dir.path());
         let r = fleet::run(dir.path(), &moto, spec);
         println!("{}", report::row(&r));
         let _ = writeln!(md, "{}", report::row(&r));
-        let _ = std::fs::write(format!("{ROOT}/docs/fleet-{i}.svg"), report::plot(&r));
         real.push(r);
+    }
+    if only.is_some() {
+        return;
+    }
+    // One plot per case of this policy, the others' runs of it beside it.
+    let ours: Vec<&FleetResult> = real.iter().filter(|r| r.spec.contender == Contender::Ours).collect();
+    for (i, r) in ours.iter().enumerate() {
+        let same = |o: &&FleetResult| o.spec.contender != Contender::Ours && same_fleet(&o.spec, &r.spec);
+        let runs: Vec<&FleetResult> = std::iter::once(*r).chain(real.iter().filter(same)).collect();
+        let _ = std::fs::write(format!("{ROOT}/docs/fleet-{i}.svg"), report::plot(&runs));
     }
     for r in real.iter().filter(|r| r.spec.denied) {
         let _ = writeln!(md, "\n{}", denied_line(r));
@@ -167,7 +212,7 @@ fn main() {
     md.push_str("\n## Calibration: the simulation against the real daemons (medians)\n\n");
     md.push_str("| case | T50 real vs simulated | T90 | T99 | GetAuthorizationToken calls per node |\n|---|---|---|---|---|\n");
     let mut calibrated = true;
-    for r in real.iter().filter(|r| !r.spec.denied && r.spec.spread.is_zero() && !r.spec.ecr.rejected_costs) {
+    for r in ours.iter().filter(|r| !r.spec.denied && r.spec.spread.is_zero() && !r.spec.ecr.rejected_costs) {
         let (server, latency) = moto();
         let starts = starts(r);
         let runs: Vec<FleetResult> =
@@ -205,7 +250,7 @@ Every figure is within the tolerance (times 10 %, calls per node 5 %).
         let _ = writeln!(md, "\nSimulated: {line}");
     }
     md.push_str("\n## Plots (real daemons)\n\n");
-    for (i, r) in real.iter().enumerate() {
+    for (i, r) in ours.iter().enumerate() {
         let _ = writeln!(md, "![{}](docs/fleet-{i}.svg)\n", report::case_name(r));
     }
     let _ = writeln!(md, "Machine: {}.", testbed::timing::report::machine());
@@ -213,13 +258,18 @@ Every figure is within the tolerance (times 10 %, calls per node 5 %).
     println!("wrote FLEET.md");
 }
 
+/// Whether two specs are the same fleet (whoever runs it).
+fn same_fleet(a: &FleetSpec, b: &FleetSpec) -> bool {
+    (a.nodes, a.spread, a.ecr, a.denied) == (b.nodes, b.spread, b.ecr, b.denied)
+}
+
 /// What a denied fleet cost STS.
 fn denied_line(r: &FleetResult) -> String {
     let (sts, no) = r.calls_per_node("AssumeRole");
     format!(
-        "A denied fleet of {} over {:.0} s: {:.2} AssumeRole calls per node ({sts:.2} admitted, {no:.2} rejected), \
+        "{}: over {:.0} s, {:.2} AssumeRole calls per node ({sts:.2} admitted, {no:.2} rejected), \
          at most {} by one node; {:.2} calls/s for the whole fleet.",
-        r.spec.nodes,
+        report::case_name(r),
         r.wall,
         sts + no,
         r.max_calls_per_node("AssumeRole"),

@@ -194,7 +194,8 @@ fn registry(j: usize) -> RegistryConfig {
     }
 }
 
-/// The daemon's policy, or one with FLEET_BASE_MS and FLEET_CAP_WAITING_S
+/// The daemon's policy, or one with FLEET_BASE_MS, FLEET_CAP_WAITING_S,
+/// FLEET_THROTTLE_BASE_MS or FLEET_CAP_PERCENT (the throttled cap's growth)
 /// changed, to compare candidates.
 fn policy() -> RefreshPolicy {
     let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
@@ -204,6 +205,12 @@ fn policy() -> RefreshPolicy {
     }
     if let Some(s) = var("FLEET_CAP_WAITING_S") {
         p.backoff_cap_waiting = Duration::from_secs(s);
+    }
+    if let Some(ms) = var("FLEET_THROTTLE_BASE_MS") {
+        p.throttled_backoff_base = Duration::from_millis(ms);
+    }
+    if let Some(pc) = var("FLEET_CAP_PERCENT") {
+        p.throttled_cap_fraction = pc as f64 / 100.0;
     }
     p
 }

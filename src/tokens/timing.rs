@@ -47,6 +47,18 @@ pub struct RefreshPolicy {
     pub backoff_cap_waiting: Duration,
     /// A `get` this recent counts as a client waiting for the token.
     pub waiting_window: Duration,
+    /// First backoff step after throttling: larger than `backoff_base`, so
+    /// a fleet the quota turned away spreads its retries over the time the
+    /// bucket needs, instead of making most of them in vain.
+    pub throttled_backoff_base: Duration,
+    /// While throttled, the cap grows to this fraction of the time the
+    /// entry has been throttled (between `backoff_cap_waiting` or
+    /// `backoff_cap` and `throttled_backoff_ceiling`): a large fleet, whose
+    /// queue takes long to drain, then makes few calls, and the tail past
+    /// the drain stays within this fraction of it.
+    pub throttled_cap_fraction: f64,
+    /// The longest wait between throttled retries, however long it lasted.
+    pub throttled_backoff_ceiling: Duration,
     /// The first wait after a denial (IAM must change first), doubling up to
     /// `denied_backoff_cap`: a denied fleet must not keep calling AWS.
     pub denied_backoff_base: Duration,
@@ -92,8 +104,11 @@ impl Default for RefreshPolicy {
             jitter: 0.1,
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(5 * 60),
-            backoff_cap_waiting: Duration::from_secs(60),
+            backoff_cap_waiting: Duration::from_secs(12),
             waiting_window: Duration::from_secs(5 * 60),
+            throttled_backoff_base: Duration::from_secs(16),
+            throttled_cap_fraction: 0.3,
+            throttled_backoff_ceiling: Duration::from_secs(30 * 60),
             denied_backoff_base: Duration::from_secs(2 * 60),
             denied_backoff_cap: Duration::from_secs(30 * 60),
             get_wait: Duration::from_secs(5),
@@ -121,26 +136,41 @@ impl RefreshPolicy {
     }
 }
 
-/// The wait before retry number `failures`. Exponential with full jitter
+/// What the backoff after a failure depends on.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Failure {
+    /// Failures in a row, this one included.
+    pub(super) count: u32,
+    /// How AWS refused, if it did.
+    pub(super) refusal: Option<Refusal>,
+    /// A client asked for the token recently and has none to use.
+    pub(super) waiting: bool,
+    /// How long the failures in a row have lasted.
+    pub(super) lasted: Duration,
+}
+
+/// The wait before the next try after `f`. Exponential with full jitter
 /// from a quarter of the base step, so nodes that failed together (a
 /// throttled fleet) do not retry together, from the first retry on; capped
-/// lower while a client is `waiting`. After a denial: minutes, doubling to
-/// `denied_backoff_cap`, jittered by half.
-pub(super) fn backoff(
-    policy: &RefreshPolicy,
-    failures: u32,
-    refusal: Option<Refusal>,
-    waiting: bool,
-) -> Duration {
+/// lower while a client is waiting. Throttling starts from a larger step
+/// and its cap grows with how long it has lasted. After a denial: minutes,
+/// doubling to `denied_backoff_cap`, jittered by half.
+pub(super) fn backoff(policy: &RefreshPolicy, f: Failure) -> Duration {
     let doubled = |base: Duration, cap: Duration| {
-        base.saturating_mul(1u32 << failures.min(21).saturating_sub(1)).min(cap)
+        base.saturating_mul(1u32 << f.count.min(21).saturating_sub(1)).min(cap)
     };
-    let (low, high) = if refusal == Some(Refusal::Denied) {
-        let high = doubled(policy.denied_backoff_base, policy.denied_backoff_cap);
-        (high / 2, high)
-    } else {
-        let cap = if waiting { policy.backoff_cap_waiting } else { policy.backoff_cap };
-        (policy.backoff_base / 4, doubled(policy.backoff_base * 2, cap))
+    let cap = if f.waiting { policy.backoff_cap_waiting } else { policy.backoff_cap };
+    let (low, high) = match f.refusal {
+        Some(Refusal::Denied) => {
+            let high = doubled(policy.denied_backoff_base, policy.denied_backoff_cap);
+            (high / 2, high)
+        }
+        Some(Refusal::Throttled) => {
+            let grown = f.lasted.mul_f64(policy.throttled_cap_fraction).min(policy.throttled_backoff_ceiling);
+            let base = policy.throttled_backoff_base;
+            (base / 4, doubled(base * 2, cap.max(grown)))
+        }
+        _ => (policy.backoff_base / 4, doubled(policy.backoff_base * 2, cap)),
     };
     Duration::from_secs_f64(
         rand::thread_rng().gen_range(low.as_secs_f64()..=high.as_secs_f64().max(low.as_secs_f64())),
@@ -151,20 +181,44 @@ pub(super) fn backoff(
 mod tests {
     use super::*;
 
-    fn range(failures: u32, refusal: Option<Refusal>, waiting: bool) -> (Duration, Duration) {
+    fn range_after(count: u32, refusal: Option<Refusal>, waiting: bool, lasted: u64) -> (Duration, Duration) {
         let p = RefreshPolicy::default();
-        let waits: Vec<Duration> = (0..2000).map(|_| backoff(&p, failures, refusal, waiting)).collect();
+        let f = Failure { count, refusal, waiting, lasted: Duration::from_secs(lasted) };
+        let waits: Vec<Duration> = (0..2000).map(|_| backoff(&p, f)).collect();
         (*waits.iter().min().unwrap(), *waits.iter().max().unwrap())
+    }
+
+    fn range(count: u32, refusal: Option<Refusal>, waiting: bool) -> (Duration, Duration) {
+        range_after(count, refusal, waiting, 0)
     }
 
     #[test]
     fn retries_are_scattered_from_the_first_and_capped_by_who_waits() {
-        let (low, high) = range(1, Some(Refusal::Throttled), false);
+        let (low, high) = range(1, Some(Refusal::Failed), false);
         assert!(low < Duration::from_millis(400) && high > Duration::from_millis(1600), "{low:?}..{high:?}");
         assert!(high <= Duration::from_secs(2));
         assert!(range(20, None, false).1 <= Duration::from_secs(300));
         assert!(range(20, None, false).1 > Duration::from_secs(200));
-        assert!(range(20, None, true).1 <= Duration::from_secs(60), "a waiting client keeps retries close");
+        let waiting = RefreshPolicy::default().backoff_cap_waiting;
+        assert!(range(20, None, true).1 <= waiting, "a waiting client keeps retries close");
+        assert!(range(20, None, true).1 > waiting.mul_f64(0.9));
+    }
+
+    #[test]
+    fn throttling_starts_wider_and_its_cap_grows_with_how_long_it_lasts() {
+        let p = RefreshPolicy::default();
+        let (low, high) = range(1, Some(Refusal::Throttled), true);
+        assert!(low >= p.throttled_backoff_base / 4 && low < p.throttled_backoff_base / 3, "{low:?}");
+        assert!(high <= p.backoff_cap_waiting && high > p.backoff_cap_waiting.mul_f64(0.9), "{high:?}");
+        // Throttled for 400 s with a client waiting: the cap is 120 s, not 12.
+        let (_, high) = range_after(20, Some(Refusal::Throttled), true, 400);
+        assert!(high <= Duration::from_secs(120) && high > Duration::from_secs(108), "{high:?}");
+        // Nobody waiting: the usual cap until a quarter of the time throttled exceeds it.
+        assert!(range_after(20, Some(Refusal::Throttled), false, 400).1 <= p.backoff_cap);
+        assert!(range_after(20, Some(Refusal::Throttled), false, 4000).1 > Duration::from_secs(900));
+        // However long: at most the ceiling.
+        let (_, high) = range_after(20, Some(Refusal::Throttled), false, 86_400);
+        assert!(high <= p.throttled_backoff_ceiling && high > p.throttled_backoff_ceiling.mul_f64(0.9));
     }
 
     #[test]

@@ -16,13 +16,34 @@ use std::time::{Duration, Instant};
 use crate::aws::{Moto, ACCOUNT, ROLE};
 use crate::fault_proxy::{Bucket, Call, Fault, FaultProxy};
 use crate::paths::{daemon_bin, helper_bin};
+use crate::tls_proxy::TlsProxy;
 
 /// When a kubelet retries a failed pull (its image back-off: 10 s doubling).
 pub const KUBELET_RETRIES: [u64; 6] = [0, 10, 30, 70, 150, 310];
 
+/// What each node runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Contender {
+    /// ecr-credd as this checkout builds it.
+    Ours,
+    /// ecr-credd built from an earlier commit (`scripts/build-baseline.sh`):
+    /// the directory holding its daemon and helper, and the commit.
+    Baseline {
+        /// Holds `ecr-credd` and `docker-credential-ecr-credd`.
+        bin_dir: PathBuf,
+        /// The commit they were built from.
+        commit: String,
+    },
+    /// `docker-credential-ecr-login`, exec'd by each pull (no daemon), its
+    /// AWS calls through the TLS proxy.
+    EcrLogin,
+}
+
 /// One fleet run.
 #[derive(Clone, Debug)]
 pub struct FleetSpec {
+    /// What the nodes run.
+    pub contender: Contender,
     /// How many nodes.
     pub nodes: usize,
     /// Node i has `1 + i % max_registries` registries, all on one role.
@@ -86,6 +107,9 @@ struct Node {
 /// Runs the fleet against `moto` (through a bucketed proxy) from `dir`.
 pub fn run(dir: &Path, moto: &Moto, spec: &FleetSpec) -> FleetResult {
     let proxy = FaultProxy::start(moto.port);
+    // ecr-login talks to the real AWS hostnames over TLS: the TLS proxy
+    // answers as them and relays to the bucketed proxy.
+    let tls = (spec.contender == Contender::EcrLogin).then(|| TlsProxy::start_to(dir, proxy.port));
     proxy.limit("GetAuthorizationToken", spec.ecr);
     proxy.limit("AssumeRole", spec.sts);
     if spec.denied {
@@ -102,10 +126,19 @@ pub fn run(dir: &Path, moto: &Moto, spec: &FleetSpec) -> FleetResult {
     let mut client_threads = Vec::new();
     for (i, node) in nodes.iter_mut().enumerate() {
         sleep_until(t0 + node.boot);
-        node.child = Some(spawn_daemon(&node.dir, i, &proxy.endpoint()));
-        let (socket, clients, boot, limit) =
-            (node.dir.join("s.sock"), clients.clone(), node.boot, spec.limit);
-        client_threads.push(std::thread::spawn(move || client(i, &socket, t0, boot, limit, &clients)));
+        let pull = match (&spec.contender, &tls) {
+            (Contender::EcrLogin, Some(tls)) => Pull::ecr_login(&node.dir, i, tls),
+            (contender, _) => {
+                let bins = match contender {
+                    Contender::Baseline { bin_dir, .. } => Some(bin_dir.as_path()),
+                    _ => None,
+                };
+                node.child = Some(spawn_daemon(bins, &node.dir, i, &proxy.endpoint()));
+                Pull::helper(bins, &node.dir)
+            }
+        };
+        let (clients, boot, limit) = (clients.clone(), node.boot, spec.limit);
+        client_threads.push(std::thread::spawn(move || client(i, &pull, t0, boot, limit, &clients)));
     }
     for t in client_threads {
         let _ = t.join();
@@ -152,10 +185,15 @@ fn node_dir(dir: &Path, i: usize, spec: &FleetSpec) -> PathBuf {
     node
 }
 
-fn spawn_daemon(dir: &Path, i: usize, endpoint: &str) -> Child {
-    let log = File::create(dir.join("daemon.log")).unwrap();
-    let err = log.try_clone().unwrap();
-    Command::new(daemon_bin())
+/// `bins`' program `name`, or this checkout's `ours`.
+fn program(bins: Option<&Path>, name: &str, ours: &str) -> PathBuf {
+    bins.map_or_else(|| PathBuf::from(ours), |d| d.join(name))
+}
+
+fn spawn_daemon(bins: Option<&Path>, dir: &Path, i: usize, endpoint: &str) -> Child {
+    let log = File::create(dir.join("daemon.log")).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let err = log.try_clone().unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    Command::new(program(bins, "ecr-credd", daemon_bin()))
         .args(["run", "--config"])
         .arg(dir.join("config.toml"))
         .env_clear()
@@ -175,15 +213,82 @@ fn spawn_daemon(dir: &Path, i: usize, endpoint: &str) -> Child {
         .unwrap_or_else(|e| panic!("cannot start daemon {i}: {e}"))
 }
 
-/// The node's client: the helper's `get` at each kubelet retry until one
-/// succeeds or the run's limit passes.
-fn client(i: usize, socket: &Path, t0: Instant, boot: Duration, limit: Duration, out: &ClientLog) {
+/// How a node's pull asks for credentials: the program, its environment,
+/// the host on its stdin, and the socket to wait for (the helper's).
+struct Pull {
+    program: PathBuf,
+    env: Vec<(&'static str, String)>,
+    host: String,
+    socket: Option<PathBuf>,
+}
+
+impl Pull {
+    /// ecr-credd's helper, asking the node's daemon.
+    fn helper(bins: Option<&Path>, dir: &Path) -> Pull {
+        let socket = dir.join("s.sock");
+        Pull {
+            program: program(bins, "docker-credential-ecr-credd", helper_bin()),
+            env: vec![("ECR_CREDD_SOCKET", socket.display().to_string())],
+            host: "127.0.0.1:6000".into(),
+            socket: Some(socket),
+        }
+    }
+
+    /// ecr-login with the node's own key, assuming the role from the
+    /// environment's credentials, its file cache in the node's home.
+    fn ecr_login(dir: &Path, i: usize, tls: &TlsProxy) -> Pull {
+        let config = dir.join("aws-config");
+        let profile = format!(
+            "[profile fleet]\nrole_arn = {ROLE}\ncredential_source = Environment\nregion = us-east-1\n"
+        );
+        std::fs::write(&config, profile).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+        Pull {
+            program: PathBuf::from("docker-credential-ecr-login"),
+            env: vec![
+                ("HOME", dir.display().to_string()),
+                ("AWS_ACCESS_KEY_ID", node_key(i)),
+                ("AWS_SECRET_ACCESS_KEY", "fleet-secret".into()),
+                ("AWS_CONFIG_FILE", config.display().to_string()),
+                ("AWS_PROFILE", "fleet".into()),
+                ("AWS_EC2_METADATA_DISABLED", "true".into()),
+                ("HTTPS_PROXY", tls.url()),
+                ("SSL_CERT_FILE", tls.ca.display().to_string()),
+            ],
+            host: format!("{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"),
+            socket: None,
+        }
+    }
+
+    fn succeeds(&self) -> bool {
+        Command::new(&self.program)
+            .arg("get")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                if let Some(mut stdin) = c.stdin.take() {
+                    let _ = writeln!(stdin, "{}", self.host);
+                }
+                c.wait()
+            })
+            .is_ok_and(|s| s.success())
+    }
+}
+
+/// The node's client: a pull at each kubelet retry until one succeeds or
+/// the run's limit passes.
+fn client(i: usize, pull: &Pull, t0: Instant, boot: Duration, limit: Duration, out: &ClientLog) {
     // Under systemd the socket exists before the daemon (socket activation),
     // so a pod's first pull never misses it; here the daemon binds it itself
     // a few milliseconds after its start.
     sleep_until(t0 + boot);
     let ready_by = Instant::now() + Duration::from_secs(5);
-    while !socket.exists() && Instant::now() < ready_by {
+    while pull.socket.as_ref().is_some_and(|s| !s.exists()) && Instant::now() < ready_by {
         std::thread::sleep(Duration::from_millis(2));
     }
     for offset in KUBELET_RETRIES {
@@ -192,22 +297,7 @@ fn client(i: usize, socket: &Path, t0: Instant, boot: Duration, limit: Duration,
             return;
         }
         sleep_until(t0 + at);
-        let ok = Command::new(helper_bin())
-            .arg("get")
-            .env_clear()
-            .env("ECR_CREDD_SOCKET", socket)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write as _;
-                if let Some(mut stdin) = c.stdin.take() {
-                    let _ = stdin.write_all(b"127.0.0.1:6000\n");
-                }
-                c.wait()
-            })
-            .is_ok_and(|s| s.success());
+        let ok = pull.succeeds();
         let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
         out[i].1 += 1;
         if ok {

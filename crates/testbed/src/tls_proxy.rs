@@ -20,10 +20,16 @@ pub struct TlsProxy {
 impl TlsProxy {
     /// Starts it in front of `moto`, its certificates under `dir`.
     pub fn start(dir: &Path, moto: &Moto) -> TlsProxy {
+        TlsProxy::start_to(dir, moto.port)
+    }
+
+    /// Starts it relaying to whatever answers as moto on `upstream` (the
+    /// fault proxy, say), its certificates under `dir`.
+    pub fn start_to(dir: &Path, upstream: u16) -> TlsProxy {
         let port = free_port();
         let certs = dir.join(format!("proxy-certs-{port}"));
         let mut cmd = clean_command(python(), dir);
-        cmd.arg(script("connect_proxy.py")).arg(port.to_string()).arg(moto.port.to_string()).arg(&certs);
+        cmd.arg(script("connect_proxy.py")).arg(port.to_string()).arg(upstream.to_string()).arg(&certs);
         let proc = Proc::spawn("connect-proxy", &mut cmd);
         wait_port(port, "connect proxy");
         TlsProxy { port, ca: certs.join("ca.pem"), _proc: proc }

@@ -11,7 +11,8 @@ use tokio::time::Instant;
 use super::{GetError, RegistryCredentials};
 use crate::config::RegistryConfig;
 use crate::sync::lock;
-use crate::tokens::timing::RefreshPolicy;
+use crate::tokens::timing::{Failure, RefreshPolicy};
+use crate::tokens::Refusal;
 use ecr_credd_client::secret::Secret;
 
 pub(super) struct CachedToken {
@@ -31,6 +32,8 @@ pub(super) struct State {
     pub(super) last_refresh: Option<SystemTime>,
     /// Failures in a row: the backoff's exponent.
     pub(super) failures: u32,
+    /// When the first of those failures came.
+    pub(super) failing_since: Option<Instant>,
     /// When the refresher fetches next.
     pub(super) next_attempt: Instant,
     /// Bumped by every finished fetch; single-flight waiters compare it.
@@ -75,6 +78,7 @@ impl Entry {
         let mut st = lock(&self.state);
         if due(&st) {
             st.failures = 0;
+            st.failing_since = None;
             st.next_attempt = now;
             drop(st);
             self.reschedule.notify_one();
@@ -96,6 +100,7 @@ impl Entry {
                 last_error: None,
                 last_refresh: None,
                 failures: 0,
+                failing_since: None,
                 next_attempt: first_try,
                 generation: 0,
                 last_used: now,
@@ -107,6 +112,15 @@ impl Entry {
             reschedule: Notify::new(),
             refresher: Mutex::new(None),
         }
+    }
+}
+
+impl State {
+    /// Counts a failure at `now` and says what its backoff depends on.
+    pub(super) fn failed(&mut self, now: Instant, refusal: Option<Refusal>, waiting: bool) -> Failure {
+        self.failures += 1;
+        let since = *self.failing_since.get_or_insert(now);
+        Failure { count: self.failures, refusal, waiting, lasted: now.saturating_duration_since(since) }
     }
 }
 

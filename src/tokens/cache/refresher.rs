@@ -138,8 +138,8 @@ fn record<S>(
 /// refresh loop: it counts as a failure and backs off.
 fn too_short<S>(inner: &Inner<S>, entry: &Entry, st: &mut State, lifetime: Duration, now: Instant) {
     let policy = &inner.policy;
-    st.failures += 1;
-    st.next_attempt = now + backoff(policy, st.failures, None, false);
+    let failure = st.failed(now, None, false);
+    st.next_attempt = now + backoff(policy, failure);
     st.last_error = Some(GetError::TooShort {
         registry: entry.registry.label(),
         left: lifetime,
@@ -171,6 +171,7 @@ fn store<S>(
     let latest = lifetime - policy.safety_margin;
     st.next_attempt = now + refresh_in.min(latest).max(policy.backoff_base);
     st.failures = 0;
+    st.failing_since = None;
     st.last_error = None;
     let wall = inner.clock.wall();
     st.last_refresh = Some(wall);
@@ -197,12 +198,19 @@ fn store<S>(
 
 /// A failed fetch: back off, keep serving a token that is still good.
 fn failed<S>(inner: &Inner<S>, entry: &Entry, st: &mut State, err: FetchError, now: Instant) {
-    st.failures += 1;
     let still_valid =
         st.token.as_ref().is_some_and(|t| t.fresh(now, inner.clock.wall(), inner.policy.safety_margin));
     let waiting = !still_valid
         && st.last_get.is_some_and(|t| now.saturating_duration_since(t) < inner.policy.waiting_window);
-    st.next_attempt = now + backoff(&inner.policy, st.failures, err.refusal(), waiting);
+    let failure = st.failed(now, err.refusal(), waiting);
+    st.next_attempt = now + backoff(&inner.policy, failure);
+    // A token still served is retried before it stops being served, however
+    // long the backoff: a lone node throttled near the end of its token's
+    // life must not leave its clients without one.
+    if let Some(t) = st.token.as_ref().filter(|_| still_valid) {
+        let stale_at = t.valid_until.checked_sub(inner.policy.safety_margin).unwrap_or(now);
+        st.next_attempt = st.next_attempt.min(stale_at.max(now + inner.policy.backoff_base / 4));
+    }
     // The journal's default view shows only the message: it must name the
     // registry, the failing step and the cause by itself.
     let retry_in = st.next_attempt - now;

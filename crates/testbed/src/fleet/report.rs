@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 
 use super::FleetResult;
 
-/// A case's name: nodes, arrival spread and bucket, or denied.
+/// A case's name: who (when not this checkout), nodes, arrival spread and
+/// bucket, or denied.
 pub fn case_name(r: &FleetResult) -> String {
     let s = &r.spec;
     let mut what = String::new();
@@ -17,13 +18,26 @@ pub fn case_name(r: &FleetResult) -> String {
     if s.denied {
         what += ", AssumeRole denied";
     }
+    let who = match &s.contender {
+        super::Contender::Ours => String::new(),
+        other => format!("{}: ", contender(other)),
+    };
     format!(
-        "{} nodes, spread {} s, bucket {}/s burst {}{what}",
+        "{who}{} nodes, spread {} s, bucket {}/s burst {}{what}",
         s.nodes,
         s.spread.as_secs(),
         s.ecr.rate,
         s.ecr.burst
     )
+}
+
+/// Who ran the nodes, in a plot's legend.
+fn contender(c: &super::Contender) -> String {
+    match c {
+        super::Contender::Ours => "ecr-credd (this policy)".to_owned(),
+        super::Contender::Baseline { commit, .. } => format!("ecr-credd at {commit}"),
+        super::Contender::EcrLogin => "ecr-login".to_owned(),
+    }
 }
 
 fn secs(t: Option<f64>) -> String {
@@ -64,17 +78,23 @@ pub fn row(r: &FleetResult) -> String {
 /// The table's header.
 pub const HEADER: &str = "| case | T50 / T90 / T99 / T100 to a token (s) | bound (s) | to the first client success (s) | efficiency (bound ÷ T100) | GetAuthorizationToken per node: admitted + rejected | AssumeRole per node: admitted + rejected | most GetAuthorizationToken calls by one node | RSS / PSS per daemon (KiB, median) |\n|---|---|---|---|---|---|---|---|---|";
 
-/// Nodes holding a token over time, clients served, and the bound's line.
-pub fn plot(r: &FleetResult) -> String {
+/// Nodes holding a token over time for each run of one case (this policy,
+/// the baseline, ecr-login), the first run's clients served, and the
+/// bound's line. `runs` is not empty and its runs share nodes and buckets.
+pub fn plot(runs: &[&FleetResult]) -> String {
+    let Some(r) = runs.first() else { return String::new() };
     let (w, h, left, bottom) = (760.0, 360.0, 60.0, 40.0);
     let n = r.spec.nodes as f64;
-    let end =
-        r.token_quantile(1.0).unwrap_or(r.wall).max(r.client_quantile(1.0).unwrap_or(0.0)).max(1.0) * 1.1;
+    let ends = runs
+        .iter()
+        .map(|r| r.token_quantile(1.0).unwrap_or(r.wall).max(r.client_quantile(1.0).unwrap_or(0.0)));
+    let end = ends.fold(1.0, f64::max) * 1.1;
     let x = |t: f64| left + t / end * (w - left - 20.0);
     let y = |k: f64| (h - bottom) - k / n * (h - bottom - 20.0);
+    let legend = 2 + runs.len();
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
-        h + 56.0
+        h + 8.0 + 16.0 * legend as f64
     );
     for i in 0..=5 {
         let t = end * f64::from(i) / 5.0;
@@ -105,15 +125,15 @@ pub fn plot(r: &FleetResult) -> String {
             format!("{:.1},{:.1}", x(r.bound(frac)), y(frac * n))
         })
         .collect();
-    let lines = [
-        ("#888", "the bound", bound.join(" ")),
-        ("#1b7837", "nodes holding a token", steps(r.nodes.iter().filter_map(|n| n.token).collect())),
-        (
-            "#c51b7d",
-            "nodes whose client was served",
-            steps(r.nodes.iter().filter_map(|n| n.client).collect()),
-        ),
-    ];
+    const COLORS: [&str; 4] = ["#1b7837", "#2166ac", "#d6604d", "#762a83"];
+    let mut lines = vec![("#888".to_owned(), "the bound".to_owned(), bound.join(" "))];
+    for (k, run) in runs.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()].to_owned();
+        let label = format!("{}: nodes holding a token", contender(&run.spec.contender));
+        lines.push((color, label, steps(run.nodes.iter().filter_map(|n| n.token).collect())));
+    }
+    let clients = steps(r.nodes.iter().filter_map(|n| n.client).collect());
+    lines.push(("#c51b7d".to_owned(), format!("{}: clients served", contender(&r.spec.contender)), clients));
     for (i, (color, label, points)) in lines.iter().enumerate() {
         let dash = if i == 0 { " stroke-dasharray=\"6 4\"" } else { "" };
         let _ = writeln!(
