@@ -125,6 +125,7 @@ soak: deps
 FLEET_BASELINE ?= 80c226f
 fleet: deps ecr-login
 	sh scripts/build-baseline.sh $(FLEET_BASELINE) $(CURDIR)/target/baseline
+	$(CARGO) build --release --workspace --bins
 	FLEET_BASELINE_DIR=$(CURDIR)/target/baseline $(CARGO) bench --bench fleet
 
 ecr-login:

@@ -234,21 +234,29 @@ impl Pull {
         }
     }
 
-    /// ecr-login with the node's own key, assuming the role from the
-    /// environment's credentials, its file cache in the node's home.
+    /// ecr-login assuming the role from the node's own key (in a shared
+    /// credentials file: keys in the environment would win over the
+    /// profile's role), its file cache in the node's home.
     fn ecr_login(dir: &Path, i: usize, tls: &TlsProxy) -> Pull {
-        let config = dir.join("aws-config");
-        let profile = format!(
-            "[profile fleet]\nrole_arn = {ROLE}\ncredential_source = Environment\nregion = us-east-1\n"
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            path.display().to_string()
+        };
+        let config = write(
+            "aws-config",
+            format!("[profile fleet]\nrole_arn = {ROLE}\nsource_profile = node\nregion = us-east-1\n"),
         );
-        std::fs::write(&config, profile).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+        let credentials = write(
+            "aws-credentials",
+            format!("[node]\naws_access_key_id = {}\naws_secret_access_key = fleet-secret\n", node_key(i)),
+        );
         Pull {
             program: PathBuf::from("docker-credential-ecr-login"),
             env: vec![
                 ("HOME", dir.display().to_string()),
-                ("AWS_ACCESS_KEY_ID", node_key(i)),
-                ("AWS_SECRET_ACCESS_KEY", "fleet-secret".into()),
-                ("AWS_CONFIG_FILE", config.display().to_string()),
+                ("AWS_CONFIG_FILE", config),
+                ("AWS_SHARED_CREDENTIALS_FILE", credentials),
                 ("AWS_PROFILE", "fleet".into()),
                 ("AWS_EC2_METADATA_DISABLED", "true".into()),
                 ("HTTPS_PROXY", tls.url()),
