@@ -39,11 +39,16 @@ fn a_hundred_nodes_booting_at_once_each_take_one_token_from_the_bucket() {
     assert_eq!(r.max_admitted_per_node("GetAuthorizationToken"), 1);
     assert_eq!(r.max_admitted_per_node("AssumeRole"), 1);
     assert_eq!(r.calls_per_node("AssumeRole").1, 0.0, "STS's bucket is never spent");
-    // A guard against lockstep retries, which leave the bucket idle while
-    // nodes sleep: the target (1.2 × the bound) waits on the
-    // simulation that chooses the backoff (FLEET.md has today's figure).
+    // Lockstep retries leave the bucket idle while nodes sleep, and a fleet
+    // that retries too often spends its calls in vain. Measured with this
+    // policy: T100 27.6 s against a bound of 16 s, 2.5 calls per node. The
+    // simulation gets within 1.2 × the bound at 1,000 nodes; 100 real
+    // daemons on two cores also pay their own start-up, so the guard here
+    // is 2 × the bound plus 5 s, and the 4 calls per node.
     let t100 = t100.unwrap_or(f64::INFINITY);
-    assert!(t100 <= 3.0 * bound + 5.0, "T100 {t100:.1}s against a bound of {bound:.1}s");
+    assert!(t100 <= 2.0 * bound + 5.0, "T100 {t100:.1}s against a bound of {bound:.1}s");
+    let (admitted, rejected) = r.calls_per_node("GetAuthorizationToken");
+    assert!(admitted + rejected <= 4.0, "{admitted:.2} + {rejected:.2} GetAuthorizationToken calls per node");
 }
 
 #[test]

@@ -35,6 +35,8 @@ mod stall_tests;
 mod status;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod throttle_tests;
 
 use entry::{latest_result, servable, standing_error, Entry, State};
 use refresher::{fetch, spawn_refresher};

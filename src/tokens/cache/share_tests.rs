@@ -63,6 +63,7 @@ async fn a_token_for_one_entry_wakes_the_entries_it_serves() {
     // Long backoffs, so B's own next try is far from A's success.
     let policy = RefreshPolicy {
         backoff_base: Duration::from_secs(60),
+        throttled_backoff_base: Duration::from_secs(60),
         backoff_cap: Duration::from_secs(3600),
         ..RefreshPolicy::default().without_startup_spread()
     };
