@@ -74,7 +74,7 @@ impl From<crate::tokens::Refusal> for CallOutcome {
         match refusal {
             crate::tokens::Refusal::Denied => CallOutcome::Denied,
             crate::tokens::Refusal::Throttled => CallOutcome::Throttled,
-            crate::tokens::Refusal::Failed => CallOutcome::Error,
+            crate::tokens::Refusal::Overloaded | crate::tokens::Refusal::Failed => CallOutcome::Error,
         }
     }
 }

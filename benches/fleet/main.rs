@@ -5,7 +5,9 @@
 //! plots under docs/.
 //!
 //! FLEET_NODES (default 500) sets the real large cases' size,
-//! FLEET_DENIED_SECS (default 300) how long the real denied fleet is watched.
+//! FLEET_DENIED_SECS (default 300) how long the real denied fleet is watched;
+//! FLEET_ONLY=K runs only real case K (no FLEET.md), FLEET_KEEP=1 keeps its
+//! nodes' logs.
 //! FLEET_SIM_ONLY=1 runs only the simulation of case FLEET_CASE with
 //! FLEET_SIM_NODES nodes over FLEET_LIMIT_S seconds (against moto's model,
 //! or AWS's with FLEET_AWS=1), for comparing policies (FLEET_BASE_MS,
@@ -192,6 +194,10 @@ fn main() {
         let moto = Moto::start(dir.path());
         let r = fleet::run(dir.path(), &moto, spec);
         println!("{}", report::row(&r));
+        if std::env::var_os("FLEET_KEEP").is_some() {
+            // The nodes' logs and configs, for looking into a run.
+            eprintln!("kept {}", dir.keep().display());
+        }
         let _ = writeln!(md, "{}", report::row(&r));
         real.push(r);
     }

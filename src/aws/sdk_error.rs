@@ -24,7 +24,7 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 const THROTTLING_CODES: [&str; 4] =
     ["Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"];
 
-/// How AWS refused an SDK call (denied, throttled or failed), and a one-line reason.
+/// How AWS refused an SDK call (denied, throttled, overloaded or failed), and a one-line reason.
 pub(crate) fn describe_sdk_error<E, R>(
     err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
 ) -> (Refusal, String)
@@ -43,6 +43,8 @@ where
                 Refusal::Denied
             } else if status == 429 || code.is_some_and(|c| THROTTLING_CODES.contains(&c)) {
                 Refusal::Throttled
+            } else if status >= 500 {
+                Refusal::Overloaded
             } else {
                 Refusal::Failed
             };
@@ -53,7 +55,7 @@ where
             };
             (refusal, reason)
         }
-        SdkError::TimeoutError(_) => (Refusal::Failed, "timed out waiting for AWS".into()),
+        SdkError::TimeoutError(_) => (Refusal::Overloaded, "timed out waiting for AWS".into()),
         other => (Refusal::Failed, error_chain(other)),
     }
 }
@@ -67,5 +69,34 @@ pub(crate) trait HasStatus {
 impl HasStatus for aws_smithy_runtime_api::http::Response {
     fn status_code(&self) -> u16 {
         self.status().as_u16()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+    use aws_smithy_runtime_api::client::result::SdkError;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn answered(status: u16, code: &str) -> Refusal {
+        let err = AssumeRoleError::generic(ErrorMetadata::builder().code(code).message("m").build());
+        let raw = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        describe_sdk_error(&SdkError::service_error(err, raw)).0
+    }
+
+    #[test]
+    fn refusals_are_told_apart_so_each_backs_off_its_own_way() {
+        assert_eq!(answered(403, "AccessDenied"), Refusal::Denied);
+        assert_eq!(answered(400, "Throttling"), Refusal::Throttled);
+        assert_eq!(answered(400, "ThrottlingException"), Refusal::Throttled);
+        assert_eq!(answered(429, "Whatever"), Refusal::Throttled);
+        assert_eq!(answered(503, "ServiceUnavailable"), Refusal::Overloaded);
+        assert_eq!(answered(500, "InternalFailure"), Refusal::Overloaded);
+        assert_eq!(answered(400, "ValidationError"), Refusal::Failed);
+        let timeout = SdkError::<AssumeRoleError, Response>::timeout_error("slow");
+        assert_eq!(describe_sdk_error(&timeout), (Refusal::Overloaded, "timed out waiting for AWS".into()));
     }
 }

@@ -29,17 +29,22 @@ pub enum Refusal {
     /// A rate limit (Throttling, ThrottlingException, TooManyRequestsException,
     /// RequestLimitExceeded, HTTP 429): the account's quota is spent for now.
     Throttled,
-    /// Any other failure: a fault, a timeout, an unreachable endpoint.
+    /// No answer in time, or a 5xx: the service, or the way to it, is
+    /// overloaded, so retries back off as after throttling (a fleet retrying
+    /// timeouts at once is what keeps an endpoint overloaded).
+    Overloaded,
+    /// Any other failure: a fault, an unreachable endpoint.
     Failed,
 }
 
 impl Refusal {
-    /// The word for it in messages: "denied", "throttled" or "failed".
+    /// The word for it in messages: "denied", "throttled" or "failed"
+    /// (an overload is a failure to the reader; it differs in the backoff).
     pub fn verb(self) -> &'static str {
         match self {
             Refusal::Denied => "denied",
             Refusal::Throttled => "throttled",
-            Refusal::Failed => "failed",
+            Refusal::Overloaded | Refusal::Failed => "failed",
         }
     }
 }

@@ -47,7 +47,8 @@ pub struct RefreshPolicy {
     pub backoff_cap_waiting: Duration,
     /// A `get` this recent counts as a client waiting for the token.
     pub waiting_window: Duration,
-    /// First backoff step after throttling: larger than `backoff_base`, so
+    /// First backoff step after throttling or an overload (a timeout, a
+    /// 5xx): larger than `backoff_base`, so
     /// a fleet the quota turned away spreads its retries over the time the
     /// bucket needs, instead of making most of them in vain.
     pub throttled_backoff_base: Duration,
@@ -152,8 +153,9 @@ pub(super) struct Failure {
 /// The wait before the next try after `f`. Exponential with full jitter
 /// from a quarter of the base step, so nodes that failed together (a
 /// throttled fleet) do not retry together, from the first retry on; capped
-/// lower while a client is waiting. Throttling starts from a larger step
-/// and its cap grows with how long it has lasted. After a denial: minutes,
+/// lower while a client is waiting. Throttling and overload (timeouts,
+/// 5xx) start from a larger step, and their cap grows with how long they
+/// have lasted. After a denial: minutes,
 /// doubling to `denied_backoff_cap`, jittered by half.
 pub(super) fn backoff(policy: &RefreshPolicy, f: Failure) -> Duration {
     let doubled = |base: Duration, cap: Duration| {
@@ -165,7 +167,7 @@ pub(super) fn backoff(policy: &RefreshPolicy, f: Failure) -> Duration {
             let high = doubled(policy.denied_backoff_base, policy.denied_backoff_cap);
             (high / 2, high)
         }
-        Some(Refusal::Throttled) => {
+        Some(Refusal::Throttled | Refusal::Overloaded) => {
             let grown = f.lasted.mul_f64(policy.throttled_cap_fraction).min(policy.throttled_backoff_ceiling);
             let base = policy.throttled_backoff_base;
             (base / 4, doubled(base * 2, cap.max(grown)))
@@ -210,6 +212,9 @@ mod tests {
         let (low, high) = range(1, Some(Refusal::Throttled), true);
         assert!(low >= p.throttled_backoff_base / 4 && low < p.throttled_backoff_base / 3, "{low:?}");
         assert!(high <= p.backoff_cap_waiting && high > p.backoff_cap_waiting.mul_f64(0.9), "{high:?}");
+        // An overload (a timeout, a 5xx) backs off the same way.
+        assert_eq!(range(1, Some(Refusal::Overloaded), true).0.as_secs(), low.as_secs());
+        assert!(range(1, Some(Refusal::Overloaded), true).0 >= p.throttled_backoff_base / 4);
         // Throttled for 400 s with a client waiting: the cap is 120 s, not 12.
         let (_, high) = range_after(20, Some(Refusal::Throttled), true, 400);
         assert!(high <= Duration::from_secs(120) && high > Duration::from_secs(108), "{high:?}");

@@ -11,7 +11,7 @@ fn not_denied(refusal: Refusal, service: &str) -> Option<String> {
         Refusal::Throttled => {
             Some("not a permission problem: AWS is throttling this account's calls; retry in a minute".into())
         }
-        Refusal::Failed => Some(format!(
+        Refusal::Overloaded | Refusal::Failed => Some(format!(
             "not a permission problem: check outbound HTTPS to {service} (proxy, VPC endpoint) and retry"
         )),
     }
