@@ -178,6 +178,9 @@ fn main() {
         let server = if std::env::var_os("FLEET_AWS").is_some() { AWS } else { moto() };
         let runs = simulate(&spec, server, 3);
         println!("{}", summary(&runs).1);
+        if spec.denied {
+            println!("{}", denied_line(&runs[0]));
+        }
         return;
     }
     let mut md = String::from(include_str!("intro.md"));

@@ -148,6 +148,9 @@ pub(super) struct Failure {
     pub(super) waiting: bool,
     /// How long the failures in a row have lasted.
     pub(super) lasted: Duration,
+    /// One of them was a denial: throttling since then only hides the same
+    /// answer (a denied fleet is large enough for STS to throttle it too).
+    pub(super) denied_before: bool,
 }
 
 /// The wait before the next try after `f`. Exponential with full jitter
@@ -162,7 +165,11 @@ pub(super) fn backoff(policy: &RefreshPolicy, f: Failure) -> Duration {
         base.saturating_mul(1u32 << f.count.min(21).saturating_sub(1)).min(cap)
     };
     let cap = if f.waiting { policy.backoff_cap_waiting } else { policy.backoff_cap };
-    let (low, high) = match f.refusal {
+    let refusal = match f.refusal {
+        Some(Refusal::Throttled | Refusal::Overloaded) if f.denied_before => Some(Refusal::Denied),
+        other => other,
+    };
+    let (low, high) = match refusal {
         Some(Refusal::Denied) => {
             let high = doubled(policy.denied_backoff_base, policy.denied_backoff_cap);
             (high / 2, high)
@@ -185,7 +192,8 @@ mod tests {
 
     fn range_after(count: u32, refusal: Option<Refusal>, waiting: bool, lasted: u64) -> (Duration, Duration) {
         let p = RefreshPolicy::default();
-        let f = Failure { count, refusal, waiting, lasted: Duration::from_secs(lasted) };
+        let f =
+            Failure { count, refusal, waiting, lasted: Duration::from_secs(lasted), denied_before: false };
         let waits: Vec<Duration> = (0..2000).map(|_| backoff(&p, f)).collect();
         (*waits.iter().min().unwrap(), *waits.iter().max().unwrap())
     }
@@ -224,6 +232,20 @@ mod tests {
         // However long: at most the ceiling.
         let (_, high) = range_after(20, Some(Refusal::Throttled), false, 86_400);
         assert!(high <= p.throttled_backoff_ceiling && high > p.throttled_backoff_ceiling.mul_f64(0.9));
+    }
+
+    #[test]
+    fn throttling_after_a_denial_waits_as_the_denial_does() {
+        let p = RefreshPolicy::default();
+        let f = Failure {
+            count: 2,
+            refusal: Some(Refusal::Throttled),
+            waiting: true,
+            lasted: Duration::from_secs(120),
+            denied_before: true,
+        };
+        let shortest = (0..2000).map(|_| backoff(&p, f)).min().unwrap();
+        assert!(shortest >= p.denied_backoff_base, "{shortest:?}");
     }
 
     #[test]

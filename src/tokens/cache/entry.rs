@@ -34,6 +34,8 @@ pub(super) struct State {
     pub(super) failures: u32,
     /// When the first of those failures came.
     pub(super) failing_since: Option<Instant>,
+    /// One of those failures was a denial.
+    pub(super) denied_in_streak: bool,
     /// When the refresher fetches next.
     pub(super) next_attempt: Instant,
     /// Bumped by every finished fetch; single-flight waiters compare it.
@@ -79,6 +81,7 @@ impl Entry {
         if due(&st) {
             st.failures = 0;
             st.failing_since = None;
+            st.denied_in_streak = false;
             st.next_attempt = now;
             drop(st);
             self.reschedule.notify_one();
@@ -101,6 +104,7 @@ impl Entry {
                 last_refresh: None,
                 failures: 0,
                 failing_since: None,
+                denied_in_streak: false,
                 next_attempt: first_try,
                 generation: 0,
                 last_used: now,
@@ -120,7 +124,10 @@ impl State {
     pub(super) fn failed(&mut self, now: Instant, refusal: Option<Refusal>, waiting: bool) -> Failure {
         self.failures += 1;
         let since = *self.failing_since.get_or_insert(now);
-        Failure { count: self.failures, refusal, waiting, lasted: now.saturating_duration_since(since) }
+        let denied_before = self.denied_in_streak;
+        self.denied_in_streak |= refusal == Some(Refusal::Denied);
+        let lasted = now.saturating_duration_since(since);
+        Failure { count: self.failures, refusal, waiting, lasted, denied_before }
     }
 }
 

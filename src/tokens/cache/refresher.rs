@@ -172,6 +172,7 @@ fn store<S>(
     st.next_attempt = now + refresh_in.min(latest).max(policy.backoff_base);
     st.failures = 0;
     st.failing_since = None;
+    st.denied_in_streak = false;
     st.last_error = None;
     let wall = inner.clock.wall();
     st.last_refresh = Some(wall);
