@@ -158,8 +158,8 @@ pub(super) struct Failure {
 /// throttled fleet) do not retry together, from the first retry on; capped
 /// lower while a client is waiting. Throttling and overload (timeouts,
 /// 5xx) start from a larger step, and their cap grows with how long they
-/// have lasted. After a denial: minutes,
-/// doubling to `denied_backoff_cap`, jittered by half.
+/// have lasted. After a denial (and after throttling that follows one):
+/// minutes, doubling to `denied_backoff_cap`, jittered by half.
 pub(super) fn backoff(policy: &RefreshPolicy, f: Failure) -> Duration {
     let doubled = |base: Duration, cap: Duration| {
         base.saturating_mul(1u32 << f.count.min(21).saturating_sub(1)).min(cap)
@@ -226,7 +226,7 @@ mod tests {
         // Throttled for 400 s with a client waiting: the cap is 120 s, not 12.
         let (_, high) = range_after(20, Some(Refusal::Throttled), true, 400);
         assert!(high <= Duration::from_secs(120) && high > Duration::from_secs(108), "{high:?}");
-        // Nobody waiting: the usual cap until a quarter of the time throttled exceeds it.
+        // Nobody waiting: the usual cap until 0.3 of the time throttled exceeds it.
         assert!(range_after(20, Some(Refusal::Throttled), false, 400).1 <= p.backoff_cap);
         assert!(range_after(20, Some(Refusal::Throttled), false, 4000).1 > Duration::from_secs(900));
         // However long: at most the ceiling.

@@ -79,9 +79,7 @@ impl Entry {
     fn try_now_if(&self, now: Instant, due: impl FnOnce(&State) -> bool) {
         let mut st = lock(&self.state);
         if due(&st) {
-            st.failures = 0;
-            st.failing_since = None;
-            st.denied_in_streak = false;
+            st.clear_failures();
             st.next_attempt = now;
             drop(st);
             self.reschedule.notify_one();
@@ -120,6 +118,13 @@ impl Entry {
 }
 
 impl State {
+    /// Ends a run of failures: the next one starts the backoff afresh.
+    pub(super) fn clear_failures(&mut self) {
+        self.failures = 0;
+        self.failing_since = None;
+        self.denied_in_streak = false;
+    }
+
     /// Counts a failure at `now` and says what its backoff depends on.
     pub(super) fn failed(&mut self, now: Instant, refusal: Option<Refusal>, waiting: bool) -> Failure {
         self.failures += 1;

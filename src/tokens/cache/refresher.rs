@@ -170,9 +170,7 @@ fn store<S>(
     let refresh_in = lifetime.mul_f64(policy.refresh_fraction * (1.0 + jitter));
     let latest = lifetime - policy.safety_margin;
     st.next_attempt = now + refresh_in.min(latest).max(policy.backoff_base);
-    st.failures = 0;
-    st.failing_since = None;
-    st.denied_in_streak = false;
+    st.clear_failures();
     st.last_error = None;
     let wall = inner.clock.wall();
     st.last_refresh = Some(wall);

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use tokio::time::Instant;
 
-use super::tests::{registry, settle, ManualClock};
+use super::tests::{registry, settle, throttled, token, ManualClock};
 use super::*;
-use crate::tokens::{FetchedToken, Refusal};
+use crate::tokens::FetchedToken;
 
 const A: &str = "127.0.0.1:5000";
 const B: &str = "127.0.0.1:5001";
@@ -32,17 +32,9 @@ impl TokenSource for Throttled {
             self.calls_b.fetch_add(1, Ordering::SeqCst);
         }
         if !self.shared.load(Ordering::SeqCst) {
-            return Err(FetchError::GetAuthorizationToken {
-                region: "us-east-1".into(),
-                refusal: Refusal::Throttled,
-                reason: "ThrottlingException: Rate exceeded".into(),
-            });
+            return Err(throttled());
         }
-        Ok(FetchedToken {
-            username: "AWS".into(),
-            secret: Secret::new("shared".into()),
-            expires_at: self.clock.true_wall() + Duration::from_secs(12 * 3600),
-        })
+        Ok(token("shared", self.clock.true_wall() + Duration::from_secs(12 * 3600)))
     }
 
     fn shares_token(&self, _a: &RegistryConfig, _b: &RegistryConfig) -> bool {

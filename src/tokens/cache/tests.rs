@@ -115,6 +115,20 @@ struct Harness {
 
 const HOST: &str = "127.0.0.1:5000";
 
+/// ECR's answer once the account's bucket is spent.
+pub(super) fn throttled() -> FetchError {
+    FetchError::GetAuthorizationToken {
+        region: "us-east-1".into(),
+        refusal: Refusal::Throttled,
+        reason: "ThrottlingException: Rate exceeded".into(),
+    }
+}
+
+/// A token with `secret` that ECR says lasts until `expires_at`.
+pub(super) fn token(secret: &str, expires_at: SystemTime) -> FetchedToken {
+    FetchedToken { username: "AWS".into(), secret: Secret::new(secret.into()), expires_at }
+}
+
 pub(super) fn registry(host: &str) -> RegistryConfig {
     RegistryConfig {
         host: host.into(),

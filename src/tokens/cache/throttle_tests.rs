@@ -3,9 +3,9 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::tests::{registry, settle, ManualClock};
+use super::tests::{registry, settle, throttled, token, ManualClock};
 use super::*;
-use crate::tokens::{FetchedToken, Refusal};
+use crate::tokens::FetchedToken;
 
 const HOST: &str = "127.0.0.1:5000";
 
@@ -18,17 +18,9 @@ struct FirstThenThrottled {
 impl TokenSource for FirstThenThrottled {
     async fn fetch(&self, _registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
         if self.calls.fetch_add(1, Ordering::SeqCst) > 0 {
-            return Err(FetchError::GetAuthorizationToken {
-                region: "us-east-1".into(),
-                refusal: Refusal::Throttled,
-                reason: "ThrottlingException: Rate exceeded".into(),
-            });
+            return Err(throttled());
         }
-        Ok(FetchedToken {
-            username: "AWS".into(),
-            secret: Secret::new("pw".into()),
-            expires_at: self.clock.true_wall() + Duration::from_secs(20 * 60),
-        })
+        Ok(token("pw", self.clock.true_wall() + Duration::from_secs(20 * 60)))
     }
 }
 
