@@ -7,3 +7,4 @@ pub(crate) mod http;
 pub(crate) mod providers;
 pub(crate) mod sdk_error;
 pub(crate) mod sts;
+pub(crate) mod workload;

@@ -4,6 +4,7 @@
 #[cfg(test)]
 mod tests;
 mod validate;
+pub mod workload;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -82,6 +83,8 @@ struct RawConfig {
     tokens: RawTokens,
     #[serde(default)]
     aws: RawAws,
+    #[serde(default)]
+    workload: workload::RawWorkload,
     #[serde(default, rename = "registry")]
     registries: Vec<RawRegistry>,
 }
@@ -183,6 +186,8 @@ pub struct Config {
     pub sts_region: Option<String>,
     /// Where the base credentials come from.
     pub credentials: CredentialSource,
+    /// Per-workload pulls (`[workload]`).
+    pub workload: workload::WorkloadConfig,
 }
 
 /// One registry, resolved: where its token comes from.
@@ -324,6 +329,7 @@ fn resolve(raw: RawConfig) -> Result<Config, Invalid> {
                 .map_err(|why| Invalid::at(&c, format!("aws.credentials: {why}")))?,
         },
         sts_region: check_region(raw.aws.sts_region, "aws.sts_region")?,
+        workload: workload::resolve(raw.workload)?,
     })
 }
 

@@ -23,6 +23,7 @@ use crate::config::{Config, SocketGroup};
 use crate::metrics::Metrics;
 use crate::tokens::TokenSource;
 use crate::tokens::{RefreshPolicy, SystemClock, TokenCache};
+use crate::workload::Workloads;
 pub use socket::{PeerPolicy, SocketError};
 
 /// Why the daemon could not start.
@@ -182,9 +183,15 @@ pub async fn run<S: TokenSource>(
         source,
         Arc::new(SystemClock),
         RefreshPolicy { safety_margin: config.safety_margin, ..RefreshPolicy::default() },
-        metrics,
+        metrics.clone(),
     ));
     cache.start();
+    let workloads = Arc::new(Workloads::new(
+        config.workload.clone(),
+        config.safety_margin,
+        Arc::new(SystemClock),
+        metrics,
+    ));
     let Listeners { unix, peers, health, owned } = listeners;
     let peers: server::Peers = Arc::new(std::sync::RwLock::new(peers));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -193,6 +200,7 @@ pub async fn run<S: TokenSource>(
     }
     let reloader = {
         let (cache, peers, mut stop) = (cache.clone(), peers.clone(), stop_rx.clone());
+        let workloads = workloads.clone();
         let mut current = config.clone();
         tokio::spawn(async move {
             loop {
@@ -202,6 +210,7 @@ pub async fn run<S: TokenSource>(
                 };
                 systemd::reloading();
                 apply_reload(&cache, &peers, &current, &next);
+                workloads.reconfigure(&next.workload);
                 current = next;
                 systemd::reloaded("reloaded");
             }
@@ -218,7 +227,7 @@ pub async fn run<S: TokenSource>(
     if let Some(every) = systemd::watchdog_interval() {
         tokio::spawn(watchdog(cache.clone(), every, stop_rx.clone()));
     }
-    server::serve(unix, cache.clone(), peers, shutdown).await;
+    server::serve(unix, cache.clone(), workloads.clone(), peers, shutdown).await;
     systemd::stopping();
     let _ = stop_tx.send(true);
     reloader.abort();

@@ -67,3 +67,4 @@ pub mod logging;
 pub mod metrics;
 mod sync;
 pub mod tokens;
+pub mod workload;

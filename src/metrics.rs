@@ -33,6 +33,12 @@ struct AwsLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkloadLabels {
+    exchange: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -54,6 +60,10 @@ pub enum Api {
     GetAuthorizationToken,
     /// `ecr-public:GetAuthorizationToken`.
     GetAuthorizationTokenPublic,
+    /// `sts:AssumeRoleWithWebIdentity`, for a workload's token (IRSA).
+    AssumeRoleWithWebIdentity,
+    /// The EKS Pod Identity Agent, for a workload's token.
+    PodIdentity,
 }
 
 /// How a call to AWS ended.
@@ -150,6 +160,9 @@ pub struct Metrics {
     requests: Family<OutcomeLabel, Counter>,
     latency: Histogram,
     aws_calls: Family<AwsLabels, Counter>,
+    workload_requests: Family<WorkloadLabels, Counter>,
+    workload_cached: Gauge,
+    workload_evictions: Counter,
     /// The fetch series made per registry, for [`Metrics::forget`].
     fetch_labels: std::sync::Mutex<std::collections::HashMap<String, Vec<(&'static str, &'static str)>>>,
 }
@@ -186,6 +199,20 @@ impl Metrics {
         );
         let aws_calls = Family::<AwsLabels, Counter>::default();
         registry.register("aws_calls", "Calls to IMDS, STS and ECR by API and outcome", aws_calls.clone());
+        let workload_requests = Family::<WorkloadLabels, Counter>::default();
+        registry.register(
+            "workload_requests",
+            "Per-workload (pod identity) requests by exchange and outcome; no per-workload labels",
+            workload_requests.clone(),
+        );
+        let workload_cached = Gauge::default();
+        registry.register("workload_cache_entries", "Workload tokens held", workload_cached.clone());
+        let workload_evictions = Counter::default();
+        registry.register(
+            "workload_cache_evictions",
+            "Workload tokens dropped to stay within [workload] max_cached",
+            workload_evictions.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
         registry.register("build_info", "Build information (always 1)", build);
@@ -196,6 +223,9 @@ impl Metrics {
             requests,
             latency,
             aws_calls,
+            workload_requests,
+            workload_cached,
+            workload_evictions,
             fetch_labels: Default::default(),
         }
     }
@@ -251,6 +281,20 @@ impl Metrics {
     /// An AWS (or IMDS) call finished.
     pub fn aws_call(&self, api: Api, outcome: CallOutcome) {
         self.aws_calls.get_or_create(&AwsLabels { api, outcome }).inc();
+    }
+
+    /// A per-workload request ended with `outcome` (`cached`, `exchanged`,
+    /// `node`, `refused`, `failed`) for `exchange` (`irsa`, `pod-identity`, `off`).
+    pub fn workload_request(&self, exchange: &'static str, outcome: &'static str) {
+        self.workload_requests
+            .get_or_create(&WorkloadLabels { exchange: exchange.into(), outcome: outcome.into() })
+            .inc();
+    }
+
+    /// The workload cache now holds `entries` tokens, having evicted `evicted` more.
+    pub fn workload_cache(&self, entries: usize, evicted: u64) {
+        self.workload_cached.set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.workload_evictions.inc_by(evicted);
     }
 
     /// The OpenMetrics text exposition.

@@ -305,6 +305,14 @@ impl TokenSource for AwsTokenSource {
         self.chain.waiting_on(host)
     }
 
+    async fn fetch_for_workload(
+        &self,
+        registry: &RegistryConfig,
+        who: &crate::workload::Exchange,
+    ) -> Result<FetchedToken, FetchError> {
+        super::workload::token(&self.base, &self.chain, &self.metrics, self.use_fips, registry, who).await
+    }
+
     async fn fetch(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
         let result = self.token(registry).await;
         self.chain.done(&registry.host);

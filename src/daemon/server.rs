@@ -17,7 +17,8 @@ use super::slots::{UidSlots, PER_UID};
 use super::socket::PeerPolicy;
 use crate::metrics::RequestOutcome;
 use crate::tokens::TokenSource;
-use crate::tokens::{GetError, TokenCache};
+use crate::tokens::{GetError, RegistryCredentials, TokenCache};
+use crate::workload::{WorkloadError, Workloads};
 use ecr_credd_client::wire::{self, ErrorKind, Framer, Next, RequestBody, Response, ResponseBody};
 
 /// Most connections served at once; more wait in the listen backlog. Well
@@ -42,6 +43,7 @@ pub(super) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) async fn serve<S: TokenSource>(
     listener: UnixListener,
     cache: Arc<TokenCache<S>>,
+    workloads: Arc<Workloads>,
     peers: Peers,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -50,8 +52,9 @@ pub(super) async fn serve<S: TokenSource>(
     let slots = UidSlots::new(MAX_CONNECTIONS);
     accept_loop(&listener, "socket", &limit, shutdown, |stream| {
         let (cache, peers, refusals, slots) = (cache.clone(), peers.clone(), refusals.clone(), slots.clone());
+        let workloads = workloads.clone();
         async move {
-            let served = handle(stream, &cache, &peers, &refusals, &slots);
+            let served = handle(stream, (&cache, &workloads), &peers, &refusals, &slots);
             if tokio::time::timeout(CONNECTION_BUDGET, served).await.is_err() {
                 tracing::debug!("connection open longer than {CONNECTION_BUDGET:?}; closed");
             }
@@ -70,7 +73,7 @@ pub(super) type Peers = Arc<std::sync::RwLock<PeerPolicy>>;
 
 async fn handle<S: TokenSource>(
     stream: UnixStream,
-    cache: &TokenCache<S>,
+    (cache, workloads): (&TokenCache<S>, &Workloads),
     peers: &Peers,
     refusals: &std::sync::Mutex<LogThrottle>,
     slots: &Arc<UidSlots>,
@@ -125,7 +128,7 @@ async fn handle<S: TokenSource>(
             Err(None) => return,
         };
         let started = Instant::now();
-        let response = respond(cache, &frame).await;
+        let response = respond(cache, workloads, &frame).await;
         if let ResponseBody::Error { kind, message } = &response.body {
             tracing::debug!(?kind, %message, pid = cred.pid(), "request failed");
         }
@@ -213,7 +216,26 @@ fn request_outcome(response: &Response) -> RequestOutcome {
     }
 }
 
-async fn respond<S: TokenSource>(cache: &TokenCache<S>, frame: &[u8]) -> Response {
+/// Credentials as a client gets them on the wire.
+fn credentials(c: RegistryCredentials) -> Response {
+    Response::new(ResponseBody::Credentials {
+        host: c.host,
+        username: c.username,
+        secret: c.secret,
+        expires_at: c.expires_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    })
+}
+
+/// The wire error for a `get` that failed.
+fn get_error(e: GetError) -> Response {
+    match e {
+        e @ GetError::NotFound { .. } => Response::error(ErrorKind::NotFound, e.to_string()),
+        e @ GetError::BadHost(_) => Response::error(ErrorKind::BadRequest, e.to_string()),
+        e => Response::error(ErrorKind::Unavailable, e.to_string()),
+    }
+}
+
+async fn respond<S: TokenSource>(cache: &TokenCache<S>, workloads: &Workloads, frame: &[u8]) -> Response {
     let request = match wire::decode_request(frame) {
         Ok(r) => r,
         Err(e) => return Response::error(ErrorKind::BadRequest, e.to_string()),
@@ -223,7 +245,7 @@ async fn respond<S: TokenSource>(cache: &TokenCache<S>, frame: &[u8]) -> Respons
         RequestBody::Unsupported => Response::error(
             ErrorKind::BadRequest,
             format!(
-                "unsupported request: this ecr-credd daemon ({}) answers get, list and status; upgrade the daemon to match the client",
+                "unsupported request: this ecr-credd daemon ({}) answers get, get_workload, list and status; upgrade the daemon to match the client",
                 env!("CARGO_PKG_VERSION")
             ),
         ),
@@ -232,16 +254,14 @@ async fn respond<S: TokenSource>(cache: &TokenCache<S>, frame: &[u8]) -> Respons
             let ready = crate::tokens::all_ready(&registries);
             Response::new(ResponseBody::Status { ready, registries, credential_source: cache.credential_source() })
         }
-        RequestBody::Get { host } => match cache.get(&host).await {
-            Ok(c) => Response::new(ResponseBody::Credentials {
-                host: c.host,
-                username: c.username,
-                secret: c.secret,
-                expires_at: c.expires_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-            }),
-            Err(e @ GetError::NotFound { .. }) => Response::error(ErrorKind::NotFound, e.to_string()),
-            Err(e @ GetError::BadHost(_)) => Response::error(ErrorKind::BadRequest, e.to_string()),
-            Err(e) => Response::error(ErrorKind::Unavailable, e.to_string()),
-        },
+        RequestBody::Get { host } => cache.get(&host).await.map_or_else(get_error, credentials),
+        RequestBody::GetWorkload { host, service_account_token, service_account_annotations } => {
+            match workloads.get(cache, &host, service_account_token, &service_account_annotations).await {
+                Ok(c) => credentials(c),
+                Err(WorkloadError::Get(e)) => get_error(e),
+                Err(e @ WorkloadError::Refused { .. }) => Response::error(ErrorKind::Forbidden, e.to_string()),
+                Err(e @ WorkloadError::Fetch { .. }) => Response::error(ErrorKind::Unavailable, e.to_string()),
+            }
+        }
     }
 }

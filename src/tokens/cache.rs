@@ -326,6 +326,25 @@ impl<S: TokenSource> TokenCache<S> {
         result
     }
 
+    /// The registry `host` names, configured or (when served) unlisted,
+    /// without fetching or adding anything.
+    pub fn registry(&self, host: &str) -> Result<RegistryConfig, GetError> {
+        let host = normalize_host(host)?;
+        if let Some(e) = crate::sync::read(&self.inner.entries).get(&host) {
+            return Ok(e.registry.clone());
+        }
+        let not_found = || GetError::NotFound { host: host.clone() };
+        if !self.inner.serve_unlisted.load(Ordering::SeqCst) {
+            return Err(not_found());
+        }
+        RegistryConfig::unlisted(without_port(&host)).ok_or_else(not_found)
+    }
+
+    /// The source tokens come from.
+    pub fn source(&self) -> &S {
+        &self.inner.source
+    }
+
     fn entry(&self, host: &str) -> Result<Arc<Entry>, GetError> {
         let inner = &self.inner;
         if let Some(e) = crate::sync::read(&inner.entries).get(host) {

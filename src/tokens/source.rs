@@ -116,6 +116,30 @@ pub enum FetchError {
         /// The panic's message.
         reason: String,
     },
+    /// A workload's service-account token was not exchanged for its role
+    /// (IRSA's `sts:AssumeRoleWithWebIdentity`).
+    #[error("sts:AssumeRoleWithWebIdentity on {role_arn} {}: {reason}", .refusal.verb())]
+    WebIdentity {
+        /// The role the workload named.
+        role_arn: String,
+        /// How STS refused.
+        refusal: Refusal,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The EKS Pod Identity Agent gave the workload no credentials.
+    #[error("the EKS Pod Identity Agent at {endpoint} {}: {reason}", .refusal.verb())]
+    PodIdentity {
+        /// The agent's URL.
+        endpoint: String,
+        /// How the agent (or EKS Auth behind it) refused.
+        refusal: Refusal,
+        /// What went wrong.
+        reason: String,
+    },
+    /// This source cannot exchange a workload's token (a test fake).
+    #[error("this token source cannot exchange a workload's token")]
+    NoWorkloads,
     /// ECR answered, but not with a token we can use.
     #[error("ECR returned an unusable authorization token: {reason}")]
     BadToken {
@@ -140,6 +164,8 @@ impl FetchError {
     pub fn refusal(&self) -> Option<Refusal> {
         match self {
             FetchError::AssumeRole { refusal, .. }
+            | FetchError::WebIdentity { refusal, .. }
+            | FetchError::PodIdentity { refusal, .. }
             | FetchError::GetAuthorizationToken { refusal, .. }
             | FetchError::GetPublicAuthorizationToken { refusal, .. } => Some(*refusal),
             _ => None,
@@ -155,6 +181,9 @@ impl FetchError {
             FetchError::GetAuthorizationToken { .. } => "get_authorization_token",
             FetchError::GetPublicAuthorizationToken { .. } => "get_public_authorization_token",
             FetchError::BadToken { .. } => "bad_token",
+            FetchError::WebIdentity { .. } => "assume_role_with_web_identity",
+            FetchError::PodIdentity { .. } => "pod_identity",
+            FetchError::NoWorkloads => "internal",
             FetchError::Unfinished { .. } => "deadline",
             FetchError::Internal { .. } => "internal",
         }
@@ -206,6 +235,16 @@ pub trait TokenSource: Send + Sync + 'static {
     /// for the message of a `get` that stops waiting.
     fn waiting_on(&self, _host: &str) -> Option<String> {
         None
+    }
+
+    /// A token for `registry` fetched as one workload: `who`'s token
+    /// exchanged for its own credentials (see [`crate::workload`]).
+    fn fetch_for_workload(
+        &self,
+        _registry: &RegistryConfig,
+        _who: &crate::workload::Exchange,
+    ) -> impl Future<Output = Result<FetchedToken, FetchError>> + Send {
+        async { Err(FetchError::NoWorkloads) }
     }
 
     /// The config was reloaded: credentials the source holds are read again

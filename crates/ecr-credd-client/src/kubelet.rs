@@ -30,7 +30,18 @@ pub struct CredentialProviderRequest {
     pub kind: String,
     /// The image being pulled, e.g. `HOST/repo:tag`.
     pub image: String,
+    /// The pod's bound service-account token for the configured audience
+    /// (KEP-4412, `tokenAttributes`); absent when the kubelet sends none.
+    #[serde(default)]
+    pub service_account_token: Secret,
+    /// The service account's annotations named in `tokenAttributes`.
+    #[serde(default)]
+    pub service_account_annotations: BTreeMap<String, String>,
 }
+
+/// The annotation a pod's service account names its pull role with, unless
+/// the daemon's `[workload] role_annotation` says otherwise.
+pub const ROLE_ANNOTATION: &str = "eks.amazonaws.com/ecr-role-arn";
 
 /// Our answer.
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -96,8 +107,18 @@ fn answer(stdin: &mut dyn Read, socket: &Path) -> Result<CredentialProviderRespo
         return Err(format!("unexpected kind {:?}; expected CredentialProviderRequest", request.kind));
     }
     let host = image_host(&request.image);
-    let response = client::request(socket, &Request::new(RequestBody::Get { host: host.to_owned() }))
-        .map_err(|e| e.to_string())?;
+    let workload = !request.service_account_token.is_empty();
+    let names_role = !request.service_account_annotations.is_empty();
+    let body = if workload || names_role {
+        RequestBody::GetWorkload {
+            host: host.to_owned(),
+            service_account_token: request.service_account_token,
+            service_account_annotations: request.service_account_annotations,
+        }
+    } else {
+        RequestBody::Get { host: host.to_owned() }
+    };
+    let response = client::request(socket, &Request::new(body)).map_err(|e| e.to_string())?;
     match response.body {
         ResponseBody::Credentials { host, username, secret, expires_at } => {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -112,6 +133,18 @@ fn answer(stdin: &mut dyn Read, socket: &Path) -> Result<CredentialProviderRespo
         }
         ResponseBody::Error { kind: ErrorKind::NotFound, .. } => {
             Err(format!("{host} (from image {:?}) is not a registry ecr-credd serves", request.image))
+        }
+        // A daemon older than workload identity: fail closed, never fall
+        // back to a plain get, which would hand the pod the node's credentials.
+        ResponseBody::Error { kind: ErrorKind::BadRequest, message }
+            if (workload || names_role) && message.starts_with("unsupported request") =>
+        {
+            Err(format!(
+                "the kubelet sent this pod's service-account token, but the ecr-credd daemon is too old to \
+                 pull with the pod's own identity, so nothing was served (not even the node's credentials); \
+                 upgrade the daemon, or remove tokenAttributes from the kubelet's credential provider config \
+                 ({message})"
+            ))
         }
         ResponseBody::Error { message, .. } => Err(message),
         _ => Err("the daemon gave an answer that does not fit a get".into()),

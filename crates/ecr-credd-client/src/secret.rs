@@ -26,7 +26,7 @@ pub fn forbid_core_dumps() -> std::io::Result<()> {
 /// // Reading it is explicit, so every place it leaves is a call to `expose`.
 /// assert_eq!(token.expose(), "eyJwYXlsb2FkIjoi");
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {

@@ -6,6 +6,8 @@
 //! with a clear "unsupported" error. (Packages replace the daemon and the
 //! helpers at different moments, so both skews happen.)
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -45,6 +47,22 @@ pub enum RequestBody {
     Get {
         /// Server URL or host as the client sent it.
         host: String,
+    },
+    /// Credentials for a registry as one workload (a pod) sees it: the
+    /// daemon exchanges the workload's own token for its own role's
+    /// credentials (KEP-4412). An older daemon answers it as `Unsupported`,
+    /// so a client fails closed instead of getting the node's credentials.
+    GetWorkload {
+        /// Server URL or host as the client sent it.
+        host: String,
+        /// The workload's bound service-account token (a JWT) for the
+        /// configured audience; empty when the kubelet sent none.
+        #[serde(default, skip_serializing_if = "Secret::is_empty")]
+        service_account_token: Secret,
+        /// The service account's annotations the kubelet passed on (only the
+        /// configured keys).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        service_account_annotations: BTreeMap<String, String>,
     },
     /// The configured registry hosts.
     List,

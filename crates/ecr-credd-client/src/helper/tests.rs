@@ -51,7 +51,9 @@ fn answer(req: &wire::Request) -> Response {
             "broken.example (210987654321, us-east-1): sts:AssumeRole on arn:aws:iam::210987654321:role/r denied: AccessDenied",
         ),
         RequestBody::Get { .. } => Response::error(ErrorKind::NotFound, "docker.io is not a registry ecr-credd serves"),
-        RequestBody::Status | RequestBody::Unsupported => Response::error(ErrorKind::BadRequest, "not in this fake"),
+        RequestBody::Status | RequestBody::Unsupported | RequestBody::GetWorkload { .. } => {
+            Response::error(ErrorKind::BadRequest, "not in this fake")
+        }
         RequestBody::List => Response::new(ResponseBody::Hosts {
             hosts: vec!["b.example".into(), "127.0.0.1:5000".into()],
         }),
