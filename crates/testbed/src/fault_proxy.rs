@@ -274,6 +274,26 @@ fn sts_error(code: &str, message: &str) -> String {
     )
 }
 
+/// A form field of a Query-protocol (STS) request body, percent-decoded.
+fn form_value(request: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(request);
+    let body = text.split_once("\r\n\r\n")?.1;
+    let raw = body.split('&').find_map(|kv| kv.strip_prefix(&format!("{name}=")))?;
+    let mut out = Vec::new();
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                let hex: String = bytes.by_ref().take(2).map(char::from).collect();
+                out.push(u8::from_str_radix(&hex, 16).ok()?);
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Relays the request; remembers whose key an AssumeRole handed out.
 fn forward(
     conn: &mut TcpStream,
@@ -292,6 +312,13 @@ fn forward(
             let mut st = lock(state);
             let node = st.owners.get(key).cloned().unwrap_or_else(|| key.to_owned());
             st.owners.insert(issued, node);
+        }
+    }
+    // An unsigned web-identity exchange belongs to no node: its key is
+    // traced to the role it was issued for, as `role:ARN`.
+    if api == "AssumeRoleWithWebIdentity" {
+        if let (Some(issued), Some(role)) = (bucket::issued_key(&response), form_value(request, "RoleArn")) {
+            lock(state).owners.insert(issued, format!("role:{role}"));
         }
     }
     conn.write_all(&close_after(response))
