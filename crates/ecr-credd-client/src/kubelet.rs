@@ -196,6 +196,50 @@ mod tests {
         }
     }
 
+    /// The kubelet's request as upstream's `CredentialProviderRequest`
+    /// serialises it (KEP-4412 fields omitted when empty).
+    #[test]
+    fn parses_the_upstream_request_with_and_without_the_token_fields() {
+        let plain = r#"{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"127.0.0.1:5000/app:v1"}"#;
+        let r: CredentialProviderRequest = serde_json::from_str(plain).unwrap();
+        assert!(r.service_account_token.is_empty() && r.service_account_annotations.is_empty());
+        let kep = r#"{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"127.0.0.1:5000/app:v1","serviceAccountToken":"eyJhbGciOiJSUzI1NiJ9.e30.sig","serviceAccountAnnotations":{"eks.amazonaws.com/ecr-role-arn":"arn:aws:iam::111122223333:role/pull"}}"#;
+        let r: CredentialProviderRequest = serde_json::from_str(kep).unwrap();
+        assert_eq!(r.service_account_token.expose(), "eyJhbGciOiJSUzI1NiJ9.e30.sig");
+        assert_eq!(r.service_account_annotations[ROLE_ANNOTATION], "arn:aws:iam::111122223333:role/pull");
+        assert!(!format!("{r:?}").contains("eyJ"), "Debug shows no token");
+    }
+
+    /// A daemon older than get_workload answers "unsupported request"; the
+    /// provider fails closed rather than asking again with a plain get.
+    #[test]
+    fn an_old_daemon_makes_a_pod_with_a_token_fail_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("old.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let old = std::thread::spawn(move || {
+            use std::io::{BufRead, BufReader};
+            let mut asked = Vec::new();
+            for conn in listener.incoming().take(1) {
+                let mut conn = conn.unwrap();
+                let mut line = String::new();
+                BufReader::new(&conn).read_line(&mut line).unwrap();
+                asked.push(line);
+                // What 0.x daemons answer an op they do not know (recorded).
+                conn.write_all(b"{\"v\":1,\"type\":\"error\",\"kind\":\"bad_request\",\"message\":\"unsupported request: this ecr-credd daemon (0.9.0) answers get, list and status; upgrade the daemon to match the client\"}\n").unwrap();
+            }
+            asked
+        });
+        let input = r#"{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"127.0.0.1:5000/app:v1","serviceAccountToken":"jwt","serviceAccountAnnotations":{"eks.amazonaws.com/ecr-role-arn":"arn:aws:iam::111122223333:role/pull"}}"#;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(&mut input.as_bytes(), &mut out, &mut err, &socket);
+        let asked = old.join().unwrap();
+        let err = String::from_utf8(err).unwrap();
+        assert_eq!((code, out.len(), asked.len()), (1, 0, 1), "one request, no fallback get: {err}");
+        assert!(asked[0].contains("\"op\":\"get_workload\""));
+        assert!(err.contains("too old to pull with the pod's own identity"), "{err}");
+    }
+
     #[test]
     fn golden_response() {
         let r = CredentialProviderResponse {

@@ -36,6 +36,16 @@ fn requests() {
     golden("request-get.jsonl", &get);
     golden("request-list.jsonl", &Request::new(RequestBody::List));
     golden("request-status.jsonl", &Request::new(RequestBody::Status));
+    let workload = Request::new(RequestBody::GetWorkload {
+        host: "127.0.0.1:5000".into(),
+        service_account_token: Secret::from("eyJhbGciOiJSUzI1NiJ9.e30.sig"),
+        service_account_annotations: std::collections::BTreeMap::from([(
+            "eks.amazonaws.com/ecr-role-arn".to_owned(),
+            "arn:aws:iam::111122223333:role/pull".to_owned(),
+        )]),
+    });
+    golden("request-get_workload.jsonl", &workload);
+    assert_eq!(decode_request(&encode(&workload)).unwrap(), workload);
     for msg in [get, Request::new(RequestBody::List)] {
         assert_eq!(decode_request(&encode(&msg)).unwrap(), msg);
     }
