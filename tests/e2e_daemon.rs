@@ -136,7 +136,7 @@ fn bad_input_gets_specific_errors_and_the_daemon_keeps_serving() {
     assert_eq!(
         got,
         format!(
-            "{{\"v\":1,\"type\":\"error\",\"kind\":\"bad_request\",\"message\":\"unsupported request: this ecr-credd daemon ({}) answers get, list and status; upgrade the daemon to match the client\"}}\n",
+            "{{\"v\":1,\"type\":\"error\",\"kind\":\"bad_request\",\"message\":\"unsupported request: this ecr-credd daemon ({}) answers get, get_workload, list and status; upgrade the daemon to match the client\"}}\n",
             env!("CARGO_PKG_VERSION")
         )
     );
