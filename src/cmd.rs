@@ -67,11 +67,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the five IAM documents of the cross-account setup.
+    /// Print the five IAM documents of the cross-account setup (with
+    /// --workload: those of a pod's own role).
     Policy {
         /// Accounts, roles, repositories and access.
         #[command(flatten)]
-        setup: crate::cmd::policy::Setup,
+        setup: Box<crate::cmd::policy::Setup>,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: crate::cmd::policy::Format,
@@ -131,9 +132,8 @@ pub fn execute(command: Command) -> Result<ExitCode> {
             doctor::command(&hosts, config, socket, json).map(status)
         }
         Command::Policy { setup, format, json } => {
-            let docs = setup.documents()?;
             let format = if json { policy::Format::Json } else { format };
-            print!("{}", policy::render(&setup, &docs, format));
+            print!("{}", policy::print(&setup, format)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::InstallHost { bin_dir, socket_dir, owner } => {

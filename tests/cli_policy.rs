@@ -116,15 +116,17 @@ fn cloudformation_passes_cfn_lint_for_every_source() {
     let tmp = tempfile::tempdir().unwrap();
     let lint = venv_tool("cfn-lint");
     let mut files = Vec::new();
-    for (i, source) in SOURCES.iter().enumerate() {
-        let printed = policy_for(source, "cloudformation");
-        for (j, part) in printed.split("# ---- stack in account ").skip(1).enumerate() {
+    let printed = SOURCES.iter().map(|source| policy_for(source, "cloudformation"));
+    let workloads = WORKLOADS.iter().map(|w| workload_policy(w, "cloudformation"));
+    for (i, printed) in printed.chain(workloads).enumerate() {
+        for (j, stack) in stacks(&printed).into_iter().enumerate() {
             let path = tmp.path().join(format!("stack-{i}-{j}.json"));
-            std::fs::write(&path, part.split_once('\n').unwrap().1).unwrap();
+            std::fs::write(&path, stack).unwrap();
             files.push(path);
         }
     }
-    assert_eq!(files.len(), 8);
+    // Two stacks per node setup; one per direct workload setup, two chained.
+    assert_eq!(files.len(), 8 + 6);
     let out = Command::new(&lint).args(&files).output().expect("cfn-lint (make test installs it)");
     assert!(
         out.status.success(),
@@ -139,4 +141,99 @@ fn cloudformation_passes_cfn_lint_for_every_source() {
         !Command::new(&lint).arg(&broken).output().unwrap().status.success(),
         "cfn-lint passed a role without a trust policy"
     );
+}
+
+/// The CloudFormation templates in `printed`, each headed `# ---- stack in account …`.
+fn stacks(printed: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    for line in printed.lines() {
+        if line.starts_with("# ---- ") {
+            out.extend(current.take());
+            current = line.starts_with("# ---- stack in account ").then(String::new);
+        } else if let Some(c) = current.as_mut() {
+            c.push_str(line);
+            c.push('\n');
+        }
+    }
+    out.extend(current);
+    out
+}
+
+const WORKLOADS: [&[&str]; 4] = [
+    &["--workload", "irsa", "--oidc-provider", OIDC, "--namespace", "team-a", "--service-account", "app"],
+    &[
+        "--workload",
+        "irsa",
+        "--oidc-provider",
+        OIDC,
+        "--service-account",
+        "team-a/app",
+        "--registry-role",
+        "ecr-from-pods",
+    ],
+    &["--workload", "pod-identity", "--service-account", "team-a/app"],
+    &["--workload", "pod-identity", "--service-account", "team-a/app", "--registry-role", "ecr-from-pods"],
+];
+
+/// `policy --workload …` for the pods' role `team-a-pull` in B, in `format`.
+fn workload_policy(args: &[&str], format: &str) -> String {
+    let out = Command::new(daemon_bin())
+        .args(["policy", "--registry-account", "111122223333", "--instance-account", "444455556666"])
+        .args(["--role-name", "team-a-pull", "--repository", "team-a/app", "--format", format])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn workload_policies_print_the_pods_roles_trust_with_sub_and_aud() {
+    let docs: serde_json::Value = serde_json::from_str(&workload_policy(WORKLOADS[0], "json")).unwrap();
+    let issuer = "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+    let trust = &docs["workload_role_trust_policy"]["Statement"][0];
+    assert_eq!(trust["Principal"]["Federated"], OIDC);
+    assert_eq!(
+        trust["Condition"]["StringEquals"][format!("{issuer}:sub")],
+        "system:serviceaccount:team-a:app"
+    );
+    assert_eq!(trust["Condition"]["StringEquals"][format!("{issuer}:aud")], "sts.amazonaws.com");
+    assert_eq!(docs["audience"], "sts.amazonaws.com");
+
+    let text = workload_policy(WORKLOADS[2], "text");
+    assert!(text.contains("\"pods.eks.amazonaws.com\""), "{text}");
+    assert!(text.contains("\"sts:TagSession\""), "{text}");
+    assert!(text.contains("serviceAccountTokenAudience: pods.eks.amazonaws.com"), "{text}");
+    assert!(text.contains("exchange = \"pod-identity\""), "{text}");
+
+    let tf = workload_policy(WORKLOADS[3], "terraform");
+    for needle in [
+        "resource \"aws_iam_role\" \"team_a_pull\"",
+        "resource \"aws_eks_pod_identity_association\" \"team_a_pull\"",
+        "resource \"aws_iam_role\" \"ecr_from_pods\"",
+        "resource \"aws_ecr_repository_policy\" \"team_a_app\"",
+    ] {
+        assert!(tf.contains(needle), "missing {needle:?} in\n{tf}");
+    }
+
+    // A flag the setup needs, or one that cannot go with --workload, is named.
+    let out = Command::new(daemon_bin())
+        .args(["policy", "--registry-account", "111122223333", "--instance-account", "444455556666"])
+        .args(["--role-name", "r", "--workload", "irsa", "--service-account", "team-a/app"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "ecr-credd: --oidc-provider is required with --workload irsa (the cluster's IAM OIDC provider ARN)\n"
+    );
+    let out = Command::new(daemon_bin())
+        .args(["policy", "--registry-account", "111122223333", "--instance-account", "444455556666"])
+        .args(["--role-name", "r", "--workload", "pod-identity", "--source", "instance"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("'--workload <WORKLOAD>' cannot be used with '--source <SOURCE>'"));
 }

@@ -4,8 +4,10 @@
 mod render;
 #[cfg(test)]
 mod tests;
+mod workload;
 
-pub use render::{cloudformation, terraform};
+pub use render::{cloudformation, terraform, workload_cloudformation, workload_terraform};
+pub use workload::{WorkloadDocuments, IRSA_AUDIENCE, POD_IDENTITY_AUDIENCE};
 
 use std::collections::BTreeMap;
 
@@ -96,16 +98,17 @@ pub enum BaseSource {
 }
 
 /// Pull only, or pull and push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Access {
     /// Pull images.
+    #[default]
     Pull,
     /// Pull and push images.
     Push,
 }
 
 /// What the setup connects; also the `policy` command's flags.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Setup {
     /// Account A, which owns the registry.
     #[arg(long)]
@@ -140,9 +143,25 @@ pub struct Setup {
     /// With --source web-identity: the cluster's OIDC provider ARN.
     #[arg(long, required_if_eq("source", "web-identity"))]
     pub oidc_provider: Option<String>,
-    /// With --source web-identity: the service account, as NAMESPACE/NAME.
+    /// The service account, as NAMESPACE/NAME (or NAME with --namespace):
+    /// the daemon's own with --source web-identity, the pods' with --workload.
     #[arg(long, required_if_eq("source", "web-identity"))]
     pub service_account: Option<String>,
+    /// Per-workload pulls (KEP-4412): print the pod's own role's documents instead.
+    /// --role-name is then that role, in --instance-account (the cluster's account).
+    #[arg(long, value_enum, conflicts_with_all = ["source", "instance_role", "ecr_public"])]
+    pub workload: Option<crate::config::workload::ExchangeKind>,
+    /// With --workload: the pods' namespace (--service-account is then the name alone).
+    #[arg(long, requires = "workload")]
+    pub namespace: Option<String>,
+    /// With --workload irsa: the audience the kubelet requests
+    /// (tokenAttributes.serviceAccountTokenAudience) [default: sts.amazonaws.com].
+    #[arg(long, requires = "workload")]
+    pub audience: Option<String>,
+    /// With --workload: a role in --registry-account that the pod's role assumes
+    /// (role chaining, [workload] assume_registry_role = true).
+    #[arg(long, requires = "workload")]
+    pub registry_role: Option<String>,
 }
 
 /// What fetching an ECR Public token needs (it is minted through STS).
@@ -173,6 +192,24 @@ pub enum PolicyError {
         flag: &'static str,
         /// What was given.
         value: String,
+    },
+    /// A flag the setup needs was not given.
+    #[error("{flag} is required {why}")]
+    Missing {
+        /// The flag.
+        flag: &'static str,
+        /// For what.
+        why: &'static str,
+    },
+    /// A value that does not fit the rest of the setup.
+    #[error("{flag}: {value:?} {why}")]
+    Invalid {
+        /// The flag that gave it.
+        flag: &'static str,
+        /// What was given.
+        value: String,
+        /// Why it does not fit.
+        why: &'static str,
     },
     /// Not a valid IAM or repository name.
     #[error("{flag}: {value:?} is not a valid name")]
@@ -283,7 +320,7 @@ impl Setup {
     }
 
     /// Every account id and name must be one IAM accepts.
-    fn check(&self) -> Result<(), PolicyError> {
+    pub(super) fn check(&self) -> Result<(), PolicyError> {
         for (flag, value) in
             [("--registry-account", &self.registry_account), ("--instance-account", &self.instance_account)]
         {
@@ -321,17 +358,11 @@ impl Setup {
             ),
             BaseSource::WebIdentity => {
                 let provider = self.oidc_provider.clone().unwrap_or_default();
-                // arn:aws:iam::ACCOUNT:oidc-provider/oidc.eks.REGION.amazonaws.com/id/ID
-                let issuer = provider
-                    .split_once(":oidc-provider/")
-                    .map(|(_, issuer)| issuer.to_owned())
-                    .filter(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_graphic()))
-                    .ok_or_else(|| PolicyError::Name { flag: "--oidc-provider", value: provider.clone() })?;
-                let account = self.service_account.clone().unwrap_or_default();
-                let (ns, name) = account
-                    .split_once('/')
-                    .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
-                    .ok_or_else(|| PolicyError::Name { flag: "--service-account", value: account.clone() })?;
+                let issuer = oidc_issuer(&provider)?;
+                let (ns, name) = self.service_account()?.ok_or(PolicyError::Missing {
+                    flag: "--service-account",
+                    why: "with --source web-identity",
+                })?;
                 let cond = BTreeMap::from([
                     (format!("{issuer}:aud"), "sts.amazonaws.com".to_owned()),
                     (format!("{issuer}:sub"), format!("system:serviceaccount:{ns}:{name}")),
@@ -343,6 +374,48 @@ impl Setup {
                 }
             }
         })
+    }
+}
+
+/// The issuer an EKS cluster's OIDC provider ARN names
+/// (`arn:aws:iam::ACCOUNT:oidc-provider/oidc.eks.REGION.amazonaws.com/id/ID`).
+fn oidc_issuer(provider: &str) -> Result<String, PolicyError> {
+    provider
+        .split_once(":oidc-provider/")
+        .map(|(_, issuer)| issuer.to_owned())
+        .filter(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| PolicyError::Name { flag: "--oidc-provider", value: provider.to_owned() })
+}
+
+impl Setup {
+    /// The service account as (namespace, name): `--service-account NS/NAME`,
+    /// or `--namespace NS --service-account NAME`.
+    fn service_account(&self) -> Result<Option<(String, String)>, PolicyError> {
+        let Some(account) = &self.service_account else {
+            return match &self.namespace {
+                Some(_) => Err(PolicyError::Missing { flag: "--service-account", why: "with --namespace" }),
+                None => Ok(None),
+            };
+        };
+        let bad = || PolicyError::Name { flag: "--service-account", value: account.clone() };
+        let (ns, name) = match &self.namespace {
+            Some(ns) => (ns.as_str(), account.as_str()),
+            None => account.split_once('/').ok_or_else(bad)?,
+        };
+        // Kubernetes names: DNS labels (namespaces) and subdomains (accounts).
+        let valid = |s: &str, extra: &[u8]| {
+            !s.is_empty()
+                && s.len() <= 253
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || extra.contains(&b))
+        };
+        if !valid(ns, b"") {
+            return Err(PolicyError::Name { flag: "--namespace", value: ns.to_owned() });
+        }
+        if !valid(name, b".") {
+            return Err(bad());
+        }
+        Ok(Some((ns.to_owned(), name.to_owned())))
     }
 }
 
@@ -377,6 +450,21 @@ pub enum Format {
     Terraform,
     /// CloudFormation templates for both accounts.
     Cloudformation,
+}
+
+/// What `ecr-credd policy` prints for `setup` in `format`: the workload's
+/// documents with `--workload`, else the five of the node's setup.
+pub fn print(setup: &Setup, format: Format) -> Result<String, PolicyError> {
+    let Some(kind) = setup.workload else {
+        return Ok(render(setup, &setup.documents()?, format));
+    };
+    let docs = setup.workload_documents(kind)?;
+    Ok(match format {
+        Format::Text => workload::render_text(setup, &docs, kind),
+        Format::Json => serde_json::to_string_pretty(&docs).unwrap_or_default() + "\n",
+        Format::Terraform => workload_terraform(setup, &docs, kind),
+        Format::Cloudformation => workload_cloudformation(setup, &docs, kind),
+    })
 }
 
 /// The documents in `format`.

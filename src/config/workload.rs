@@ -17,7 +17,7 @@ pub const POD_IDENTITY_AGENT_V6: &str = "http://[fd00:ec2::23]/v1/credentials";
 pub const DEFAULT_MAX_CACHED: usize = 1024;
 
 /// How a workload's token becomes AWS credentials.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum ExchangeKind {
     /// IRSA: `sts:AssumeRoleWithWebIdentity` into the role the pod's service
     /// account names in its annotation.

@@ -75,7 +75,6 @@ pub(super) fn repository_fix(setup: &Setup) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::policy::{Access, BaseSource};
 
     fn setup() -> Setup {
         Setup {
@@ -83,14 +82,8 @@ mod tests {
             instance_account: "444455556666".into(),
             role_name: "ecr-pull".into(),
             instance_role: Some("nodes".into()),
-            repositories: vec![],
-            access: Access::Pull,
-            external_id: None,
             partition: "aws".into(),
-            ecr_public: false,
-            source: BaseSource::Instance,
-            oidc_provider: None,
-            service_account: None,
+            ..Setup::default()
         }
     }
 

@@ -7,7 +7,7 @@ use super::classify::{assume_role_fix, get_token_fix};
 use super::report::{silent, Failed, Passed, Report};
 use super::{reach, Context, Target};
 use crate::aws::{ecr, sts};
-use crate::cmd::policy::{Access, BaseSource, Setup};
+use crate::cmd::policy::{Access, Setup};
 use crate::config::RegistryConfig;
 use crate::tokens::{FetchError, FetchedToken, Refusal};
 
@@ -64,9 +64,7 @@ fn setup(target: &Target, identity: Option<&str>) -> Setup {
         external_id: r.external_id.clone(),
         partition: "aws".into(),
         ecr_public: r.public,
-        source: BaseSource::Instance,
-        oidc_provider: None,
-        service_account: None,
+        ..Setup::default()
     }
 }
 

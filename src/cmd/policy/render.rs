@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
+use super::workload::WorkloadDocuments;
 use super::{Documents, PolicyDocument, Setup};
+use crate::config::workload::ExchangeKind;
 
 fn pretty(d: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(d).unwrap_or_default()
@@ -35,18 +37,7 @@ pub fn terraform(setup: &Setup, docs: &Documents) -> String {
         trust = jsonencode(&docs.role_trust_policy),
         perms = jsonencode(&docs.role_permissions_policy),
     );
-    let repos: Vec<String> = if setup.repositories.is_empty() {
-        vec!["REPLACE_WITH_REPOSITORY".into()]
-    } else {
-        setup.repositories.clone()
-    };
-    for repo in repos {
-        out += &format!(
-            "\nresource \"aws_ecr_repository_policy\" \"{}\" {{\n  repository = \"{repo}\"\n  policy     = {}\n}}\n",
-            tf_name(&repo),
-            jsonencode(&docs.repository_policy)
-        );
-    }
+    out += &repository_policies(setup, &docs.repository_policy);
     let instance_role = setup.instance_role.clone().unwrap_or_else(|| "REPLACE_WITH_INSTANCE_ROLE".into());
     out += &format!(
         "\n# ---- account {b} (instances) ----\n\n\
@@ -113,4 +104,149 @@ pub fn cloudformation(setup: &Setup, docs: &Documents) -> String {
         setup.instance_account,
         pretty(&b)
     )
+}
+
+/// Terraform for a workload's setup: B's role (and its Pod Identity
+/// association), then A's repository policies (and the chained role).
+pub fn workload_terraform(setup: &Setup, docs: &WorkloadDocuments, kind: ExchangeKind) -> String {
+    let role = tf_name(&setup.role_name);
+    let mut out = format!(
+        "# ---- account {b} (cluster) ----\n\n\
+         resource \"aws_iam_role\" \"{role}\" {{\n  name               = \"{name}\"\n  assume_role_policy = {trust}\n}}\n\n\
+         resource \"aws_iam_role_policy\" \"{role}\" {{\n  name   = \"ecr-pull\"\n  role   = aws_iam_role.{role}.id\n  policy = {perms}\n}}\n",
+        b = setup.instance_account,
+        name = setup.role_name,
+        trust = jsonencode(&docs.workload_role_trust_policy),
+        perms = jsonencode(&docs.workload_role_permissions_policy),
+    );
+    match kind {
+        ExchangeKind::PodIdentity => {
+            out += &format!(
+                "\nresource \"aws_eks_pod_identity_association\" \"{role}\" {{\n  cluster_name    = \"REPLACE_WITH_CLUSTER\"\n  namespace       = \"{}\"\n  service_account = \"{}\"\n  role_arn        = aws_iam_role.{role}.arn\n}}\n",
+                docs.namespace, docs.service_account
+            )
+        }
+        ExchangeKind::Irsa => {
+            out += &format!(
+                "\n# Annotate the service account {}/{} with these.\noutput \"service_account_annotations\" {{\n  value = {}\n}}\n",
+                docs.namespace,
+                docs.service_account,
+                indent(&pretty(&docs.service_account_annotations), "  ")
+            )
+        }
+    }
+    out += &format!("\n# ---- account {} (registry) ----\n", setup.registry_account);
+    if let (Some(trust), Some(perms), Some(name)) =
+        (&docs.registry_role_trust_policy, &docs.registry_role_permissions_policy, &setup.registry_role)
+    {
+        let r = tf_name(name);
+        out += &format!(
+            "\nresource \"aws_iam_role\" \"{r}\" {{\n  name               = \"{name}\"\n  assume_role_policy = {}\n}}\n\n\
+             resource \"aws_iam_role_policy\" \"{r}\" {{\n  name   = \"ecr-access\"\n  role   = aws_iam_role.{r}.id\n  policy = {}\n}}\n",
+            jsonencode(trust),
+            jsonencode(perms),
+        );
+    }
+    out + &repository_policies(setup, &docs.repository_policy)
+}
+
+/// One `aws_ecr_repository_policy` per repository (a placeholder when none is named).
+fn repository_policies(setup: &Setup, policy: &PolicyDocument) -> String {
+    let repos: Vec<String> = if setup.repositories.is_empty() {
+        vec!["REPLACE_WITH_REPOSITORY".into()]
+    } else {
+        setup.repositories.clone()
+    };
+    repos
+        .iter()
+        .map(|repo| {
+            format!(
+                "\nresource \"aws_ecr_repository_policy\" \"{}\" {{\n  repository = \"{repo}\"\n  policy     = {}\n}}\n",
+                tf_name(repo),
+                jsonencode(policy)
+            )
+        })
+        .collect()
+}
+
+/// CloudFormation for a workload's setup: a stack in B, and in A either a
+/// stack with the chained role or the repository policy to set.
+pub fn workload_cloudformation(setup: &Setup, docs: &WorkloadDocuments, kind: ExchangeKind) -> String {
+    let mut resources = serde_json::Map::new();
+    resources.insert(
+        "PodRole".into(),
+        json!({
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": setup.role_name,
+                "AssumeRolePolicyDocument": docs.workload_role_trust_policy,
+                "Policies": [{ "PolicyName": "ecr-pull", "PolicyDocument": docs.workload_role_permissions_policy }],
+            }
+        }),
+    );
+    let mut b = json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": format!("ecr-credd: role {} for the pods of {}/{}", setup.role_name, docs.namespace, docs.service_account),
+    });
+    match kind {
+        ExchangeKind::PodIdentity => {
+            b["Parameters"] =
+                json!({ "ClusterName": { "Type": "String", "Description": "The EKS cluster" } });
+            resources.insert(
+                "PodIdentityAssociation".into(),
+                json!({
+                    "Type": "AWS::EKS::PodIdentityAssociation",
+                    "Properties": {
+                        "ClusterName": { "Ref": "ClusterName" },
+                        "Namespace": docs.namespace,
+                        "ServiceAccount": docs.service_account,
+                        "RoleArn": { "Fn::GetAtt": ["PodRole", "Arn"] },
+                    }
+                }),
+            );
+        }
+        ExchangeKind::Irsa => {
+            b["Outputs"] = json!({ "ServiceAccountAnnotations": {
+                "Description": format!("Annotate the service account {}/{} with these", docs.namespace, docs.service_account),
+                "Value": serde_json::to_string(&docs.service_account_annotations).unwrap_or_default(),
+            }});
+        }
+    }
+    b["Resources"] = resources.into();
+    let mut out =
+        format!("# ---- stack in account {} (cluster) ----\n{}\n", setup.instance_account, pretty(&b));
+    let repository_policy = serde_json::to_string(&docs.repository_policy).unwrap_or_default();
+    match (&docs.registry_role_trust_policy, &docs.registry_role_permissions_policy, &setup.registry_role) {
+        (Some(trust), Some(perms), Some(name)) => {
+            let a = json!({
+                "AWSTemplateFormatVersion": "2010-09-09",
+                "Description": format!("ecr-credd: role {name}, assumed by the pods' role {}", docs.workload_role_arn),
+                "Resources": { "RegistryRole": {
+                    "Type": "AWS::IAM::Role",
+                    "Properties": {
+                        "RoleName": name,
+                        "AssumeRolePolicyDocument": trust,
+                        "Policies": [{ "PolicyName": "ecr-access", "PolicyDocument": perms }],
+                    }
+                }},
+                "Outputs": { "RepositoryPolicy": {
+                    "Description": "Set this as the repository policy of each repository (aws ecr set-repository-policy)",
+                    "Value": repository_policy,
+                }},
+            });
+            out += &format!(
+                "# ---- stack in account {} (registry) ----\n{}\n",
+                setup.registry_account,
+                pretty(&a)
+            );
+        }
+        _ => {
+            out += &format!(
+                "# ---- repository policy in account {} (aws ecr set-repository-policy --policy-text) ----\n{}\n",
+                setup.registry_account,
+                pretty(&docs.repository_policy)
+            );
+        }
+    }
+    out
 }

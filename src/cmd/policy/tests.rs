@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::workload::ExchangeKind;
 
 fn setup(access: Access) -> Setup {
     Setup {
@@ -10,10 +11,7 @@ fn setup(access: Access) -> Setup {
         access,
         external_id: Some("fleet-7".into()),
         partition: "aws".into(),
-        ecr_public: false,
-        source: BaseSource::Instance,
-        oidc_provider: None,
-        service_account: None,
+        ..Setup::default()
     }
 }
 
@@ -155,4 +153,93 @@ fn ecr_public_adds_its_two_token_actions_to_the_role() {
     assert_eq!(added[0].action, ["ecr-public:GetAuthorizationToken", "sts:GetServiceBearerToken"]);
     assert_eq!(added[0].resource.as_deref(), Some(&["*".to_owned()][..]));
     assert_eq!(docs.role_trust_policy, plain.role_trust_policy);
+}
+
+const OIDC: &str = "arn:aws:iam::444455556666:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC";
+
+fn workload(kind: ExchangeKind, registry_role: Option<&str>) -> Setup {
+    Setup {
+        role_name: "team-a-pull".into(),
+        instance_role: None,
+        external_id: None,
+        workload: Some(kind),
+        oidc_provider: Some(OIDC.into()),
+        namespace: Some("team-a".into()),
+        service_account: Some("app".into()),
+        registry_role: registry_role.map(Into::into),
+        ..setup(Access::Pull)
+    }
+}
+
+#[test]
+fn a_workload_pulls_as_its_own_role_directly_or_by_chaining() {
+    let pod_role = "arn:aws:iam::444455556666:role/team-a-pull";
+    let docs = workload(ExchangeKind::Irsa, None).workload_documents(ExchangeKind::Irsa).unwrap();
+    check_grammar(&docs.workload_role_permissions_policy, false);
+    check_grammar(&docs.repository_policy, true);
+    let trust = &docs.workload_role_trust_policy.statement[0];
+    assert_eq!(trust.action, ["sts:AssumeRoleWithWebIdentity"]);
+    let cond = &trust.condition.as_ref().unwrap()["StringEquals"];
+    assert_eq!(cond["oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub"], "system:serviceaccount:team-a:app");
+    assert_eq!(cond["oidc.eks.eu-west-1.amazonaws.com/id/ABC:aud"], IRSA_AUDIENCE);
+    assert_eq!(docs.repository_policy.statement[0].principal.as_ref().unwrap().aws, [pod_role]);
+    assert_eq!(docs.service_account_annotations["eks.amazonaws.com/ecr-role-arn"], pod_role);
+    assert!(docs.registry_role_trust_policy.is_none());
+    assert!(
+        docs.daemon_config.contains(&format!("allowed_roles = [\"{pod_role}\"]")),
+        "{}",
+        docs.daemon_config
+    );
+
+    // Chained: the pod's role may only assume A's role, which trusts it and pulls.
+    let s = workload(ExchangeKind::PodIdentity, Some("ecr-from-pods"));
+    let docs = s.workload_documents(ExchangeKind::PodIdentity).unwrap();
+    let registry_role = "arn:aws:iam::111122223333:role/ecr-from-pods";
+    let perms = &docs.workload_role_permissions_policy.statement;
+    assert_eq!(perms.len(), 1);
+    assert_eq!(perms[0].action, ["sts:AssumeRole", "sts:TagSession"]);
+    assert_eq!(perms[0].resource.as_deref().unwrap(), [registry_role]);
+    let trust = &docs.registry_role_trust_policy.as_ref().unwrap().statement[0];
+    assert_eq!(trust.principal.as_ref().unwrap().aws, [pod_role]);
+    assert_eq!(docs.repository_policy.statement[0].principal.as_ref().unwrap().aws, [registry_role]);
+    let pod_trust = &docs.workload_role_trust_policy.statement[0];
+    assert_eq!(pod_trust.principal.as_ref().unwrap().service, [POD_IDENTITY_AUDIENCE]);
+    assert_eq!(
+        pod_trust.condition.as_ref().unwrap()["StringEquals"]["aws:RequestTag/kubernetes-namespace"],
+        "team-a"
+    );
+    assert!(docs.daemon_config.contains("assume_registry_role = true"));
+    assert!(docs.service_account_annotations.is_empty(), "Pod Identity needs no annotation");
+    let text = print(&s, Format::Text).unwrap();
+    assert!(text.contains("aws eks create-pod-identity-association --cluster-name CLUSTER --namespace team-a --service-account app --role-arn arn:aws:iam::444455556666:role/team-a-pull"), "{text}");
+    let back: WorkloadDocuments = serde_json::from_str(&print(&s, Format::Json).unwrap()).unwrap();
+    assert_eq!(back, docs);
+}
+
+#[test]
+fn a_workload_setup_that_cannot_work_is_refused_naming_the_flag() {
+    let err = |s: Setup| s.workload_documents(s.workload.unwrap()).unwrap_err().to_string();
+    let mut s = workload(ExchangeKind::Irsa, None);
+    s.oidc_provider =
+        Some("arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC".into());
+    assert_eq!(
+        err(s),
+        "--oidc-provider: \"arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC\" is not in --instance-account, the account of the pod's role"
+    );
+    let mut s = workload(ExchangeKind::Irsa, None);
+    s.oidc_provider = None;
+    assert!(err(s).starts_with("--oidc-provider is required with --workload irsa"));
+    let mut s = workload(ExchangeKind::PodIdentity, None);
+    s.audience = Some("sts.amazonaws.com".into());
+    assert!(err(s).contains("the only audience the Pod Identity Agent accepts"));
+    let mut s = workload(ExchangeKind::PodIdentity, None);
+    s.service_account = None;
+    s.namespace = None;
+    assert!(err(s).starts_with("--service-account is required with --workload"));
+    let mut s = workload(ExchangeKind::Irsa, None);
+    s.namespace = Some("Team_A".into());
+    assert_eq!(err(s), "--namespace: \"Team_A\" is not a valid name");
+    let mut s = workload(ExchangeKind::Irsa, Some("bad role"));
+    s.audience = Some("custom-aud".into());
+    assert_eq!(err(s), "--registry-role: \"bad role\" is not a valid name");
 }
