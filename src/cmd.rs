@@ -66,6 +66,18 @@ pub enum Command {
         /// Print JSON instead of lines.
         #[arg(long)]
         json: bool,
+        /// Check a pod's own pull instead (per-workload pulls), with its
+        /// service-account token from FILE: audience, trust, permission, agent.
+        #[arg(long, value_name = "FILE")]
+        service_account_token: Option<PathBuf>,
+        /// With --service-account-token: the role the pod's service account
+        /// names (IRSA), or its Pod Identity association's (for the fixes).
+        #[arg(long, value_name = "ARN", requires = "service_account_token")]
+        role: Option<String>,
+        /// With --service-account-token: the audience the exchange expects
+        /// [default: sts.amazonaws.com for IRSA, pods.eks.amazonaws.com for Pod Identity].
+        #[arg(long, requires = "service_account_token")]
+        audience: Option<String>,
     },
     /// Print the five IAM documents of the cross-account setup (with
     /// --workload: those of a pod's own role).
@@ -128,8 +140,10 @@ pub fn execute(command: Command) -> Result<ExitCode> {
             print!("{text}");
             Ok(status(ready))
         }
-        Command::Doctor { hosts, config, socket, json } => {
-            doctor::command(&hosts, config, socket, json).map(status)
+        Command::Doctor { hosts, config, socket, json, service_account_token, role, audience } => {
+            let workload =
+                service_account_token.map(|token_file| doctor::WorkloadCheck { token_file, role, audience });
+            doctor::command(&hosts, config, socket, workload, json).map(status)
         }
         Command::Policy { setup, format, json } => {
             let format = if json { policy::Format::Json } else { format };

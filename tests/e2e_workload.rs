@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::LazyLock;
 
-use testbed::fault_proxy::FaultProxy;
+use testbed::fault_proxy::{Fault, FaultProxy};
 use testbed::*;
 
 static PROVIDER: LazyLock<String> = LazyLock::new(|| testbed::program("ecr-credd-kubelet-provider"));
@@ -145,15 +145,9 @@ fn pod_identity_agent_credentials_sign_the_ecr_call_and_its_errors_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let proxy = FaultProxy::start(moto.port);
-    let port = free_port();
-    let associations = serde_json::json!({ "pod-token-a": { "account": ACCOUNT, "role": "A" } }).to_string();
-    let mut cmd = clean_command(testbed::paths::python(), tmp.path());
-    cmd.arg(testbed::paths::script("pod_identity_agent.py")).arg(port.to_string()).arg(&associations);
-    let _agent = Proc::spawn("pod identity agent", &mut cmd);
-    wait_port(port, "pod identity agent double");
-    let workload = format!(
-        "exchange = \"pod-identity\"\npod_identity_endpoint = \"http://127.0.0.1:{port}/v1/credentials\""
-    );
+    let associations = serde_json::json!({ "pod-token-a": { "account": ACCOUNT, "role": "A" } });
+    let (_agent, endpoint) = testbed::sources::pod_identity_agent(tmp.path(), &associations);
+    let workload = format!("exchange = \"pod-identity\"\npod_identity_endpoint = \"{endpoint}\"");
     let daemon = workload_daemon(tmp.path(), &proxy, &imds, &workload);
 
     let (code, out, err) = provide(&daemon.socket, &request("pod-token-a", None));
@@ -169,7 +163,6 @@ fn pod_identity_agent_credentials_sign_the_ecr_call_and_its_errors_are_named() {
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert!(keys[0].starts_with("ASIAPODA"), "{keys:?}");
 
-    let endpoint = format!("http://127.0.0.1:{port}/v1/credentials");
     for (token, want) in [
         (
             "unknown-token",
@@ -185,4 +178,227 @@ fn pod_identity_agent_credentials_sign_the_ecr_call_and_its_errors_are_named() {
         assert!(err.contains(&want), "{err}");
         println!("{err}");
     }
+}
+
+/// A service-account token as the API server issues it (unsigned here:
+/// neither moto nor the agent double checks the signature).
+fn jwt(aud: &str, exp_from_now: i64) -> String {
+    use base64::Engine;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claims = serde_json::json!({
+        "iss": "https://oidc.eks.us-east-1.amazonaws.com/id/TESTCLUSTER",
+        "sub": "system:serviceaccount:team-a:app",
+        "aud": [aud],
+        "exp": now + exp_from_now,
+    });
+    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    format!("{}.{}.c2ln", b64(r#"{"alg":"RS256","kid":"k1"}"#), b64(&claims.to_string()))
+}
+
+/// `doctor --service-account-token` with `token` for `host`: (exit code, output).
+fn doctor_pod(
+    dir: &Path,
+    config: &str,
+    env: &[(&str, String)],
+    token: &str,
+    args: &[&str],
+    host: &str,
+) -> (i32, String) {
+    let file = dir.join("sa-token");
+    std::fs::write(&file, token).unwrap();
+    let path = Daemon::write_config(dir, config);
+    let mut all = vec!["--service-account-token", file.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.push(host);
+    let (code, out) = doctor(dir, &path, &all, env);
+    assert!(!out.contains(token) && !out.contains(PASSWORD), "doctor printed a secret:\n{out}");
+    (code, out)
+}
+
+fn expect(out: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+}
+
+#[test]
+fn doctor_walks_a_pods_exchange_and_names_the_failing_step() {
+    require!(Moto, Registry);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (moto, imds) = (Moto::start(dir), Imds::start(dir));
+    let proxy = FaultProxy::start(moto.port);
+    let registry = Registry::start(dir, PASSWORD);
+    let host = registry.host();
+    let env =
+        vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()), ("AWS_ENDPOINT_URL", proxy.endpoint())];
+    let irsa = format!(
+        "[workload]\nenabled = true\nallowed_roles = [\"{}\"]\n{}",
+        role("pod-*"),
+        registry_toml(&host, Some(ROLE))
+    );
+    let token = jwt("sts.amazonaws.com", 3600);
+    let pod_a = role("pod-a");
+    let run = |config: &str, token: &str, args: &[&str], what: &str| {
+        let (code, out) = doctor_pod(dir, config, &env, token, args, &host);
+        println!("---- doctor --service-account-token, {what} (exit {code}) ----\n{out}");
+        (code, out)
+    };
+
+    let (code, out) = run(&irsa, &token, &["--role", &pod_a], "IRSA, a working setup");
+    assert_eq!(code, 0, "{out}");
+    expect(
+        &out,
+        &[
+            "ok   workload config",
+            "ok   service-account token: sub system:serviceaccount:team-a:app",
+            "ok   audience: sts.amazonaws.com",
+            "ok   workload role",
+            "ok   trust (sts:AssumeRoleWithWebIdentity)",
+            "ok   permission (ecr:GetAuthorizationToken)",
+            "ok   registry",
+        ],
+    );
+
+    let (code, out) =
+        run(&irsa, &jwt("vault", 3600), &["--role", &pod_a], "the kubelet asked for another audience");
+    assert_eq!(code, 1);
+    expect(
+        &out,
+        &[
+            "FAIL audience: the token is for [\"vault\"], not sts.amazonaws.com",
+            "serviceAccountTokenAudience: sts.amazonaws.com",
+        ],
+    );
+
+    let (code, out) = run(&irsa, &jwt("sts.amazonaws.com", -120), &["--role", &pod_a], "an expired token");
+    assert_eq!(code, 1);
+    expect(
+        &out,
+        &[
+            "FAIL service-account token",
+            "expired 2 min ago",
+            "kubectl create token app --namespace team-a --audience sts.amazonaws.com",
+        ],
+    );
+
+    let (code, out) = run(&irsa, &token, &["--role", &role("admin")], "a role outside the allow-list");
+    assert_eq!(code, 1);
+    let refused = format!("FAIL allow-list: role {} is not in [workload] allowed_roles", role("admin"));
+    expect(&out, &[&refused]);
+
+    proxy.set_for("AssumeRoleWithWebIdentity", Fault::Deny);
+    let (code, out) = run(&irsa, &token, &["--role", &pod_a], "the role does not trust the service account");
+    assert_eq!(code, 1);
+    expect(&out, &[
+        "FAIL trust (sts:AssumeRoleWithWebIdentity)",
+        "does not trust system:serviceaccount:team-a:app from oidc.eks.us-east-1.amazonaws.com/id/TESTCLUSTER",
+        "\"oidc.eks.us-east-1.amazonaws.com/id/TESTCLUSTER:sub\": \"system:serviceaccount:team-a:app\"",
+        "ecr-credd policy --workload irsa --registry-account",
+    ]);
+
+    proxy.set_for(
+        "AssumeRoleWithWebIdentity",
+        Fault::StsError("InvalidIdentityToken", "Incorrect token audience"),
+    );
+    let (code, out) = run(&irsa, &token, &["--role", &pod_a], "STS refuses the audience");
+    assert_eq!(code, 1);
+    expect(&out, &["FAIL audience", "InvalidIdentityToken: Incorrect token audience", "client ID"]);
+
+    proxy.set_for("AssumeRoleWithWebIdentity", Fault::None);
+    proxy.set_for("GetAuthorizationToken", Fault::Deny);
+    let (code, out) = run(&irsa, &token, &["--role", &pod_a], "the role may not fetch a token");
+    assert_eq!(code, 1);
+    expect(
+        &out,
+        &[
+            "ok   trust (sts:AssumeRoleWithWebIdentity)",
+            "FAIL permission (ecr:GetAuthorizationToken)",
+            "\"ecr:GetAuthorizationToken\"",
+        ],
+    );
+    proxy.set_for("GetAuthorizationToken", Fault::None);
+
+    // EKS Pod Identity: the agent double knows one token.
+    let pod_token = jwt("pods.eks.amazonaws.com", 3600);
+    let (_agent, endpoint) = testbed::sources::pod_identity_agent(
+        dir,
+        &serde_json::json!({ &pod_token: { "account": ACCOUNT, "role": "A" } }),
+    );
+    let pod_identity = |endpoint: &str| {
+        format!("[workload]\nenabled = true\nexchange = \"pod-identity\"\npod_identity_endpoint = \"{endpoint}\"\n{}", registry_toml(&host, Some(ROLE)))
+    };
+    let (code, out) = run(&pod_identity(&endpoint), &pod_token, &[], "Pod Identity, a working setup");
+    assert_eq!(code, 0, "{out}");
+    expect(
+        &out,
+        &["ok   audience: pods.eks.amazonaws.com", "ok   agent (EKS Pod Identity)", "ok   registry"],
+    );
+
+    let other = jwt("pods.eks.amazonaws.com", 3500);
+    let (code, out) =
+        run(&pod_identity(&endpoint), &other, &["--role", &pod_a], "no association for the service account");
+    assert_eq!(code, 1);
+    expect(&out, &["FAIL trust (EKS Pod Identity association)", "HTTP 403: Access Denied.", "aws eks create-pod-identity-association --cluster-name CLUSTER --namespace team-a --service-account app"]);
+
+    let dead = format!("http://127.0.0.1:{}/v1/credentials", free_port());
+    let (code, out) = run(&pod_identity(&dead), &pod_token, &[], "the agent is not running");
+    assert_eq!(code, 1);
+    expect(&out, &["FAIL agent (EKS Pod Identity)", "unreachable", "eks-pod-identity-agent"]);
+
+    let (code, out) = run(&pod_identity(&endpoint), &token, &[], "an IRSA token sent to the agent");
+    assert_eq!(code, 1);
+    expect(&out, &["FAIL audience: the token is for [\"sts.amazonaws.com\"], not pods.eks.amazonaws.com"]);
+}
+
+#[test]
+fn role_chaining_assumes_the_registrys_role_as_the_pod() {
+    require!(Moto, Registry);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (moto, imds) = (Moto::start(dir), Imds::start(dir));
+    let proxy = FaultProxy::start(moto.port);
+    // The daemon's own directory: doctor's config goes beside it.
+    std::fs::create_dir_all(dir.join("daemon")).unwrap();
+    let daemon = workload_daemon(&dir.join("daemon"), &proxy, &imds, "assume_registry_role = true");
+    let a = role("pod-a");
+    let (code, _, err) = provide(&daemon.socket, &request("jwt-of-pod-a", Some(&a)));
+    assert_eq!(code, 0, "{err}");
+    // The registry's role assumed with the pod's key, not the node's; the
+    // token fetched with the chained session, traced back to the pod.
+    let chained: Vec<_> = proxy
+        .calls()
+        .into_iter()
+        .filter(|c| c.api == "AssumeRole" && c.node == format!("role:{a}"))
+        .collect();
+    assert_eq!(chained.len(), 1, "{:?}", proxy.calls());
+    assert_eq!(ecr_signers(&proxy).get(&format!("role:{a}")), Some(&1));
+
+    // doctor walks the same chain, and names a registry role that does not trust the pod's.
+    let registry = Registry::start(dir, PASSWORD);
+    let env =
+        vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()), ("AWS_ENDPOINT_URL", proxy.endpoint())];
+    let config = format!(
+        "[workload]\nenabled = true\nassume_registry_role = true\n{}",
+        registry_toml(&registry.host(), Some(ROLE))
+    );
+    let token = jwt("sts.amazonaws.com", 3600);
+    let (code, out) = doctor_pod(dir, &config, &env, &token, &["--role", &a], &registry.host());
+    println!("---- doctor, role chaining (exit {code}) ----\n{out}");
+    assert_eq!(code, 0, "{out}");
+    expect(&out, &["ok   trust (sts:AssumeRole into the registry's role)", "ok   registry"]);
+    proxy.set_for("AssumeRole", Fault::Deny);
+    let (code, out) = doctor_pod(dir, &config, &env, &token, &["--role", &a], &registry.host());
+    println!("---- doctor, the registry's role does not trust the pod's (exit {code}) ----\n{out}");
+    assert_eq!(code, 1);
+    let role_name = ROLE.rsplit('/').next().unwrap();
+    expect(
+        &out,
+        &[
+            "FAIL trust (sts:AssumeRole into the registry's role)",
+            "the registry's role must trust the pods' role",
+            &format!("\"{a}\""),
+            &format!("--registry-role {role_name}"),
+        ],
+    );
 }

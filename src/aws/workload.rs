@@ -87,7 +87,7 @@ fn outcome<T>(result: &Result<T, FetchError>) -> CallOutcome {
 
 /// IRSA: the role `role_arn` for the holder of `token`. Unsigned: the token
 /// is the proof, so the node's own credentials play no part.
-async fn web_identity(
+pub(crate) async fn web_identity(
     base: &SdkConfig,
     (region, fips): &(String, bool),
     role_arn: &str,
@@ -137,7 +137,7 @@ struct AgentCredentials {
 /// the agent answers with its association's credentials, or an error in
 /// plain text (`Access Denied. …` 403, `Too Many Requests. …` 429, a
 /// validation message 400, `[request id]: (Code): message` 5xx).
-async fn pod_identity(endpoint: &str, token: &Secret) -> Result<Credentials, FetchError> {
+pub(crate) async fn pod_identity(endpoint: &str, token: &Secret) -> Result<Credentials, FetchError> {
     let fail = |refusal, reason| FetchError::PodIdentity { endpoint: endpoint.to_owned(), refusal, reason };
     let request = hyper::Request::get(endpoint)
         .header(hyper::header::AUTHORIZATION, token.expose())

@@ -20,11 +20,15 @@ use crate::config::{Config, RegistryConfig};
 use ecr_credd_client::registry::normalize_host;
 
 mod base;
+mod claims;
 mod classify;
 mod local;
 mod reach;
 mod registry;
 mod report;
+mod workload;
+
+pub(crate) use workload::WorkloadCheck;
 
 use report::{Failed, Passed, Report};
 
@@ -91,6 +95,7 @@ pub(super) fn command(
     hosts: &[String],
     config: Option<PathBuf>,
     socket: Option<PathBuf>,
+    workload: Option<WorkloadCheck>,
     json: bool,
 ) -> anyhow::Result<bool> {
     let (_, config) = super::load_config(config)?;
@@ -107,7 +112,10 @@ pub(super) fn command(
     let checks = runtime.block_on(async {
         let base = sdk_config(Proxy::resolve(&config).as_ref()).await?;
         let settings = AwsSettings::from_config(&config);
-        anyhow::Ok(run(&base, &settings, &targets, &socket, &homes).await)
+        anyhow::Ok(match &workload {
+            Some(pod) => run_workload(&base, &settings, &config, &targets, pod).await,
+            None => run(&base, &settings, &targets, &socket, &homes).await,
+        })
     })?;
     let ok = checks.iter().all(|c| c.ok);
     if json {
@@ -161,6 +169,28 @@ pub(super) async fn run(
     checks.extend(local::daemon(socket, targets).await);
     checks.extend(local::client_config(targets, homes));
     checks
+}
+
+/// A pod's own pull, step by step: its token, the exchange, the chained
+/// role, ECR and the registry; the node's credentials play no part.
+async fn run_workload(
+    base: &SdkConfig,
+    settings: &AwsSettings,
+    config: &Config,
+    targets: &[Target],
+    pod: &WorkloadCheck,
+) -> Vec<Check> {
+    let mut report = Report::default();
+    // Only where STS is called by default comes from the instance.
+    let instance_region = if settings.credentials == CredentialSource::Instance {
+        let imds = aws_config::imds::Client::builder().configure(&imds_provider_config()).build();
+        base::imds_region(&imds).await
+    } else {
+        None
+    };
+    let cx = Context { base, settings, instance_region };
+    workload::run(&cx, &config.workload, targets, pod, &mut report).await;
+    report.into_checks()
 }
 
 /// The instance profile's credentials from IMDSv2, with the role's name.

@@ -31,10 +31,15 @@ pub enum Fault {
     Drop,
     /// Answer 403 AccessDenied (a role whose trust policy refuses the caller).
     Deny,
+    /// Answer 400 with this STS error code and message (e.g.
+    /// `InvalidIdentityToken`, `Incorrect token audience`).
+    StsError(&'static str, &'static str),
 }
 
 struct State {
     fault: Option<Fault>,
+    /// Faults for one API only, before `fault`.
+    api_faults: HashMap<&'static str, Fault>,
     counts: HashMap<String, u64>,
     started: Instant,
     buckets: HashMap<&'static str, bucket::Meter>,
@@ -60,6 +65,7 @@ impl FaultProxy {
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
             fault: None,
+            api_faults: HashMap::new(),
             counts: HashMap::new(),
             started: Instant::now(),
             buckets: HashMap::new(),
@@ -87,6 +93,11 @@ impl FaultProxy {
     /// What to do to every request from now on.
     pub fn set(&self, fault: Fault) {
         lock(&self.state).fault = Some(fault);
+    }
+
+    /// What to do to every `api` request from now on, whatever [`Self::set`] says.
+    pub fn set_for(&self, api: &'static str, fault: Fault) {
+        lock(&self.state).api_faults.insert(api, fault);
     }
 
     /// Puts `api` (`AssumeRole`, `GetAuthorizationToken`) behind `bucket`,
@@ -183,7 +194,7 @@ fn meter(state: &Mutex<State>, api: &'static str, key: String) -> Result<Fault, 
     let at = now.saturating_duration_since(st.started);
     st.calls.push(Call { at, api, admitted, key, node });
     if admitted {
-        Ok(st.fault.unwrap_or(Fault::None))
+        Ok(st.api_faults.get(api).copied().or(st.fault).unwrap_or(Fault::None))
     } else {
         Err(rejection)
     }
@@ -239,6 +250,7 @@ fn handle(mut conn: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::
         Fault::Unavailable => {
             ("503 Service Unavailable", sts_error("ServiceUnavailable", "try later"), "text/xml", "")
         }
+        Fault::StsError(code, message) => ("400 Bad Request", sts_error(code, message), "text/xml", ""),
     };
     let reply = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -80,3 +80,15 @@ pub fn sso_portal(home: &Path, expiry: u32) -> (Proc, u16) {
     wait_port(port, "SSO portal double");
     (portal, port)
 }
+
+/// The EKS Pod Identity Agent double in `dir`, knowing the service-account
+/// tokens in `associations` (token → `{"account", "role"}`); the process
+/// and the agent's credentials URL.
+pub fn pod_identity_agent(dir: &Path, associations: &serde_json::Value) -> (Proc, String) {
+    let port = free_port();
+    let mut cmd = clean_command(python(), dir);
+    cmd.arg(script("pod_identity_agent.py")).arg(port.to_string()).arg(associations.to_string());
+    let agent = Proc::spawn("pod identity agent", &mut cmd);
+    wait_port(port, "pod identity agent double");
+    (agent, format!("http://127.0.0.1:{port}/v1/credentials"))
+}

@@ -5,9 +5,7 @@ use base64::Engine;
 use http_body_util::Empty;
 use hyper::body::Bytes;
 
-use super::classify::repository_fix;
 use super::report::{Failed, Passed, Report};
-use crate::cmd::policy::Setup;
 use crate::config::RegistryConfig;
 
 /// Plain HTTP only for a loopback address (a test registry), HTTPS for
@@ -27,12 +25,12 @@ fn base_url(host: &str) -> String {
 }
 
 /// `GET /v2/` (or the repository's tag list, or `HEAD` of a tag's manifest)
-/// with the token.
+/// with the token; `refused_fix` is what to do when it refuses the token.
 pub(super) async fn registry_reachable(
     r: &RegistryConfig,
     repo: Option<&str>,
     (user, secret): (&str, &str),
-    setup: &Setup,
+    refused_fix: &str,
     report: &mut Report,
 ) {
     let host = Some(r.host.as_str());
@@ -72,7 +70,7 @@ pub(super) async fn registry_reachable(
     let probe = format!("{method} {path}");
     report
         .step("registry", host, client.request(request), late, |answer| match answer {
-            Ok(resp) => judge_registry(resp.status().as_u16(), &probe, repo.is_some(), setup),
+            Ok(resp) => judge_registry(resp.status().as_u16(), &probe, repo.is_some(), refused_fix),
             Err(e) => Err(Failed::new(
                 format!("{url}: {e}"),
                 "check DNS, the VPC endpoint for ECR (dkr), and outbound HTTPS",
@@ -86,12 +84,10 @@ const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, applic
      application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// What the registry's answer to `probe` (`METHOD PATH`) says.
-fn judge_registry(status: u16, probe: &str, has_repo: bool, setup: &Setup) -> Result<Passed<()>, Failed> {
+fn judge_registry(status: u16, probe: &str, has_repo: bool, refused_fix: &str) -> Result<Passed<()>, Failed> {
     match status {
         200..=299 => Ok(Passed::new((), format!("{probe} with the token: HTTP {status}"))),
-        401 | 403 => {
-            Err(Failed::new(format!("{probe} refused the token: HTTP {status}"), repository_fix(setup)))
-        }
+        401 | 403 => Err(Failed::new(format!("{probe} refused the token: HTTP {status}"), refused_fix)),
         404 if has_repo => Err(Failed::new(
             format!("{probe}: HTTP 404"),
             "the repository does not exist (or the name is misspelt)",

@@ -3,7 +3,7 @@
 
 use aws_credential_types::Credentials;
 
-use super::classify::{assume_role_fix, get_token_fix};
+use super::classify::{assume_role_fix, get_token_fix, repository_fix};
 use super::report::{silent, Failed, Passed, Report};
 use super::{reach, Context, Target};
 use crate::aws::{ecr, sts};
@@ -48,7 +48,8 @@ pub(super) async fn check(
     };
     let Some(token) = token(cx, r, creds, &setup, report).await else { return };
     let repo = target.repository.as_deref();
-    reach::registry_reachable(r, repo, (&token.username, token.secret.expose()), &setup, report).await;
+    let fix = repository_fix(&setup);
+    reach::registry_reachable(r, repo, (&token.username, token.secret.expose()), &fix, report).await;
 }
 
 /// The IAM setup doctor's fixes are phrased in.
