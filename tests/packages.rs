@@ -32,6 +32,10 @@ fn shipped_sorted() -> Vec<String> {
 
 const FILES: &[&str] = &[
     "doc/ecr-credd/examples/credential-provider-config.yaml",
+    "doc/ecr-credd/examples/credential-provider-config-workload.yaml",
+    "doc/ecr-credd/examples/credential-provider-config-pod-identity.yaml",
+    "doc/ecr-credd/examples/workload-rbac.yaml",
+    "doc/ecr-credd/examples/workload-pod.yaml",
     "systemd/system/ecr-credd.service",
     "systemd/system/ecr-credd.socket",
     "usr/lib/sysusers.d/ecr-credd.conf",
