@@ -58,7 +58,9 @@ fn two_pods_pull_with_their_own_roles_and_one_token_makes_one_exchange() {
     let tmp = tempfile::tempdir().unwrap();
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let proxy = FaultProxy::start(moto.port);
-    let allowed = format!("allowed_roles = [\"{}\"]", role("pod-*"));
+    let health = free_port();
+    let allowed =
+        format!("allowed_roles = [\"{}\"]\n[health]\nlisten = \"127.0.0.1:{health}\"", role("pod-*"));
     let daemon = workload_daemon(tmp.path(), &proxy, &imds, &allowed);
 
     let (a, b) = (role("pod-a"), role("pod-b"));
@@ -100,19 +102,35 @@ fn two_pods_pull_with_their_own_roles_and_one_token_makes_one_exchange() {
 
     // A role outside the allow-list is refused, naming the rule; no call is made.
     let calls_before = proxy.calls().len();
-    let (code, out, err) = provide(&daemon.socket, &request("jwt-of-admin", Some(&role("admin"))));
+    let (code, out, refusal) = provide(&daemon.socket, &request("jwt-of-admin", Some(&role("admin"))));
     assert_eq!((code, out.as_str()), (1, ""));
-    assert!(err.contains(&format!("role {} is not in [workload] allowed_roles", role("admin"))), "{err}");
+    let named = format!("role {} is not in [workload] allowed_roles", role("admin"));
+    assert!(refusal.contains(&named), "{refusal}");
     assert_eq!(proxy.calls().len(), calls_before);
 
     // No annotation: the node's credentials (fallback = "node"), through its own role.
     let (code, _, err) = provide(&daemon.socket, &request("jwt-of-plain-pod", None));
     assert_eq!(code, 0, "{err}");
 
-    // Neither the service-account tokens nor the registry token reach the log at TRACE.
-    let log = daemon.proc.output();
-    for secret in ["jwt-of-pod-a", "jwt-of-pod-c", "jwt-of-admin", PASSWORD] {
-        assert!(!log.contains(secret), "{secret} in the log");
+    // Neither the service-account tokens nor the registry token reach the
+    // log at TRACE, /status, /metrics or an error's text.
+    let (_, status) = http(health, "GET", "/status", "");
+    let (_, metrics) = http(health, "GET", "/metrics", "");
+    assert!(
+        metrics.contains("ecr_credd_workload_requests_total{exchange=\"irsa\",outcome=\"exchanged\"}"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("pod-a") && !metrics.contains("team"), "per-workload labels in\n{metrics}");
+    let texts = [
+        ("the log", daemon.proc.output()),
+        ("/status", status),
+        ("/metrics", metrics),
+        ("the refusal", refusal),
+    ];
+    for (name, text) in &texts {
+        for secret in ["jwt-of-pod-a", "jwt-of-pod-c", "jwt-of-admin", "jwt-of-plain-pod", PASSWORD] {
+            assert!(!text.contains(secret), "{secret} in {name}");
+        }
     }
 }
 

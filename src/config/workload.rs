@@ -104,29 +104,15 @@ pub(super) fn resolve(raw: RawWorkload) -> Result<WorkloadConfig, Invalid> {
     let d = WorkloadConfig::default();
     let exchange = match raw.exchange {
         None => d.exchange,
-        Some(e) => match e.get_ref().as_str() {
-            "irsa" => ExchangeKind::Irsa,
-            "pod-identity" => ExchangeKind::PodIdentity,
-            other => {
-                return Err(Invalid::at(
-                    &e,
-                    format!("workload.exchange: {other:?} is neither \"irsa\" nor \"pod-identity\""),
-                ))
-            }
-        },
+        Some(e) => keyword(
+            &e,
+            "exchange",
+            &[("irsa", ExchangeKind::Irsa), ("pod-identity", ExchangeKind::PodIdentity)],
+        )?,
     };
     let fallback = match raw.fallback {
         None => d.fallback,
-        Some(f) => match f.get_ref().as_str() {
-            "node" => Fallback::Node,
-            "deny" => Fallback::Deny,
-            other => {
-                return Err(Invalid::at(
-                    &f,
-                    format!("workload.fallback: {other:?} is neither \"node\" nor \"deny\""),
-                ))
-            }
-        },
+        Some(f) => keyword(&f, "fallback", &[("node", Fallback::Node), ("deny", Fallback::Deny)])?,
     };
     let role_annotation = match raw.role_annotation {
         None => d.role_annotation,
@@ -175,6 +161,20 @@ pub(super) fn resolve(raw: RawWorkload) -> Result<WorkloadConfig, Invalid> {
         max_cached,
         pod_identity_endpoint,
     })
+}
+
+/// The value `choices` names for `v`, or an error listing them.
+fn keyword<T: Copy>(v: &Spanned<String>, key: &str, choices: &[(&str, T)]) -> Result<T, Invalid> {
+    match choices.iter().find(|(name, _)| name == v.get_ref()) {
+        Some((_, value)) => Ok(*value),
+        None => {
+            let names: Vec<String> = choices.iter().map(|(name, _)| format!("{name:?}")).collect();
+            Err(Invalid::at(
+                v,
+                format!("workload.{key}: {:?} is not one of {}", v.get_ref(), names.join(", ")),
+            ))
+        }
+    }
 }
 
 /// `prefix/name` or `name`, as Kubernetes allows annotation keys.
@@ -234,34 +234,4 @@ pub fn role_matches(pattern: &str, role_arn: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn role_patterns() {
-        let arn = "arn:aws:iam::111122223333:role/pull-team-a";
-        for (pattern, want) in [
-            (arn, true),
-            ("arn:aws:iam::111122223333:role/pull-*", true),
-            ("arn:aws:iam::*:role/pull-team-a", true),
-            ("arn:aws:iam::*:role/*-a", true),
-            ("*", true),
-            ("arn:aws:iam::111122223333:role/pull-", false),
-            ("arn:aws:iam::444455556666:role/*", false),
-            ("arn:aws:iam::111122223333:role/pull-team-a-*", false),
-            ("arn:aws:iam::*:role/*-b", false),
-        ] {
-            assert_eq!(role_matches(pattern, arn), want, "{pattern}");
-        }
-    }
-
-    #[test]
-    fn annotation_keys() {
-        for good in ["eks.amazonaws.com/ecr-role-arn", "pull-role", "a.b/c_d.e"] {
-            assert!(valid_annotation_key(good), "{good}");
-        }
-        for bad in ["", "/x", "Eks.com/x", "a/-x", "a/x-", "a b/c"] {
-            assert!(!valid_annotation_key(bad), "{bad}");
-        }
-    }
-}
+mod tests;
