@@ -1,6 +1,6 @@
 """A double of the EKS Pod Identity Agent, with its HTTP contract.
 
-  pod_identity_agent.py PORT ASSOCIATIONS_JSON
+  pod_identity_agent.py PORT ASSOCIATIONS_JSON [BIND_ADDRESS]
 
 ASSOCIATIONS_JSON maps a service-account token to the association's
 {"account": ..., "role": ...}. GET /v1/credentials with that token as
@@ -14,6 +14,7 @@ GET /_stats answers {"calls": N}.
 
 import json
 import secrets
+import socket
 import sys
 from datetime import datetime, timedelta, timezone
 from http.server import ThreadingHTTPServer
@@ -61,4 +62,12 @@ class Handler(JsonHandler):
         )
 
 
-ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+BIND = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
+
+
+class Server(ThreadingHTTPServer):
+    # The agent also listens on IPv6 ([fd00:ec2::23]); ::1 stands in for it.
+    address_family = socket.AF_INET6 if ":" in BIND else socket.AF_INET
+
+
+Server((BIND, PORT), Handler).serve_forever()

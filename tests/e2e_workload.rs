@@ -359,6 +359,16 @@ fn doctor_walks_a_pods_exchange_and_names_the_failing_step() {
     assert_eq!(code, 1);
     expect(&out, &["FAIL trust (EKS Pod Identity association)", "HTTP 403: Access Denied.", "aws eks create-pod-identity-association --cluster-name CLUSTER --namespace team-a --service-account app"]);
 
+    // The agent's IPv6 address, with ::1 standing in for [fd00:ec2::23].
+    let (_agent_v6, endpoint_v6) = testbed::sources::pod_identity_agent_on(
+        dir,
+        &serde_json::json!({ &pod_token: { "account": ACCOUNT, "role": "B" } }),
+        "::1",
+    );
+    let (code, out) = run(&pod_identity(&endpoint_v6), &pod_token, &[], "Pod Identity over IPv6");
+    assert_eq!(code, 0, "{out}");
+    expect(&out, &["ok   agent (EKS Pod Identity)"]);
+
     let dead = format!("http://127.0.0.1:{}/v1/credentials", free_port());
     let (code, out) = run(&pod_identity(&dead), &pod_token, &[], "the agent is not running");
     assert_eq!(code, 1);

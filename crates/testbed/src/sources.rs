@@ -81,14 +81,25 @@ pub fn sso_portal(home: &Path, expiry: u32) -> (Proc, u16) {
     (portal, port)
 }
 
-/// The EKS Pod Identity Agent double in `dir`, knowing the service-account
-/// tokens in `associations` (token → `{"account", "role"}`); the process
-/// and the agent's credentials URL.
+/// The EKS Pod Identity Agent double in `dir` on 127.0.0.1, knowing the
+/// service-account tokens in `associations` (token → `{"account", "role"}`);
+/// the process and the agent's credentials URL.
 pub fn pod_identity_agent(dir: &Path, associations: &serde_json::Value) -> (Proc, String) {
+    pod_identity_agent_on(dir, associations, "127.0.0.1")
+}
+
+/// The same double on `address` (`::1` for the agent's IPv6 address).
+pub fn pod_identity_agent_on(dir: &Path, associations: &serde_json::Value, address: &str) -> (Proc, String) {
     let port = free_port();
     let mut cmd = clean_command(python(), dir);
-    cmd.arg(script("pod_identity_agent.py")).arg(port.to_string()).arg(associations.to_string());
+    cmd.arg(script("pod_identity_agent.py")).arg(port.to_string()).arg(associations.to_string()).arg(address);
     let agent = Proc::spawn("pod identity agent", &mut cmd);
-    wait_port(port, "pod identity agent double");
-    (agent, format!("http://127.0.0.1:{port}/v1/credentials"))
+    let host = if address.contains(':') { format!("[{address}]") } else { address.to_owned() };
+    let url = format!("http://{host}:{port}/v1/credentials");
+    crate::process::wait_until(
+        &format!("the agent double at {url}"),
+        std::time::Duration::from_secs(10),
+        || std::net::TcpStream::connect(format!("{host}:{port}")).is_ok(),
+    );
+    (agent, url)
 }
