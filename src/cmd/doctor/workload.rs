@@ -96,7 +96,8 @@ fn pod<'a>(
     };
     let step = "service-account token";
     let token = match std::fs::read_to_string(&check.token_file) {
-        Ok(text) => Secret::new(text.trim().to_owned()),
+        // The file's copy is zeroed too, not only the Secret's.
+        Ok(text) => Secret::new(zeroize::Zeroizing::new(text).trim().to_owned()),
         Err(e) => return fail(report, step, format!("{file}: {e}"), new_token(None)),
     };
     let claims = match Claims::of(token.expose()) {
