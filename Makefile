@@ -6,6 +6,8 @@ CARGO   ?= cargo
 # Debian's python3: the venv must not depend on a user-level interpreter.
 PYTHON  ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 VENV    := .venv
+# Debian's promtool, for the alert rules' unit tests.
+PROMTOOL := .tools/prometheus/usr/bin/promtool
 # Debian packages the test bed runs: a real registry, real clients, htpasswd.
 DEB_PKGS := docker-registry skopeo podman buildah apache2-utils uidmap binutils rpm lintian \
             debootstrap qemu-user-static cpio docker.io ca-certificates
@@ -28,8 +30,10 @@ all: build
 build:
 	$(CARGO) build --bins
 
-## Test-bed dependencies: Debian packages by name, moto pinned in a venv.
-deps: .deps-stamp $(VENV)/.stamp
+## Test-bed dependencies: Debian packages by name, moto pinned in a venv,
+## and Debian's promtool (extracted, not installed: the package would start
+## a Prometheus server).
+deps: .deps-stamp $(VENV)/.stamp $(PROMTOOL)
 
 # Installs those of the Debian packages $(1) that are missing (apt-get update
 # only when the install fails on stale lists).
@@ -42,6 +46,14 @@ if [ -n "$$missing" ]; then \
   { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
 fi
 endef
+
+$(PROMTOOL):
+	@mkdir -p .tools/prometheus
+	@cd .tools && rm -f prometheus_*.deb && { apt-get download prometheus 2>/dev/null || \
+	  { $(SUDO) apt-get update >/dev/null && apt-get download prometheus; }; }
+	dpkg-deb -x .tools/prometheus_*.deb .tools/prometheus
+	@rm -f .tools/prometheus_*.deb
+	@$@ --version | head -1
 
 .deps-stamp: Makefile
 	@$(call apt_install,$(DEB_PKGS))

@@ -157,6 +157,7 @@ pub struct Metrics {
     registry: Registry,
     refresh: Family<RefreshLabels, Counter>,
     token_expiry: Family<RegistryLabel, Gauge>,
+    registry_ready: Family<RegistryLabel, Gauge>,
     requests: Family<OutcomeLabel, Counter>,
     latency: Histogram,
     aws_calls: Family<AwsLabels, Counter>,
@@ -189,6 +190,12 @@ impl Metrics {
             "When each registry's current token expires (Unix seconds)",
             token_expiry.clone(),
         );
+        let registry_ready = Family::<RegistryLabel, Gauge>::default();
+        registry.register(
+            "registry_ready",
+            "1 while a configured registry holds a token with more than 5 minutes left (as /readyz), else 0",
+            registry_ready.clone(),
+        );
         let requests = Family::<OutcomeLabel, Counter>::default();
         registry.register("socket_requests", "Socket requests by outcome", requests.clone());
         let latency = Histogram::new(exponential_buckets(0.000_025, 2.0, 18));
@@ -220,6 +227,7 @@ impl Metrics {
             registry,
             refresh,
             token_expiry,
+            registry_ready,
             requests,
             latency,
             aws_calls,
@@ -258,10 +266,21 @@ impl Metrics {
             .set(i64::try_from(unix).unwrap_or(i64::MAX));
     }
 
+    /// Each configured registry's readiness now, set as `/metrics` is read
+    /// (readiness moves with the clock, not only with fetches).
+    pub fn readiness<'a>(&self, registries: impl IntoIterator<Item = (&'a str, bool)>) {
+        for (registry, ready) in registries {
+            self.registry_ready
+                .get_or_create(&RegistryLabel { registry: registry.into() })
+                .set(i64::from(ready));
+        }
+    }
+
     /// Forgets every series of a registry that was removed from the config
     /// or dropped from the table, so made-up hosts cannot grow `/metrics`.
     pub fn forget(&self, registry: &str) {
         self.token_expiry.remove(&RegistryLabel { registry: registry.into() });
+        self.registry_ready.remove(&RegistryLabel { registry: registry.into() });
         let seen = crate::sync::lock(&self.fetch_labels).remove(registry);
         for (outcome, step) in seen.unwrap_or_default() {
             self.refresh.remove(&RefreshLabels {
@@ -320,6 +339,7 @@ mod tests {
         m.aws_call(Api::IMDS, CallOutcome::Success);
         m.request(RequestOutcome::NotFound, Duration::from_micros(40));
         m.aws_call(Api::GetAuthorizationToken, CallOutcome::from(crate::tokens::Refusal::Throttled));
+        m.readiness([("127.0.0.1:5000", false), ("127.0.0.1:5001", true)]);
         let text = m.encode();
         for needle in [
             "ecr_credd_token_fetches_total{registry=\"127.0.0.1:5000\",outcome=\"failure\",step=\"assume_role\"} 1",
@@ -330,12 +350,15 @@ mod tests {
             "ecr_credd_aws_calls_total{api=\"IMDS\",outcome=\"success\"} 1",
             "ecr_credd_socket_requests_total{outcome=\"not_found\"} 1",
             "ecr_credd_aws_calls_total{api=\"GetAuthorizationToken\",outcome=\"throttled\"} 1",
+            "ecr_credd_registry_ready{registry=\"127.0.0.1:5000\"} 0",
+            "ecr_credd_registry_ready{registry=\"127.0.0.1:5001\"} 1",
             "ecr_credd_build_info{version=\"",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
         m.forget("127.0.0.1:5000");
+        m.forget("127.0.0.1:5001");
         let text = m.encode();
         assert!(
             !text.contains("token_expiry_timestamp_seconds{") && !text.contains("127.0.0.1:5000"),

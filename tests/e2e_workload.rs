@@ -121,6 +121,7 @@ fn two_pods_pull_with_their_own_roles_and_one_token_makes_one_exchange() {
         "{metrics}"
     );
     assert!(!metrics.contains("pod-a") && !metrics.contains("team"), "per-workload labels in\n{metrics}");
+    assert!(metrics.contains(&format!("ecr_credd_registry_ready{{registry=\"{ALIAS}\"}} 1")), "{metrics}");
     let texts = [
         ("the log", daemon.proc.output()),
         ("/status", status),

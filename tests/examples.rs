@@ -248,3 +248,52 @@ fn workload_rbac_and_pod_validate_strictly() {
     std::fs::write(&broken, pod.replace("serviceAccountName: app", "serviceAccount: {name: app}")).unwrap();
     assert!(!run(broken.to_str().unwrap()).status.success(), "a broken manifest passed");
 }
+
+/// `promtool test rules` on `test_file` in `dir`: (passed, output).
+fn promtool_test(dir: &std::path::Path, test_file: &str) -> (bool, String) {
+    let out = Command::new(testbed::paths::promtool())
+        .args(["test", "rules", test_file])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn alert_rules_fire_when_their_tests_say_and_the_readme_shows_the_same_file() {
+    require!(Promtool);
+    let rules = read("prometheus/ecr-credd.rules.yml");
+    let (ok, out) =
+        promtool_test(&std::path::Path::new(ROOT).join("tests/prometheus"), "ecr-credd.rules.test.yml");
+    assert!(ok, "{out}");
+    let check = Command::new(testbed::paths::promtool())
+        .args(["check", "rules", &format!("{ROOT}/examples/prometheus/ecr-credd.rules.yml")])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+
+    // The tests do catch a rule that fires too early or not at all.
+    for (from, to) in [("for: 10m", "for: 1m"), ("outcome=\"throttled\"", "outcome=\"denied\"")] {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("examples/prometheus")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("tests/prometheus")).unwrap();
+        assert!(rules.contains(from));
+        std::fs::write(tmp.path().join("examples/prometheus/ecr-credd.rules.yml"), rules.replace(from, to))
+            .unwrap();
+        let tests =
+            std::fs::read_to_string(format!("{ROOT}/tests/prometheus/ecr-credd.rules.test.yml")).unwrap();
+        std::fs::write(tmp.path().join("tests/prometheus/ecr-credd.rules.test.yml"), tests).unwrap();
+        let (ok, _) = promtool_test(&tmp.path().join("tests/prometheus"), "ecr-credd.rules.test.yml");
+        assert!(!ok, "the rule tests passed with {to:?} for {from:?}");
+    }
+
+    // The README shows the file itself, so the two cannot drift.
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```yaml\n{rules}```")),
+        "README.md's alert rules differ from examples/prometheus/ecr-credd.rules.yml"
+    );
+}

@@ -36,6 +36,7 @@ const FILES: &[&str] = &[
     "doc/ecr-credd/examples/credential-provider-config-pod-identity.yaml",
     "doc/ecr-credd/examples/workload-rbac.yaml",
     "doc/ecr-credd/examples/workload-pod.yaml",
+    "doc/ecr-credd/examples/ecr-credd.rules.yml",
     "systemd/system/ecr-credd.service",
     "systemd/system/ecr-credd.socket",
     "usr/lib/sysusers.d/ecr-credd.conf",

@@ -117,11 +117,16 @@ pub(super) fn route<S: TokenSource>(
                 },
             )
         }
-        "/metrics" => reply(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            cache.metrics().encode(),
-        ),
+        "/metrics" => {
+            let status = cache.status();
+            let configured = status.iter().filter(|s| s.configured);
+            cache.metrics().readiness(configured.map(|s| (s.host.as_str(), s.ready)));
+            reply(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                cache.metrics().encode(),
+            )
+        }
         _ => reply(StatusCode::NOT_FOUND, TEXT, "not found; try /healthz, /readyz, /status or /metrics\n"),
     }
 }

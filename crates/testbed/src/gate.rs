@@ -43,6 +43,8 @@ pub enum Need {
     Linters,
     /// Debian's rustc-web cargo, which scripts/release.sh builds with.
     ReleaseToolchain,
+    /// Debian's promtool, extracted under .tools/ (`make deps`).
+    Promtool,
 }
 
 impl Need {
@@ -57,6 +59,9 @@ impl Need {
                 return ["python", "cfn-lint", "kubernetes-validate"]
                     .into_iter()
                     .find_map(|t| file_missing(&venv_tool(t), "the venv's linters (make deps)"))
+            }
+            Need::Promtool => {
+                return file_missing(&crate::paths::promtool(), "Debian's promtool (make deps)")
             }
             Need::Dist => return file_missing(&format!("{ROOT}/dist/SHA256SUMS"), "dist/ (make release)"),
             Need::Root => return (!is_root()).then(|| "root (it switches users and mounts)".to_owned()),

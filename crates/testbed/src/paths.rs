@@ -59,6 +59,11 @@ pub fn venv_tool(name: &str) -> String {
     format!("{ROOT}/.venv/bin/{name}")
 }
 
+/// Debian's promtool, as `make deps` extracts it.
+pub fn promtool() -> String {
+    format!("{ROOT}/.tools/prometheus/usr/bin/promtool")
+}
+
 /// A script of `testbed/`.
 pub fn script(name: &str) -> String {
     format!("{ROOT}/testbed/{name}")
