@@ -1,6 +1,7 @@
 //! The `ecr-credd` command line: argument types and the non-daemon commands.
 
 mod check_config;
+pub mod configure;
 mod doctor;
 mod install;
 mod man;
@@ -92,6 +93,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Point docker, podman/skopeo/buildah or the kubelet at the helper.
+    Configure {
+        /// Which client.
+        #[command(subcommand)]
+        client: crate::cmd::configure::Client,
+        /// Config file [default: $ECR_CREDD_CONFIG or /etc/ecr-credd/config.toml].
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Copy the kubelet provider and the docker helper to a host directory and
     /// make the socket directory (a DaemonSet's init container; the image has no shell).
     InstallHost {
@@ -148,6 +158,18 @@ pub fn execute(command: Command) -> Result<ExitCode> {
         Command::Policy { setup, format, json } => {
             let format = if json { policy::Format::Json } else { format };
             print!("{}", policy::print(&setup, format)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Configure { client, config } => {
+            let config = if configure::needs_config(&client) {
+                load_config(config)?.1
+            } else {
+                // Hosts were named: the config, when there is one, is only for defaults.
+                load_config(config)
+                    .map(|(_, c)| c)
+                    .or_else(|_| config::parse("", std::path::Path::new("-")))?
+            };
+            print!("{}", configure::run(&client, &config)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::InstallHost { bin_dir, socket_dir, owner } => {
