@@ -128,3 +128,78 @@ fn docker_cli_forwards_our_credentials_with_cred_helpers_and_creds_store() {
     // Everything above cost one AssumeRole and one GetAuthorizationToken.
     assert_eq!(moto.counts(), (1, 1));
 }
+
+#[test]
+fn configure_docker_merges_into_a_config_with_other_content_and_the_cli_uses_it() {
+    require!(Moto, Docker);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let (moto, imds) = (Moto::start(home), Imds::start(home));
+    let engine = Engine::start(home);
+    let host = "127.0.0.1:5000";
+    let daemon = Daemon::builder(home)
+        .config(&registry_toml(host, Some(ROLE)))
+        .env(&Daemon::aws_env(&moto, &imds))
+        .start();
+    let original = "{\n\t\"auths\": {\n\t\t\"ghcr.io\": {\n\t\t\t\"auth\": \"dTpw\"\n\t\t}\n\t},\n\t\"credsStore\": \"desktop\",\n\t\"credHelpers\": {\n\t\t\"gcr.io\": \"gcloud\"\n\t},\n\t\"psFormat\": \"table {{.ID}}\\t{{.Names}}\"\n}\n";
+    let dir = config_dir(home, "docker", original);
+    let file = dir.join("config.json");
+    let configure = |args: &[&str]| {
+        let out = clean_command(daemon_bin(), home)
+            .args(["configure", "docker", "--config-dir"])
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), output_text(&out))
+    };
+    let (code, diff) = configure(&[host, "--dry-run"]);
+    println!("---- ecr-credd configure docker --dry-run {host} ----\n{diff}");
+    assert_eq!(code, Some(0), "{diff}");
+    assert!(diff.contains(&format!("+\t\t\"{host}\": \"ecr-credd\"")), "{diff}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original, "--dry-run wrote");
+
+    let (code, said) = configure(&[host]);
+    assert_eq!(code, Some(0), "{said}");
+    let written = std::fs::read_to_string(&file).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&written).unwrap();
+    assert_eq!(v["credHelpers"], serde_json::json!({"gcr.io": "gcloud", host: "ecr-credd"}));
+    assert_eq!(
+        (v["auths"]["ghcr.io"]["auth"].as_str(), v["credsStore"].as_str()),
+        (Some("dTpw"), Some("desktop"))
+    );
+    assert_eq!(v["psFormat"], "table {{.ID}}\t{{.Names}}");
+    let out = docker(home, &dir, &engine, &daemon.socket, &["pull", &format!("{host}/demo:v1")], "");
+    assert!(out.status.success(), "docker pull: {}", output_text(&out));
+    let pull = engine
+        .requests()
+        .into_iter()
+        .find(|r| r["path"].as_str().unwrap().contains("/images/create"))
+        .unwrap();
+    assert_eq!(
+        (pull["auth"]["username"].as_str(), pull["auth"]["password"].as_str()),
+        (Some("AWS"), Some(PASSWORD))
+    );
+
+    // Twice changes nothing, not even the file's time; --remove restores the original.
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let (_, said) = configure(&[host]);
+    assert!(said.contains("unchanged"), "{said}");
+    assert_eq!(std::fs::metadata(&file).unwrap().modified().unwrap(), modified);
+    let (code, said) = configure(&[host, "--remove"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+
+    // A host another helper holds is left alone and named; malformed JSON is refused in place.
+    let (code, said) = configure(&["gcr.io"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        said.contains("gcr.io is routed to docker-credential-gcloud; left unchanged (--force replaces it)"),
+        "{said}"
+    );
+    std::fs::write(&file, "{\"auths\": {\n  \"x\": }\n").unwrap();
+    let (code, said) = configure(&[host]);
+    assert_eq!(code, Some(1));
+    assert!(said.contains("config.json: line 2, column 8: not JSON"), "{said}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "{\"auths\": {\n  \"x\": }\n");
+}

@@ -112,7 +112,7 @@ pub(crate) fn plan(
     if remove && helpers.is_empty() {
         fields.retain(|(k, _)| k != "credHelpers");
     }
-    Ok(Plan { text: changed.then(|| config.to_text()), notes })
+    Ok(Plan { text: changed.then(|| config.to_text_like(existing.unwrap_or_default())), notes })
 }
 
 #[cfg(test)]

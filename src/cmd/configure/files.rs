@@ -127,4 +127,24 @@ mod tests {
         assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"b\":2}\n");
     }
+
+    #[test]
+    fn a_new_file_for_another_user_is_theirs_and_an_existing_one_keeps_its_owner() {
+        let tmp = tempfile::tempdir().unwrap();
+        if fs::metadata(tmp.path()).unwrap().uid() != 0 {
+            // Only root may give a file away; CI runs as root.
+            eprintln!("skipped: not root");
+            return;
+        }
+        let nobody = User { uid: 65534, gid: 65534, home: tmp.path().into() };
+        let path = tmp.path().join(".docker/config.json");
+        write_atomic(&path, "{}\n", 0o600, Some(&nobody)).unwrap();
+        for p in [&path, &tmp.path().join(".docker")] {
+            let m = fs::metadata(p).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534), "{}", p.display());
+        }
+        // Rewritten by root later, it stays nobody's.
+        write_atomic(&path, "{\"a\":1}\n", 0o600, None).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().uid(), 65534);
+    }
 }

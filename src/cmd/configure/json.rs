@@ -49,10 +49,22 @@ impl Json {
         }
     }
 
-    /// The text as docker writes it: tab-indented, with a final newline.
-    pub(crate) fn to_text(&self) -> String {
+    /// The text indented as `like` is (its first indented line's
+    /// whitespace), so an edit does not reformat the file; else as docker
+    /// writes it, tab-indented. Always with a final newline.
+    pub(crate) fn to_text_like(&self, like: &str) -> String {
+        let indent = like
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| &l[..l.len() - l.trim_start().len()])
+            .find(|w| !w.is_empty() && w.chars().all(|c| c == ' ' || c == '\t'))
+            .unwrap_or("\t");
+        self.to_text_indented(indent)
+    }
+
+    fn to_text_indented(&self, indent: &str) -> String {
         let mut out = Vec::new();
-        let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+        let formatter = serde_json::ser::PrettyFormatter::with_indent(indent.as_bytes());
         let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
         // Writing to a Vec cannot fail, and every value here serialises.
         let _ = self.serialize(&mut ser);
@@ -150,14 +162,21 @@ mod tests {
     fn keeps_key_order_and_values_through_a_round_trip() {
         let text = r#"{"proxies":{"default":{"httpProxy":"http://p:3128"}},"auths":{"b.example":{"auth":"eA=="}},"credsStore":"desktop","n":1.5,"big":18446744073709551615,"neg":-3,"list":[true,null,"x"]}"#;
         let v: Json = serde_json::from_str(text).unwrap();
-        let back: Json = serde_json::from_str(&v.to_text()).unwrap();
+        let back: Json = serde_json::from_str(&v.to_text_like("")).unwrap();
         assert_eq!(back, v);
         let keys: Vec<&str> = match &v {
             Json::Object(f) => f.iter().map(|(k, _)| k.as_str()).collect(),
             _ => vec![],
         };
         assert_eq!(keys, ["proxies", "auths", "credsStore", "n", "big", "neg", "list"]);
-        assert!(v.to_text().starts_with("{\n\t\"proxies\": {\n\t\t\"default\""), "{}", v.to_text());
+        assert!(
+            v.to_text_like("").starts_with("{\n\t\"proxies\": {\n\t\t\"default\""),
+            "{}",
+            v.to_text_like("")
+        );
         assert_eq!(v.get("credsStore").and_then(Json::as_str), Some("desktop"));
+        let two = "{\n  \"auths\": {}\n}\n";
+        let parsed: Json = serde_json::from_str(two).unwrap();
+        assert_eq!(parsed.to_text_like(two), two, "kept as two-space indented");
     }
 }

@@ -94,3 +94,42 @@ pub(crate) fn next_steps(output: &str) -> String {
          - --image-credential-provider-config={output}\n      - --image-credential-provider-bin-dir={BIN_DIR}\n"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        crate::config::parse(text, std::path::Path::new("c.toml")).unwrap()
+    }
+
+    #[test]
+    fn match_images_are_the_configured_hosts_and_the_ecr_patterns_only_when_unlisted_are_served() {
+        let listed = "[[registry]]\nhost = \"111122223333.dkr.ecr.eu-west-1.amazonaws.com\"\nrole_arn = \"arn:aws:iam::111122223333:role/r\"\n";
+        assert_eq!(
+            match_images(&config(&format!("serve_unlisted_ecr = false\n{listed}"))),
+            ["111122223333.dkr.ecr.eu-west-1.amazonaws.com"]
+        );
+        let all = match_images(&config(listed));
+        assert_eq!(all.len(), 1 + ECR_PATTERNS.len());
+        let text = provider_config(&config(listed), Some(ExchangeKind::Irsa), DEFAULT_OUTPUT);
+        for needle in [
+            "serviceAccountTokenAudience: sts.amazonaws.com",
+            "cacheType: Token",
+            "- eks.amazonaws.com/ecr-role-arn",
+            "value: \"/run/ecr-credd/ecr-credd.sock\"",
+        ] {
+            assert!(text.contains(needle), "{needle} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_patterns_are_the_examples() {
+        let example = include_str!("../../../examples/kubernetes/credential-provider-config.yaml");
+        let listed: Vec<&str> = example
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- \"").and_then(|l| l.strip_suffix('"')))
+            .collect();
+        assert_eq!(listed, ECR_PATTERNS);
+    }
+}
