@@ -142,6 +142,23 @@ fn each_broken_step_is_named() {
     );
     // The helper is not configured in docker's config, and no daemon runs.
     assert!(out.contains("FAIL client config") && out.contains("credHelpers"), "{out}");
+    // Its fix is the exact command that makes the check pass.
+    let fix =
+        out.lines().find_map(|l| l.trim().strip_prefix("run: ecr-credd ")).expect("a configure command");
+    let home_dir = d.join("home");
+    let ran = clean_command(daemon_bin(), &home_dir).args(fix.split_whitespace()).output().unwrap();
+    assert!(ran.status.success(), "{fix}: {}", output_text(&ran));
+    let socket = d.join("run/ecr-credd.sock");
+    let (_, again) = doctor(
+        &home_dir,
+        &d.join("config.toml"),
+        &["--socket", socket.to_str().unwrap()],
+        &Daemon::aws_env(&moto, &imds),
+    );
+    assert!(
+        again.contains("ok   client config") && !again.contains("FAIL client config"),
+        "after `{fix}`:\n{again}"
+    );
     assert!(
         out.contains("FAIL daemon socket") && out.contains("systemctl enable --now ecr-credd.socket"),
         "{out}"

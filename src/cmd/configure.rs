@@ -18,6 +18,8 @@ use crate::config::workload::ExchangeKind;
 use crate::config::Config;
 use ecr_credd_client::registry::normalize_host;
 
+pub(crate) use containers::DROP_IN as CONTAINERS_DROP_IN;
+
 /// Why a file was left as it was.
 #[derive(Debug, Error)]
 pub enum ConfigureError {

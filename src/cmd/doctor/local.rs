@@ -97,21 +97,25 @@ pub(super) fn client_config(targets: &[Target], homes: &[PathBuf]) -> Vec<Check>
     for (file, required) in files.iter().map(|f| (f, true)).chain(optional.iter().map(|f| (f, false))) {
         let value: Option<serde_json::Value> =
             std::fs::read_to_string(file).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let dir = file.parent().map(|d| d.display().to_string()).unwrap_or_default();
+        let is_docker = file.ends_with(".docker/config.json");
+        // The exact command that makes the check pass.
+        let fix = |hosts: &str| {
+            let command = if is_docker {
+                format!("ecr-credd configure docker --config-dir {dir} {hosts}")
+            } else {
+                "ecr-credd configure containers".to_owned()
+            };
+            format!("run: {command}\n(it routes each host to the helper: \"credHelpers\": {{\"HOST\": \"ecr-credd\"}})")
+        };
         let Some(value) = value else {
             if required {
-                let snippet = format!(
-                    "{{\"credHelpers\": {{{}}}}}",
-                    targets
-                        .iter()
-                        .map(|t| format!("\"{}\": \"ecr-credd\"", t.registry.host))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
+                let hosts: Vec<&str> = targets.iter().map(|t| t.registry.host.as_str()).collect();
                 checks.push(Check::fail(
                     "client config",
                     None,
                     format!("{} is missing or not JSON", file.display()),
-                    format!("create it with: {snippet}"),
+                    fix(&hosts.join(" ")),
                 ));
             }
             continue;
@@ -126,15 +130,33 @@ pub(super) fn client_config(targets: &[Target], homes: &[PathBuf]) -> Vec<Check>
                     Some(host),
                     format!("{} routes it to docker-credential-ecr-credd", file.display()),
                 ));
+            } else if !is_docker && containers_drop_in(homes).is_some() {
+                // The drop-in asks the helper before any auth file.
+                continue;
             } else {
                 checks.push(Check::fail(
                     "client config",
                     Some(host),
                     format!("{} does not route it to the helper", file.display()),
-                    format!("add to {}: \"credHelpers\": {{\"{host}\": \"ecr-credd\"}}", file.display()),
+                    fix(host),
                 ));
             }
         }
     }
+    if let Some(drop_in) = containers_drop_in(homes) {
+        checks.push(Check::pass(
+            "client config",
+            None,
+            format!("{} makes podman, skopeo and buildah ask the helper first", drop_in.display()),
+        ));
+    }
     checks
+}
+
+/// The `configure containers` drop-in, system-wide or the invoking user's.
+fn containers_drop_in(homes: &[PathBuf]) -> Option<PathBuf> {
+    let name = crate::cmd::configure::CONTAINERS_DROP_IN;
+    std::iter::once(PathBuf::from("/etc/containers/registries.conf.d").join(name))
+        .chain(homes.iter().take(1).map(|h| h.join(".config/containers/registries.conf.d").join(name)))
+        .find(|p| p.exists())
 }
