@@ -10,11 +10,11 @@ VENV    := .venv
 PROMTOOL := .tools/prometheus/usr/bin/promtool
 # Debian packages the test bed runs: a real registry, real clients, htpasswd.
 DEB_PKGS := docker-registry skopeo podman buildah apache2-utils uidmap binutils rpm lintian \
-            debootstrap qemu-user-static cpio docker.io ca-certificates
+            debootstrap qemu-user-static cpio docker.io ca-certificates dnf
 # The release toolchain: Debian 12's rustc-web (the only one here with an
 # aarch64 std), the aarch64 cross linker and both libcs for static linking.
 RELEASE_PKGS := rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu \
-                libc6-dev-arm64-cross libc6-dev binutils
+                libc6-dev-arm64-cross libc6-dev binutils gnupg apt-utils createrepo-c
 # Packaging tools, pinned.
 CARGO_DEB_VERSION := 3.6.2
 CARGO_RPM_VERSION := 0.21.1

@@ -15,3 +15,9 @@ workspace_version() {
 release_programs() {
     for p in $PROGRAMS; do printf '%s\n' "target/$1/release/$p"; done
 }
+
+# SHA256SUMS of the artifacts in $1: its files (not repo/, which is signed itself).
+write_sums() {
+    (cd "$1" && find . -maxdepth 1 -type f ! -name 'SHA256SUMS*' -printf '%P\n' | LC_ALL=C sort |
+        xargs sha256sum --) > "$1/SHA256SUMS.tmp" && mv "$1/SHA256SUMS.tmp" "$1/SHA256SUMS"
+}

@@ -52,6 +52,5 @@ out="dist/ecr-credd-image-$version.oci.tar"
 rm -f "$out"
 $B manifest push --quiet --all --format oci "$name" "oci-archive:$out:$name" >/dev/null
 # The sums cover the image too (written outside dist/ so they never list themselves).
-rm -f dist/SHA256SUMS
-(cd dist && sha256sum -- *) > target/SHA256SUMS.tmp && mv target/SHA256SUMS.tmp dist/SHA256SUMS
+write_sums dist
 ls -l "$out"

@@ -80,5 +80,7 @@ for t in $TARGETS; do
     tar -C target/stage --owner=0 --group=0 --sort=name -czf "$DIST/ecr-credd-$version-$arch-linux.tar.gz" \
         "ecr-credd-$version-$arch-linux"
 done
-(cd "$DIST" && sha256sum -- * > SHA256SUMS)
+write_sums "$DIST"
+# The signed apt and yum repositories, from the packages just built.
+DIST="$DIST" scripts/repo.sh
 ls -l "$DIST"

@@ -94,10 +94,41 @@ fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
     let libc = ok(&mut chroot(&root, None, &["ldd", "--version"], &[]), "ldd");
     eprintln!("root: {}", libc.lines().next().unwrap_or_default());
 
-    // dpkg -i with no systemd running: the scripts make the group and stop there.
-    std::fs::copy(dist_file("_amd64.deb"), root.join("tmp/ecr-credd.deb")).unwrap();
-    let installed = ok(&mut chroot(&root, None, &["dpkg", "-i", "/tmp/ecr-credd.deb"], &[]), "dpkg -i");
-    eprintln!("dpkg -i:\n{installed}");
+    // From the signed repository, as a fleet installs (no systemd running:
+    // the scripts make the group and stop there).
+    // The README's EC2 user data does it: the repository added with its
+    // key, apt-get update && apt-get install, the config, and the login
+    // user's docker routed to the helper.
+    let repo = Repo::add(&root);
+    let _ = chroot(&root, None, &["userdel", "-r", "admin"], &[]).output();
+    ok(&mut chroot(&root, None, &["useradd", "-m", "admin"], &[]), "useradd admin");
+    std::fs::copy(format!("{ROOT}/examples/cloud-init/user-data.sh"), root.join("tmp/user-data.sh")).unwrap();
+    // The root's own mirror is unreachable from here: only our repository.
+    let mirror = root.join("etc/apt/sources.list");
+    std::fs::rename(&mirror, mirror.with_extension("list.off")).unwrap();
+    let ran =
+        chroot(&root, None, &["sh", "-x", "/tmp/user-data.sh"], &[("REPO_URL", "file:///tmp/repo".into())])
+            .output()
+            .unwrap();
+    std::fs::rename(mirror.with_extension("list.off"), &mirror).unwrap();
+    println!(
+        "---- EC2 user data: apt-get update && apt-get install ecr-credd (signed repository) ----\n{}",
+        output_text(&ran)
+    );
+    assert!(ran.status.success(), "user data: {}", output_text(&ran));
+    let docker = root.join("home/admin/.docker/config.json");
+    let routed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&docker).unwrap()).unwrap();
+    assert_eq!(
+        routed["credHelpers"]["111122223333.dkr.ecr.eu-west-1.amazonaws.com"], "ecr-credd",
+        "{routed}"
+    );
+    let admin = uid_of(&root, "admin").unwrap();
+    assert_eq!(std::fs::metadata(&docker).unwrap().uid(), admin, "the user's docker config is theirs");
+    let groups = std::fs::read_to_string(root.join("etc/group")).unwrap();
+    assert!(
+        groups.lines().any(|l| l.starts_with("ecr-credd:") && l.ends_with("admin")),
+        "admin joined ecr-credd"
+    );
     let gid = gid_of(&root, "ecr-credd").expect("the package creates the ecr-credd group");
     // ... and the daemon's static user, for systemd without DynamicUser= (AL2's 219).
     let user = uid_of(&root, "ecr-credd-daemon").expect("the package creates the user ecr-credd-daemon");
@@ -223,4 +254,134 @@ fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
 
     ok(&mut chroot(&root, None, &["dpkg", "--purge", "ecr-credd"], &[]), "dpkg --purge");
     assert!(!root.join("usr/bin/ecr-credd").exists());
+
+    // apt refuses a repository that is not what was signed.
+    repo.refuses_tampering();
+    // A downloaded file installs with apt, which resolves its dependencies.
+    std::fs::copy(dist_file("_amd64.deb"), root.join("tmp/ecr-credd.deb")).unwrap();
+    let local = repo.apt(&["install", "-y", "/tmp/ecr-credd.deb"]);
+    assert!(local.status.success(), "apt-get install ./deb: {}", output_text(&local));
+    ok(&mut chroot(&root, None, &["dpkg", "--purge", "ecr-credd"], &[]), "dpkg --purge");
+}
+
+/// dist/repo copied to a root's /tmp/repo, its apt repository trusted through
+/// `signed-by` with the release keyring, and no other source.
+struct Repo {
+    root: PathBuf,
+}
+
+impl Repo {
+    const SOURCES: &'static str = "etc/apt/sources.list.d/ecr-credd.sources";
+
+    fn add(root: &Path) -> Repo {
+        let dest = root.join("tmp/repo");
+        let _ = std::fs::remove_dir_all(&dest);
+        let cp =
+            Command::new("cp").arg("-a").arg(format!("{ROOT}/dist/repo")).arg(&dest).status().unwrap();
+        assert!(cp.success(), "copying the apt repository");
+        std::fs::create_dir_all(root.join("usr/share/keyrings")).unwrap();
+        std::fs::copy(
+            format!("{ROOT}/dist/repo/ecr-credd-archive-keyring.gpg"),
+            root.join("usr/share/keyrings/ecr-credd-archive-keyring.gpg"),
+        )
+        .unwrap();
+        let repo = Repo { root: root.to_path_buf() };
+        repo.trust("/usr/share/keyrings/ecr-credd-archive-keyring.gpg");
+        repo
+    }
+
+    /// The sources file, as `dist/repo/ecr-credd.sources` ships it but for file://.
+    fn trust(&self, keyring: &str) {
+        let shipped = std::fs::read_to_string(format!("{ROOT}/dist/repo/ecr-credd.sources")).unwrap();
+        let sources = shipped
+            .replace("https://REPLACE_WITH_YOUR_BUCKET/deb", "file:///tmp/repo/deb")
+            .replace("/usr/share/keyrings/ecr-credd-archive-keyring.gpg", keyring);
+        std::fs::write(self.root.join(Self::SOURCES), sources).unwrap();
+    }
+
+    /// `apt-get ARGS` with only this repository (the root's own mirror is unreachable).
+    fn apt(&self, args: &[&str]) -> Output {
+        let only = ["-o", "Dir::Etc::SourceList=/dev/null", "-o", "APT::Get::List-Cleanup=0"];
+        let mut all = vec!["apt-get"];
+        all.extend_from_slice(&only);
+        all.extend_from_slice(args);
+        chroot(&self.root, None, &all, &[("DEBIAN_FRONTEND", "noninteractive".into())]).output().unwrap()
+    }
+
+    fn forget(&self) {
+        for dir in ["var/lib/apt/lists", "var/cache/apt/archives"] {
+            for e in std::fs::read_dir(self.root.join(dir)).unwrap().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.contains("_tmp_repo_") || name.starts_with("ecr-credd") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
+    fn refuses_tampering(&self) {
+        let packages = self.root.join("tmp/repo/deb/dists/stable/main/binary-amd64/Packages");
+        let original = std::fs::read(&packages).unwrap();
+        let gz = packages.with_extension("gz");
+        let original_gz = std::fs::read(&gz).unwrap();
+        // A Packages index that is not the one the Release signed.
+        self.forget();
+        std::fs::write(&packages, String::from_utf8_lossy(&original).replace("Priority:", "Priority: "))
+            .unwrap();
+        let _ = std::fs::remove_file(&gz);
+        let out = self.apt(&["update"]);
+        println!("---- apt-get update, tampered Packages ----\n{}", output_text(&out));
+        let said = output_text(&out);
+        assert!(
+            !out.status.success()
+                || said.contains("Hash Sum mismatch")
+                || said.contains("File has unexpected size"),
+            "{said}"
+        );
+        let install = self.apt(&["install", "-y", "ecr-credd"]);
+        assert!(!install.status.success(), "installed from a tampered index: {}", output_text(&install));
+        std::fs::write(&packages, &original).unwrap();
+        std::fs::write(&gz, &original_gz).unwrap();
+
+        // A .deb that is not the one the index lists.
+        self.forget();
+        let pool = self.root.join("tmp/repo/deb/pool/main");
+        let deb = std::fs::read_dir(&pool)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("_amd64.deb"))
+            .unwrap();
+        let good = std::fs::read(&deb).unwrap();
+        let mut bad = good.clone();
+        let at = bad.len() - 200;
+        bad[at] ^= 0x55;
+        std::fs::write(&deb, &bad).unwrap();
+        let updated = self.apt(&["update"]);
+        assert!(updated.status.success(), "{}", output_text(&updated));
+        let out = self.apt(&["install", "-y", "ecr-credd"]);
+        println!("---- apt-get install, tampered .deb ----\n{}", output_text(&out));
+        assert!(
+            !out.status.success() && output_text(&out).contains("Hash Sum mismatch"),
+            "{}",
+            output_text(&out)
+        );
+        std::fs::write(&deb, &good).unwrap();
+
+        // Signed, but by a key the source does not trust.
+        self.forget();
+        self.trust("/usr/share/keyrings/debian-archive-keyring.gpg");
+        let out = self.apt(&["update"]);
+        let said = output_text(&out);
+        println!("---- apt-get update, another key ----\n{said}");
+        assert!(said.contains("NO_PUBKEY") || said.contains("not signed"), "{said}");
+        let install = self.apt(&["install", "-y", "ecr-credd"]);
+        assert!(
+            !install.status.success(),
+            "installed from an untrusted repository: {}",
+            output_text(&install)
+        );
+        self.trust("/usr/share/keyrings/ecr-credd-archive-keyring.gpg");
+        self.forget();
+    }
 }
