@@ -276,8 +276,7 @@ impl Repo {
     fn add(root: &Path) -> Repo {
         let dest = root.join("tmp/repo");
         let _ = std::fs::remove_dir_all(&dest);
-        let cp =
-            Command::new("cp").arg("-a").arg(format!("{ROOT}/dist/repo")).arg(&dest).status().unwrap();
+        let cp = Command::new("cp").arg("-a").arg(format!("{ROOT}/dist/repo")).arg(&dest).status().unwrap();
         assert!(cp.success(), "copying the apt repository");
         std::fs::create_dir_all(root.join("usr/share/keyrings")).unwrap();
         std::fs::copy(
@@ -384,4 +383,45 @@ impl Repo {
         self.trust("/usr/share/keyrings/ecr-credd-archive-keyring.gpg");
         self.forget();
     }
+}
+
+#[test]
+fn a_downloaded_deb_installs_with_apt_which_resolves_what_dpkg_i_cannot() {
+    require!(Root, Dist, Debootstrap);
+    // A minimal Debian 11 without ca-certificates, which the package needs.
+    let root = testbed::roots::debian_root("bullseye-min", "bullseye", &[]);
+    let _proc = ProcMount::new(&root);
+    let apt = |args: &[&str]| {
+        let mut all = vec!["apt-get"];
+        all.extend_from_slice(args);
+        chroot(&root, None, &all, &[("DEBIAN_FRONTEND", "noninteractive".into())]).output().unwrap()
+    };
+    let _ = apt(&["purge", "-y", "ecr-credd", "ca-certificates", "openssl"]);
+    std::fs::copy(dist_file("_amd64.deb"), root.join("tmp/ecr-credd.deb")).unwrap();
+
+    // dpkg -i: the dependency is missing, and the package is left unconfigured.
+    let out = chroot(&root, None, &["dpkg", "-i", "/tmp/ecr-credd.deb"], &[]).output().unwrap();
+    let said = output_text(&out);
+    println!("---- dpkg -i on a minimal Debian 11 ----\n{said}");
+    assert!(!out.status.success() && said.contains("depends on ca-certificates"), "{said}");
+    let status = ok(
+        &mut chroot(&root, None, &["dpkg-query", "-W", "-f", "${Status}", "ecr-credd"], &[]),
+        "dpkg-query",
+    );
+    assert!(status.contains("unpacked") || status.contains("half-configured"), "{status}");
+    let _ = chroot(&root, None, &["dpkg", "--purge", "ecr-credd"], &[]).output();
+
+    // apt install ./file resolves it from the distribution and configures the package.
+    let updated = apt(&["update"]);
+    assert!(updated.status.success(), "apt-get update (Debian's mirror): {}", output_text(&updated));
+    let out = apt(&["install", "-y", "/tmp/ecr-credd.deb"]);
+    let said = output_text(&out);
+    println!("---- apt install ./ecr-credd.deb on a minimal Debian 11 ----\n{said}");
+    assert!(out.status.success() && said.contains("ca-certificates"), "{said}");
+    let status = ok(
+        &mut chroot(&root, None, &["dpkg-query", "-W", "-f", "${Status}", "ecr-credd"], &[]),
+        "dpkg-query",
+    );
+    assert_eq!(status, "install ok installed");
+    let _ = apt(&["purge", "-y", "ecr-credd", "ca-certificates", "openssl"]);
 }
