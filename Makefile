@@ -20,6 +20,8 @@ CARGO_DEB_VERSION := 3.6.2
 CARGO_RPM_VERSION := 0.21.1
 CARGO_DENY_VERSION := 0.20.2
 CARGO_FUZZ_VERSION := 0.13.2
+CARGO_AUDITABLE_VERSION := 0.7.7
+CARGO_CYCLONEDX_VERSION := 0.5.9
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build check test demo deps lint fmt bench fleet ecr-login soak audit deny-tool fuzz package package-tools \
@@ -126,6 +128,10 @@ package-tools:
 	  $(CARGO) install --locked cargo-deb --version $(CARGO_DEB_VERSION)
 	@$(CARGO) generate-rpm --version 2>/dev/null | grep -q "$(CARGO_RPM_VERSION)" || \
 	  $(CARGO) install --locked cargo-generate-rpm --version $(CARGO_RPM_VERSION)
+	@$(CARGO) install --list | grep -q "^cargo-auditable v$(CARGO_AUDITABLE_VERSION):" || \
+	  $(CARGO) install --locked cargo-auditable --version $(CARGO_AUDITABLE_VERSION)
+	@$(CARGO) cyclonedx --version 2>/dev/null | grep -q "$(CARGO_CYCLONEDX_VERSION)" || \
+	  $(CARGO) install --locked cargo-cyclonedx --version $(CARGO_CYCLONEDX_VERSION)
 
 ## 200,000 gets with faults switched on and off; RSS must stay flat (not in make test).
 soak: deps

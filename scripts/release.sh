@@ -33,6 +33,10 @@ cargo deb --version >/dev/null 2>&1 || missing="$missing
   cargo-deb: cargo install --locked cargo-deb"
 cargo generate-rpm --version >/dev/null 2>&1 || missing="$missing
   cargo-generate-rpm: cargo install --locked cargo-generate-rpm"
+command -v cargo-auditable >/dev/null 2>&1 || missing="$missing
+  cargo-auditable: cargo install --locked cargo-auditable"
+cargo cyclonedx --version >/dev/null 2>&1 || missing="$missing
+  cargo-cyclonedx: cargo install --locked cargo-cyclonedx"
 if [ -n "$missing" ]; then
     echo "release: missing tools (make release-tools installs all of them):$missing" >&2
     exit 2
@@ -48,7 +52,9 @@ export CC_aarch64_unknown_linux_gnu="$CROSS_CC"
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 set --
 for t in $TARGETS; do set -- "$@" --target "$t"; done
-"$RELEASE_CARGO" build --release --locked --bins "$@"
+# cargo auditable: each binary carries its dependency list (a .dep-v0
+# section, zlib-compressed JSON), which `cargo audit bin` and syft read.
+"$RELEASE_CARGO" auditable build --release --locked --bins "$@"
 
 # Every shipped binary must be static: no interpreter, no NEEDED libraries.
 for t in $TARGETS; do
@@ -79,6 +85,19 @@ for t in $TARGETS; do
     cp packaging/config.toml README.md LICENSE "$stage/"
     tar -C target/stage --owner=0 --group=0 --sort=name -czf "$DIST/ecr-credd-$version-$arch-linux.tar.gz" \
         "ecr-credd-$version-$arch-linux"
+done
+# A CycloneDX SBOM per artifact: the ecr-credd crate's dependency graph for
+# that target (the helper's and provider's crate is one of its
+# dependencies), build-only and dev dependencies left out.
+for t in $TARGETS; do
+    cargo cyclonedx --format json --spec-version 1.5 --no-build-deps --target "$t" --override-filename "sbom-$t" -q
+    case $t in x86_64-*) deb=amd64 ;; *) deb=arm64 ;; esac
+    arch=${t%%-*}
+    for artifact in "ecr-credd_${version}-1_$deb.deb" "ecr-credd-$version-1.$arch.rpm" "ecr-credd-$version-$arch-linux.tar.gz"; do
+        [ -f "$DIST/$artifact" ] || { echo "release: no $DIST/$artifact to describe" >&2; exit 1; }
+        cp "sbom-$t.json" "$DIST/$artifact.cdx.json"
+    done
+    rm -f "sbom-$t.json" crates/*/"sbom-$t.json"
 done
 write_sums "$DIST"
 # The signed apt and yum repositories, from the packages just built.
