@@ -20,7 +20,9 @@ fn lock_versions() -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for block in lock.split("[[package]]").skip(1) {
         let field = |key: &str| {
-            block.lines().find_map(|l| l.strip_prefix(&format!("{key} = \"")).and_then(|v| v.strip_suffix('"')))
+            block
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{key} = \"")).and_then(|v| v.strip_suffix('"')))
         };
         if let (Some(name), Some(version)) = (field("name"), field("version")) {
             out.entry(name.to_owned()).or_default().insert(version.to_owned());
@@ -36,8 +38,12 @@ fn le(bytes: &[u8], at: usize, len: usize) -> u64 {
 /// The bytes of section `name` of a little-endian ELF64 file.
 fn section(elf: &[u8], name: &str) -> Option<Vec<u8>> {
     assert_eq!(&elf[..6], b"\x7fELF\x02\x01", "a little-endian ELF64 file");
-    let (shoff, shentsize, shnum, shstrndx) =
-        (le(elf, 0x28, 8) as usize, le(elf, 0x3a, 2) as usize, le(elf, 0x3c, 2) as usize, le(elf, 0x3e, 2) as usize);
+    let (shoff, shentsize, shnum, shstrndx) = (
+        le(elf, 0x28, 8) as usize,
+        le(elf, 0x3a, 2) as usize,
+        le(elf, 0x3c, 2) as usize,
+        le(elf, 0x3e, 2) as usize,
+    );
     let header = |i: usize| {
         let h = shoff + i * shentsize;
         (le(elf, h, 4) as usize, le(elf, h + 24, 8) as usize, le(elf, h + 32, 8) as usize)
@@ -53,10 +59,12 @@ fn section(elf: &[u8], name: &str) -> Option<Vec<u8>> {
 /// The dependency list cargo auditable embedded in `binary`: name → version.
 fn audit_data(dir: &Path, binary: &Path) -> BTreeMap<String, String> {
     let elf = std::fs::read(binary).unwrap();
-    let packed = section(&elf, ".dep-v0").unwrap_or_else(|| panic!("{} has no .dep-v0 section", binary.display()));
+    let packed =
+        section(&elf, ".dep-v0").unwrap_or_else(|| panic!("{} has no .dep-v0 section", binary.display()));
     let file = dir.join("dep-v0.zlib");
     std::fs::write(&file, packed).unwrap();
-    let inflate = "import sys, zlib; sys.stdout.buffer.write(zlib.decompress(open(sys.argv[1], 'rb').read()))";
+    let inflate =
+        "import sys, zlib; sys.stdout.buffer.write(zlib.decompress(open(sys.argv[1], 'rb').read()))";
     let out = Command::new("python3").args(["-c", inflate]).arg(&file).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -92,7 +100,8 @@ fn every_binary_carries_its_dependency_list_and_every_artifact_an_sbom_that_agre
                 WATCHED.iter().filter_map(|c| deps.get(*c).map(|v| format!("{c} {v}"))).collect();
             println!("{arch} {program}: {} crates; {}", deps.len(), shown.join(", "));
             for (name, version) in &deps {
-                let locked = lock.get(name).unwrap_or_else(|| panic!("{program} embeds {name}, not in Cargo.lock"));
+                let locked =
+                    lock.get(name).unwrap_or_else(|| panic!("{program} embeds {name}, not in Cargo.lock"));
                 assert!(locked.contains(version), "{program}: {name} {version}, Cargo.lock has {locked:?}");
             }
             if program == "ecr-credd" {
@@ -115,7 +124,8 @@ fn every_binary_carries_its_dependency_list_and_every_artifact_an_sbom_that_agre
             let name = format!("{artifact}.cdx.json");
             assert!(sums.lines().any(|l| l.ends_with(&format!("  {name}"))), "SHA256SUMS lacks {name}");
             let sbom: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(format!("{ROOT}/dist/{name}")).unwrap()).unwrap();
+                serde_json::from_str(&std::fs::read_to_string(format!("{ROOT}/dist/{name}")).unwrap())
+                    .unwrap();
             assert_eq!(sbom["bomFormat"], "CycloneDX", "{name}");
             assert_eq!(sbom["metadata"]["component"]["version"], env!("CARGO_PKG_VERSION"), "{name}");
             let components: BTreeMap<&str, &str> = sbom["components"]
