@@ -12,6 +12,10 @@ enum Edit<'a> {
 /// common subsequence: config files are small).
 fn edits<'a>(old: &[&'a str], new: &[&'a str]) -> Vec<Edit<'a>> {
     let (n, m) = (old.len(), new.len());
+    if n.saturating_mul(m) > 4_000_000 {
+        // Too big to align within a few MB: all of the old, then all of the new.
+        return old.iter().map(|l| Edit::Gone(l)).chain(new.iter().map(|l| Edit::Added(l))).collect();
+    }
     let mut lcs = vec![vec![0usize; m + 1]; n + 1];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
@@ -102,5 +106,10 @@ mod tests {
         );
         assert_eq!(unified("x", "y", old, old), "");
         assert_eq!(unified("x", "y", "", "a\n"), "--- x\n+++ y\n@@ -0,0 +1,1 @@\n+a\n");
+        // A file too big to align is shown whole, not aligned in gigabytes.
+        let big: String = (0..3000).map(|i| format!("{i}\n")).collect();
+        let bigger = big.clone() + "3000\n";
+        let d = unified("x", "y", &big, &bigger);
+        assert!(d.starts_with("--- x\n+++ y\n@@ -1,3000 +1,3001 @@\n-0\n"), "{}", &d[..60]);
     }
 }
