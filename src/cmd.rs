@@ -79,6 +79,10 @@ pub enum Command {
         /// [default: sts.amazonaws.com for IRSA, pods.eks.amazonaws.com for Pod Identity].
         #[arg(long, requires = "service_account_token")]
         audience: Option<String>,
+        /// The kubelet's credential provider config to check [default:
+        /// /etc/kubernetes/ecr-credd-provider.yaml, when it exists].
+        #[arg(long, value_name = "FILE")]
+        kubelet_config: Option<PathBuf>,
     },
     /// Print the five IAM documents of the cross-account setup (with
     /// --workload: those of a pod's own role).
@@ -150,10 +154,19 @@ pub fn execute(command: Command) -> Result<ExitCode> {
             print!("{text}");
             Ok(status(ready))
         }
-        Command::Doctor { hosts, config, socket, json, service_account_token, role, audience } => {
+        Command::Doctor {
+            hosts,
+            config,
+            socket,
+            json,
+            service_account_token,
+            role,
+            audience,
+            kubelet_config,
+        } => {
             let workload =
                 service_account_token.map(|token_file| doctor::WorkloadCheck { token_file, role, audience });
-            doctor::command(&hosts, config, socket, workload, json).map(status)
+            doctor::command(&hosts, config, socket, workload, kubelet_config, json).map(status)
         }
         Command::Policy { setup, format, json } => {
             let format = if json { policy::Format::Json } else { format };

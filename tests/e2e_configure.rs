@@ -161,9 +161,39 @@ fn configure_kubelet_writes_match_images_for_exactly_the_configured_registries()
     assert!(answer.contains(PASSWORD), "{answer}");
     let again = configure(dir, Some(&config_path), &["kubelet", "--output", output.to_str().unwrap()]);
     assert!(output_text(&again).contains("unchanged"), "{}", output_text(&again));
-    // Someone else's file is not overwritten.
-    std::fs::write(&output, "apiVersion: kubelet.config.k8s.io/v1\n").unwrap();
+    let env = Daemon::aws_env(&moto, &imds);
+    let doctor_kubelet = || {
+        let args =
+            ["--socket", daemon.socket.to_str().unwrap(), "--kubelet-config", output.to_str().unwrap()];
+        doctor(dir, &config_path, &args, &env).1
+    };
+    let out = doctor_kubelet();
+    assert!(out.contains(&format!("ok   kubelet config [{ALIAS}]")), "{out}");
+
+    // Someone else's file is not overwritten; doctor names the fix, which works.
+    std::fs::write(
+        &output,
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders: []\n",
+    )
+    .unwrap();
     let refused = configure(dir, Some(&config_path), &["kubelet", "--output", output.to_str().unwrap()]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(output_text(&refused).contains("not written by ecr-credd; left unchanged (--force replaces it)"));
+    let out = doctor_kubelet();
+    println!("---- doctor, a kubelet config without our provider ----\n{out}");
+    let fix = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("run: ecr-credd "))
+        .find(|f| f.starts_with("configure kubelet --output"))
+        .unwrap_or_else(|| panic!("no configure kubelet fix in\n{out}"));
+    assert!(out.contains("FAIL kubelet config"), "{out}");
+    let fix = fix.split(" (it replaces").next().unwrap();
+    let ran = clean_command(daemon_bin(), dir)
+        .args(fix.split_whitespace())
+        .arg("--config")
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{fix}: {}", output_text(&ran));
+    assert!(doctor_kubelet().contains(&format!("ok   kubelet config [{ALIAS}]")));
 }

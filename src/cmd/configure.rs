@@ -8,7 +8,7 @@ pub(crate) mod diff;
 mod docker;
 mod files;
 mod json;
-mod kubelet;
+pub(crate) mod kubelet;
 
 use std::path::{Path, PathBuf};
 

@@ -96,6 +96,7 @@ pub(super) fn command(
     config: Option<PathBuf>,
     socket: Option<PathBuf>,
     workload: Option<WorkloadCheck>,
+    kubelet_config: Option<PathBuf>,
     json: bool,
 ) -> anyhow::Result<bool> {
     let (_, config) = super::load_config(config)?;
@@ -114,7 +115,11 @@ pub(super) fn command(
         let settings = AwsSettings::from_config(&config);
         anyhow::Ok(match &workload {
             Some(pod) => run_workload(&base, &settings, &config, &targets, pod).await,
-            None => run(&base, &settings, &targets, &socket, &homes).await,
+            None => {
+                let mut checks = run(&base, &settings, &targets, &socket, &homes).await;
+                checks.extend(local::kubelet_config(&targets, kubelet_config.as_deref()));
+                checks
+            }
         })
     })?;
     let ok = checks.iter().all(|c| c.ok);

@@ -39,6 +39,68 @@ pub(crate) fn match_images(config: &Config) -> Vec<String> {
     out
 }
 
+/// Whether the kubelet asks the provider for images on `host` under the
+/// `matchImages` entry `pattern` (k8s.io/kubernetes credentialprovider's
+/// URLsMatch: as many DNS labels, each matched by its glob, the same port).
+/// A pattern with a path matches some of the host's images, which counts.
+pub(crate) fn matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.split('/').next().unwrap_or_default();
+    let split = |h: &str| match h.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            (name.to_owned(), port.to_owned())
+        }
+        _ => (h.to_owned(), String::new()),
+    };
+    let ((p_name, p_port), (h_name, h_port)) = (split(pattern), split(host));
+    let (p_labels, h_labels): (Vec<&str>, Vec<&str>) =
+        (p_name.split('.').collect(), h_name.split('.').collect());
+    p_port == h_port
+        && p_labels.len() == h_labels.len()
+        && p_labels.iter().zip(&h_labels).all(|(p, h)| glob(p, h))
+}
+
+/// `*` matching any run within one label, as Go's path.Match does.
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            text.starts_with(head) && (head.len()..=text.len()).any(|i| glob(rest, &text[i..]))
+        }
+    }
+}
+
+/// The `matchImages` of ecr-credd's provider in a kubelet config file,
+/// YAML as `configure kubelet` writes it or JSON as EKS's nodes keep it.
+pub(crate) fn configured_images(text: &str) -> Vec<String> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+        return v["providers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["name"] == PROVIDER)
+            .flat_map(|p| p["matchImages"].as_array().cloned().unwrap_or_default())
+            .filter_map(|m| m.as_str().map(str::to_owned))
+            .collect();
+    }
+    let mut out = Vec::new();
+    let mut ours = false;
+    let mut in_list = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("- name:").or_else(|| t.strip_prefix("name:")) {
+            ours = name.trim().trim_matches('"') == PROVIDER;
+        }
+        if t == "matchImages:" {
+            in_list = ours;
+        } else if in_list && t.starts_with("- ") {
+            out.push(t.trim_start_matches("- ").trim().trim_matches('"').trim_matches('\'').to_owned());
+        } else if !t.starts_with('#') {
+            in_list = false;
+        }
+    }
+    out
+}
+
 /// A YAML string: JSON's quoting is YAML's too.
 fn quoted(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
@@ -121,6 +183,24 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} in\n{text}");
         }
+    }
+
+    #[test]
+    fn hosts_match_as_the_kubelet_matches_them() {
+        let ecr = "111122223333.dkr.ecr.eu-west-1.amazonaws.com";
+        assert!(matches("*.dkr.ecr.*.amazonaws.com", ecr));
+        assert!(matches(ecr, ecr));
+        assert!(matches("1111*.dkr.ecr.eu-west-1.amazonaws.com", ecr));
+        assert!(!matches("*.dkr.ecr.*.amazonaws.com", "111122223333.dkr.ecr.eu-west-1.amazonaws.com.cn"));
+        assert!(!matches("*.amazonaws.com", ecr), "a * is one label");
+        assert!(matches("127.0.0.1:5000", "127.0.0.1:5000"));
+        assert!(!matches("127.0.0.1", "127.0.0.1:5000"), "the port must be the same");
+        assert!(matches("127.0.0.1:5000/team", "127.0.0.1:5000"));
+        // From the file configure writes, and from EKS's JSON.
+        let written = provider_config(&config("serve_unlisted_ecr = false\n[[registry]]\nhost = \"127.0.0.1:5000\"\nregistry_id = \"111122223333\"\nregion = \"us-east-1\"\n"), None, DEFAULT_OUTPUT);
+        assert_eq!(configured_images(&written), ["127.0.0.1:5000"]);
+        let eks = r#"{"apiVersion":"kubelet.config.k8s.io/v1","kind":"CredentialProviderConfig","providers":[{"name":"ecr-credential-provider","matchImages":["*.dkr.ecr.*.amazonaws.com"]},{"name":"ecr-credd-kubelet-provider","matchImages":["a.example"]}]}"#;
+        assert_eq!(configured_images(eks), ["a.example"]);
     }
 
     #[test]

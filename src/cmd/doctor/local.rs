@@ -160,3 +160,43 @@ fn containers_drop_in(homes: &[PathBuf]) -> Option<PathBuf> {
         .chain(homes.iter().take(1).map(|h| h.join(".config/containers/registries.conf.d").join(name)))
         .find(|p| p.exists())
 }
+
+/// Whether the kubelet's provider config asks ecr-credd's provider for each
+/// target: the file given, or the one `configure kubelet` writes when there
+/// is one (a node without a kubelet has nothing to check).
+pub(super) fn kubelet_config(targets: &[Target], given: Option<&Path>) -> Vec<Check> {
+    use crate::cmd::configure::kubelet::{configured_images, matches, DEFAULT_OUTPUT};
+    let path = given.unwrap_or(Path::new(DEFAULT_OUTPUT));
+    let fix = format!("run: ecr-credd configure kubelet --output {}", path.display());
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(_) if given.is_none() => return Vec::new(),
+        Err(e) => return vec![Check::fail("kubelet config", None, format!("{}: {e}", path.display()), fix)],
+    };
+    let images = configured_images(&text);
+    let theirs = !text.starts_with("# Written by `ecr-credd configure kubelet`");
+    let fix = if theirs {
+        format!("{fix} --force (it replaces the file), or add each host to matchImages")
+    } else {
+        fix
+    };
+    targets
+        .iter()
+        .map(|t| {
+            let host = t.registry.host.as_str();
+            match images.iter().find(|p| matches(p, host)) {
+                Some(p) => Check::pass(
+                    "kubelet config",
+                    Some(host),
+                    format!("{}: matchImages {p:?} sends it to the provider", path.display()),
+                ),
+                None => Check::fail(
+                    "kubelet config",
+                    Some(host),
+                    format!("{}: no matchImages of ecr-credd-kubelet-provider matches it", path.display()),
+                    fix.clone(),
+                ),
+            }
+        })
+        .collect()
+}
