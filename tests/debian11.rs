@@ -140,7 +140,8 @@ fn deb_installs_and_serves_in_a_debian_11_root_with_no_docker_group() {
 
     // The packaged config plus one registry; the health port is ours.
     let config_path = root.join("etc/ecr-credd/config.toml");
-    let packaged = std::fs::read_to_string(&config_path).unwrap();
+    // (From the source: the user data above replaced the installed copy with its own.)
+    let packaged = std::fs::read_to_string(format!("{ROOT}/packaging/config.toml")).unwrap();
     let health = free_port();
     std::fs::write(
         &config_path,
