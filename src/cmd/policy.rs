@@ -267,26 +267,7 @@ impl Setup {
             Some(r) => format!("arn:{p}:iam::{b}:role/{r}"),
             None => format!("arn:{p}:iam::{b}:root"),
         };
-        let repos: Vec<String> = if self.repositories.is_empty() {
-            vec![format!("arn:{p}:ecr:*:{a}:repository/*")]
-        } else {
-            self.repositories.iter().map(|r| format!("arn:{p}:ecr:*:{a}:repository/{r}")).collect()
-        };
-        let mut actions = strings(PULL_ACTIONS);
-        if self.access == Access::Push {
-            actions.extend(strings(PUSH_ACTIONS));
-        }
-        let sid = if self.access == Access::Push { "PullAndPush" } else { "Pull" };
-
-        let mut permissions = doc(vec![
-            allow(
-                "GetAuthorizationToken",
-                None,
-                strings(&["ecr:GetAuthorizationToken"]),
-                Some(vec!["*".into()]),
-            ),
-            allow(sid, None, actions.clone(), Some(repos)),
-        ]);
+        let (sid, actions, mut permissions) = self.pull_grant();
         if self.ecr_public {
             // Neither action takes a resource ARN.
             permissions.statement.push(allow(
@@ -317,6 +298,33 @@ impl Setup {
             instance_role_policy: instance,
             instance_role_trust_policy: doc(vec![self.base_trust()?]),
         })
+    }
+
+    /// What pulling (or pushing) takes: the statement's label, the
+    /// repository actions, and the permissions policy of whoever fetches the
+    /// token (GetAuthorizationToken, then those actions on the repositories).
+    fn pull_grant(&self) -> (&'static str, Vec<String>, PolicyDocument) {
+        let (p, a) = (&self.partition, &self.registry_account);
+        let repos: Vec<String> = if self.repositories.is_empty() {
+            vec![format!("arn:{p}:ecr:*:{a}:repository/*")]
+        } else {
+            self.repositories.iter().map(|r| format!("arn:{p}:ecr:*:{a}:repository/{r}")).collect()
+        };
+        let mut actions = strings(PULL_ACTIONS);
+        if self.access == Access::Push {
+            actions.extend(strings(PUSH_ACTIONS));
+        }
+        let sid = if self.access == Access::Push { "PullAndPush" } else { "Pull" };
+        let permissions = doc(vec![
+            allow(
+                "GetAuthorizationToken",
+                None,
+                strings(&["ecr:GetAuthorizationToken"]),
+                Some(vec!["*".into()]),
+            ),
+            allow(sid, None, actions.clone(), Some(repos)),
+        ]);
+        (sid, actions, permissions)
     }
 
     /// Every account id and name must be one IAM accepts.

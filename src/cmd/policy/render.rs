@@ -25,17 +25,25 @@ fn jsonencode(d: &PolicyDocument) -> String {
     format!("jsonencode({})", indent(&pretty(d), "  "))
 }
 
+/// An `aws_iam_role` named `name` with its `trust`, and its inline policy
+/// `policy_name` with `perms`.
+fn tf_role(name: &str, trust: &PolicyDocument, policy_name: &str, perms: &PolicyDocument) -> String {
+    let r = tf_name(name);
+    format!(
+        "resource \"aws_iam_role\" \"{r}\" {{\n  name               = \"{name}\"\n  assume_role_policy = {}\n}}\n\n\
+         resource \"aws_iam_role_policy\" \"{r}\" {{\n  name   = \"{policy_name}\"\n  role   = aws_iam_role.{r}.id\n  policy = {}\n}}\n",
+        jsonencode(trust),
+        jsonencode(perms),
+    )
+}
+
 /// Terraform for both accounts (apply each part with that account's provider).
 pub fn terraform(setup: &Setup, docs: &Documents) -> String {
     let role = tf_name(&setup.role_name);
     let mut out = format!(
-        "# ---- account {a} (registry) ----\n\n\
-         resource \"aws_iam_role\" \"{role}\" {{\n  name               = \"{name}\"\n  assume_role_policy = {trust}\n}}\n\n\
-         resource \"aws_iam_role_policy\" \"{role}\" {{\n  name   = \"ecr-access\"\n  role   = aws_iam_role.{role}.id\n  policy = {perms}\n}}\n",
-        a = setup.registry_account,
-        name = setup.role_name,
-        trust = jsonencode(&docs.role_trust_policy),
-        perms = jsonencode(&docs.role_permissions_policy),
+        "# ---- account {} (registry) ----\n\n{}",
+        setup.registry_account,
+        tf_role(&setup.role_name, &docs.role_trust_policy, "ecr-access", &docs.role_permissions_policy)
     );
     out += &repository_policies(setup, &docs.repository_policy);
     let instance_role = setup.instance_role.clone().unwrap_or_else(|| "REPLACE_WITH_INSTANCE_ROLE".into());
@@ -54,20 +62,32 @@ pub fn terraform(setup: &Setup, docs: &Documents) -> String {
     out
 }
 
+/// An `AWS::IAM::Role` resource: `name` with its `trust` and its inline
+/// policy `policy_name` with `perms`.
+fn cfn_role(
+    name: &str,
+    trust: &PolicyDocument,
+    policy_name: &str,
+    perms: &PolicyDocument,
+) -> serde_json::Value {
+    json!({
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "RoleName": name,
+            "AssumeRolePolicyDocument": trust,
+            "Policies": [{ "PolicyName": policy_name, "PolicyDocument": perms }],
+        }
+    })
+}
+
 /// Two CloudFormation templates: one for each account.
 pub fn cloudformation(setup: &Setup, docs: &Documents) -> String {
     let a = json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": format!("ecr-credd: role {} for instances in account {}", setup.role_name, setup.instance_account),
         "Resources": {
-            "EcrAccessRole": {
-                "Type": "AWS::IAM::Role",
-                "Properties": {
-                    "RoleName": setup.role_name,
-                    "AssumeRolePolicyDocument": docs.role_trust_policy,
-                    "Policies": [{ "PolicyName": "ecr-access", "PolicyDocument": docs.role_permissions_policy }],
-                }
-            }
+            "EcrAccessRole":
+                cfn_role(&setup.role_name, &docs.role_trust_policy, "ecr-access", &docs.role_permissions_policy),
         },
         "Outputs": {
             "RepositoryPolicy": {
@@ -111,13 +131,14 @@ pub fn cloudformation(setup: &Setup, docs: &Documents) -> String {
 pub fn workload_terraform(setup: &Setup, docs: &WorkloadDocuments, kind: ExchangeKind) -> String {
     let role = tf_name(&setup.role_name);
     let mut out = format!(
-        "# ---- account {b} (cluster) ----\n\n\
-         resource \"aws_iam_role\" \"{role}\" {{\n  name               = \"{name}\"\n  assume_role_policy = {trust}\n}}\n\n\
-         resource \"aws_iam_role_policy\" \"{role}\" {{\n  name   = \"ecr-pull\"\n  role   = aws_iam_role.{role}.id\n  policy = {perms}\n}}\n",
-        b = setup.instance_account,
-        name = setup.role_name,
-        trust = jsonencode(&docs.workload_role_trust_policy),
-        perms = jsonencode(&docs.workload_role_permissions_policy),
+        "# ---- account {} (cluster) ----\n\n{}",
+        setup.instance_account,
+        tf_role(
+            &setup.role_name,
+            &docs.workload_role_trust_policy,
+            "ecr-pull",
+            &docs.workload_role_permissions_policy
+        )
     );
     match kind {
         ExchangeKind::PodIdentity => {
@@ -139,13 +160,7 @@ pub fn workload_terraform(setup: &Setup, docs: &WorkloadDocuments, kind: Exchang
     if let (Some(trust), Some(perms), Some(name)) =
         (&docs.registry_role_trust_policy, &docs.registry_role_permissions_policy, &setup.registry_role)
     {
-        let r = tf_name(name);
-        out += &format!(
-            "\nresource \"aws_iam_role\" \"{r}\" {{\n  name               = \"{name}\"\n  assume_role_policy = {}\n}}\n\n\
-             resource \"aws_iam_role_policy\" \"{r}\" {{\n  name   = \"ecr-access\"\n  role   = aws_iam_role.{r}.id\n  policy = {}\n}}\n",
-            jsonencode(trust),
-            jsonencode(perms),
-        );
+        out += &format!("\n{}", tf_role(name, trust, "ecr-access", perms));
     }
     out + &repository_policies(setup, &docs.repository_policy)
 }
@@ -175,14 +190,12 @@ pub fn workload_cloudformation(setup: &Setup, docs: &WorkloadDocuments, kind: Ex
     let mut resources = serde_json::Map::new();
     resources.insert(
         "PodRole".into(),
-        json!({
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "RoleName": setup.role_name,
-                "AssumeRolePolicyDocument": docs.workload_role_trust_policy,
-                "Policies": [{ "PolicyName": "ecr-pull", "PolicyDocument": docs.workload_role_permissions_policy }],
-            }
-        }),
+        cfn_role(
+            &setup.role_name,
+            &docs.workload_role_trust_policy,
+            "ecr-pull",
+            &docs.workload_role_permissions_policy,
+        ),
     );
     let mut b = json!({
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -221,14 +234,7 @@ pub fn workload_cloudformation(setup: &Setup, docs: &WorkloadDocuments, kind: Ex
             let a = json!({
                 "AWSTemplateFormatVersion": "2010-09-09",
                 "Description": format!("ecr-credd: role {name}, assumed by the pods' role {}", docs.workload_role_arn),
-                "Resources": { "RegistryRole": {
-                    "Type": "AWS::IAM::Role",
-                    "Properties": {
-                        "RoleName": name,
-                        "AssumeRolePolicyDocument": trust,
-                        "Policies": [{ "PolicyName": "ecr-access", "PolicyDocument": perms }],
-                    }
-                }},
+                "Resources": { "RegistryRole": cfn_role(name, trust, "ecr-access", perms) },
                 "Outputs": { "RepositoryPolicy": {
                     "Description": "Set this as the repository policy of each repository (aws ecr set-repository-policy)",
                     "Value": repository_policy,

@@ -7,10 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    allow, doc, oidc_issuer, strings, Access, PolicyDocument, PolicyError, Principal, Setup, Statement,
-};
-use super::{PULL_ACTIONS, PUSH_ACTIONS};
+use super::{allow, doc, oidc_issuer, strings, PolicyDocument, PolicyError, Principal, Setup, Statement};
 use crate::config::workload::{ExchangeKind, DEFAULT_ROLE_ANNOTATION};
 
 /// The audience IRSA's trust expects unless `--audience` says otherwise.
@@ -100,27 +97,7 @@ impl Setup {
     /// The workload documents for `kind`.
     pub fn workload_documents(&self, kind: ExchangeKind) -> Result<WorkloadDocuments, PolicyError> {
         let names = self.workload_names(kind)?;
-        let p = &self.partition;
-        let a = &self.registry_account;
-        let repos: Vec<String> = if self.repositories.is_empty() {
-            vec![format!("arn:{p}:ecr:*:{a}:repository/*")]
-        } else {
-            self.repositories.iter().map(|r| format!("arn:{p}:ecr:*:{a}:repository/{r}")).collect()
-        };
-        let mut actions = strings(PULL_ACTIONS);
-        if self.access == Access::Push {
-            actions.extend(strings(PUSH_ACTIONS));
-        }
-        let sid = if self.access == Access::Push { "PullAndPush" } else { "Pull" };
-        let pull_policy = doc(vec![
-            allow(
-                "GetAuthorizationToken",
-                None,
-                strings(&["ecr:GetAuthorizationToken"]),
-                Some(vec!["*".into()]),
-            ),
-            allow(sid, None, actions.clone(), Some(repos)),
-        ]);
+        let (sid, actions, pull_policy) = self.pull_grant();
         // Pod Identity's sessions carry session tags, which a chained
         // AssumeRole passes on: the next role's trust must allow TagSession.
         let assume_actions: &[&str] = match kind {
