@@ -5,7 +5,7 @@ use crate::cmd::policy::{PolicyDocument, Setup, PULL_ACTIONS, PUSH_ACTIONS};
 use crate::tokens::Refusal;
 
 /// The fix when `service` did not deny the call: nothing in IAM to change.
-fn not_denied(refusal: Refusal, service: &str) -> Option<String> {
+pub(super) fn not_denied(refusal: Refusal, service: &str) -> Option<String> {
     match refusal {
         Refusal::Denied => None,
         Refusal::Throttled => {
@@ -17,7 +17,8 @@ fn not_denied(refusal: Refusal, service: &str) -> Option<String> {
     }
 }
 
-fn json(d: &PolicyDocument) -> String {
+/// A document as doctor prints it.
+pub(super) fn json(d: &PolicyDocument) -> String {
     serde_json::to_string_pretty(d).unwrap_or_default()
 }
 

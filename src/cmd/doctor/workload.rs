@@ -10,7 +10,8 @@ use std::time::SystemTime;
 use aws_credential_types::Credentials;
 
 use super::claims::Claims;
-use super::report::{within, Report};
+use super::classify::{json, not_denied};
+use super::report::{silent, within, Failed, Passed, Report};
 use super::{reach, Context, Target};
 use crate::aws::{ecr, sts, workload as exchange};
 use crate::cmd::policy::{Setup, WorkloadDocuments, IRSA_AUDIENCE, POD_IDENTITY_AUDIENCE};
@@ -39,10 +40,6 @@ struct Pod<'a> {
     claims: Claims,
     role: Option<String>,
     audience: String,
-}
-
-fn json(d: &crate::cmd::policy::PolicyDocument) -> String {
-    serde_json::to_string_pretty(d).unwrap_or_default()
 }
 
 /// Runs the pod's steps for every target.
@@ -183,61 +180,54 @@ async fn registry(cx: &Context<'_>, pod: &Pod<'_>, target: &Target, report: &mut
     let creds = match chained {
         None => creds,
         Some(role) => {
+            let role_arn = role.role_arn.clone();
+            let client = sts::client(cx.base, &sts_target, creds);
+            let call = sts::assume_role(&client, &role);
             let step = "trust (sts:AssumeRole into the registry's role)";
-            match within(sts::assume_role(&sts::client(cx.base, &sts_target, creds), &role)).await {
-                Some(Ok(creds)) => {
-                    report.pass(step, host, format!("assumed {} as the pod", role.role_arn));
-                    creds
-                }
-                Some(Err(f)) => {
+            let judged = report.step(step, host, call, silent("STS"), |answer| match answer {
+                Ok(creds) => Ok(Passed::new(creds, format!("assumed {role_arn} as the pod"))),
+                Err(f) => {
                     let fix = match (&docs, f.refusal) {
                         (Some(d), Refusal::Denied) => format!(
                             "the registry's role must trust the pods' role:\n{}\nand the pods' role may assume it:\n{}{whole}",
                             d.registry_role_trust_policy.as_ref().map(json).unwrap_or_default(),
                             json(&d.workload_role_permissions_policy)
                         ),
-                        _ => not_denied(f.refusal, "STS"),
+                        (None, Refusal::Denied) => format!(
+                            "{role_arn} must trust the pods' role, and the pods' role be allowed sts:AssumeRole on it"
+                        ),
+                        (_, refusal) => not_denied(refusal, "STS").unwrap_or_default(),
                     };
-                    return report.fail(step, host, format!("{}: {}", role.role_arn, f.reason), fix);
+                    Err(Failed::new(format!("{role_arn}: {}", f.reason), fix))
                 }
-                None => {
-                    return report.fail(
-                        step,
-                        host,
-                        "STS did not answer in time".into(),
-                        not_denied(Refusal::Overloaded, "STS"),
-                    )
-                }
+            });
+            match judged.await {
+                Some(creds) => creds,
+                None => return,
             }
         }
     };
 
     let step = "permission (ecr:GetAuthorizationToken)";
-    let token = match within(ecr::private_token(cx.base, r, creds, cx.settings.use_fips)).await {
-        Some(Ok(token)) => token,
-        Some(Err(e)) => {
-            let refusal = e.refusal().unwrap_or(Refusal::Failed);
-            let fix = match (&docs, refusal) {
+    let call = ecr::private_token(cx.base, r, creds, cx.settings.use_fips);
+    let judged = report.step(step, host, call, silent("ECR"), |answer| match answer {
+        Ok(token) => {
+            Ok(Passed::new(token, format!("token for {} in {}, as the pod", r.account, r.region)))
+        }
+        Err(e) => {
+            let fix = match (&docs, e.refusal().unwrap_or(Refusal::Failed)) {
                 (Some(d), Refusal::Denied) => format!(
                     "the role that fetches the token may not call ecr:GetAuthorizationToken; its permissions policy \
                      should read:\n{}{whole}",
                     json(d.registry_role_permissions_policy.as_ref().unwrap_or(&d.workload_role_permissions_policy))
                 ),
                 (None, Refusal::Denied) => "allow ecr:GetAuthorizationToken on \"*\" to the pods' role".into(),
-                _ => not_denied(refusal, "ECR"),
+                (_, refusal) => not_denied(refusal, "ECR").unwrap_or_default(),
             };
-            return report.fail(step, host, e.to_string(), fix);
+            Err(Failed::new(e.to_string(), fix))
         }
-        None => {
-            return report.fail(
-                step,
-                host,
-                "ECR did not answer in time".into(),
-                not_denied(Refusal::Overloaded, "ECR"),
-            )
-        }
-    };
-    report.pass(step, host, format!("token for {} in {}, as the pod", r.account, r.region));
+    });
+    let Some(token) = judged.await else { return };
     let fix = match &docs {
         Some(d) => format!(
             "the repository policy must allow the role that fetched the token; for example:\n{}{whole}",
@@ -315,18 +305,16 @@ async fn exchanged(
              aws eks create-pod-identity-association --cluster-name CLUSTER --namespace {ns} --service-account {name} \
              --role-arn {}; the role's trust should read:\n{trust}{whole}",
             pod.role.as_deref().unwrap_or("ROLE_ARN"))),
-        _ => (step, not_denied(refusal, "the exchange")),
+        ExchangeKind::Irsa => (step, not_denied(refusal, "STS").unwrap_or_default()),
+        ExchangeKind::PodIdentity => (
+            step,
+            "the agent refused the request (its answer is above): check the token and the agent's log \
+             (kubectl logs -n kube-system -l app.kubernetes.io/name=eks-pod-identity-agent)"
+                .into(),
+        ),
     };
     report.fail(step, host, reason, fix);
     None
-}
-
-/// The fix when nothing in IAM denied the call.
-fn not_denied(refusal: Refusal, service: &str) -> String {
-    match refusal {
-        Refusal::Throttled => format!("not a permission problem: {service} is throttling; retry in a minute"),
-        _ => format!("not a permission problem: check the network path to {service} and retry"),
-    }
 }
 
 /// The workload setup's documents, and the `policy` command that prints
