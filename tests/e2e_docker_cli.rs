@@ -47,16 +47,27 @@ fn config_dir(home: &Path, name: &str, json: &str) -> PathBuf {
     dir
 }
 
+/// The registry host the daemon serves.
+const HOST: &str = "127.0.0.1:5000";
+
+/// moto, the IMDS double, the engine stub and a daemon serving [`HOST`].
+fn bed(home: &Path) -> (Moto, Imds, Engine, Daemon) {
+    let (moto, imds) = (Moto::start(home), Imds::start(home));
+    let engine = Engine::start(home);
+    let daemon = Daemon::builder(home)
+        .config(&registry_toml(HOST, Some(ROLE)))
+        .env(&Daemon::aws_env(&moto, &imds))
+        .start();
+    (moto, imds, engine, daemon)
+}
+
 #[test]
 fn docker_cli_forwards_our_credentials_with_cred_helpers_and_creds_store() {
     require!(Moto, Docker);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
-    let (moto, imds) = (Moto::start(home), Imds::start(home));
-    let engine = Engine::start(home);
-    let host = "127.0.0.1:5000";
-    let config = registry_toml(host, Some(ROLE));
-    let daemon = Daemon::builder(home).config(&config).env(&Daemon::aws_env(&moto, &imds)).start();
+    let (moto, _imds, engine, daemon) = bed(home);
+    let host = HOST;
     let image = format!("{host}/demo:v1");
     let expect_auth = |auth: &serde_json::Value, what: &str| {
         assert_eq!(auth["username"], "AWS", "{what}: {auth}");
@@ -134,13 +145,8 @@ fn configure_docker_merges_into_a_config_with_other_content_and_the_cli_uses_it(
     require!(Moto, Docker);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
-    let (moto, imds) = (Moto::start(home), Imds::start(home));
-    let engine = Engine::start(home);
-    let host = "127.0.0.1:5000";
-    let daemon = Daemon::builder(home)
-        .config(&registry_toml(host, Some(ROLE)))
-        .env(&Daemon::aws_env(&moto, &imds))
-        .start();
+    let (_moto, _imds, engine, daemon) = bed(home);
+    let host = HOST;
     let original = "{\n\t\"auths\": {\n\t\t\"ghcr.io\": {\n\t\t\t\"auth\": \"dTpw\"\n\t\t}\n\t},\n\t\"credsStore\": \"desktop\",\n\t\"credHelpers\": {\n\t\t\"gcr.io\": \"gcloud\"\n\t},\n\t\"psFormat\": \"table {{.ID}}\\t{{.Names}}\"\n}\n";
     let dir = config_dir(home, "docker", original);
     let file = dir.join("config.json");

@@ -160,10 +160,6 @@ fn hosts(given: &[String], config: &Config) -> Result<Vec<String>, ConfigureErro
     Ok(out)
 }
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
-}
-
 /// Writes `new` over `path` (or deletes it for `None`), or with `dry_run`
 /// returns the diff; `mode` and `owner` apply to a new file.
 fn apply(
@@ -219,7 +215,10 @@ pub fn run(client: &Client, config: &Config) -> Result<String, ConfigureError> {
         Client::Containers { system, user, dir, how } => {
             let dir = match dir {
                 Some(d) => d.clone(),
-                None => containers::drop_in_dir(*system || (!*user && is_root()), None)?,
+                None => containers::drop_in_dir(
+                    *system || (!*user && crate::daemon::socket::own_uid() == 0),
+                    None,
+                )?,
             };
             let path = dir.join(containers::DROP_IN);
             let old = files::read(&path)?;
