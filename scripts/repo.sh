@@ -35,7 +35,7 @@ repo: RELEASE_GPG_KEY is not set: signing with a THROWAWAY key made now.
 repo: Nobody can verify these repositories later. Publish only with your key.
 repo: ************************************************************************
 EOF
-    # RSA: Amazon Linux 2's rpm 4.11 verifies no other kind.
+    # RSA: older rpm releases (Amazon Linux 2 ships 4.11) predate EdDSA keys.
     gpg_batch --quick-gen-key "ecr-credd release (throwaway) <release@localhost>" rsa3072 sign never
 fi
 KEY=$(gpg --batch --list-secret-keys --with-colons | awk -F: '$1 == "fpr" { print $10; exit }')
