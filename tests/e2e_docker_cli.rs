@@ -195,6 +195,13 @@ fn configure_docker_merges_into_a_config_with_other_content_and_the_cli_uses_it(
     let (code, said) = configure(&[host, "--remove"]);
     assert_eq!(code, Some(0), "{said}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    // With no host named, both ways take the configured registries.
+    let config = home.join("config.toml");
+    let (code, said) = configure(&["--config", config.to_str().unwrap()]);
+    assert!(code == Some(0) && said.contains(&format!("{host}: added")), "{said}");
+    let (code, said) = configure(&["--config", config.to_str().unwrap(), "--remove"]);
+    assert!(code == Some(0) && said.contains(&format!("{host}: removed")), "{said}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
 
     // A host another helper holds is left alone and named; malformed JSON is refused in place.
     let (code, said) = configure(&["gcr.io"]);

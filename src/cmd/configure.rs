@@ -257,7 +257,7 @@ pub fn run(client: &Client, config: &Config) -> Result<String, ConfigureError> {
 /// Whether `client` needs the daemon's config (hosts, socket) to run.
 pub fn needs_config(client: &Client) -> bool {
     match client {
-        Client::Docker { hosts, how, .. } => hosts.is_empty() && !how.remove,
+        Client::Docker { hosts, .. } => hosts.is_empty(),
         Client::Containers { .. } => false,
         Client::Kubelet { .. } => true,
     }
