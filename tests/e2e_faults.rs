@@ -46,7 +46,8 @@ fn sts_throttling_at_start_backs_off_then_recovers() {
 
     proxy.set(Fault::None);
     let cleared = Instant::now();
-    wait_until("recovery", Duration::from_secs(40), || daemon.helper("get", ALIAS).0 == 0);
+    // STS's throttling keeps retries within a minute of each other.
+    wait_until("recovery", Duration::from_secs(75), || daemon.helper("get", ALIAS).0 == 0);
     eprintln!("recovered {:?} after the fault cleared", cleared.elapsed());
 }
 
@@ -96,7 +97,8 @@ fn ecr_faults_during_refresh_keep_the_valid_token_served() {
     assert!(calls <= 6, "{calls} calls: no retry storm");
 
     proxy.set(Fault::None);
-    wait_until("recovery", Duration::from_secs(40), || daemon.helper("get", ALIAS).0 == 0);
+    // STS's throttling keeps retries within a minute of each other.
+    wait_until("recovery", Duration::from_secs(75), || daemon.helper("get", ALIAS).0 == 0);
 }
 
 #[test]
@@ -190,6 +192,39 @@ fn registries_on_one_role_and_region_share_one_token_per_refresh() {
     let (assume, gat) = moto.counts();
     eprintln!("3 registries on one role over ~50 s of 40 s tokens: AssumeRole {assume}, GetAuthorizationToken {gat}");
     assert!(gat <= 4, "{gat} GetAuthorizationToken calls for 3 entries in 3 rounds");
+}
+
+#[test]
+fn registries_on_one_token_retry_a_throttled_fetch_as_one() {
+    require!(Moto);
+    let tmp = tempfile::tempdir().unwrap();
+    let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    let proxy = FaultProxy::start(moto.port);
+    proxy.set_for("GetAuthorizationToken", Fault::Throttle);
+    let hosts = ["127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002"];
+    let registries: String = hosts.iter().map(|h| registry_toml(h, Some(ROLE))).collect();
+    let daemon = Daemon::builder(tmp.path()).config(&registries).env(&env(&proxy, &imds)).start();
+    // A client keeps asking for the first host only, for 25 s.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(25) {
+        assert_eq!(daemon.helper("get", hosts[0]).0, 1);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let times: Vec<Duration> =
+        proxy.calls().iter().filter(|c| c.api == "GetAuthorizationToken").map(|c| c.at).collect();
+    // Rounds are at least a throttled step's quarter (4 s) apart; each is one
+    // call, however many entries it serves.
+    let rounds = times.windows(2).filter(|w| w[1] - w[0] > Duration::from_secs(2)).count() + 1;
+    eprintln!("3 registries, GetAuthorizationToken throttled for 25 s: {} calls at {times:?}", times.len());
+    assert!(rounds >= 2, "{times:?}");
+    assert_eq!(times.len(), rounds, "one call per round, not one per registry: {times:?}");
+    assert_eq!(proxy.count("AssumeRole"), 1, "the role's credentials are kept across the rounds");
+    // The quota back: every registry is served, by one more call.
+    proxy.set_for("GetAuthorizationToken", Fault::None);
+    for host in hosts {
+        wait_until("a token", Duration::from_secs(30), || daemon.helper("get", host).0 == 0);
+    }
+    assert_eq!(proxy.count("GetAuthorizationToken") as usize, rounds + 1);
 }
 
 #[test]
@@ -294,7 +329,8 @@ fn slow_aws_past_the_timeout_is_reported_then_recovers() {
     });
     assert!(out.contains(&format!("sts:AssumeRole on {ROLE} failed: timed out waiting for AWS")), "{out}");
     proxy.set(Fault::None);
-    wait_until("recovery", Duration::from_secs(40), || daemon.helper("get", ALIAS).0 == 0);
+    // STS's throttling keeps retries within a minute of each other.
+    wait_until("recovery", Duration::from_secs(75), || daemon.helper("get", ALIAS).0 == 0);
     assert!(proxy.count("AssumeRole") <= 4, "{} AssumeRole calls", proxy.count("AssumeRole"));
 }
 

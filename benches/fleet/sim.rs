@@ -101,9 +101,17 @@ struct SimSource {
     aws: Arc<SimAws>,
     /// The role's credentials (until) or its remembered failure (until, how).
     role: tokio::sync::Mutex<RoleState>,
-    /// The shared token and when it was fetched.
-    token: tokio::sync::Mutex<Option<(SystemTime, Instant)>>,
+    /// The shared token and when it was fetched, or the last failure.
+    token: tokio::sync::Mutex<Held>,
     clock: Arc<SimClock>,
+}
+
+/// A node's shared token (expiry, when fetched), or until when its last
+/// failure stands.
+#[derive(Default)]
+struct Held {
+    token: Option<(SystemTime, Instant)>,
+    failed_until: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -153,20 +161,26 @@ impl TokenSource for SimSource {
         let mut held = self.token.lock().await;
         let now = Instant::now();
         let life = Duration::from_secs(12 * 3600);
-        if let Some((expires_at, at)) = *held {
+        if let Some((expires_at, at)) = held.token {
             if now - at < life / 4 {
                 return Ok(token(expires_at));
             }
         }
+        let throttled = || FetchError::GetAuthorizationToken {
+            region: "us-east-1".into(),
+            refusal: Refusal::Throttled,
+            reason: "ThrottlingException: Rate exceeded".into(),
+        };
+        // As the AWS source remembers a failure for the key a quarter second.
+        if held.failed_until.is_some_and(|t| t > now) {
+            return Err(throttled());
+        }
         if !self.aws.call("GetAuthorizationToken", &self.node).await {
-            return Err(FetchError::GetAuthorizationToken {
-                region: "us-east-1".into(),
-                refusal: Refusal::Throttled,
-                reason: "ThrottlingException: Rate exceeded".into(),
-            });
+            held.failed_until = Some(Instant::now() + Duration::from_millis(250));
+            return Err(throttled());
         }
         let expires_at = self.clock.wall() + life;
-        *held = Some((expires_at, Instant::now()));
+        *held = Held { token: Some((expires_at, Instant::now())), failed_until: None };
         Ok(token(expires_at))
     }
 
@@ -195,8 +209,9 @@ fn registry(j: usize) -> RegistryConfig {
 }
 
 /// The daemon's policy, or one with FLEET_BASE_MS, FLEET_CAP_WAITING_S,
-/// FLEET_THROTTLE_BASE_MS or FLEET_CAP_PERCENT (the throttled cap's growth)
-/// changed, to compare candidates.
+/// FLEET_THROTTLE_BASE_MS, FLEET_CAP_PERCENT (the throttled cap's growth),
+/// FLEET_STS_CAP_WAITING_S or FLEET_DENIED_BASE_S changed, to compare
+/// candidates.
 fn policy() -> RefreshPolicy {
     let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     let mut p = RefreshPolicy::default();
@@ -211,6 +226,12 @@ fn policy() -> RefreshPolicy {
     }
     if let Some(pc) = var("FLEET_CAP_PERCENT") {
         p.throttled_cap_fraction = pc as f64 / 100.0;
+    }
+    if let Some(s) = var("FLEET_STS_CAP_WAITING_S") {
+        p.sts_throttled_cap_waiting = Duration::from_secs(s);
+    }
+    if let Some(s) = var("FLEET_DENIED_BASE_S") {
+        p.denied_backoff_base = Duration::from_secs(s);
     }
     p
 }

@@ -155,7 +155,7 @@ struct RoleSlot {
 /// no longer than the shortest backoff that follows it (a minute after a
 /// denial, a quarter second after anything else), so an entry's own retry is
 /// never answered from memory, while registries failing together share a call.
-fn remember_failure_for(refusal: Option<Refusal>) -> Duration {
+pub(super) fn remember_failure_for(refusal: Option<Refusal>) -> Duration {
     match refusal {
         Some(Refusal::Denied) => Duration::from_secs(60),
         _ => Duration::from_millis(250),
@@ -380,6 +380,12 @@ impl CredentialChain {
             }
         }
     }
+    /// Now on the chain's clock: how long a remembered failure stands is
+    /// judged on it.
+    pub(super) fn now(&self) -> tokio::time::Instant {
+        self.clock.now()
+    }
+
     async fn assume_role(
         &self,
         role: &RoleSession,

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use aws_credential_types::Credentials;
 use aws_smithy_types::DateTime;
 
-use super::chain::{AwsSettings, CredentialChain, STS_DEADLINE};
+use super::chain::{remember_failure_for, AwsSettings, CredentialChain, STS_DEADLINE};
 use super::http::{http_client, Proxy, ProxyError};
 use super::sdk_error::describe_sdk_error;
 use super::sts::RoleSession;
@@ -37,7 +37,18 @@ pub(crate) struct AwsTokenSource {
 
 /// A key's last token and when it was fetched, behind the lock that makes
 /// fetching it single-flight.
-type SharedToken = tokio::sync::Mutex<Option<(FetchedToken, SystemTime)>>;
+type SharedToken = tokio::sync::Mutex<Shared>;
+
+/// What entries sharing a key share.
+#[derive(Default)]
+struct Shared {
+    /// The last token and when it was fetched.
+    token: Option<(FetchedToken, SystemTime)>,
+    /// The last failure and until when it stands for every entry on the key
+    /// (as the chain remembers a failed AssumeRole): entries that back off
+    /// together, queued behind one fetch, make one call, not one each.
+    failure: Option<(FetchError, tokio::time::Instant)>,
+}
 
 /// Who asks ECR for a token, in which region, through which endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -103,12 +114,19 @@ impl AwsTokenSource {
             let life = t.expires_at.duration_since(*at).unwrap_or_default();
             held_for < life.mul_f64(SHARE_WITHIN)
         };
-        if let Some((token, _)) = held.as_ref().filter(|h| fresh(h)) {
+        if let Some((token, _)) = held.token.as_ref().filter(|h| fresh(h)) {
             return Ok(token.clone());
         }
+        if let Some((err, _)) = held.failure.as_ref().filter(|(_, until)| *until > self.chain.now()) {
+            return Err(err.clone());
+        }
         let result = self.get_token(registry).await;
-        if let Ok(token) = &result {
-            *held = Some((token.clone(), now));
+        match &result {
+            Ok(token) => *held = Shared { token: Some((token.clone(), now)), failure: None },
+            Err(err) => {
+                let until = self.chain.now() + remember_failure_for(err.refusal());
+                held.failure = Some((err.clone(), until));
+            }
         }
         result
     }

@@ -172,6 +172,12 @@ impl FetchError {
         }
     }
 
+    /// Whether STS gave this answer (an AssumeRole of either kind), not ECR:
+    /// its quota differs, and so does the backoff when it throttles.
+    pub fn by_sts(&self) -> bool {
+        matches!(self, FetchError::AssumeRole { .. } | FetchError::WebIdentity { .. })
+    }
+
     /// The failing step as a metric label.
     pub fn step(&self) -> &'static str {
         match self {

@@ -60,6 +60,12 @@ pub struct RefreshPolicy {
     pub throttled_cap_fraction: f64,
     /// The longest wait between throttled retries, however long it lasted.
     pub throttled_backoff_ceiling: Duration,
+    /// The cap, while a client waits, when STS (not ECR) throttled: STS's
+    /// quota is far above GetAuthorizationToken's, so a fleet STS throttles
+    /// is one whose GetAuthorizationToken queue takes longer still, and a
+    /// node that reaches it later loses nothing; while a denied fleet, which
+    /// STS throttles before any node can see the denial, calls far less.
+    pub sts_throttled_cap_waiting: Duration,
     /// The first wait after a denial (IAM must change first), doubling up to
     /// `denied_backoff_cap`: a denied fleet must not keep calling AWS.
     pub denied_backoff_base: Duration,
@@ -110,7 +116,8 @@ impl Default for RefreshPolicy {
             throttled_backoff_base: Duration::from_secs(16),
             throttled_cap_fraction: 0.3,
             throttled_backoff_ceiling: Duration::from_secs(30 * 60),
-            denied_backoff_base: Duration::from_secs(2 * 60),
+            sts_throttled_cap_waiting: Duration::from_secs(60),
+            denied_backoff_base: Duration::from_secs(4 * 60),
             denied_backoff_cap: Duration::from_secs(30 * 60),
             get_wait: Duration::from_secs(5),
             max_lifetime: Duration::from_secs(12 * 3600),
@@ -151,6 +158,8 @@ pub(super) struct Failure {
     /// One of them was a denial: throttling since then only hides the same
     /// answer (a denied fleet is large enough for STS to throttle it too).
     pub(super) denied_before: bool,
+    /// This one was STS's answer (AssumeRole and its kin), not ECR's.
+    pub(super) by_sts: bool,
 }
 
 /// The wait before the next try after `f`. Exponential with full jitter
@@ -158,7 +167,7 @@ pub(super) struct Failure {
 /// throttled fleet) do not retry together, from the first retry on; capped
 /// lower while a client is waiting. Throttling and overload (timeouts,
 /// 5xx) start from a larger step, and their cap grows with how long they
-/// have lasted. After a denial (and after throttling that follows one):
+/// have lasted; STS's keep no tighter cap for a waiting client. After a denial (and after throttling that follows one):
 /// minutes, doubling to `denied_backoff_cap`, jittered by half.
 pub(super) fn backoff(policy: &RefreshPolicy, f: Failure) -> Duration {
     let doubled = |base: Duration, cap: Duration| {
@@ -176,6 +185,7 @@ pub(super) fn backoff(policy: &RefreshPolicy, f: Failure) -> Duration {
         }
         Some(Refusal::Throttled | Refusal::Overloaded) => {
             let grown = f.lasted.mul_f64(policy.throttled_cap_fraction).min(policy.throttled_backoff_ceiling);
+            let cap = if f.by_sts && f.waiting { policy.sts_throttled_cap_waiting } else { cap };
             let base = policy.throttled_backoff_base;
             (base / 4, doubled(base * 2, cap.max(grown)))
         }
@@ -192,8 +202,14 @@ mod tests {
 
     fn range_after(count: u32, refusal: Option<Refusal>, waiting: bool, lasted: u64) -> (Duration, Duration) {
         let p = RefreshPolicy::default();
-        let f =
-            Failure { count, refusal, waiting, lasted: Duration::from_secs(lasted), denied_before: false };
+        let f = Failure {
+            count,
+            refusal,
+            waiting,
+            lasted: Duration::from_secs(lasted),
+            denied_before: false,
+            by_sts: false,
+        };
         let waits: Vec<Duration> = (0..2000).map(|_| backoff(&p, f)).collect();
         (*waits.iter().min().unwrap(), *waits.iter().max().unwrap())
     }
@@ -235,6 +251,33 @@ mod tests {
     }
 
     #[test]
+    fn throttling_by_sts_keeps_no_tighter_cap_for_a_waiting_client() {
+        let p = RefreshPolicy::default();
+        let waits = |by_sts: bool, count: u32| {
+            let f = Failure {
+                count,
+                refusal: Some(Refusal::Throttled),
+                waiting: true,
+                lasted: Duration::from_secs(10),
+                denied_before: false,
+                by_sts,
+            };
+            (0..2000).map(|_| backoff(&p, f)).max().unwrap()
+        };
+        // ECR's throttling, with a client waiting: within the waiting cap.
+        assert!(waits(false, 3) <= p.backoff_cap_waiting);
+        // STS's: the doubling goes on past it (4 s to 64 s at the second), to
+        // its own cap.
+        let cap = p.sts_throttled_cap_waiting;
+        assert!(cap > p.backoff_cap_waiting * 2);
+        let second = waits(true, 2);
+        assert!(second > cap.mul_f64(0.9) && second <= cap, "{second:?}");
+        assert!(waits(true, 9) <= cap);
+        // The first retry still scatters from a quarter of the step.
+        assert!(waits(true, 1) <= p.throttled_backoff_base * 2);
+    }
+
+    #[test]
     fn throttling_after_a_denial_waits_as_the_denial_does() {
         let p = RefreshPolicy::default();
         let f = Failure {
@@ -243,6 +286,7 @@ mod tests {
             waiting: true,
             lasted: Duration::from_secs(120),
             denied_before: true,
+            by_sts: true,
         };
         let shortest = (0..2000).map(|_| backoff(&p, f)).min().unwrap();
         assert!(shortest >= p.denied_backoff_base, "{shortest:?}");
@@ -251,7 +295,8 @@ mod tests {
     #[test]
     fn a_denial_waits_minutes_doubling_to_half_an_hour() {
         let (low, high) = range(1, Some(Refusal::Denied), false);
-        assert!(low >= Duration::from_secs(60) && high <= Duration::from_secs(120), "{low:?}..{high:?}");
+        assert!(low >= Duration::from_secs(120) && high <= Duration::from_secs(240), "{low:?}..{high:?}");
+        assert!(high > Duration::from_secs(200), "{high:?}");
         assert_eq!(range(9, Some(Refusal::Denied), true).1.as_secs().div_ceil(60), 30);
         // At most five tries in the first half hour: the shortest waits
         // before tries 2 to 6 add up to 30 minutes.

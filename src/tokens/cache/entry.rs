@@ -12,7 +12,7 @@ use super::{GetError, RegistryCredentials};
 use crate::config::RegistryConfig;
 use crate::sync::lock;
 use crate::tokens::timing::{Failure, RefreshPolicy};
-use crate::tokens::Refusal;
+use crate::tokens::{FetchError, Refusal};
 use ecr_credd_client::secret::Secret;
 
 pub(super) struct CachedToken {
@@ -86,6 +86,35 @@ impl Entry {
         }
     }
 
+    /// A client asked for this token recently and has none to use.
+    pub(super) fn client_waits(&self, now: Instant, wall: SystemTime, policy: &RefreshPolicy) -> bool {
+        let st = lock(&self.state);
+        let serving = st.token.as_ref().is_some_and(|t| t.fresh(now, wall, policy.safety_margin));
+        !serving && st.client_waits(now, policy)
+    }
+
+    /// An entry one token serves too failed: this one backs off as that one
+    /// does, so the role's retries cost one call per round, not one per
+    /// registry. One fetching now, or still serving a token, keeps its own.
+    pub(super) fn follow(&self, streak: &Streak, now: Instant, wall: SystemTime, margin: Duration) {
+        let mut st = lock(&self.state);
+        let serving = st.token.as_ref().is_some_and(|t| t.fresh(now, wall, margin));
+        if st.fetch_started.is_some() || serving {
+            return;
+        }
+        st.failures = streak.failures;
+        st.failing_since = Some(streak.since);
+        st.denied_in_streak = streak.denied;
+        st.next_attempt = streak.next_attempt;
+        st.last_error = Some(GetError::Unavailable {
+            registry: self.registry.label(),
+            cause: streak.cause.clone(),
+            next_try: None,
+        });
+        drop(st);
+        self.reschedule.notify_one();
+    }
+
     pub(super) fn stop(&self) {
         if let Some(task) = lock(&self.refresher).take() {
             task.abort();
@@ -117,7 +146,33 @@ impl Entry {
     }
 }
 
+/// A run of failures as entries sharing a token adopt it together.
+pub(super) struct Streak {
+    failures: u32,
+    since: Instant,
+    denied: bool,
+    next_attempt: Instant,
+    cause: FetchError,
+}
+
 impl State {
+    /// A `get` came within the policy's waiting window.
+    pub(super) fn client_waits(&self, now: Instant, policy: &RefreshPolicy) -> bool {
+        self.last_get.is_some_and(|t| now.saturating_duration_since(t) < policy.waiting_window)
+    }
+
+    /// The run of failures this entry is in, if its last fetch failed.
+    pub(super) fn streak(&self) -> Option<Streak> {
+        let Some(GetError::Unavailable { cause, .. }) = &self.last_error else { return None };
+        Some(Streak {
+            failures: self.failures,
+            since: self.failing_since?,
+            denied: self.denied_in_streak,
+            next_attempt: self.next_attempt,
+            cause: cause.clone(),
+        })
+    }
+
     /// Ends a run of failures: the next one starts the backoff afresh.
     pub(super) fn clear_failures(&mut self) {
         self.failures = 0;
@@ -126,13 +181,15 @@ impl State {
     }
 
     /// Counts a failure at `now` and says what its backoff depends on.
-    pub(super) fn failed(&mut self, now: Instant, refusal: Option<Refusal>, waiting: bool) -> Failure {
+    pub(super) fn failed(&mut self, now: Instant, err: Option<&FetchError>, waiting: bool) -> Failure {
+        let refusal = err.and_then(FetchError::refusal);
         self.failures += 1;
         let since = *self.failing_since.get_or_insert(now);
         let denied_before = self.denied_in_streak;
         self.denied_in_streak |= refusal == Some(Refusal::Denied);
         let lasted = now.saturating_duration_since(since);
-        Failure { count: self.failures, refusal, waiting, lasted, denied_before }
+        let by_sts = err.is_some_and(FetchError::by_sts);
+        Failure { count: self.failures, refusal, waiting, lasted, denied_before, by_sts }
     }
 }
 

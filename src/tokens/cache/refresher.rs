@@ -40,14 +40,25 @@ pub(super) async fn fetch<S: TokenSource>(
         let result = guarded_fetch(&inner, &entry).await;
         drop(slot);
         let now = inner.clock.now();
+        let siblings = siblings(&inner, &entry);
+        // A client waiting on a sibling waits on this token too.
+        let sibling_waits = siblings.iter().any(|e| e.client_waits(now, inner.clock.wall(), &inner.policy));
         let mut st = lock(&entry.state);
-        record(&inner, &entry, &mut st, result, now);
+        record(&inner, &entry, &mut st, result, now, sibling_waits);
         drop(guard);
         let got = st.failures == 0 && st.token.is_some();
+        let streak = if got { None } else { st.streak() };
         let answer = latest_result(&entry, &st, now, inner.clock.wall(), &inner.policy);
         drop(st);
         if got {
-            wake_siblings(&inner, &entry, now);
+            for e in &siblings {
+                e.wake(now);
+            }
+        } else if let Some(streak) = streak {
+            let (wall, margin) = (inner.clock.wall(), inner.policy.safety_margin);
+            for e in &siblings {
+                e.follow(&streak, now, wall, margin);
+            }
         }
         answer
     });
@@ -58,19 +69,17 @@ pub(super) async fn fetch<S: TokenSource>(
     }
 }
 
-/// Entries that the token just fetched for `entry` serves too, so they are
-/// ready together rather than each at the end of its own backoff.
-fn wake_siblings<S: TokenSource>(inner: &Inner<S>, entry: &Entry, now: Instant) {
-    let others: Vec<Arc<Entry>> = crate::sync::read(&inner.entries)
+/// The other entries a token fetched for `entry` serves: they are ready
+/// together when it gets one, rather than each at the end of its own
+/// backoff, and back off together when it fails.
+fn siblings<S: TokenSource>(inner: &Inner<S>, entry: &Entry) -> Vec<Arc<Entry>> {
+    crate::sync::read(&inner.entries)
         .values()
         .filter(|e| {
             !std::ptr::eq(e.as_ref(), entry) && inner.source.shares_token(&entry.registry, &e.registry)
         })
         .cloned()
-        .collect();
-    for e in others {
-        e.wake(now);
-    }
+        .collect()
 }
 
 /// The source's fetch, bounded by the policy's deadline and run in a task of
@@ -112,6 +121,7 @@ fn record<S>(
     st: &mut State,
     result: Result<FetchedToken, FetchError>,
     now: Instant,
+    sibling_waits: bool,
 ) {
     st.generation += 1;
     st.fetch_started = None;
@@ -129,7 +139,7 @@ fn record<S>(
                 store(inner, entry, st, token, lifetime, now);
             }
         }
-        Err(err) => failed(inner, entry, st, err, now),
+        Err(err) => failed(inner, entry, st, err, now, sibling_waits),
     }
     entry.reschedule.notify_one();
 }
@@ -196,12 +206,18 @@ fn store<S>(
 }
 
 /// A failed fetch: back off, keep serving a token that is still good.
-fn failed<S>(inner: &Inner<S>, entry: &Entry, st: &mut State, err: FetchError, now: Instant) {
+fn failed<S>(
+    inner: &Inner<S>,
+    entry: &Entry,
+    st: &mut State,
+    err: FetchError,
+    now: Instant,
+    sibling_waits: bool,
+) {
     let still_valid =
         st.token.as_ref().is_some_and(|t| t.fresh(now, inner.clock.wall(), inner.policy.safety_margin));
-    let waiting = !still_valid
-        && st.last_get.is_some_and(|t| now.saturating_duration_since(t) < inner.policy.waiting_window);
-    let failure = st.failed(now, err.refusal(), waiting);
+    let waiting = !still_valid && (sibling_waits || st.client_waits(now, &inner.policy));
+    let failure = st.failed(now, Some(&err), waiting);
     st.next_attempt = now + backoff(&inner.policy, failure);
     // A token still served is retried before it stops being served, however
     // long the backoff: a lone node throttled near the end of its token's

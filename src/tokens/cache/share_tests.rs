@@ -75,3 +75,55 @@ async fn a_token_for_one_entry_wakes_the_entries_it_serves() {
     // Its own throttled tries (one or more, by its jitter), then the shared token.
     assert!(calls_b.load(Ordering::SeqCst) >= 2);
 }
+
+/// Throttles every call, noting when each entry asked.
+struct AlwaysThrottled {
+    asked: Arc<std::sync::Mutex<Vec<(Duration, String)>>>,
+    start: Instant,
+}
+
+impl TokenSource for AlwaysThrottled {
+    async fn fetch(&self, registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
+        lock(&self.asked).push((self.start.elapsed(), registry.host.clone()));
+        Err(throttled())
+    }
+
+    fn shares_token(&self, _a: &RegistryConfig, _b: &RegistryConfig) -> bool {
+        true
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn entries_one_token_serves_back_off_as_one_at_the_pace_of_a_waiting_client() {
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let source = AlwaysThrottled { asked: asked.clone(), start: Instant::now() };
+    let hosts = [A, B, "127.0.0.1:5002"];
+    let regs: Vec<RegistryConfig> = hosts.iter().map(|h| registry(h)).collect();
+    let policy = RefreshPolicy::default().without_startup_spread();
+    let cap = policy.backoff_cap_waiting;
+    let cache = TokenCache::new(&regs, false, source, ManualClock::new(), policy, Arc::default());
+    cache.start();
+    // A client waits on A only; B and C are served by the same token.
+    assert!(cache.get(A).await.is_err());
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let asked = lock(&asked).clone();
+    let mut rounds: Vec<Duration> = Vec::new();
+    for (at, _) in &asked {
+        if rounds.last().is_none_or(|r| at.saturating_sub(*r) > Duration::from_millis(50)) {
+            rounds.push(*at);
+        }
+    }
+    // Every round is all three entries at once (one call, behind the
+    // source's single flight), not three rounds of one.
+    for r in &rounds {
+        let near = |at: &Duration| *at >= *r && *at - *r <= Duration::from_millis(50);
+        let together: Vec<&String> = asked.iter().filter(|(at, _)| near(at)).map(|(_, h)| h).collect();
+        assert_eq!(together.len(), 3, "round at {r:?}: {together:?} (all: {asked:?})");
+    }
+    // A client waits on A, so whichever entry set the round's time, no wait
+    // exceeds the waiting cap until the cap's growth with the time throttled
+    // (0.3 of it) passes it, at 40 s.
+    let early: Vec<&[Duration]> = rounds.windows(2).filter(|w| w[0] < Duration::from_secs(40)).collect();
+    assert!(early.len() >= 3, "{rounds:?}");
+    assert!(early.iter().all(|w| w[1] - w[0] <= cap + Duration::from_millis(50)), "{rounds:?}");
+}

@@ -560,7 +560,9 @@ async fn a_denial_waits_minutes_says_when_and_a_reload_retries_at_once() {
     // Every get has the denial at once, with when the next try is.
     let err = cache.get(HOST).await.unwrap_err().to_string();
     assert!(
-        err.contains("role/ecr-pull denied: AccessDenied; next try in 1m") || err.contains("next try in 0m"),
+        ["2m", "3m", "4m0"]
+            .iter()
+            .any(|m| err.contains(&format!("role/ecr-pull denied: AccessDenied; next try in {m}"))),
         "{err}"
     );
     assert!(err.contains("or at once after: systemctl reload ecr-credd"), "{err}");
@@ -570,7 +572,7 @@ async fn a_denial_waits_minutes_says_when_and_a_reload_retries_at_once() {
         assert!(cache.get(HOST).await.is_err());
     }
     let n = calls.load(Ordering::SeqCst);
-    assert!((3..=5).contains(&n), "{n} calls in 30 minutes of denial");
+    assert!((4..=5).contains(&n), "{n} calls in 30 minutes of denial");
     // IAM fixed, the config reloaded: the next try is now.
     *lock(&script) = None;
     assert_eq!(cache.reconfigure(&[registry(HOST)], false).kept, 1);
