@@ -16,7 +16,7 @@ fn spec(denied: bool) -> FleetSpec {
     FleetSpec {
         contender: fleet::Contender::Ours,
         nodes: 100,
-        max_registries: 3,
+        registries: 1..=3,
         spread: Duration::ZERO,
         ecr,
         sts,
@@ -59,7 +59,7 @@ fn a_denied_fleet_calls_sts_once_a_node_in_its_first_half_minute() {
     let r = fleet::run(tmp.path(), &moto, &spec(true));
     eprintln!("{}\n{}", report::HEADER, report::row(&r));
     assert!(r.nodes.iter().all(|n| n.token.is_none() && n.client.is_none()));
-    // The clients asked at 0, 10 and 30 s; a denial waits a minute or two
+    // The clients asked at 0, 10 and 30 s; a denial waits two to four minutes
     // before its next try, so each node called once.
     assert!(r.wall >= 30.0, "watched for {:.0}s", r.wall);
     assert_eq!(r.max_calls_per_node("AssumeRole"), 1);

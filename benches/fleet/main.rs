@@ -81,7 +81,7 @@ fn baseline() -> Option<Contender> {
 }
 
 /// This policy's cases: 100 nodes on a small bucket; FLEET_NODES (1,000)
-/// at once on AWS's; 500 over 30 s and 120 s; 500 whose rejections cost a
+/// at once on AWS's, one registry each; 500 over 30 s and 120 s; 500 whose rejections cost a
 /// credit; 500 denied.
 fn our_cases() -> Vec<FleetSpec> {
     let nodes = env_or("FLEET_NODES", 1000) as usize;
@@ -91,7 +91,7 @@ fn our_cases() -> Vec<FleetSpec> {
     let base = FleetSpec {
         contender: Contender::Ours,
         nodes,
-        max_registries: 3,
+        registries: 1..=3,
         spread: Duration::ZERO,
         ecr: aws,
         sts,
@@ -102,7 +102,8 @@ fn our_cases() -> Vec<FleetSpec> {
     let half = FleetSpec { nodes: 500, ..base.clone() };
     vec![
         FleetSpec { nodes: 100, ecr: small, ..base.clone() },
-        base,
+        // The target case: one registry each.
+        FleetSpec { registries: 1..=1, ..base.clone() },
         FleetSpec { spread: Duration::from_secs(30), ..half.clone() },
         FleetSpec { spread: Duration::from_secs(120), ..half.clone() },
         FleetSpec { ecr: costly, ..half.clone() },
@@ -110,20 +111,30 @@ fn our_cases() -> Vec<FleetSpec> {
     ]
 }
 
-/// The simulated-only cases: 10,000 and 100,000 nodes at once on AWS's
-/// bucket, watched long enough for the bound, and a denied 10,000 for the
-/// half hour the target counts.
+/// The simulated-only cases: 1,000 and 10,000 nodes at once on AWS's bucket
+/// with one and with three registries each, 100,000, each watched long
+/// enough for the bound, and a denied 10,000 for the half hour the issue's
+/// target counts.
 fn sim_cases() -> Vec<FleetSpec> {
     let real = our_cases();
     let at_once = |nodes: usize| {
         let bound = (nodes as f64 - real[1].ecr.burst).max(0.0) / real[1].ecr.rate;
         FleetSpec { nodes, limit: Duration::from_secs_f64(3.0 * bound + 310.0), ..real[1].clone() }
     };
+    let three = |spec: FleetSpec| FleetSpec { registries: 3..=3, ..spec };
     vec![
         at_once(1_000),
+        three(at_once(1_000)),
         at_once(10_000),
+        three(at_once(10_000)),
         at_once(100_000),
-        FleetSpec { nodes: 10_000, denied: true, limit: Duration::from_secs(1800), ..real[1].clone() },
+        FleetSpec {
+            nodes: 10_000,
+            denied: true,
+            registries: 1..=3,
+            limit: Duration::from_secs(1800),
+            ..real[1].clone()
+        },
     ]
 }
 

@@ -287,8 +287,7 @@ async fn simulate(spec: FleetSpec, server: Server, latency: Duration, boots: Vec
                 token: tokio::sync::Mutex::default(),
                 clock: clock.clone(),
             };
-            let registries: Vec<RegistryConfig> =
-                (0..1 + i % spec.max_registries.max(1)).map(registry).collect();
+            let registries: Vec<RegistryConfig> = (0..spec.registries_of(i)).map(registry).collect();
             let cache = TokenCache::new(&registries, false, source, clock, policy(), metrics);
             cache.start();
             for offset in KUBELET_RETRIES {

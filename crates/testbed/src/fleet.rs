@@ -46,8 +46,9 @@ pub struct FleetSpec {
     pub contender: Contender,
     /// How many nodes.
     pub nodes: usize,
-    /// Node i has `1 + i % max_registries` registries, all on one role.
-    pub max_registries: usize,
+    /// How many registries a node has, all on one role: node i has the
+    /// range's i-th value, cycling.
+    pub registries: std::ops::RangeInclusive<usize>,
     /// Boot times are spread evenly over this window (zero: all at once).
     pub spread: Duration,
     /// The GetAuthorizationToken quota.
@@ -58,6 +59,14 @@ pub struct FleetSpec {
     pub denied: bool,
     /// The run stops after this long, ready or not.
     pub limit: Duration,
+}
+
+impl FleetSpec {
+    /// How many registries node `i` has (at least one).
+    pub fn registries_of(&self, i: usize) -> usize {
+        let (low, high) = (*self.registries.start(), *self.registries.end());
+        (low + i % (high.saturating_sub(low) + 1)).max(1)
+    }
 }
 
 /// What one node did, in seconds since the fleet started.
@@ -169,7 +178,7 @@ pub fn run(dir: &Path, moto: &Moto, spec: &FleetSpec) -> FleetResult {
 fn node_dir(dir: &Path, i: usize, spec: &FleetSpec) -> PathBuf {
     let node = dir.join(format!("n{i}"));
     std::fs::create_dir_all(&node).unwrap_or_else(|e| panic!("{}: {e}", node.display()));
-    let registries: String = (0..1 + i % spec.max_registries.max(1))
+    let registries: String = (0..spec.registries_of(i))
         .map(|j| {
             format!(
                 "[[registry]]\nhost = \"127.0.0.1:{}\"\nregistry_id = \"{ACCOUNT}\"\nregion = \"us-east-1\"\nrole_arn = \"{ROLE}\"\n",

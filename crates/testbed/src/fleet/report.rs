@@ -18,6 +18,10 @@ pub fn case_name(r: &FleetResult) -> String {
     if s.denied {
         what += ", AssumeRole denied";
     }
+    if s.registries.start() == s.registries.end() {
+        let n = *s.registries.start();
+        what += &format!(", {n} {} each", if n == 1 { "registry" } else { "registries" });
+    }
     let who = match &s.contender {
         super::Contender::Ours => String::new(),
         other => format!("{}: ", contender(other)),
