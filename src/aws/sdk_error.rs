@@ -56,6 +56,9 @@ where
             (refusal, reason)
         }
         SdkError::TimeoutError(_) => (Refusal::Overloaded, "timed out waiting for AWS".into()),
+        // A connection not accepted in time is no answer in time too: an
+        // endpoint too busy to accept, not one that refused.
+        SdkError::DispatchFailure(e) if e.is_timeout() => (Refusal::Overloaded, error_chain(err)),
         other => (Refusal::Failed, error_chain(other)),
     }
 }
@@ -76,6 +79,7 @@ impl HasStatus for aws_smithy_runtime_api::http::Response {
 mod tests {
     use super::*;
     use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
     use aws_smithy_runtime_api::client::result::SdkError;
     use aws_smithy_runtime_api::http::{Response, StatusCode};
     use aws_smithy_types::body::SdkBody;
@@ -98,5 +102,11 @@ mod tests {
         assert_eq!(answered(400, "ValidationError"), Refusal::Failed);
         let timeout = SdkError::<AssumeRoleError, Response>::timeout_error("slow");
         assert_eq!(describe_sdk_error(&timeout), (Refusal::Overloaded, "timed out waiting for AWS".into()));
+        let connect = |e: ConnectorError| {
+            describe_sdk_error(&SdkError::<AssumeRoleError, Response>::dispatch_failure(e)).0
+        };
+        let io = || Box::new(std::io::Error::other("x"));
+        assert_eq!(connect(ConnectorError::timeout(io())), Refusal::Overloaded);
+        assert_eq!(connect(ConnectorError::io(io())), Refusal::Failed);
     }
 }

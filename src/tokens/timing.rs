@@ -185,7 +185,9 @@ pub(super) fn backoff(policy: &RefreshPolicy, f: Failure) -> Duration {
         }
         Some(Refusal::Throttled | Refusal::Overloaded) => {
             let grown = f.lasted.mul_f64(policy.throttled_cap_fraction).min(policy.throttled_backoff_ceiling);
-            let cap = if f.by_sts && f.waiting { policy.sts_throttled_cap_waiting } else { cap };
+            // A timeout or 5xx does not say how large the fleet is; STS's throttling does.
+            let sts_throttled = f.by_sts && f.waiting && f.refusal == Some(Refusal::Throttled);
+            let cap = if sts_throttled { policy.sts_throttled_cap_waiting } else { cap };
             let base = policy.throttled_backoff_base;
             (base / 4, doubled(base * 2, cap.max(grown)))
         }
@@ -253,10 +255,10 @@ mod tests {
     #[test]
     fn throttling_by_sts_keeps_no_tighter_cap_for_a_waiting_client() {
         let p = RefreshPolicy::default();
-        let waits = |by_sts: bool, count: u32| {
+        let waits_after = |refusal: Refusal, by_sts: bool, count: u32| {
             let f = Failure {
                 count,
-                refusal: Some(Refusal::Throttled),
+                refusal: Some(refusal),
                 waiting: true,
                 lasted: Duration::from_secs(10),
                 denied_before: false,
@@ -264,6 +266,9 @@ mod tests {
             };
             (0..2000).map(|_| backoff(&p, f)).max().unwrap()
         };
+        let waits = |by_sts: bool, count: u32| waits_after(Refusal::Throttled, by_sts, count);
+        // A timeout says nothing of the fleet's size: STS's keep the waiting cap.
+        assert!(waits_after(Refusal::Overloaded, true, 3) <= p.backoff_cap_waiting);
         // ECR's throttling, with a client waiting: within the waiting cap.
         assert!(waits(false, 3) <= p.backoff_cap_waiting);
         // STS's: the doubling goes on past it (4 s to 64 s at the second), to
