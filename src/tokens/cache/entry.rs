@@ -89,8 +89,7 @@ impl Entry {
     /// A client asked for this token recently and has none to use.
     pub(super) fn client_waits(&self, now: Instant, wall: SystemTime, policy: &RefreshPolicy) -> bool {
         let st = lock(&self.state);
-        let serving = st.token.as_ref().is_some_and(|t| t.fresh(now, wall, policy.safety_margin));
-        !serving && st.client_waits(now, policy)
+        !st.serving(now, wall, policy.safety_margin) && st.client_waits(now, policy)
     }
 
     /// An entry one token serves too failed: this one backs off as that one
@@ -98,8 +97,7 @@ impl Entry {
     /// registry. One fetching now, or still serving a token, keeps its own.
     pub(super) fn follow(&self, streak: &Streak, now: Instant, wall: SystemTime, margin: Duration) {
         let mut st = lock(&self.state);
-        let serving = st.token.as_ref().is_some_and(|t| t.fresh(now, wall, margin));
-        if st.fetch_started.is_some() || serving {
+        if st.fetch_started.is_some() || st.serving(now, wall, margin) {
             return;
         }
         st.failures = streak.failures;
@@ -156,6 +154,11 @@ pub(super) struct Streak {
 }
 
 impl State {
+    /// It holds a token with more than `margin` left.
+    pub(super) fn serving(&self, now: Instant, wall: SystemTime, margin: Duration) -> bool {
+        self.token.as_ref().is_some_and(|t| t.fresh(now, wall, margin))
+    }
+
     /// A `get` came within the policy's waiting window.
     pub(super) fn client_waits(&self, now: Instant, policy: &RefreshPolicy) -> bool {
         self.last_get.is_some_and(|t| now.saturating_duration_since(t) < policy.waiting_window)

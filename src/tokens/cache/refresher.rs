@@ -214,8 +214,7 @@ fn failed<S>(
     now: Instant,
     sibling_waits: bool,
 ) {
-    let still_valid =
-        st.token.as_ref().is_some_and(|t| t.fresh(now, inner.clock.wall(), inner.policy.safety_margin));
+    let still_valid = st.serving(now, inner.clock.wall(), inner.policy.safety_margin);
     let waiting = !still_valid && (sibling_waits || st.client_waits(now, &inner.policy));
     let failure = st.failed(now, Some(&err), waiting);
     st.next_attempt = now + backoff(&inner.policy, failure);
