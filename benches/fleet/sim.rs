@@ -42,6 +42,20 @@ pub(crate) enum Server {
     Aws,
 }
 
+/// The daemon's timeout on one AWS call (the chain's `STS_DEADLINE`).
+const SDK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What became of one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    /// The bucket let it through and the answer came in time.
+    Answered,
+    /// The bucket turned it away.
+    Rejected,
+    /// The bucket let it through; the answer came too late for the daemon.
+    TimedOut,
+}
+
 /// AWS as the buckets see it: one per API, and the log of every call.
 struct SimAws {
     server: Server,
@@ -58,18 +72,25 @@ struct SimAws {
 impl SimAws {
     /// One call of `api` by node `node`: metered as it arrives, as the
     /// proxy does; an admitted one then waits its turn at moto, which
-    /// answers one call at a time in `latency`.
-    async fn call(&self, api: &'static str, node: &str) -> bool {
+    /// answers one call at a time in `latency`. The daemon gives up on an
+    /// answer after the SDK's timeout (the chain's 10 s), while moto goes on
+    /// working on the call: an admitted call that comes back `TimedOut`.
+    async fn call(self: &Arc<Self>, api: &'static str, node: &str) -> Answer {
         let now = Instant::now();
         let meter = if api == "AssumeRole" { &self.sts } else { &self.ecr };
         let admitted = lock(meter).admit(now.into_std());
         let at = (now - self.start).as_secs_f64();
         let call = Call { at: now - self.start, api, admitted, key: node.to_owned(), node: node.to_owned() };
         lock(&self.calls).push((at, call));
-        if admitted {
-            self.serve().await;
+        if !admitted {
+            return Answer::Rejected;
         }
-        admitted
+        let aws = self.clone();
+        let work = tokio::spawn(async move { aws.serve().await });
+        match tokio::time::timeout(SDK_TIMEOUT, work).await {
+            Ok(_) => Answer::Answered,
+            Err(_) => Answer::TimedOut,
+        }
     }
 
     /// The answer's delay. moto (calibration): `latency` of work, done while
@@ -107,11 +128,11 @@ struct SimSource {
 }
 
 /// A node's shared token (expiry, when fetched), or until when its last
-/// failure stands.
+/// failure stands, and what it was.
 #[derive(Default)]
 struct Held {
     token: Option<(SystemTime, Instant)>,
-    failed_until: Option<Instant>,
+    failed: Option<(Instant, Refusal)>,
 }
 
 #[derive(Default)]
@@ -132,15 +153,16 @@ impl SimSource {
         if let Some((_, refusal)) = role.failed.filter(|(until, _)| *until > now) {
             return Err(assume_error(refusal));
         }
-        let admitted = self.aws.call("AssumeRole", &self.node).await;
+        let answer = self.aws.call("AssumeRole", &self.node).await;
         let now = Instant::now();
-        let refusal = match (admitted, self.aws.denied) {
-            (true, false) => {
+        let refusal = match (answer, self.aws.denied) {
+            (Answer::Answered, false) => {
                 *role = RoleState { creds_until: Some(now + Duration::from_secs(3600)), failed: None };
                 return Ok(());
             }
-            (true, true) => Refusal::Denied,
-            (false, _) => Refusal::Throttled,
+            (Answer::Answered, true) => Refusal::Denied,
+            (Answer::Rejected, _) => Refusal::Throttled,
+            (Answer::TimedOut, _) => Refusal::Overloaded,
         };
         // As the chain remembers a failure for its role: a minute after a
         // denial, a quarter second otherwise.
@@ -166,21 +188,26 @@ impl TokenSource for SimSource {
                 return Ok(token(expires_at));
             }
         }
-        let throttled = || FetchError::GetAuthorizationToken {
+        let failed = |refusal| FetchError::GetAuthorizationToken {
             region: "us-east-1".into(),
-            refusal: Refusal::Throttled,
-            reason: "ThrottlingException: Rate exceeded".into(),
+            refusal,
+            reason: "simulated".into(),
         };
         // As the AWS source remembers a failure for the key a quarter second.
-        if held.failed_until.is_some_and(|t| t > now) {
-            return Err(throttled());
+        if let Some((_, refusal)) = held.failed.filter(|(until, _)| *until > now) {
+            return Err(failed(refusal));
         }
-        if !self.aws.call("GetAuthorizationToken", &self.node).await {
-            held.failed_until = Some(Instant::now() + Duration::from_millis(250));
-            return Err(throttled());
+        let refusal = match self.aws.call("GetAuthorizationToken", &self.node).await {
+            Answer::Answered => None,
+            Answer::Rejected => Some(Refusal::Throttled),
+            Answer::TimedOut => Some(Refusal::Overloaded),
+        };
+        if let Some(refusal) = refusal {
+            held.failed = Some((Instant::now() + Duration::from_millis(250), refusal));
+            return Err(failed(refusal));
         }
         let expires_at = self.clock.wall() + life;
-        *held = Held { token: Some((expires_at, Instant::now())), failed_until: None };
+        *held = Held { token: Some((expires_at, Instant::now())), failed: None };
         Ok(token(expires_at))
     }
 
