@@ -27,6 +27,7 @@
 //!   dropped and for `/healthz` to see that it still runs.
 
 mod entry;
+mod error;
 mod refresher;
 #[cfg(test)]
 mod share_tests;
@@ -39,6 +40,7 @@ mod tests;
 mod throttle_tests;
 
 use entry::{latest_result, servable, standing_error, Entry, State};
+pub use error::GetError;
 use refresher::{fetch, spawn_refresher};
 pub use status::{all_ready, not_ready};
 
@@ -47,13 +49,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use thiserror::Error;
-
-use super::source::{FetchError, TokenSource};
+use super::source::TokenSource;
 use super::timing::{Clock, RefreshPolicy};
 use crate::config::RegistryConfig;
 use crate::metrics::Metrics;
-use ecr_credd_client::registry::{normalize_host, parse_ecr_host, HostError};
+use ecr_credd_client::registry::{normalize_host, parse_ecr_host};
 use ecr_credd_client::secret::Secret;
 
 /// RegistryCredentials handed to a client.
@@ -69,80 +69,11 @@ pub struct RegistryCredentials {
     pub expires_at: SystemTime,
 }
 
-/// Why a `get` has no credentials.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum GetError {
-    /// The host is not configured and not an ECR name we may serve.
-    #[error("{host} is not a registry ecr-credd serves")]
-    NotFound {
-        /// The host asked for.
-        host: String,
-    },
-    /// The request did not contain a usable host.
-    #[error(transparent)]
-    BadHost(#[from] HostError),
-    /// A registry we serve, but fetching its token failed.
-    #[error("{registry}: {cause}{}", next_try_text(.next_try))]
-    Unavailable {
-        /// The registry host.
-        registry: String,
-        /// The failing step.
-        cause: FetchError,
-        /// After a denial: how long until the next try (which is minutes away).
-        next_try: Option<Duration>,
-    },
-    /// The token fetched is too close to expiry to hand out.
-    #[error("{registry}: the token from ECR expires in {left:?}, within the {margin:?} safety margin; check this machine's clock")]
-    TooShort {
-        /// The registry host.
-        registry: String,
-        /// Time it had left.
-        left: Duration,
-        /// The configured safety margin.
-        margin: Duration,
-    },
-    /// The on-demand fetch did not finish in time (it keeps running).
-    #[error("{registry}: no token yet; the fetch from AWS did not finish within {waited:?}{}", on(.waiting_on))]
-    Timeout {
-        /// The registry host.
-        registry: String,
-        /// How long we waited.
-        waited: Duration,
-        /// The step the fetch was still waiting on, when the source knows.
-        waiting_on: Option<String>,
-    },
-    /// The fetch ended with neither a token nor a failure to report: the
-    /// runtime is shutting down, or the token was dropped as it arrived.
-    #[error("{registry}: no token yet; the fetch ended without a result (is the daemon stopping?)")]
-    NoResult {
-        /// The registry host.
-        registry: String,
-    },
-    /// Too many unlisted ECR hosts are tracked already.
-    #[error("{host}: too many unlisted ECR registries in use; list this one in the config")]
-    TooManyUnlisted {
-        /// The host asked for.
-        host: String,
-    },
-}
-
 /// `host` without a `:port` suffix.
 fn without_port(host: &str) -> &str {
     host.rsplit_once(':')
         .filter(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
         .map_or(host, |(name, _)| name)
-}
-
-fn next_try_text(wait: &Option<Duration>) -> String {
-    wait.map(|d| {
-        let s = d.as_secs();
-        format!("; next try in {}m{:02}s, or at once after: systemctl reload ecr-credd", s / 60, s % 60)
-    })
-    .unwrap_or_default()
-}
-
-fn on(step: &Option<String>) -> String {
-    step.as_ref().map(|s| format!("; still waiting on {s}")).unwrap_or_default()
 }
 
 /// What the cache's handle, its refreshers and its fetch tasks share.
@@ -285,29 +216,57 @@ impl<S: TokenSource> TokenCache<S> {
         summary
     }
 
-    /// RegistryCredentials for `host` (any form a client sends).
+    /// RegistryCredentials for `host` (any form a client sends). After
+    /// throttling or an overload it waits, up to the policy's `get_hold`,
+    /// for a retry due by then, and never asks AWS sooner than the backoff.
     pub async fn get(&self, host: &str) -> Result<RegistryCredentials, GetError> {
         let host = normalize_host(host)?;
         let entry = self.entry(&host)?;
         let inner = &self.inner;
-        let now = inner.clock.now();
-        {
-            let mut st = lock(&entry.state);
-            st.last_used = now;
-            st.last_get = Some(now);
-            if let Some(creds) = servable(&entry, &st, now, inner.clock.wall(), &inner.policy) {
-                return Ok(creds);
-            }
-            // Within a backoff window the last failure still stands; asking
-            // AWS again now would turn a fleet's retries into a stampede.
-            if st.failures > 0 && now < st.next_attempt {
-                if let Some(err) = standing_error(&st, now) {
+        let hold_until = inner.clock.now() + inner.policy.get_hold;
+        loop {
+            // Made before the state is read, so a fetch ending in between is not missed.
+            let fetched = entry.fetched.notified();
+            let now = inner.clock.now();
+            let standing = {
+                let mut st = lock(&entry.state);
+                st.last_used = now;
+                st.last_get = Some(now);
+                if let Some(creds) = servable(&entry, &st, now, inner.clock.wall(), &inner.policy) {
+                    return Ok(creds);
+                }
+                // Within a backoff window the last failure still stands; asking
+                // AWS again now would turn a fleet's retries into a stampede.
+                let backing_off = st.failures > 0 && now < st.next_attempt;
+                backing_off.then(|| standing_error(&st, now).map(|e| (e, st.next_attempt))).flatten()
+            };
+            if let Some((err, next_try)) = standing {
+                if !err.passes() || next_try > hold_until {
                     return Err(err);
                 }
+                if tokio::time::timeout(hold_until - now, fetched).await.is_err() {
+                    return Err(err);
+                }
+                continue;
+            }
+            let result = self.fetch_now(&entry).await;
+            let retry_due = {
+                let st = lock(&entry.state);
+                let now = inner.clock.now();
+                st.next_attempt > now && st.next_attempt <= hold_until
+            };
+            match result {
+                Err(e) if e.passes() && retry_due => continue,
+                result => return result,
             }
         }
+    }
+
+    /// The on-demand fetch a `get` makes (or joins), waiting `get_wait`.
+    async fn fetch_now(&self, entry: &Arc<Entry>) -> Result<RegistryCredentials, GetError> {
+        let inner = &self.inner;
         let wait = inner.policy.get_wait;
-        let result = match tokio::time::timeout(wait, fetch(inner, &entry)).await {
+        let result = match tokio::time::timeout(wait, fetch(inner, entry)).await {
             Ok(result) => result,
             Err(_) => Err(GetError::Timeout {
                 registry: entry.registry.label(),

@@ -59,6 +59,9 @@ pub(super) struct Entry {
     pub(super) state: Mutex<State>,
     pub(super) fetch_lock: Arc<tokio::sync::Mutex<()>>,
     pub(super) reschedule: Notify,
+    /// Told when a fetch ends or a sibling's failure moves the next try:
+    /// `get`s waiting for a retry look again.
+    pub(super) fetched: Notify,
     pub(super) refresher: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -111,6 +114,7 @@ impl Entry {
         });
         drop(st);
         self.reschedule.notify_one();
+        self.fetched.notify_waiters();
     }
 
     pub(super) fn stop(&self) {
@@ -139,6 +143,7 @@ impl Entry {
             }),
             fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
             reschedule: Notify::new(),
+            fetched: Notify::new(),
             refresher: Mutex::new(None),
         }
     }

@@ -142,6 +142,7 @@ fn record<S>(
         Err(err) => failed(inner, entry, st, err, now, sibling_waits),
     }
     entry.reschedule.notify_one();
+    entry.fetched.notify_waiters();
 }
 
 /// A token that is born expired (or a clock far ahead) must not trigger a

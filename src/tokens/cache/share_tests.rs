@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::tests::{registry, settle, throttled, token, ManualClock};
 use super::*;
-use crate::tokens::FetchedToken;
+use crate::tokens::{FetchError, FetchedToken};
 
 const A: &str = "127.0.0.1:5000";
 const B: &str = "127.0.0.1:5001";

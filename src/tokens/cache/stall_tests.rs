@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
-use crate::tokens::{FetchedToken, SystemClock};
+use crate::tokens::{FetchError, FetchedToken, SystemClock};
 use std::time::SystemTime;
 
 const HOST: &str = "127.0.0.1:5000";

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use tokio::time::Instant;
 
 use super::*;
-use crate::tokens::{FetchedToken, Refusal, SystemClock};
+use crate::tokens::{FetchError, FetchedToken, Refusal, SystemClock};
 
 const HOUR: Duration = Duration::from_secs(3600);
 

@@ -1,11 +1,14 @@
 //! Throttling's backoff is long by design, but never outlasts the token
-//! still being served: the retry comes before the token stops being served.
+//! still being served: the retry comes before the token stops being served;
+//! and a `get` waits for a retry due soon rather than fail its client.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use tokio::time::Instant;
+
 use super::tests::{registry, settle, throttled, token, ManualClock};
 use super::*;
-use crate::tokens::FetchedToken;
+use crate::tokens::{FetchError, FetchedToken};
 
 const HOST: &str = "127.0.0.1:5000";
 
@@ -49,4 +52,64 @@ async fn a_throttled_refresh_is_retried_before_the_served_token_goes_stale() {
     tokio::time::sleep(Duration::from_secs(3 * 60 + 1)).await;
     settle().await;
     assert_eq!(calls.load(Ordering::SeqCst), 3, "retried when the token went stale");
+}
+
+/// Throttles the first `throttles` calls, then gives a 12-hour token.
+struct ThrottledThenToken {
+    clock: Arc<ManualClock>,
+    calls: Arc<AtomicU32>,
+    throttles: u32,
+}
+
+impl TokenSource for ThrottledThenToken {
+    async fn fetch(&self, _registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.throttles {
+            return Err(throttled());
+        }
+        Ok(token("pw", self.clock.true_wall() + Duration::from_secs(12 * 3600)))
+    }
+}
+
+/// A cache whose source throttles `throttles` times, and whose retry after
+/// throttling comes a quarter of `base` to `base` later while a client waits.
+fn throttled_at_boot(throttles: u32, base: Duration) -> (TokenCache<ThrottledThenToken>, Arc<AtomicU32>) {
+    let clock = ManualClock::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let source = ThrottledThenToken { clock: clock.clone(), calls: calls.clone(), throttles };
+    let policy = RefreshPolicy {
+        throttled_backoff_base: base,
+        backoff_cap_waiting: base,
+        ..RefreshPolicy::default().without_startup_spread()
+    };
+    (TokenCache::new(&[registry(HOST)], false, source, clock, policy, Arc::default()), calls)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_get_at_boot_is_answered_by_the_retry_after_throttling() {
+    // Retries 1 to 4 s after each throttle: two of them fit in the 10 s hold.
+    let (cache, calls) = throttled_at_boot(2, Duration::from_secs(4));
+    cache.start();
+    let asked = Instant::now();
+    let got = cache.get(HOST).await;
+    let took = asked.elapsed();
+    assert!(got.is_ok(), "the pull at boot is served when the token comes: {got:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "no call sooner than the backoff's");
+    assert!(
+        took >= Duration::from_secs(2) && took <= Duration::from_secs(8),
+        "answered after the retries: {took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_get_does_not_wait_for_a_retry_due_after_its_hold() {
+    // The retry is 15 s or more away (a quarter of the 60 s base).
+    let (cache, calls) = throttled_at_boot(1, Duration::from_secs(60));
+    cache.start();
+    let asked = Instant::now();
+    let got = cache.get(HOST).await;
+    assert!(matches!(&got, Err(e) if e.passes()), "the throttle is told at once: {got:?}");
+    assert!(asked.elapsed() < Duration::from_secs(1));
+    // A second get inside the backoff window is told too, without a call.
+    assert!(cache.get(HOST).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
