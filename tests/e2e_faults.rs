@@ -307,29 +307,50 @@ fn permission_denials_name_the_step_and_back_off() {
 #[test]
 fn slow_aws_past_the_timeout_is_reported_then_recovers() {
     require!(Moto);
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, tmp2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
+    // Every call answers after 12 s, past the SDK's 10 s attempt timeout.
     let proxy = FaultProxy::start(moto.port);
     proxy.set(Fault::Delay(Duration::from_secs(12)));
     let daemon = Daemon::builder(tmp.path()).config(&alias_config("")).env(&env(&proxy, &imds)).start();
-    // A get waits a bounded time for the fetch, then says so.
-    let start = Instant::now();
-    let (code, out, _) = daemon.helper("get", ALIAS);
-    assert_eq!(code, 1);
-    assert!(out.contains("no token yet; the fetch from AWS did not finish within 5s"), "{out}");
-    // ... naming the call it is stuck on and that call's own deadline.
-    assert!(out.contains(&format!("still waiting on sts:AssumeRole on {ROLE} in ")), "{out}");
-    assert!(out.contains("(gives up after 10s)"), "{out}");
-    assert!(start.elapsed() < Duration::from_secs(8));
-    // The call itself gives up at the 10 s attempt timeout.
-    let mut out = String::new();
-    wait_until("the timeout", Duration::from_secs(20), || {
-        out = daemon.helper("get", ALIAS).1;
-        out.contains("timed out")
+    // AssumeRole answers after 5 s, GetAuthorizationToken after 9 s: the
+    // fetch is still in flight when a get's 12 s are up.
+    let slow = FaultProxy::start(moto.port);
+    slow.set_for("AssumeRole", Fault::Delay(Duration::from_secs(5)));
+    slow.set_for("GetAuthorizationToken", Fault::Delay(Duration::from_secs(9)));
+    let daemon2 = Daemon::builder(tmp2.path()).config(&alias_config("")).env(&env(&slow, &imds)).start();
+    let (timed_out, in_flight) = std::thread::scope(|s| {
+        let timed = || {
+            let start = Instant::now();
+            let (code, out, _) = daemon.helper("get", ALIAS);
+            (code, out, start.elapsed())
+        };
+        let first = s.spawn(timed);
+        let start = Instant::now();
+        let (code, out, _) = daemon2.helper("get", ALIAS);
+        (first.join().unwrap(), (code, out, start.elapsed()))
     });
-    assert!(out.contains(&format!("sts:AssumeRole on {ROLE} failed: timed out waiting for AWS")), "{out}");
+    // Each get waits a bounded time (12 s), in time for the helper (15 s)...
+    for (code, out, took) in [&timed_out, &in_flight] {
+        assert_eq!(*code, 1, "{out}");
+        assert!(*took < Duration::from_secs(14), "{took:?}: {out}");
+    }
+    // ... then tells the call's own timeout,
+    assert!(
+        timed_out.1.contains(&format!("sts:AssumeRole on {ROLE} failed: timed out waiting for AWS")),
+        "{timed_out:?}"
+    );
+    // or the call it is still waiting on, with that call's own deadline.
+    let out = &in_flight.1;
+    assert!(out.contains("no token yet; the fetch from AWS did not finish within 12s"), "{out}");
+    assert!(
+        out.contains("still waiting on ecr:GetAuthorizationToken in us-east-1 (gives up after 10s)"),
+        "{out}"
+    );
+    // The slow fetch ends (at ~14 s) and serves.
+    wait_until("the slow token", Duration::from_secs(20), || daemon2.helper("get", ALIAS).0 == 0);
     proxy.set(Fault::None);
-    // STS's throttling keeps retries within a minute of each other.
+    // A timeout backs off as an overload: retries within 12 s while a client waits.
     wait_until("recovery", Duration::from_secs(75), || daemon.helper("get", ALIAS).0 == 0);
     assert!(proxy.count("AssumeRole") <= 4, "{} AssumeRole calls", proxy.count("AssumeRole"));
 }

@@ -216,14 +216,33 @@ impl<S: TokenSource> TokenCache<S> {
         summary
     }
 
-    /// RegistryCredentials for `host` (any form a client sends). After
-    /// throttling or an overload it waits, up to the policy's `get_hold`,
-    /// for a retry due by then, and never asks AWS sooner than the backoff.
+    /// RegistryCredentials for `host` (any form a client sends). It waits,
+    /// up to the policy's `get_wait` all told, for a fetch (its own or the
+    /// refresher's) and, after throttling or an overload, for the retry or
+    /// a sibling's token, never asking AWS sooner than the backoff would.
     pub async fn get(&self, host: &str) -> Result<RegistryCredentials, GetError> {
         let host = normalize_host(host)?;
         let entry = self.entry(&host)?;
         let inner = &self.inner;
-        let hold_until = inner.clock.now() + inner.policy.get_hold;
+        let wait = inner.policy.get_wait;
+        match tokio::time::timeout(wait, self.serve(&entry)).await {
+            Ok(result) => result,
+            Err(_) => {
+                let st = lock(&entry.state);
+                let standing = st.fetch_started.is_none().then(|| standing_error(&st, inner.clock.now()));
+                Err(standing.flatten().unwrap_or_else(|| GetError::Timeout {
+                    registry: entry.registry.label(),
+                    waited: wait,
+                    waiting_on: inner.source.waiting_on(&entry.registry.host),
+                }))
+            }
+        }
+    }
+
+    /// `get`'s answer: the token, or a failure that is not throttling or an
+    /// overload. The caller bounds the wait.
+    async fn serve(&self, entry: &Arc<Entry>) -> Result<RegistryCredentials, GetError> {
+        let inner = &self.inner;
         loop {
             // Made before the state is read, so a fetch ending in between is not missed.
             let fetched = entry.fetched.notified();
@@ -232,48 +251,36 @@ impl<S: TokenSource> TokenCache<S> {
                 let mut st = lock(&entry.state);
                 st.last_used = now;
                 st.last_get = Some(now);
-                if let Some(creds) = servable(&entry, &st, now, inner.clock.wall(), &inner.policy) {
+                if let Some(creds) = servable(entry, &st, now, inner.clock.wall(), &inner.policy) {
                     return Ok(creds);
                 }
                 // Within a backoff window the last failure still stands; asking
                 // AWS again now would turn a fleet's retries into a stampede.
                 let backing_off = st.failures > 0 && now < st.next_attempt;
-                backing_off.then(|| standing_error(&st, now).map(|e| (e, st.next_attempt))).flatten()
+                backing_off.then(|| standing_error(&st, now)).flatten()
             };
-            if let Some((err, next_try)) = standing {
-                if !err.passes() || next_try > hold_until {
+            // A retry, or a sibling's fetch that wakes this entry, may
+            // come before the caller's bound; the answer waits for it.
+            if let Some(err) = standing {
+                if !err.passes() {
                     return Err(err);
                 }
-                if tokio::time::timeout(hold_until - now, fetched).await.is_err() {
-                    return Err(err);
-                }
+                fetched.await;
                 continue;
             }
-            let result = self.fetch_now(&entry).await;
-            let retry_due = {
-                let st = lock(&entry.state);
-                let now = inner.clock.now();
-                st.next_attempt > now && st.next_attempt <= hold_until
-            };
+            let result = self.fetch_now(entry).await;
+            let backing_off = lock(&entry.state).next_attempt > inner.clock.now();
             match result {
-                Err(e) if e.passes() && retry_due => continue,
+                Err(e) if e.passes() && backing_off => continue,
                 result => return result,
             }
         }
     }
 
-    /// The on-demand fetch a `get` makes (or joins), waiting `get_wait`.
+    /// The on-demand fetch a `get` makes (or joins).
     async fn fetch_now(&self, entry: &Arc<Entry>) -> Result<RegistryCredentials, GetError> {
         let inner = &self.inner;
-        let wait = inner.policy.get_wait;
-        let result = match tokio::time::timeout(wait, fetch(inner, entry)).await {
-            Ok(result) => result,
-            Err(_) => Err(GetError::Timeout {
-                registry: entry.registry.label(),
-                waited: wait,
-                waiting_on: inner.source.waiting_on(&entry.registry.host),
-            }),
-        };
+        let result = fetch(inner, entry).await;
         // An unlisted host whose background refresh stopped (it had never got
         // a token) is refreshed again once a get shows it is real.
         if result.is_ok()

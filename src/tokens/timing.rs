@@ -71,13 +71,12 @@ pub struct RefreshPolicy {
     pub denied_backoff_base: Duration,
     /// The longest wait after repeated denials.
     pub denied_backoff_cap: Duration,
-    /// How long a `get` waits for an on-demand fetch.
+    /// How long, all told, a `get` waits for a token: for a fetch, and
+    /// after throttling or an overload for the retry, so a pull at boot is
+    /// answered when its token comes, not at its client's next try (the
+    /// kubelet's is 10 s later, then 30 s). Below the helper's 15 s wait
+    /// for a reply.
     pub get_wait: Duration,
-    /// How long, all told, a `get` waits for a retry after throttling or an
-    /// overload when that retry is due by then: a pull at boot is answered
-    /// when its token comes, not at its client's next try (the kubelet's is
-    /// 10 s later, then 30 s). Below the helper's 15 s wait for a reply.
-    pub get_hold: Duration,
     /// Upper bound on a token's lifetime, whatever `expiresAt` says: ECR
     /// tokens last 12 hours, so a wall clock running behind cannot stretch one.
     pub max_lifetime: Duration,
@@ -124,8 +123,7 @@ impl Default for RefreshPolicy {
             sts_throttled_cap_waiting: Duration::from_secs(60),
             denied_backoff_base: Duration::from_secs(4 * 60),
             denied_backoff_cap: Duration::from_secs(30 * 60),
-            get_wait: Duration::from_secs(5),
-            get_hold: Duration::from_secs(10),
+            get_wait: Duration::from_secs(12),
             max_lifetime: Duration::from_secs(12 * 3600),
             max_unlisted: 256,
             unlisted_idle: Duration::from_secs(6 * 3600),

@@ -558,7 +558,9 @@ async fn a_denial_waits_minutes_says_when_and_a_reload_retries_at_once() {
     settle().await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // Every get has the denial at once, with when the next try is.
+    let asked = Instant::now();
     let err = cache.get(HOST).await.unwrap_err().to_string();
+    assert_eq!(asked.elapsed(), Duration::ZERO, "a denial is not held like throttling");
     assert!(
         ["2m", "3m", "4m0"]
             .iter()

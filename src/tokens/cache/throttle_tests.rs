@@ -86,7 +86,7 @@ fn throttled_at_boot(throttles: u32, base: Duration) -> (TokenCache<ThrottledThe
 
 #[tokio::test(start_paused = true)]
 async fn a_get_at_boot_is_answered_by_the_retry_after_throttling() {
-    // Retries 1 to 4 s after each throttle: two of them fit in the 10 s hold.
+    // Retries 1 to 4 s after each throttle: two of them fit in the 12 s hold.
     let (cache, calls) = throttled_at_boot(2, Duration::from_secs(4));
     cache.start();
     let asked = Instant::now();
@@ -101,15 +101,48 @@ async fn a_get_at_boot_is_answered_by_the_retry_after_throttling() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_get_does_not_wait_for_a_retry_due_after_its_hold() {
-    // The retry is 15 s or more away (a quarter of the 60 s base).
+async fn a_get_whose_retry_is_past_its_hold_hears_the_throttle_then() {
+    // The retry is 15 s or more away (a quarter of the 60 s base), past the 12 s hold.
     let (cache, calls) = throttled_at_boot(1, Duration::from_secs(60));
     cache.start();
     let asked = Instant::now();
     let got = cache.get(HOST).await;
-    assert!(matches!(&got, Err(e) if e.passes()), "the throttle is told at once: {got:?}");
-    assert!(asked.elapsed() < Duration::from_secs(1));
+    assert!(matches!(&got, Err(e) if e.passes()), "the throttle is told: {got:?}");
+    assert_eq!(asked.elapsed(), RefreshPolicy::default().get_wait);
     // A second get inside the backoff window is told too, without a call.
     assert!(cache.get(HOST).await.is_err());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// Throttles the first call; every later one hangs.
+struct ThrottledThenHung(Arc<AtomicU32>);
+
+impl TokenSource for ThrottledThenHung {
+    async fn fetch(&self, _registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
+        if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(throttled());
+        }
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_get_waiting_for_a_retry_is_answered_within_its_wait() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let policy = RefreshPolicy {
+        throttled_backoff_base: Duration::from_secs(4),
+        backoff_cap_waiting: Duration::from_secs(4),
+        ..RefreshPolicy::default().without_startup_spread()
+    };
+    let hold = policy.get_wait;
+    let source = ThrottledThenHung(calls.clone());
+    let cache = TokenCache::new(&[registry(HOST)], false, source, ManualClock::new(), policy, Arc::default());
+    cache.start();
+    let asked = Instant::now();
+    let got = cache.get(HOST).await;
+    // The retry hangs: when the wait ends (in time for the helper, which
+    // waits 15 s), the client hears that it is still running.
+    assert!(matches!(&got, Err(GetError::Timeout { waited, .. }) if *waited == hold), "{got:?}");
+    assert_eq!(asked.elapsed(), hold);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
