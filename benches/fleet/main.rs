@@ -6,8 +6,10 @@
 //!
 //! FLEET_NODES (default 500) sets the real large cases' size,
 //! FLEET_DENIED_SECS (default 300) how long the real denied fleet is watched;
-//! FLEET_ONLY=K runs only real case K (no FLEET.md), FLEET_KEEP=1 keeps its
-//! nodes' logs.
+//! FLEET_ONLY=K runs only real case K and its calibration (no FLEET.md),
+//! FLEET_KEEP=1 keeps its nodes' logs; FLEET_MOTO=shared models moto as
+//! sharing its time among the calls in flight instead of answering them
+//! in arrival order.
 //! FLEET_SIM_ONLY=1 runs only the simulation of case FLEET_CASE with
 //! FLEET_SIM_NODES nodes over FLEET_LIMIT_S seconds (against moto's model,
 //! or AWS's with FLEET_AWS=1), for comparing policies (FLEET_BASE_MS,
@@ -35,6 +37,15 @@ const AWS: (Server, Duration) = (Server::Aws, Duration::from_millis(50));
 
 fn simulate(spec: &FleetSpec, (server, latency): (Server, Duration), runs: usize) -> Vec<FleetResult> {
     (0..runs).map(|_| sim::run(spec, server, latency, None)).collect()
+}
+
+/// A real run of this policy the simulation is checked against: every
+/// node at once, a bucket whose rejections are free, AssumeRole allowed.
+fn calibrates(r: &FleetResult) -> bool {
+    r.spec.contender == Contender::Ours
+        && !r.spec.denied
+        && r.spec.spread.is_zero()
+        && !r.spec.ecr.rejected_costs
 }
 
 /// When each node of a real run first called AWS (its AssumeRole).
@@ -216,6 +227,13 @@ fn main() {
         real.push(r);
     }
     if only.is_some() {
+        // The one case's calibration, for comparing models of moto.
+        for r in real.iter().filter(|r| calibrates(r)) {
+            let starts = starts(r);
+            let runs: Vec<FleetResult> =
+                (0..RUNS).map(|_| sim::run(&r.spec, moto().0, moto().1, Some(&starts))).collect();
+            println!("{}", calibration(r, &summary(&runs).0).0);
+        }
         return;
     }
     // One plot per case of this policy, the others' runs of it beside it.
@@ -232,7 +250,7 @@ fn main() {
     md.push_str("\n## Calibration: the simulation against the real daemons (medians)\n\n");
     md.push_str("| case | T50 real vs simulated | T90 | T99 | GetAuthorizationToken calls per node |\n|---|---|---|---|---|\n");
     let mut calibrated = true;
-    for r in ours.iter().filter(|r| !r.spec.denied && r.spec.spread.is_zero() && !r.spec.ecr.rejected_costs) {
+    for r in ours.iter().filter(|r| calibrates(r)) {
         let (server, latency) = moto();
         let starts = starts(r);
         let runs: Vec<FleetResult> =

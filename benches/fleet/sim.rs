@@ -4,8 +4,9 @@
 //! kept for their hour, a failed one remembered for the backoff the chain
 //! gives it, one GetAuthorizationToken shared by the node's registries), and
 //! the fault proxy's bucket arithmetic standing in for AWS, metering calls as
-//! they arrive. Admitted calls share moto's time: `latency` of work each,
-//! the calls in flight served together (its threads share one interpreter).
+//! they arrive. moto answers admitted calls in arrival order, `latency`
+//! of work each (or, with FLEET_MOTO=shared, the calls in flight share its
+//! time), and the daemon gives up on an answer after the SDK's timeout.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,8 +65,13 @@ struct SimAws {
     sts: Mutex<Meter>,
     denied: bool,
     latency: Duration,
-    /// Calls moto is answering now.
+    /// Calls moto is answering now (its time shared among them).
     in_flight: AtomicUsize,
+    /// When moto is free of the calls queued so far (one at a time, in
+    /// arrival order).
+    moto_free: Mutex<Instant>,
+    /// moto answers in arrival order rather than sharing its time.
+    fifo: bool,
     calls: Mutex<Vec<(f64, Call)>>,
 }
 
@@ -93,13 +99,23 @@ impl SimAws {
         }
     }
 
-    /// The answer's delay. moto (calibration): `latency` of work, done while
-    /// the calls in flight share its time (its threads take turns on one
-    /// interpreter). AWS: `latency`, whatever else is in flight.
+    /// The answer's delay. moto (calibration): `latency` of work, done in
+    /// arrival order (FLEET_MOTO=shared: while the calls in flight share its
+    /// time, as threads taking turns on one interpreter would). AWS:
+    /// `latency`, whatever else is in flight.
     async fn serve(&self) {
         const TICK: f64 = 0.002;
         if self.server == Server::Aws {
             tokio::time::sleep(self.latency).await;
+            return;
+        }
+        if self.fifo {
+            let done = {
+                let mut free = lock(&self.moto_free);
+                *free = (*free).max(Instant::now()) + self.latency;
+                *free
+            };
+            tokio::time::sleep_until(done).await;
             return;
         }
         let mut left = self.latency.as_secs_f64();
@@ -294,6 +310,8 @@ async fn simulate(spec: FleetSpec, server: Server, latency: Duration, boots: Vec
         denied: spec.denied,
         latency,
         in_flight: AtomicUsize::new(0),
+        moto_free: Mutex::new(start),
+        fifo: std::env::var("FLEET_MOTO").map_or(true, |v| v != "shared"),
         calls: Mutex::new(Vec::new()),
     });
     let clock =

@@ -36,8 +36,10 @@ pub(super) const CONNECTION_BUDGET: Duration = Duration::from_secs(30);
 /// and the CLI make one; a peer pipelining thousands would only take CPU
 /// from everyone else.
 pub(super) const MAX_REQUESTS: usize = 64;
-/// How long in-flight requests get to finish after shutdown begins.
-pub(super) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests get to finish after shutdown begins:
+/// longer than a `get` may wait for its token (12 s), so one waiting at
+/// shutdown is still answered.
+pub(super) const DRAIN_TIMEOUT: Duration = Duration::from_secs(13);
 
 /// Serves `listener` until `shutdown` resolves, then drains in-flight connections.
 pub(super) async fn serve<S: TokenSource>(
@@ -263,5 +265,17 @@ async fn respond<S: TokenSource>(cache: &TokenCache<S>, workloads: &Workloads, f
                 Err(e @ WorkloadError::Fetch { .. }) => Response::error(ErrorKind::Unavailable, e.to_string()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn a_get_is_answered_before_its_client_or_the_drain_gives_up() {
+        let wait = crate::tokens::RefreshPolicy::default().get_wait;
+        assert!(wait + Duration::from_secs(2) <= ecr_credd_client::client::REPLY_TIMEOUT);
+        assert!(wait < super::DRAIN_TIMEOUT);
     }
 }

@@ -12,8 +12,9 @@ use thiserror::Error;
 /// Where the daemon listens unless `ECR_CREDD_SOCKET` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/ecr-credd/ecr-credd.sock";
 
-/// Longer than the daemon's own wait for an on-demand fetch.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a client waits for the daemon's answer: longer than the
+/// daemon's own wait for a token (12 s).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long to wait for room in the daemon's listen backlog. A connect on a
 /// Unix socket blocks only while the backlog is full, which a daemon under a
