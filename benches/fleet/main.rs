@@ -48,6 +48,17 @@ fn calibrates(r: &FleetResult) -> bool {
         && !r.spec.ecr.rejected_costs
 }
 
+/// The real run `r` simulated against moto's model, each node starting when
+/// its real counterpart did: the calibration's table line, and whether it
+/// is within the tolerance.
+fn calibrate(r: &FleetResult) -> (String, bool) {
+    let (server, latency) = moto();
+    let starts = starts(r);
+    let runs: Vec<FleetResult> =
+        (0..RUNS).map(|_| sim::run(&r.spec, server, latency, Some(&starts))).collect();
+    calibration(r, &summary(&runs).0)
+}
+
 /// When each node of a real run first called AWS (its AssumeRole).
 fn starts(real: &FleetResult) -> Vec<f64> {
     let mut first = std::collections::HashMap::new();
@@ -229,10 +240,7 @@ fn main() {
     if only.is_some() {
         // The one case's calibration, for comparing models of moto.
         for r in real.iter().filter(|r| calibrates(r)) {
-            let starts = starts(r);
-            let runs: Vec<FleetResult> =
-                (0..RUNS).map(|_| sim::run(&r.spec, moto().0, moto().1, Some(&starts))).collect();
-            println!("{}", calibration(r, &summary(&runs).0).0);
+            println!("{}", calibrate(r).0);
         }
         return;
     }
@@ -251,11 +259,7 @@ fn main() {
     md.push_str("| case | T50 real vs simulated | T90 | T99 | GetAuthorizationToken calls per node |\n|---|---|---|---|---|\n");
     let mut calibrated = true;
     for r in ours.iter().filter(|r| calibrates(r)) {
-        let (server, latency) = moto();
-        let starts = starts(r);
-        let runs: Vec<FleetResult> =
-            (0..RUNS).map(|_| sim::run(&r.spec, server, latency, Some(&starts))).collect();
-        let (line, within) = calibration(r, &summary(&runs).0);
+        let (line, within) = calibrate(r);
         calibrated &= within;
         println!("{line}");
         let _ = writeln!(md, "{line}");

@@ -223,6 +223,10 @@ impl<S: TokenSource> TokenCache<S> {
     pub async fn get(&self, host: &str) -> Result<RegistryCredentials, GetError> {
         let host = normalize_host(host)?;
         let entry = self.entry(&host)?;
+        // A token held is the common case: served without arming a timer.
+        if let Some(creds) = self.cached(&entry) {
+            return Ok(creds);
+        }
         let inner = &self.inner;
         let wait = inner.policy.get_wait;
         match tokio::time::timeout(wait, self.serve(&entry)).await {
@@ -246,14 +250,12 @@ impl<S: TokenSource> TokenCache<S> {
         loop {
             // Made before the state is read, so a fetch ending in between is not missed.
             let fetched = entry.fetched.notified();
-            let now = inner.clock.now();
+            if let Some(creds) = self.cached(entry) {
+                return Ok(creds);
+            }
             let standing = {
-                let mut st = lock(&entry.state);
-                st.last_used = now;
-                st.last_get = Some(now);
-                if let Some(creds) = servable(entry, &st, now, inner.clock.wall(), &inner.policy) {
-                    return Ok(creds);
-                }
+                let st = lock(&entry.state);
+                let now = inner.clock.now();
                 // Within a backoff window the last failure still stands; asking
                 // AWS again now would turn a fleet's retries into a stampede.
                 let backing_off = st.failures > 0 && now < st.next_attempt;
@@ -262,7 +264,7 @@ impl<S: TokenSource> TokenCache<S> {
             // A retry, or a sibling's fetch that wakes this entry, may
             // come before the caller's bound; the answer waits for it.
             if let Some(err) = standing {
-                if !err.passes() {
+                if !err.says_later() {
                     return Err(err);
                 }
                 fetched.await;
@@ -271,10 +273,20 @@ impl<S: TokenSource> TokenCache<S> {
             let result = self.fetch_now(entry).await;
             let backing_off = lock(&entry.state).next_attempt > inner.clock.now();
             match result {
-                Err(e) if e.passes() && backing_off => continue,
+                Err(e) if e.says_later() && backing_off => continue,
                 result => return result,
             }
         }
+    }
+
+    /// The token `entry` holds, if it may be served; notes the `get` either way.
+    fn cached(&self, entry: &Entry) -> Option<RegistryCredentials> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let mut st = lock(&entry.state);
+        st.last_used = now;
+        st.last_get = Some(now);
+        servable(entry, &st, now, inner.clock.wall(), &inner.policy)
     }
 
     /// The on-demand fetch a `get` makes (or joins).

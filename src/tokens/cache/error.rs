@@ -81,7 +81,7 @@ impl GetError {
     /// The quota or the service said "later" (throttling, a timeout, a
     /// 5xx): a retry due soon may well succeed, so a `get` may wait for it
     /// rather than send its client to the next retry of its own.
-    pub(super) fn passes(&self) -> bool {
+    pub(super) fn says_later(&self) -> bool {
         matches!(self, GetError::Unavailable { cause, .. }
             if matches!(cause.refusal(), Some(Refusal::Throttled | Refusal::Overloaded)))
     }

@@ -70,28 +70,40 @@ impl TokenSource for ThrottledThenToken {
     }
 }
 
-/// A cache whose source throttles `throttles` times, and whose retry after
-/// throttling comes a quarter of `base` to `base` later while a client waits.
-fn throttled_at_boot(throttles: u32, base: Duration) -> (TokenCache<ThrottledThenToken>, Arc<AtomicU32>) {
-    let clock = ManualClock::new();
-    let calls = Arc::new(AtomicU32::new(0));
-    let source = ThrottledThenToken { clock: clock.clone(), calls: calls.clone(), throttles };
-    let policy = RefreshPolicy {
+/// Retries after throttling a quarter of `base` to `base` later while a client waits.
+fn retrying_within(base: Duration) -> RefreshPolicy {
+    RefreshPolicy {
         throttled_backoff_base: base,
         backoff_cap_waiting: base,
         ..RefreshPolicy::default().without_startup_spread()
-    };
-    (TokenCache::new(&[registry(HOST)], false, source, clock, policy, Arc::default()), calls)
+    }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_get_at_boot_is_answered_by_the_retry_after_throttling() {
-    // Retries 1 to 4 s after each throttle: two of them fit in the 12 s hold.
-    let (cache, calls) = throttled_at_boot(2, Duration::from_secs(4));
+/// A started cache of `source` under `policy`, its first `get` and how long that took.
+async fn first_get<S: TokenSource>(
+    source: S,
+    clock: Arc<ManualClock>,
+    policy: RefreshPolicy,
+) -> (TokenCache<S>, Result<RegistryCredentials, GetError>, Duration) {
+    let cache = TokenCache::new(&[registry(HOST)], false, source, clock, policy, Arc::default());
     cache.start();
     let asked = Instant::now();
     let got = cache.get(HOST).await;
     let took = asked.elapsed();
+    (cache, got, took)
+}
+
+/// A source that throttles `throttles` times, then gives a token; its clock; its call count.
+fn throttled_then_token(throttles: u32) -> (ThrottledThenToken, Arc<ManualClock>, Arc<AtomicU32>) {
+    let (clock, calls) = (ManualClock::new(), Arc::new(AtomicU32::new(0)));
+    (ThrottledThenToken { clock: clock.clone(), calls: calls.clone(), throttles }, clock, calls)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_get_at_boot_is_answered_by_the_retry_after_throttling() {
+    // Retries 1 to 4 s after each throttle: two of them fit in the 12 s wait.
+    let (source, clock, calls) = throttled_then_token(2);
+    let (_cache, got, took) = first_get(source, clock, retrying_within(Duration::from_secs(4))).await;
     assert!(got.is_ok(), "the pull at boot is served when the token comes: {got:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 3, "no call sooner than the backoff's");
     assert!(
@@ -101,14 +113,12 @@ async fn a_get_at_boot_is_answered_by_the_retry_after_throttling() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_get_whose_retry_is_past_its_hold_hears_the_throttle_then() {
-    // The retry is 15 s or more away (a quarter of the 60 s base), past the 12 s hold.
-    let (cache, calls) = throttled_at_boot(1, Duration::from_secs(60));
-    cache.start();
-    let asked = Instant::now();
-    let got = cache.get(HOST).await;
-    assert!(matches!(&got, Err(e) if e.passes()), "the throttle is told: {got:?}");
-    assert_eq!(asked.elapsed(), RefreshPolicy::default().get_wait);
+async fn a_get_whose_retry_is_past_its_wait_hears_the_throttle_then() {
+    // The retry is 15 s or more away (a quarter of the 60 s base), past the 12 s wait.
+    let (source, clock, calls) = throttled_then_token(1);
+    let (cache, got, took) = first_get(source, clock, retrying_within(Duration::from_secs(60))).await;
+    assert!(matches!(&got, Err(e) if e.says_later()), "the throttle is told: {got:?}");
+    assert_eq!(took, RefreshPolicy::default().get_wait);
     // A second get inside the backoff window is told too, without a call.
     assert!(cache.get(HOST).await.is_err());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -129,20 +139,13 @@ impl TokenSource for ThrottledThenHung {
 #[tokio::test(start_paused = true)]
 async fn a_get_waiting_for_a_retry_is_answered_within_its_wait() {
     let calls = Arc::new(AtomicU32::new(0));
-    let policy = RefreshPolicy {
-        throttled_backoff_base: Duration::from_secs(4),
-        backoff_cap_waiting: Duration::from_secs(4),
-        ..RefreshPolicy::default().without_startup_spread()
-    };
-    let hold = policy.get_wait;
+    let wait = RefreshPolicy::default().get_wait;
     let source = ThrottledThenHung(calls.clone());
-    let cache = TokenCache::new(&[registry(HOST)], false, source, ManualClock::new(), policy, Arc::default());
-    cache.start();
-    let asked = Instant::now();
-    let got = cache.get(HOST).await;
+    let (_cache, got, took) =
+        first_get(source, ManualClock::new(), retrying_within(Duration::from_secs(4))).await;
     // The retry hangs: when the wait ends (in time for the helper, which
     // waits 15 s), the client hears that it is still running.
-    assert!(matches!(&got, Err(GetError::Timeout { waited, .. }) if *waited == hold), "{got:?}");
-    assert_eq!(asked.elapsed(), hold);
+    assert!(matches!(&got, Err(GetError::Timeout { waited, .. }) if *waited == wait), "{got:?}");
+    assert_eq!(took, wait);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
