@@ -65,12 +65,19 @@ pub struct RefreshPolicy {
     /// is one whose GetAuthorizationToken queue takes longer still, and a
     /// node that reaches it later loses nothing; while a denied fleet, which
     /// STS throttles before any node can see the denial, calls far less.
+    /// Its retries also come no sooner than a quarter of this cap (or of
+    /// the cap grown with the time throttled).
     pub sts_throttled_cap_waiting: Duration,
     /// The first wait after a denial (IAM must change first), doubling up to
     /// `denied_backoff_cap`: a denied fleet must not keep calling AWS.
     pub denied_backoff_base: Duration,
     /// The longest wait after repeated denials.
     pub denied_backoff_cap: Duration,
+    /// At most this many tries, throttled ones included, in the first
+    /// `denied_backoff_cap` of a run of failures that holds a denial: a
+    /// fleet STS throttled before it learned of the denial has spent tries
+    /// the doubling alone does not count.
+    pub denied_tries: u32,
     /// How long, all told, a `get` waits for a token: for a fetch, and
     /// after throttling or an overload for the retry, so a pull at boot is
     /// answered when its token comes, not at its client's next try (the
@@ -123,6 +130,7 @@ impl Default for RefreshPolicy {
             sts_throttled_cap_waiting: Duration::from_secs(60),
             denied_backoff_base: Duration::from_secs(4 * 60),
             denied_backoff_cap: Duration::from_secs(30 * 60),
+            denied_tries: 5,
             get_wait: Duration::from_secs(12),
             max_lifetime: Duration::from_secs(12 * 3600),
             max_unlisted: 256,
@@ -171,8 +179,10 @@ pub(super) struct Failure {
 /// throttled fleet) do not retry together, from the first retry on; capped
 /// lower while a client is waiting. Throttling and overload (timeouts,
 /// 5xx) start from a larger step, and their cap grows with how long they
-/// have lasted; STS's keep no tighter cap for a waiting client. After a denial (and after throttling that follows one):
-/// minutes, doubling to `denied_backoff_cap`, jittered by half.
+/// have lasted; STS's keep no tighter cap for a waiting client, and no
+/// floor below a quarter of theirs. After a denial (and after throttling
+/// that follows one): minutes, doubling to `denied_backoff_cap`, jittered
+/// by half, and no more than `denied_tries` in its first half hour.
 pub(super) fn backoff(policy: &RefreshPolicy, f: Failure) -> Duration {
     let doubled = |base: Duration, cap: Duration| {
         base.saturating_mul(1u32 << f.count.min(21).saturating_sub(1)).min(cap)
@@ -185,7 +195,13 @@ pub(super) fn backoff(policy: &RefreshPolicy, f: Failure) -> Duration {
     let (low, high) = match refusal {
         Some(Refusal::Denied) => {
             let high = doubled(policy.denied_backoff_base, policy.denied_backoff_cap);
-            (high / 2, high)
+            let budget_spent = f.count >= policy.denied_tries;
+            let rest = if budget_spent {
+                policy.denied_backoff_cap.saturating_sub(f.lasted)
+            } else {
+                Duration::ZERO
+            };
+            (rest.max(high / 2), rest.max(high))
         }
         Some(Refusal::Throttled | Refusal::Overloaded) => {
             let grown = f.lasted.mul_f64(policy.throttled_cap_fraction).min(policy.throttled_backoff_ceiling);
@@ -193,7 +209,9 @@ pub(super) fn backoff(policy: &RefreshPolicy, f: Failure) -> Duration {
             let sts_throttled = f.by_sts && f.waiting && f.refusal == Some(Refusal::Throttled);
             let cap = if sts_throttled { policy.sts_throttled_cap_waiting } else { cap };
             let base = policy.throttled_backoff_base;
-            (base / 4, doubled(base * 2, cap.max(grown)))
+            let high = doubled(base * 2, cap.max(grown));
+            let low = if sts_throttled { (cap.max(grown) / 4).max(base / 4) } else { base / 4 };
+            (low, high.max(low))
         }
         _ => (policy.backoff_base / 4, doubled(policy.backoff_base * 2, cap)),
     };
@@ -282,8 +300,26 @@ mod tests {
         let second = waits(true, 2);
         assert!(second > cap.mul_f64(0.9) && second <= cap, "{second:?}");
         assert!(waits(true, 9) <= cap);
-        // The first retry still scatters from a quarter of the step.
+        // The first retry is no sooner than a quarter of the cap: a fleet STS
+        // throttles is queued for longer at ECR, and a denied one, which STS
+        // throttles before it can learn of the denial, spends fewer tries.
         assert!(waits(true, 1) <= p.throttled_backoff_base * 2);
+        let sts_low = |lasted: u64| {
+            let f = Failure {
+                count: 3,
+                refusal: Some(Refusal::Throttled),
+                waiting: true,
+                lasted: Duration::from_secs(lasted),
+                denied_before: false,
+                by_sts: true,
+            };
+            (0..2000).map(|_| backoff(&p, f)).min().unwrap()
+        };
+        assert!(sts_low(10) >= cap / 4, "{:?}", sts_low(10));
+        // Throttled for 1,000 s: the cap has grown to 300 s, and so has the floor.
+        assert!(sts_low(1000) >= Duration::from_secs(75), "{:?}", sts_low(1000));
+        // ECR's throttling keeps its floor at a quarter of the step.
+        assert!(range(3, Some(Refusal::Throttled), true).0 < p.throttled_backoff_base / 3);
     }
 
     #[test]
@@ -311,5 +347,18 @@ mod tests {
         // before tries 2 to 6 add up to 30 minutes.
         let shortest: Duration = (1..=5).map(|k| range(k, Some(Refusal::Denied), false).0).sum();
         assert!(shortest >= Duration::from_secs(30 * 60) - Duration::from_secs(1), "{shortest:?}");
+    }
+
+    #[test]
+    fn a_denial_after_throttled_tries_waits_out_the_half_hour_once_five_are_spent() {
+        // Four throttled tries in 90 s, then the denial: the fifth try.
+        let (low, _) = range_after(5, Some(Refusal::Denied), true, 90);
+        assert!(low >= Duration::from_secs(30 * 60 - 90), "{low:?}");
+        // The fourth try leaves one in the budget: the doubling decides.
+        let (low, _) = range_after(4, Some(Refusal::Denied), true, 90);
+        assert!(low < Duration::from_secs(30 * 60 - 90) && low >= Duration::from_secs(900), "{low:?}");
+        // Past the half hour, the budget no longer holds the tries back.
+        let (low, high) = range_after(9, Some(Refusal::Denied), true, 3600);
+        assert!(low >= Duration::from_secs(900) && high <= Duration::from_secs(1800), "{low:?}..{high:?}");
     }
 }
