@@ -54,6 +54,16 @@ fn calibrates(r: &FleetResult) -> bool {
 fn calibrate(r: &FleetResult) -> (String, bool) {
     let (server, latency) = moto();
     let starts = starts(r);
+    let mut sorted = starts.clone();
+    sorted.sort_by(f64::total_cmp);
+    let q = |x: f64| sorted.get(((sorted.len() as f64 - 1.0) * x) as usize).copied().unwrap_or(f64::NAN);
+    eprintln!(
+        "{}: first AssumeRole by node, T50 {:.1} s, T90 {:.1} s, T100 {:.1} s",
+        report::case_name(r),
+        q(0.5),
+        q(0.9),
+        q(1.0)
+    );
     let runs: Vec<FleetResult> =
         (0..RUNS).map(|_| sim::run(&r.spec, server, latency, Some(&starts))).collect();
     calibration(r, &summary(&runs).0)

@@ -154,7 +154,8 @@ struct RoleSlot {
 /// How long a failed AssumeRole stands for the other registries on its role:
 /// no longer than the shortest backoff that follows it (a minute after a
 /// denial, a quarter second after anything else), so an entry's own retry is
-/// never answered from memory, while registries failing together share a call.
+/// never answered from memory, while registries failing together share a
+/// call (the token cache puts a denied role's registries in one round).
 pub(super) fn remember_failure_for(refusal: Option<Refusal>) -> Duration {
     match refusal {
         Some(Refusal::Denied) => Duration::from_secs(60),

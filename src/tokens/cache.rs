@@ -89,6 +89,10 @@ struct Inner<S> {
     /// Unlisted hosts fetch through these, so made-up ones cannot take the
     /// slots configured registries need.
     unlisted_slots: tokio::sync::Semaphore,
+    /// When each denied role is next tried: entries on it that no token
+    /// shares (registries in other regions) retry in the same round, so the
+    /// chain answers all but one from its memory of the failure.
+    role_rounds: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 /// What a reload changed.
@@ -134,6 +138,7 @@ impl<S: TokenSource> TokenCache<S> {
                 serve_unlisted: AtomicBool::new(serve_unlisted),
                 fetch_slots: tokio::sync::Semaphore::new(policy.max_concurrent_fetches.max(1)),
                 unlisted_slots: tokio::sync::Semaphore::new((policy.max_concurrent_fetches / 4).max(1)),
+                role_rounds: std::sync::Mutex::default(),
                 policy,
             }),
         }
@@ -179,6 +184,7 @@ impl<S: TokenSource> TokenCache<S> {
     pub fn reconfigure(&self, registries: &[RegistryConfig], serve_unlisted: bool) -> Reconfigured {
         let inner = &self.inner;
         inner.source.reload();
+        lock(&inner.role_rounds).clear();
         let mut summary = Reconfigured::default();
         let mut entries = crate::sync::write(&inner.entries);
         let mut next: HashMap<String, Arc<Entry>> = HashMap::with_capacity(entries.len());

@@ -172,6 +172,16 @@ impl FetchError {
         }
     }
 
+    /// The role STS was asked for, when STS gave this answer.
+    pub fn role_arn(&self) -> Option<&str> {
+        match self {
+            FetchError::AssumeRole { role_arn, .. } | FetchError::WebIdentity { role_arn, .. } => {
+                Some(role_arn)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether STS gave this answer (an AssumeRole of either kind), not ECR:
     /// its quota differs, and so does the backoff when it throttles.
     pub fn by_sts(&self) -> bool {

@@ -219,6 +219,11 @@ fn failed<S>(
     let waiting = !still_valid && (sibling_waits || st.client_waits(now, &inner.policy));
     let failure = st.failed(now, Some(&err), waiting);
     st.next_attempt = now + backoff(&inner.policy, failure);
+    if st.denied_in_streak {
+        if let Some(role) = err.role_arn() {
+            st.next_attempt = role_round(inner, role, st.next_attempt, now);
+        }
+    }
     // A token still served is retried before it stops being served, however
     // long the backoff: a lone node throttled near the end of its token's
     // life must not leave its clients without one.
@@ -243,6 +248,19 @@ fn failed<S>(
     inner.metrics.fetch(&entry.registry.host, FetchOutcome::Failed { step: err.step() });
     st.last_error =
         Some(GetError::Unavailable { registry: entry.registry.label(), cause: err, next_try: None });
+}
+
+/// The next try of a denied `role`: the round its entries already agreed
+/// on, if it is still ahead, else `own`, which becomes theirs.
+fn role_round<S>(inner: &Inner<S>, role: &str, own: Instant, now: Instant) -> Instant {
+    let mut rounds = lock(&inner.role_rounds);
+    match rounds.get(role) {
+        Some(&at) if at > now => at,
+        _ => {
+            rounds.insert(role.to_owned(), own);
+            own
+        }
+    }
 }
 
 /// Whether an unlisted host's refresher goes on. One nobody asked for in
