@@ -7,17 +7,18 @@
 //! FLEET_NODES (default 500) sets the real large cases' size,
 //! FLEET_DENIED_SECS (default 300) how long the real denied fleet is watched;
 //! FLEET_ONLY=K runs only real case K and its calibration (no FLEET.md),
-//! FLEET_KEEP=1 keeps its nodes' logs; FLEET_MOTO=shared models moto as
-//! sharing its time among the calls in flight instead of answering them
-//! in arrival order.
+//! FLEET_KEEP=1 keeps its nodes' logs.
 //! FLEET_SIM_ONLY=1 runs only the simulation of case FLEET_CASE with
 //! FLEET_SIM_NODES nodes over FLEET_LIMIT_S seconds (against moto's model,
 //! or AWS's with FLEET_AWS=1), for comparing policies (FLEET_BASE_MS,
-//! FLEET_CAP_WAITING_S: see sim.rs).
+//! FLEET_CAP_WAITING_S: see sim.rs). FLEET_MOTO=fifo|shared|shared:C picks
+//! the model of moto the calibration uses (one call at a time, or C at once
+//! sharing its time), FLEET_CALIBRATE_TRY=shared:64,fifo,... prints how
+//! others would fare.
 
 mod sim;
 
-use sim::Server;
+use sim::{MotoModel, Server};
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -26,10 +27,9 @@ use testbed::fault_proxy::{Bucket, Rejection};
 use testbed::fleet::{self, report, Contender, FleetResult, FleetSpec};
 use testbed::{Moto, ROOT};
 
-/// moto's work per call, shared by the calls in flight (FLEET_LATENCY_MS
-/// overrides it, for calibrating), in the runs set beside the real ones.
+/// moto's work per call (FLEET_LATENCY_MS overrides it, for calibrating).
 fn moto() -> (Server, Duration) {
-    (Server::Moto, Duration::from_millis(env_or("FLEET_LATENCY_MS", 20)))
+    (Server::Moto(MotoModel::from_env()), Duration::from_millis(env_or("FLEET_LATENCY_MS", 20)))
 }
 
 /// AWS's latency per call, any number at once, in the larger simulations.
@@ -53,6 +53,13 @@ fn calibrates(r: &FleetResult) -> bool {
 /// is within the tolerance.
 fn calibrate(r: &FleetResult) -> (String, bool) {
     let (server, latency) = moto();
+    if let Some(measured) = moto_service(r) {
+        eprintln!(
+            "{}: moto's work per call, measured {:.1} ms",
+            report::case_name(r),
+            measured.as_secs_f64() * 1000.0
+        );
+    }
     let starts = starts(r);
     let mut sorted = starts.clone();
     sorted.sort_by(f64::total_cmp);
@@ -64,9 +71,34 @@ fn calibrate(r: &FleetResult) -> (String, bool) {
         q(0.9),
         q(1.0)
     );
-    let runs: Vec<FleetResult> =
-        (0..RUNS).map(|_| sim::run(&r.spec, server, latency, Some(&starts))).collect();
-    calibration(r, &summary(&runs).0)
+    let sim_with = |server| {
+        let runs: Vec<FleetResult> =
+            (0..RUNS).map(|_| sim::run(&r.spec, server, latency, Some(&starts))).collect();
+        calibration(r, &summary(&runs).0)
+    };
+    // FLEET_CALIBRATE_TRY=fifo,shared:64,...: how other models of moto would fare.
+    for model in std::env::var("FLEET_CALIBRATE_TRY").unwrap_or_default().split(',').filter(|m| !m.is_empty())
+    {
+        let Ok(model) = model.parse::<MotoModel>() else { continue };
+        eprintln!("{model:?}: {}", sim_with(Server::Moto(model)).0);
+    }
+    sim_with(server)
+}
+
+/// moto's work per call in a real run, as a queue that answers one call at
+/// a time would do it: each answer's time since the later of its call's
+/// arrival and the answer before it, averaged over the calls moto answered.
+fn moto_service(r: &FleetResult) -> Option<Duration> {
+    let mut answered: Vec<(Duration, Duration)> =
+        r.calls.iter().filter_map(|(_, c)| c.answered.map(|done| (c.at, done))).collect();
+    answered.sort_by_key(|&(_, done)| done);
+    let mut free = Duration::ZERO;
+    let mut work = Duration::ZERO;
+    for &(at, done) in &answered {
+        work += done.saturating_sub(at.max(free));
+        free = done;
+    }
+    (!answered.is_empty()).then(|| work / answered.len() as u32)
 }
 
 /// When each node of a real run first called AWS (its AssumeRole).

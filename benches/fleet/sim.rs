@@ -38,9 +38,38 @@ impl Clock for SimClock {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Server {
     /// moto on loopback, as the real runs have it: for calibration.
-    Moto,
+    Moto(MotoModel),
     /// AWS: each call its own latency, any number at once.
     Aws,
+}
+
+/// How moto shares its one interpreter among the calls it was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MotoModel {
+    /// One call at a time, in arrival order.
+    Fifo,
+    /// Up to this many calls at once, sharing its time (as threads taking
+    /// turns on one interpreter do); the rest wait their turn in order.
+    Shared(usize),
+}
+
+impl MotoModel {
+    /// FLEET_MOTO's: `fifo` (the default), `shared` (no limit) or `shared:C`.
+    pub(crate) fn from_env() -> MotoModel {
+        std::env::var("FLEET_MOTO").ok().and_then(|v| v.parse().ok()).unwrap_or(MotoModel::Fifo)
+    }
+}
+
+impl std::str::FromStr for MotoModel {
+    type Err = String;
+    fn from_str(v: &str) -> Result<Self, String> {
+        match v.split_once(':') {
+            _ if v == "fifo" => Ok(MotoModel::Fifo),
+            _ if v == "shared" => Ok(MotoModel::Shared(usize::MAX >> 4)),
+            Some(("shared", c)) => c.parse().map(MotoModel::Shared).map_err(|e| format!("{v}: {e}")),
+            _ => Err(format!("{v}: not fifo, shared or shared:C")),
+        }
+    }
 }
 
 /// The daemon's timeout on one AWS call (the chain's `STS_DEADLINE`).
@@ -70,8 +99,8 @@ struct SimAws {
     /// When moto is free of the calls queued so far (one at a time, in
     /// arrival order).
     moto_free: Mutex<Instant>,
-    /// moto answers in arrival order rather than sharing its time.
-    fifo: bool,
+    /// The calls moto may work on at once (its model's limit).
+    slots: tokio::sync::Semaphore,
     calls: Mutex<Vec<(f64, Call)>>,
 }
 
@@ -86,7 +115,14 @@ impl SimAws {
         let meter = if api == "AssumeRole" { &self.sts } else { &self.ecr };
         let admitted = lock(meter).admit(now.into_std());
         let at = (now - self.start).as_secs_f64();
-        let call = Call { at: now - self.start, api, admitted, key: node.to_owned(), node: node.to_owned() };
+        let call = Call {
+            at: now - self.start,
+            api,
+            admitted,
+            key: node.to_owned(),
+            node: node.to_owned(),
+            answered: None,
+        };
         lock(&self.calls).push((at, call));
         if !admitted {
             return Answer::Rejected;
@@ -105,11 +141,14 @@ impl SimAws {
     /// `latency`, whatever else is in flight.
     async fn serve(&self) {
         const TICK: f64 = 0.002;
-        if self.server == Server::Aws {
-            tokio::time::sleep(self.latency).await;
-            return;
-        }
-        if self.fifo {
+        let model = match self.server {
+            Server::Aws => {
+                tokio::time::sleep(self.latency).await;
+                return;
+            }
+            Server::Moto(model) => model,
+        };
+        if model == MotoModel::Fifo {
             let done = {
                 let mut free = lock(&self.moto_free);
                 *free = (*free).max(Instant::now()) + self.latency;
@@ -118,6 +157,7 @@ impl SimAws {
             tokio::time::sleep_until(done).await;
             return;
         }
+        let Ok(_slot) = self.slots.acquire().await else { return };
         let mut left = self.latency.as_secs_f64();
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         while left > 0.0 {
@@ -311,7 +351,10 @@ async fn simulate(spec: FleetSpec, server: Server, latency: Duration, boots: Vec
         latency,
         in_flight: AtomicUsize::new(0),
         moto_free: Mutex::new(start),
-        fifo: std::env::var("FLEET_MOTO").map_or(true, |v| v != "shared"),
+        slots: tokio::sync::Semaphore::new(match server {
+            Server::Moto(MotoModel::Shared(c)) => c.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            _ => 1,
+        }),
         calls: Mutex::new(Vec::new()),
     });
     let clock =

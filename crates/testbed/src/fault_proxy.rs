@@ -182,7 +182,9 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 /// Counts and logs the call; `Err` with the rejection when its bucket is spent.
-fn meter(state: &Mutex<State>, api: &'static str, key: String) -> Result<Fault, Rejection> {
+/// Logs the call and meters it: what to do with it and its place in the
+/// log, or how to turn it away.
+fn meter(state: &Mutex<State>, api: &'static str, key: String) -> Result<(Fault, usize), Rejection> {
     let now = Instant::now();
     let mut st = lock(state);
     *st.counts.entry(api.to_owned()).or_default() += 1;
@@ -192,9 +194,9 @@ fn meter(state: &Mutex<State>, api: &'static str, key: String) -> Result<Fault, 
     };
     let node = st.owners.get(&key).cloned().unwrap_or_else(|| key.clone());
     let at = now.saturating_duration_since(st.started);
-    st.calls.push(Call { at, api, admitted, key, node });
+    st.calls.push(Call { at, api, admitted, key, node, answered: None });
     if admitted {
-        Ok(st.api_faults.get(api).copied().or(st.fault).unwrap_or(Fault::None))
+        Ok((st.api_faults.get(api).copied().or(st.fault).unwrap_or(Fault::None), st.calls.len() - 1))
     } else {
         Err(rejection)
     }
@@ -211,15 +213,15 @@ fn handle(mut conn: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::
         .find(|a| text.contains(&format!("Action={a}")) || text.contains(&format!(".{a}")))
         .unwrap_or("other");
     let key = bucket::signing_key(&text);
-    let fault = match meter(state, api, key.clone()) {
-        Ok(fault) => fault,
+    let (fault, call) = match meter(state, api, key.clone()) {
+        Ok(metered) => metered,
         Err(rejection) => return conn.write_all(throttled(ecr, rejection).as_bytes()),
     };
     let (status, body, content_type, extra) = match fault {
-        Fault::None => return forward(&mut conn, upstream, &request, api, &key, state),
+        Fault::None => return forward(&mut conn, upstream, &request, (api, call), &key, state),
         Fault::Delay(d) => {
             std::thread::sleep(d.min(Duration::from_secs(30)));
-            return forward(&mut conn, upstream, &request, api, &key, state);
+            return forward(&mut conn, upstream, &request, (api, call), &key, state);
         }
         Fault::Drop => return Ok(()),
         Fault::Throttle if ecr => (
@@ -311,7 +313,7 @@ fn forward(
     conn: &mut TcpStream,
     upstream: u16,
     request: &[u8],
-    api: &str,
+    (api, call): (&str, usize),
     key: &str,
     state: &Mutex<State>,
 ) -> std::io::Result<()> {
@@ -319,6 +321,13 @@ fn forward(
     up.set_read_timeout(Some(Duration::from_secs(30)))?;
     up.write_all(&close_after(request.to_vec()))?;
     let response = read_message(&mut up)?;
+    {
+        let mut st = lock(state);
+        let answered = st.started.elapsed();
+        if let Some(c) = st.calls.get_mut(call) {
+            c.answered = Some(answered);
+        }
+    }
     if api == "AssumeRole" {
         if let Some(issued) = bucket::issued_key(&response) {
             let mut st = lock(state);

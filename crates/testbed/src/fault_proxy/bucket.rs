@@ -82,6 +82,9 @@ pub struct Call {
     /// The node's own key: the signing key, or for credentials an
     /// AssumeRole through the proxy returned, the key that assumed them.
     pub node: String,
+    /// When moto's answer came back, since the proxy started (for calls
+    /// forwarded to it).
+    pub answered: Option<Duration>,
 }
 
 /// The access key id in a SigV4 `Authorization` header, if any.
