@@ -79,8 +79,10 @@ fn calibrate(r: &FleetResult) -> (String, bool) {
     // FLEET_CALIBRATE_TRY=fifo,shared:64,...: how other models of moto would fare.
     for model in std::env::var("FLEET_CALIBRATE_TRY").unwrap_or_default().split(',').filter(|m| !m.is_empty())
     {
-        let Ok(model) = model.parse::<MotoModel>() else { continue };
-        eprintln!("{model:?}: {}", sim_with(Server::Moto(model)).0);
+        match model.parse::<MotoModel>() {
+            Ok(model) => eprintln!("{model:?}: {}", sim_with(Server::Moto(model)).0),
+            Err(e) => eprintln!("FLEET_CALIBRATE_TRY: {e}; skipped"),
+        }
     }
     sim_with(server)
 }
