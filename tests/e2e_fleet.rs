@@ -30,7 +30,7 @@ fn a_hundred_nodes_booting_at_once_each_take_one_token_from_the_bucket() {
     require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let moto = Moto::start(tmp.path());
-    let r = fleet::run(tmp.path(), &moto, &spec(false));
+    let r = fleet::run(tmp.path(), std::slice::from_ref(&moto), &spec(false));
     eprintln!("{}\n{}", report::HEADER, report::row(&r));
     let (t100, bound) = (r.token_quantile(1.0), r.bound(1.0));
     assert!(t100.is_some() && r.client_quantile(1.0).is_some(), "every node and client got a token");
@@ -63,7 +63,7 @@ fn a_denied_fleet_calls_sts_once_a_node_in_its_first_half_minute() {
     require!(Moto);
     let tmp = tempfile::tempdir().unwrap();
     let moto = Moto::start(tmp.path());
-    let r = fleet::run(tmp.path(), &moto, &spec(true));
+    let r = fleet::run(tmp.path(), std::slice::from_ref(&moto), &spec(true));
     eprintln!("{}\n{}", report::HEADER, report::row(&r));
     assert!(r.nodes.iter().all(|n| n.token.is_none() && n.client.is_none()));
     // The clients asked at 0, 10 and 30 s; a denial waits two to four minutes

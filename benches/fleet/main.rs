@@ -4,10 +4,11 @@
 //! real runs, then run at 10,000 and 100,000 nodes); writes FLEET.md and its
 //! plots under docs/.
 //!
-//! FLEET_NODES (default 500) sets the real large cases' size,
+//! FLEET_NODES (default 1,000) sets the real at-once cases' size,
 //! FLEET_DENIED_SECS (default 300) how long the real denied fleet is watched;
 //! FLEET_ONLY=K runs only real case K and its calibration (no FLEET.md),
-//! FLEET_KEEP=1 keeps its nodes' logs.
+//! FLEET_KEEP=1 keeps its nodes' logs, FLEET_CALLS=FILE writes its
+//! calls as TSV.
 //! FLEET_SIM_ONLY=1 runs only the simulation of case FLEET_CASE with
 //! FLEET_SIM_NODES nodes over FLEET_LIMIT_S seconds (against moto's model,
 //! or AWS's with FLEET_AWS=1), for comparing policies (FLEET_BASE_MS,
@@ -27,9 +28,14 @@ use testbed::fault_proxy::{Bucket, Rejection};
 use testbed::fleet::{self, report, Contender, FleetResult, FleetSpec};
 use testbed::{Moto, ROOT};
 
-/// moto's work per call (FLEET_LATENCY_MS overrides it, for calibrating).
-fn moto() -> (Server, Duration) {
-    (Server::Moto(MotoModel::from_env()), Duration::from_millis(env_or("FLEET_LATENCY_MS", 20)))
+/// moto's model, and its work per call: FLEET_LATENCY_MS, or what a real
+/// run measured, or 5 ms (what moto at real-time priority measures here).
+fn moto(measured: Option<Duration>) -> (Server, Duration) {
+    let latency = match std::env::var("FLEET_LATENCY_MS").ok().and_then(|v| v.parse().ok()) {
+        Some(ms) => Duration::from_millis(ms),
+        None => measured.unwrap_or(Duration::from_millis(5)),
+    };
+    (Server::Moto(MotoModel::from_env()), latency)
 }
 
 /// AWS's latency per call, any number at once, in the larger simulations.
@@ -52,8 +58,10 @@ fn calibrates(r: &FleetResult) -> bool {
 /// its real counterpart did: the calibration's table line, and whether it
 /// is within the tolerance.
 fn calibrate(r: &FleetResult) -> (String, bool) {
-    let (server, latency) = moto();
-    if let Some(measured) = moto_service(r) {
+    let measured = moto_service(r);
+    // The model's one parameter comes from the run it is checked against.
+    let (server, latency) = moto(measured);
+    if let Some(measured) = measured {
         eprintln!(
             "{}: moto's work per call, measured {:.1} ms",
             report::case_name(r),
@@ -252,7 +260,7 @@ fn main() {
         let case = our_cases()[env_or("FLEET_CASE", 1) as usize].clone();
         let limit = Duration::from_secs(env_or("FLEET_LIMIT_S", case.limit.as_secs()));
         let spec = FleetSpec { nodes: env_or("FLEET_SIM_NODES", case.nodes as u64) as usize, limit, ..case };
-        let server = if std::env::var_os("FLEET_AWS").is_some() { AWS } else { moto() };
+        let server = if std::env::var_os("FLEET_AWS").is_some() { AWS } else { moto(None) };
         let runs = simulate(&spec, server, 3);
         println!("{}", summary(&runs).1);
         if spec.denied {
@@ -271,14 +279,20 @@ fn main() {
             continue;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let moto = Moto::start(dir.path());
-        let r = fleet::run(dir.path(), &moto, spec);
+        // Several motos: one answers a call at a time, slower than a
+        // booting fleet's AssumeRoles arrive.
+        let motos: Vec<Moto> = (0..env_or("FLEET_MOTOS", 2)).map(|_| Moto::start(dir.path())).collect();
+        let r = fleet::run(dir.path(), &motos, spec);
         println!("{}", report::row(&r));
         if std::env::var_os("FLEET_KEEP").is_some() {
             // The nodes' logs and configs, for looking into a run.
             eprintln!("kept {}", dir.keep().display());
         }
         let _ = writeln!(md, "{}", report::row(&r));
+        if let Some(path) = std::env::var_os("FLEET_CALLS") {
+            // Every call the proxy saw, for looking into a run.
+            let _ = std::fs::write(&path, calls_tsv(&r));
+        }
         real.push(r);
     }
     if only.is_some() {
@@ -342,6 +356,19 @@ Every figure is within the tolerance (times 10 %, calls per node 5 %).
     let _ = writeln!(md, "Machine: {}.", testbed::timing::report::machine());
     std::fs::write(format!("{ROOT}/FLEET.md"), md).expect("FLEET.md");
     println!("wrote FLEET.md");
+}
+
+/// A run's calls as tab-separated lines: seconds since the start, API,
+/// admitted, node, seconds until moto answered (or -).
+fn calls_tsv(r: &FleetResult) -> String {
+    let mut out = String::from("at\tapi\tadmitted\tnode\tanswered\n");
+    for (at, c) in &r.calls {
+        let answered = c
+            .answered
+            .map_or_else(|| "-".to_owned(), |d| format!("{:.3}", d.as_secs_f64() - c.at.as_secs_f64()));
+        let _ = writeln!(out, "{at:.3}\t{}\t{}\t{}\t{answered}", c.api, c.admitted, c.node);
+    }
+    out
 }
 
 /// Whether two specs are the same fleet (whoever runs it).

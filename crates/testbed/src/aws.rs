@@ -67,6 +67,11 @@ impl Moto {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self._proc.pid()
+    }
 }
 
 /// Our IMDSv2 double.

@@ -60,6 +60,13 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// A proxy in front of 127.0.0.1:`upstream`, forwarding unchanged.
     pub fn start(upstream: u16) -> FaultProxy {
+        FaultProxy::start_to_all(vec![upstream])
+    }
+
+    /// A proxy in front of every port of `upstreams` (on 127.0.0.1), each
+    /// connection to the next in turn: one moto answers one call at a time,
+    /// so a fleet's emulated AWS is several.
+    pub fn start_to_all(upstreams: Vec<u16>) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -75,10 +82,13 @@ impl FaultProxy {
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (state.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
+            let mut turn = 0;
             while !sp.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         let st = st.clone();
+                        let upstream = upstreams[turn % upstreams.len().max(1)];
+                        turn += 1;
                         std::thread::spawn(move || {
                             let _ = handle(conn, upstream, &st);
                         });

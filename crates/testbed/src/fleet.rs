@@ -113,9 +113,13 @@ struct Node {
     boot: Duration,
 }
 
-/// Runs the fleet against `moto` (through a bucketed proxy) from `dir`.
-pub fn run(dir: &Path, moto: &Moto, spec: &FleetSpec) -> FleetResult {
-    let proxy = FaultProxy::start(moto.port);
+/// Runs the fleet against `motos` (through a bucketed proxy that spreads
+/// the calls over them) from `dir`.
+pub fn run(dir: &Path, motos: &[Moto], spec: &FleetSpec) -> FleetResult {
+    let proxy = FaultProxy::start_to_all(motos.iter().map(|m| m.port).collect());
+    for moto in motos {
+        answer_first(moto.pid());
+    }
     // ecr-login talks to the real AWS hostnames over TLS: the TLS proxy
     // answers as them and relays to the bucketed proxy.
     let tls = (spec.contender == Contender::EcrLogin).then(|| TlsProxy::start_to(dir, proxy.port));
@@ -199,10 +203,38 @@ fn program(bins: Option<&Path>, name: &str, ours: &str) -> PathBuf {
     bins.map_or_else(|| PathBuf::from(ours), |d| d.join(name))
 }
 
+/// Gives `pid` (a moto) and its threads real-time priority, so it answers
+/// whenever a call waits: AWS has machines of its own, and a thousand nodes
+/// sharing this one's cores must not slow it (best effort: without the
+/// privilege, moto keeps the nodes' priority and the run says so).
+fn answer_first(pid: u32) {
+    let done = Command::new("/usr/bin/chrt")
+        .args(["--all-tasks", "--rr", "--pid", "1"])
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !done {
+        eprintln!("moto {pid} keeps normal priority (chrt --rr failed): a large fleet may starve it");
+    }
+}
+
+/// A node's program, run at a lower priority than the emulated AWS (moto and
+/// the proxy): on real nodes each daemon has its own CPU and AWS its own
+/// machines, so a thousand daemons starting must not starve moto here.
+fn node_command(program: &Path) -> Command {
+    // A full path: with PATH in its environment and a bare name, std forks
+    // (copying this thousand-thread process) instead of posix_spawn.
+    let mut cmd = Command::new("/usr/bin/nice");
+    cmd.args(["-n", "10"]).arg(program);
+    cmd
+}
+
 fn spawn_daemon(bins: Option<&Path>, dir: &Path, i: usize, endpoint: &str) -> Child {
     let log = File::create(dir.join("daemon.log")).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let err = log.try_clone().unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    Command::new(program(bins, "ecr-credd", daemon_bin()))
+    node_command(&program(bins, "ecr-credd", daemon_bin()))
         .args(["run", "--config"])
         .arg(dir.join("config.toml"))
         .env_clear()
@@ -277,7 +309,7 @@ impl Pull {
     }
 
     fn succeeds(&self) -> bool {
-        Command::new(&self.program)
+        node_command(&self.program)
             .arg("get")
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
@@ -306,7 +338,8 @@ fn client(i: usize, pull: &Pull, t0: Instant, boot: Duration, limit: Duration, o
     sleep_until(t0 + boot);
     let ready_by = Instant::now() + Duration::from_secs(5);
     while pull.socket.as_ref().is_some_and(|s| !s.exists()) && Instant::now() < ready_by {
-        std::thread::sleep(Duration::from_millis(2));
+        // Not tighter: a thousand threads polling would starve the daemons.
+        std::thread::sleep(Duration::from_millis(20));
     }
     for offset in KUBELET_RETRIES {
         let at = boot + Duration::from_secs(offset);
