@@ -41,10 +41,11 @@ fn a_hundred_nodes_booting_at_once_each_take_one_token_from_the_bucket() {
     assert_eq!(r.calls_per_node("AssumeRole").1, 0.0, "STS's bucket is never spent");
     // Lockstep retries leave the bucket idle while nodes sleep, and a fleet
     // that retries too often spends its calls in vain. Measured with this
-    // policy: T100 24.7 s against a bound of 16 s, 1.9 calls per node (make fleet). The
-    // simulation gets within 1.2 × the bound at 1,000 nodes; 100 real
-    // daemons on two cores also pay their own start-up, so the guard here
-    // is 2 × the bound plus 5 s, and the 4 calls per node.
+    // policy: T100 24.7 s against a bound of 16 s, 1.95 calls per node, and
+    // 1,000 real nodes on AWS's bucket within 1.15 × theirs (make fleet).
+    // This bucket's bound is short beside the retry window, and the test
+    // shares the machine, so the guard here is 2 × the bound plus 5 s, and
+    // the 4 calls per node.
     let t100 = t100.unwrap_or(f64::INFINITY);
     assert!(t100 <= 2.0 * bound + 5.0, "T100 {t100:.1}s against a bound of {bound:.1}s");
     // A pull at boot waits (12 s) for the retry after throttling: a node
