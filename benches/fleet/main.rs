@@ -6,6 +6,7 @@
 //!
 //! FLEET_NODES (default 1,000) sets the real at-once cases' size,
 //! FLEET_DENIED_SECS (default 300) how long the real denied fleet is watched;
+//! FLEET_MOTOS (default 2) how many motos answer behind the proxy;
 //! FLEET_ONLY=K runs only real case K and its calibration (no FLEET.md),
 //! FLEET_KEEP=1 keeps its nodes' logs, FLEET_CALLS=FILE writes its
 //! calls as TSV.

@@ -67,6 +67,7 @@ impl FaultProxy {
     /// connection to the next in turn: one moto answers one call at a time,
     /// so a fleet's emulated AWS is several.
     pub fn start_to_all(upstreams: Vec<u16>) -> FaultProxy {
+        assert!(!upstreams.is_empty(), "a fault proxy needs an upstream");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -87,7 +88,7 @@ impl FaultProxy {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         let st = st.clone();
-                        let upstream = upstreams[turn % upstreams.len().max(1)];
+                        let upstream = upstreams[turn % upstreams.len()];
                         turn += 1;
                         std::thread::spawn(move || {
                             let _ = handle(conn, upstream, &st);
@@ -353,4 +354,31 @@ fn forward(
         }
     }
     conn.write_all(&close_after(response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An upstream that answers every request with its own name.
+    fn named_upstream(name: &'static str) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let _ = read_message(&mut conn);
+                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{name}", name.len());
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn calls_go_to_each_upstream_in_turn() {
+        let proxy = FaultProxy::start_to_all(vec![named_upstream("a"), named_upstream("b")]);
+        let answers: Vec<String> = (0..4)
+            .map(|_| crate::http::http(proxy.port, "POST", "/", "Action=GetCallerIdentity").1)
+            .collect();
+        assert_eq!(answers, ["a", "b", "a", "b"]);
+    }
 }
