@@ -35,7 +35,8 @@ const RENEW_BEFORE: Duration = Duration::from_secs(10 * 60);
 const REREAD_STATIC: Duration = Duration::from_secs(5 * 60);
 /// The longest one ask of the base source may take. Shorter than a `get`'s
 /// wait (5 s), so a client is told which source hung, not only that time ran
-/// out; a slow source's late answer is still used, by the next attempt.
+/// out; a slow source's late answer is still used, by the next attempt,
+/// unless it has expired by then.
 pub(crate) const BASE_DEADLINE: Duration = Duration::from_secs(4);
 /// The STS and ECR clients' whole-operation timeout (see `ecr::sdk_config`).
 pub(crate) const STS_DEADLINE: Duration = Duration::from_secs(10);

@@ -122,35 +122,41 @@ impl CredentialChain {
         reread: bool,
         previous: Option<&CachedBase>,
     ) -> (Answer, bool) {
-        if flight.pending.is_none() {
-            if reread || previous.is_some_and(|e| e.creds.expiry().is_none()) {
-                flight.providers = (self.build)();
+        // An ask left running from before may have answered long ago: keys
+        // that have expired since are dropped and the source asked afresh.
+        let mut late = flight.pending.is_some();
+        loop {
+            if flight.pending.is_none() {
+                if reread || previous.is_some_and(|e| e.creds.expiry().is_none()) {
+                    flight.providers = (self.build)();
+                }
+                let asking = Arc::new(std::sync::Mutex::new(String::new()));
+                let (providers, reporter) = (flight.providers.clone(), asking.clone());
+                let task =
+                    tokio::spawn(async move { first_credentials_reporting(&providers, &reporter).await });
+                flight.pending = Some(PendingAsk { task, asking });
             }
-            let asking = Arc::new(std::sync::Mutex::new(String::new()));
-            let (providers, reporter) = (flight.providers.clone(), asking.clone());
-            let task = tokio::spawn(async move { first_credentials_reporting(&providers, &reporter).await });
-            flight.pending = Some(PendingAsk { task, asking });
-        }
-        let Some(pending) = flight.pending.as_mut() else {
-            return ((Err("no ask of the credential source is running".into()), Vec::new()), false);
-        };
-        match tokio::time::timeout(BASE_DEADLINE, &mut pending.task).await {
-            Ok(answer) => {
-                flight.pending = None;
-                let answer = answer.unwrap_or_else(|e| {
-                    (Err(format!("asking the credential source failed: {e}")), Vec::new())
-                });
-                (answer, false)
-            }
-            Err(_) => {
+            let Some(pending) = flight.pending.as_mut() else {
+                return ((Err("no ask of the credential source is running".into()), Vec::new()), false);
+            };
+            let Ok(answer) = tokio::time::timeout(BASE_DEADLINE, &mut pending.task).await else {
                 let name = lock(&pending.asking).clone();
                 let err = format!(
                     "{name}: no answer within {}s (still waiting on it; a hung credential_process, SSO or \
                      web identity endpoint, or proxy?)",
                     BASE_DEADLINE.as_secs()
                 );
-                ((Err(err), Vec::new()), true)
+                return ((Err(err), Vec::new()), true);
+            };
+            flight.pending = None;
+            let answer = answer
+                .unwrap_or_else(|e| (Err(format!("asking the credential source failed: {e}")), Vec::new()));
+            let expired = matches!(&answer.0, Ok((_, c)) if !unexpired(c, self.clock.wall()));
+            if !(late && expired) {
+                return (answer, false);
             }
+            tracing::debug!("the credential source's late answer has expired since; asking it again");
+            late = false;
         }
     }
 }

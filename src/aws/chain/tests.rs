@@ -10,11 +10,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::*;
 
 /// Answers with keys that last `lifetime` on `clock` (static keys when
-/// `None`), fails when `fail` is set, and never answers when `hang` is.
+/// `None`), fails when `fail` is set, never answers when `hang` is, and
+/// answers after 5 s when `slow` is.
 #[derive(Clone)]
 struct FakeProvider {
     calls: Arc<AtomicU32>,
     hang: Arc<AtomicBool>,
+    slow: Arc<AtomicBool>,
     fail: Arc<AtomicBool>,
     lifetime: Option<Duration>,
     clock: Arc<dyn Clock>,
@@ -33,10 +35,14 @@ impl ProvideCredentials for FakeProvider {
     {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let (hang, fail) = (self.hang.load(Ordering::SeqCst), self.fail.load(Ordering::SeqCst));
+        let slow = self.slow.load(Ordering::SeqCst);
         let expiry = self.lifetime.map(|l| self.clock.wall() + l);
         future::ProvideCredentials::new(async move {
             if hang {
                 std::future::pending::<()>().await;
+            }
+            if slow {
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
             if fail {
                 return Err(CredentialsError::provider_error("the fake source is down"));
@@ -59,6 +65,7 @@ fn provider(hang: bool) -> FakeProvider {
     FakeProvider {
         calls: Arc::default(),
         hang: Arc::new(AtomicBool::new(hang)),
+        slow: Arc::default(),
         fail: Arc::default(),
         lifetime: Some(Duration::from_secs(7200)),
         clock: Arc::new(SystemClock),
@@ -102,6 +109,33 @@ async fn expiring_credentials_are_renewed_10_minutes_ahead() {
     tokio::time::sleep(2 * MINUTE).await;
     assert_eq!(c.base_credentials().await.unwrap().access_key_id(), "AKIDBASE2", "9 minutes left: renewed");
     assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_answer_that_has_expired_since_is_not_used() {
+    // Keys that last 6 s, given 5 s after the ask: the ask outlives its
+    // deadline, and they have expired by the time the next fetch comes.
+    let p = on_manual_clock(Some(Duration::from_secs(6)));
+    p.slow.store(true, Ordering::SeqCst);
+    let c = chain(&p, sdk("http://127.0.0.1:9").await);
+    assert!(c.base_credentials().await.is_err(), "the first ask outlives its deadline");
+    p.slow.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let got = c.base_credentials().await.unwrap();
+    assert_eq!(got.access_key_id(), "AKIDBASE2", "the expired late answer was used");
+    assert!(got.expiry().is_some_and(|e| e > p.clock.wall()));
+    assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_answer_still_valid_is_used_without_asking_again() {
+    let p = on_manual_clock(Some(30 * MINUTE));
+    p.slow.store(true, Ordering::SeqCst);
+    let c = chain(&p, sdk("http://127.0.0.1:9").await);
+    assert!(c.base_credentials().await.is_err());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(c.base_credentials().await.unwrap().access_key_id(), "AKIDBASE");
+    assert_eq!(p.calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(start_paused = true)]
