@@ -109,8 +109,11 @@ pub(crate) fn plan(
     if !conflicts.is_empty() {
         return Err(ConfigureError::Conflict { path: path.into(), conflicts });
     }
-    if remove && helpers.is_empty() {
-        fields.retain(|(k, _)| k != "credHelpers");
+    // Adding puts a new credHelpers last; one the user placed elsewhere,
+    // empty or not, is theirs and stays.
+    let emptied = changed && helpers.is_empty();
+    if remove && emptied && fields.last().is_some_and(|(k, _)| k == "credHelpers") {
+        fields.pop();
     }
     Ok(Plan { text: changed.then(|| config.to_text_like(existing.unwrap_or_default())), notes })
 }
@@ -164,6 +167,18 @@ mod tests {
         let removed = super::plan(p, Some(&text), &hosts(&[ecr]), true, false).unwrap();
         let back: serde_json::Value = serde_json::from_str(&removed.text.unwrap()).unwrap();
         assert_eq!(back, serde_json::from_str::<serde_json::Value>(EXISTING).unwrap());
+    }
+
+    #[test]
+    fn removing_keeps_an_empty_cred_helpers_the_user_had() {
+        let p = Path::new("config.json");
+        let had = "{\n\t\"credHelpers\": {},\n\t\"auths\": {}\n}\n";
+        let added = plan(p, Some(had), &hosts(&["a.example"]), false, false).unwrap().text.unwrap();
+        let removed = plan(p, Some(&added), &hosts(&["a.example"]), true, false).unwrap().text.unwrap();
+        let (back, before): (serde_json::Value, serde_json::Value) =
+            (serde_json::from_str(&removed).unwrap(), serde_json::from_str(had).unwrap());
+        assert_eq!(back, before, "{removed}");
+        assert_eq!(removed, had, "the bytes come back");
     }
 
     #[test]
