@@ -277,18 +277,9 @@ fn token(expires_at: SystemTime) -> FetchedToken {
 }
 
 fn registry(j: usize) -> RegistryConfig {
-    RegistryConfig {
-        host: format!("127.0.0.1:{}", 6000 + j),
-        account: "210987654321".into(),
-        region: "us-east-1".into(),
-        role_arn: Some(ROLE_ARN.into()),
-        external_id: None,
-        session_name: "ecr-credd".into(),
-        public: false,
-        fips: false,
-        dual_stack: false,
-        sts_region: None,
-    }
+    let ecr = RegistryConfig::unlisted("210987654321.dkr.ecr.us-east-1.amazonaws.com");
+    let ecr = ecr.expect("an ECR host");
+    RegistryConfig { host: format!("127.0.0.1:{}", 6000 + j), role_arn: Some(ROLE_ARN.into()), ..ecr }
 }
 
 /// The daemon's policy, or one with FLEET_BASE_MS, FLEET_CAP_WAITING_S,

@@ -26,6 +26,8 @@
 //!   `refresher` holds its handle, to abort it when the entry is replaced or
 //!   dropped and for `/healthz` to see that it still runs.
 
+#[cfg(test)]
+mod backoff_tests;
 mod entry;
 mod error;
 mod refresher;
@@ -38,6 +40,8 @@ mod status;
 mod tests;
 #[cfg(test)]
 mod throttle_tests;
+#[cfg(test)]
+mod unlisted_tests;
 
 use entry::{latest_result, servable, standing_error, Entry, State};
 pub use error::GetError;

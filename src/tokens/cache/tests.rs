@@ -1,12 +1,11 @@
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::sync::Mutex;
 
 use tokio::time::Instant;
 
 use super::*;
 use crate::tokens::{FetchError, FetchedToken, Refusal, SystemClock};
 
-const HOUR: Duration = Duration::from_secs(3600);
+pub(super) const HOUR: Duration = Duration::from_secs(3600);
 
 /// Wall time that moves with tokio's (paused) clock, plus an adjustable skew.
 pub(super) struct ManualClock {
@@ -50,7 +49,7 @@ impl Clock for ManualClock {
 
 /// Issues 12-hour tokens (`pw-N`) on the true clock, or fails (a fault)
 /// when told to; made-up accounts are denied.
-struct FakeSource {
+pub(super) struct FakeSource {
     clock: Arc<ManualClock>,
     calls: Arc<AtomicU32>,
     failing: Arc<std::sync::atomic::AtomicBool>,
@@ -81,39 +80,21 @@ impl TokenSource for FakeSource {
     }
 }
 
-/// A fetch result the test sets: a token, or a refusal of its kind.
-struct Scripted {
-    calls: Arc<AtomicU32>,
-    refusal: Arc<Mutex<Option<Refusal>>>,
-    clock: Arc<ManualClock>,
+/// A source that answers at once on `clock`, and its count of calls.
+pub(super) fn answering(clock: &Arc<ManualClock>) -> (FakeSource, Arc<AtomicU32>) {
+    let calls = Arc::new(AtomicU32::new(0));
+    let failing = Arc::default();
+    (FakeSource { clock: clock.clone(), calls: calls.clone(), failing, delay: Duration::ZERO }, calls)
 }
 
-impl TokenSource for Scripted {
-    async fn fetch(&self, _registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        match *lock(&self.refusal) {
-            Some(refusal) => Err(FetchError::AssumeRole {
-                role_arn: "arn:aws:iam::210987654321:role/ecr-pull".into(),
-                refusal,
-                reason: "AccessDenied".into(),
-            }),
-            None => Ok(FetchedToken {
-                username: "AWS".into(),
-                secret: Secret::new("pw".into()),
-                expires_at: self.clock.true_wall() + 12 * HOUR,
-            }),
-        }
-    }
-}
-
-struct Harness {
-    cache: TokenCache<FakeSource>,
+pub(super) struct Harness {
+    pub(super) cache: TokenCache<FakeSource>,
     clock: Arc<ManualClock>,
     calls: Arc<AtomicU32>,
     failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
-const HOST: &str = "127.0.0.1:5000";
+pub(super) const HOST: &str = "127.0.0.1:5000";
 
 /// ECR's answer once the account's bucket is spent.
 pub(super) fn throttled() -> FetchError {
@@ -130,21 +111,15 @@ pub(super) fn token(secret: &str, expires_at: SystemTime) -> FetchedToken {
 }
 
 pub(super) fn registry(host: &str) -> RegistryConfig {
+    let ecr = RegistryConfig::unlisted("210987654321.dkr.ecr.us-east-1.amazonaws.com").unwrap();
     RegistryConfig {
         host: host.into(),
-        account: "210987654321".into(),
-        region: "us-east-1".into(),
         role_arn: Some("arn:aws:iam::210987654321:role/ecr-pull".into()),
-        external_id: None,
-        session_name: "ecr-credd".into(),
-        public: false,
-        fips: false,
-        dual_stack: false,
-        sts_region: None,
+        ..ecr
     }
 }
 
-fn harness(delay: Duration) -> Harness {
+pub(super) fn harness(delay: Duration) -> Harness {
     let clock = ManualClock::new();
     let calls = Arc::new(AtomicU32::new(0));
     let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -394,12 +369,12 @@ async fn status_reports_failures_without_secrets() {
 }
 
 /// Counts fetches in flight and remembers the most seen at once.
-struct Gauge {
-    now: AtomicU32,
-    max: AtomicU32,
+pub(super) struct Gauge {
+    pub(super) now: AtomicU32,
+    pub(super) max: AtomicU32,
 }
 
-struct SlowSource(Arc<Gauge>);
+pub(super) struct SlowSource(pub(super) Arc<Gauge>);
 
 impl TokenSource for SlowSource {
     async fn fetch(&self, _registry: &RegistryConfig) -> Result<FetchedToken, FetchError> {
@@ -436,189 +411,4 @@ async fn many_registries_start_without_a_burst() {
         assert!(cache.get(&r.host).await.is_ok(), "{} ready", r.host);
     }
     assert_eq!(gauge.max.load(Ordering::SeqCst), limit, "at most {limit} fetches in flight");
-}
-
-fn unlisted(account: &str) -> String {
-    format!("{account}.dkr.ecr.eu-west-1.amazonaws.com")
-}
-
-#[tokio::test(start_paused = true)]
-async fn default_and_empty_ports_are_the_configured_entry() {
-    let clock = ManualClock::new();
-    let calls = Arc::new(AtomicU32::new(0));
-    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing, delay: Duration::ZERO };
-    let ecr = registry(&unlisted("210987654321"));
-    let cache = TokenCache::new(
-        std::slice::from_ref(&ecr),
-        true,
-        source,
-        clock,
-        RefreshPolicy::default().without_startup_spread(),
-        Arc::default(),
-    );
-    cache.start();
-    settle().await;
-    for form in
-        [format!("{}:443", ecr.host), format!("{}:", ecr.host), format!("https://{}:443/v2/", ecr.host)]
-    {
-        let creds = cache.get(&form).await.unwrap();
-        assert_eq!(creds.host, ecr.host, "{form}");
-    }
-    assert_eq!(cache.status().len(), 1, "no unlisted entry (with instance credentials) for {}:443", ecr.host);
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-}
-
-#[tokio::test(start_paused = true)]
-async fn made_up_unlisted_hosts_neither_fill_the_table_nor_retry_forever() {
-    let clock = ManualClock::new();
-    let calls = Arc::new(AtomicU32::new(0));
-    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing, delay: Duration::ZERO };
-    let policy = RefreshPolicy { max_unlisted: 8, ..RefreshPolicy::default().without_startup_spread() };
-    let cache = TokenCache::new(&[], true, source, clock, policy, Arc::default());
-    for i in 0..8 {
-        assert!(cache.get(&unlisted(&format!("99000000000{i}"))).await.is_err());
-    }
-    // The table is full of hosts that never got a token: a real one still gets in.
-    let real = cache.get(&unlisted("111122223333")).await.unwrap();
-    assert_eq!(real.secret.expose(), "pw-9");
-    // The made-up ones are not retried in the background.
-    let before = calls.load(Ordering::SeqCst);
-    cache.get(&unlisted("990000000099")).await.unwrap_err();
-    tokio::time::sleep(Duration::from_secs(3600)).await;
-    let after = calls.load(Ordering::SeqCst);
-    assert!(after <= before + 2, "{} background fetches for a made-up host in an hour", after - before);
-    assert!(cache.stalled().is_empty(), "a stopped unlisted refresher does not stop the watchdog");
-}
-
-#[tokio::test(start_paused = true)]
-async fn idle_unlisted_hosts_are_dropped() {
-    let h = harness(Duration::ZERO);
-    h.cache.start();
-    settle().await;
-    let host = unlisted("111122223333");
-    h.cache.get(&host).await.unwrap();
-    assert_eq!(h.cache.status().len(), 2);
-    // Refreshed while in use ...
-    tokio::time::sleep(Duration::from_secs(5 * 3600)).await;
-    h.cache.get(&host).await.unwrap();
-    // ... dropped once nobody asked for it in 6 h.
-    tokio::time::sleep(Duration::from_secs(13 * 3600)).await;
-    let hosts: Vec<String> = h.cache.status().into_iter().map(|s| s.host).collect();
-    assert_eq!(hosts, [HOST], "the idle unlisted host is gone");
-    // Asked again, it comes back.
-    h.cache.get(&host).await.unwrap();
-    assert_eq!(h.cache.status().len(), 2);
-}
-
-#[tokio::test(start_paused = true)]
-async fn port_variants_are_one_entry_and_evicted_hosts_leave_no_series() {
-    let clock = ManualClock::new();
-    let calls = Arc::new(AtomicU32::new(0));
-    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let source = FakeSource { clock: clock.clone(), calls: calls.clone(), failing, delay: Duration::ZERO };
-    let policy = RefreshPolicy { max_unlisted: 16, ..RefreshPolicy::default().without_startup_spread() };
-    let cache = TokenCache::new(&[], true, source, clock, policy, Arc::default());
-    // 300 ports of one real host: one entry, one fetch, so the table has room.
-    for port in 1..=300 {
-        assert!(cache.get(&format!("{}:{port}", unlisted("111122223333"))).await.is_ok());
-    }
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert!(cache.get(&unlisted("444455556666")).await.is_ok(), "a new unlisted host is served");
-    // 2,000 made-up hosts come and go: the series of the evicted ones go too.
-    let lines = || cache.metrics().encode().lines().count();
-    let start = lines();
-    for i in 0..2000 {
-        let _ = cache.get(&unlisted(&format!("99{i:010}"))).await;
-    }
-    let grown = lines() - start;
-    assert!(grown <= 16 * 2 + 8, "/metrics grew by {grown} lines for 2,000 evicted hosts");
-}
-
-fn scripted(refusal: Option<Refusal>) -> (TokenCache<Scripted>, Arc<AtomicU32>, Arc<Mutex<Option<Refusal>>>) {
-    let clock = ManualClock::new();
-    let (calls, script) = (Arc::new(AtomicU32::new(0)), Arc::new(Mutex::new(refusal)));
-    let source = Scripted { calls: calls.clone(), refusal: script.clone(), clock: clock.clone() };
-    let cache = TokenCache::new(
-        &[registry(HOST)],
-        false,
-        source,
-        clock,
-        RefreshPolicy::default().without_startup_spread(),
-        Arc::default(),
-    );
-    cache.start();
-    (cache, calls, script)
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_denial_waits_minutes_says_when_and_a_reload_retries_at_once() {
-    let (cache, calls, script) = scripted(Some(Refusal::Denied));
-    settle().await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    // Every get has the denial at once, with when the next try is.
-    let asked = Instant::now();
-    let err = cache.get(HOST).await.unwrap_err().to_string();
-    assert_eq!(asked.elapsed(), Duration::ZERO, "a denial is not held like throttling");
-    assert!(
-        ["2m", "3m", "4m0"]
-            .iter()
-            .any(|m| err.contains(&format!("role/ecr-pull denied: AccessDenied; next try in {m}"))),
-        "{err}"
-    );
-    assert!(err.contains("or at once after: systemctl reload ecr-credd"), "{err}");
-    // Half an hour of asking every 10 s costs at most five calls.
-    for _ in 0..180 {
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        assert!(cache.get(HOST).await.is_err());
-    }
-    let n = calls.load(Ordering::SeqCst);
-    assert!((4..=5).contains(&n), "{n} calls in 30 minutes of denial");
-    // IAM fixed, the config reloaded: the next try is now.
-    *lock(&script) = None;
-    assert_eq!(cache.reconfigure(&[registry(HOST)], false).kept, 1);
-    settle().await;
-    assert_eq!(calls.load(Ordering::SeqCst), n + 1);
-    assert!(cache.get(HOST).await.is_ok());
-}
-
-#[tokio::test(start_paused = true)]
-async fn throttled_retries_do_not_move_in_lockstep() {
-    // Many caches (nodes) throttled at the same instant retry at scattered times.
-    let mut firsts = Vec::new();
-    for _ in 0..50 {
-        let (cache, calls, _) = scripted(Some(Refusal::Throttled));
-        settle().await;
-        let start = Instant::now();
-        while calls.load(Ordering::SeqCst) < 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        firsts.push(start.elapsed());
-        drop(cache);
-    }
-    firsts.sort();
-    let spread = firsts[firsts.len() - 1] - firsts[0];
-    assert!(spread > Duration::from_millis(800), "first retries within {spread:?} of each other");
-}
-
-#[tokio::test(start_paused = true)]
-async fn first_fetches_spread_over_the_window_unless_a_client_asks() {
-    let gauge = Arc::new(Gauge { now: AtomicU32::new(0), max: AtomicU32::new(0) });
-    let registries: Vec<_> = (0..100).map(|i| registry(&format!("registry-{i}.internal"))).collect();
-    let policy = RefreshPolicy::default();
-    let window = policy.startup_spread;
-    let cache =
-        TokenCache::new(&registries, false, SlowSource(gauge), Arc::new(SystemClock), policy, Arc::default());
-    cache.start();
-    // Asked for at once: fetched at once (200 ms), not at its spread time.
-    let start = Instant::now();
-    assert!(cache.get("registry-7.internal").await.is_ok());
-    assert!(start.elapsed() < Duration::from_millis(300), "{:?}", start.elapsed());
-    // The rest arrive over the window: about a fifth in each fifth of it.
-    tokio::time::sleep(window / 5).await;
-    let early = cache.status().iter().filter(|s| s.ready).count();
-    assert!((5..=45).contains(&early), "{early} of 100 fetched in the first fifth of the window");
-    tokio::time::sleep(window).await;
-    assert!(cache.ready(), "all fetched once the window has passed");
 }
