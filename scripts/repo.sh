@@ -27,7 +27,22 @@ export GNUPGHOME
 trap 'rm -rf "$GNUPGHOME"' EXIT
 gpg_batch() { gpg --batch --yes --quiet --pinentry-mode loopback --passphrase '' "$@"; }
 if [ -n "${RELEASE_GPG_KEY:-}" ]; then
-    if [ -f "$RELEASE_GPG_KEY" ]; then gpg_batch --import "$RELEASE_GPG_KEY"; else printf '%s\n' "$RELEASE_GPG_KEY" | gpg_batch --import; fi
+    if [ -f "$RELEASE_GPG_KEY" ]; then
+        gpg_batch --import "$RELEASE_GPG_KEY" ||
+            { echo "repo: RELEASE_GPG_KEY: $RELEASE_GPG_KEY holds no key gpg can import" >&2; exit 1; }
+    else
+        case "$RELEASE_GPG_KEY" in
+        *"-----BEGIN PGP PRIVATE KEY BLOCK-----"*) ;;
+        *)
+            echo "repo: RELEASE_GPG_KEY is neither a file nor an armored secret key (-----BEGIN PGP PRIVATE KEY BLOCK-----)" >&2
+            exit 1
+            ;;
+        esac
+        printf '%s\n' "$RELEASE_GPG_KEY" | gpg_batch --import ||
+            { echo "repo: RELEASE_GPG_KEY: the armored key does not import" >&2; exit 1; }
+    fi
+    gpg --batch --list-secret-keys --with-colons | grep -q '^sec' ||
+        { echo "repo: RELEASE_GPG_KEY holds no secret key (a public key only?): nothing to sign with" >&2; exit 1; }
 else
     cat >&2 <<'EOF'
 repo: ************************************************************************

@@ -39,6 +39,8 @@ pub enum Need {
     Binutils,
     /// rpm, rpm2cpio, cpio and lintian, to inspect the packages.
     PackageTools,
+    /// gpg, apt-ftparchive, createrepo_c and rpmsign, which scripts/repo.sh signs with.
+    RepoTools,
     /// cfn-lint and kubernetes-validate in the venv.
     Linters,
     /// Debian's rustc-web cargo, which scripts/release.sh builds with.
@@ -75,6 +77,7 @@ impl Need {
             Need::Qemu => &["qemu-aarch64-static"],
             Need::Binutils => &["nm", "readelf"],
             Need::PackageTools => &["rpm", "rpm2cpio", "cpio", "lintian", "dpkg-deb"],
+            Need::RepoTools => &["gpg", "gpgv", "apt-ftparchive", "createrepo_c", "rpmsign"],
         };
         let absent: Vec<&str> = tools.iter().copied().filter(|t| !on_path(t)).collect();
         (!absent.is_empty()).then(|| format!("{} on PATH (make deps installs it)", absent.join(", ")))
