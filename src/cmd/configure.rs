@@ -9,6 +9,7 @@ mod docker;
 mod files;
 mod json;
 pub(crate) mod kubelet;
+mod provider_yaml;
 
 use std::path::{Path, PathBuf};
 

@@ -82,23 +82,7 @@ pub(crate) fn configured_images(text: &str) -> Vec<String> {
             .filter_map(|m| m.as_str().map(str::to_owned))
             .collect();
     }
-    let mut out = Vec::new();
-    let mut ours = false;
-    let mut in_list = false;
-    for line in text.lines() {
-        let t = line.trim();
-        if let Some(name) = t.strip_prefix("- name:").or_else(|| t.strip_prefix("name:")) {
-            ours = name.trim().trim_matches('"') == PROVIDER;
-        }
-        if t == "matchImages:" {
-            in_list = ours;
-        } else if in_list && t.starts_with("- ") {
-            out.push(t.trim_start_matches("- ").trim().trim_matches('"').trim_matches('\'').to_owned());
-        } else if !t.starts_with('#') {
-            in_list = false;
-        }
-    }
-    out
+    super::provider_yaml::match_images(text, PROVIDER)
 }
 
 /// A YAML string: JSON's quoting is YAML's too.
@@ -211,5 +195,6 @@ mod tests {
             .filter_map(|l| l.trim().strip_prefix("- \"").and_then(|l| l.strip_suffix('"')))
             .collect();
         assert_eq!(listed, ECR_PATTERNS);
+        assert_eq!(configured_images(example), ECR_PATTERNS, "read as doctor reads it");
     }
 }
