@@ -85,7 +85,7 @@ if clean_env REGISTRY_AUTH_FILE="$WORK/none.json" skopeo copy --quiet --dest-tls
 fi
 echo "    $(grep -o 'authentication required\|unauthorized[^"]*' "$WORK/denied.log" | head -1)"
 
-say "AWS calls the daemon made for all of the above: $(python3 -c 'import json,sys,urllib.request; c=json.load(urllib.request.urlopen(sys.argv[1])); print(", ".join(f"{k} {v}" for k,v in c.items()))' "http://127.0.0.1:$STATS/")"
+say "AWS calls the daemon made for all of the above: $(python3 -c 'import json,sys,urllib.request; c=json.load(urllib.request.urlopen(sys.argv[1])); print(", ".join(f"{k} {v}" for k,v in c.items() if isinstance(v, int)))' "http://127.0.0.1:$STATS/")"
 say "daemon log:"
 sed 's/^/    /' "$WORK/daemon.log"
 say "demo OK: pushed and pulled through docker-credential-ecr-credd; no token on disk"
