@@ -8,6 +8,8 @@
 //! of work each (or, with FLEET_MOTO=shared, the calls in flight share its
 //! time), and the daemon gives up on an answer after the SDK's timeout.
 
+mod baseline;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -16,7 +18,9 @@ use ecr_credd::config::RegistryConfig;
 use ecr_credd::tokens::{Clock, FetchError, FetchedToken, RefreshPolicy, Refusal, TokenCache, TokenSource};
 use ecr_credd_client::secret::Secret;
 use testbed::fault_proxy::{Call, Meter};
-use testbed::fleet::{first_tokens, node_key, FleetResult, FleetSpec, NodeResult, KUBELET_RETRIES};
+use testbed::fleet::{
+    first_tokens, node_key, Contender, FleetResult, FleetSpec, NodeResult, KUBELET_RETRIES,
+};
 use tokio::time::Instant;
 
 /// Wall time that moves with the paused clock.
@@ -272,6 +276,23 @@ impl TokenSource for SimSource {
     }
 }
 
+/// What runs on a simulated node: this daemon's cache, or the model of
+/// the policy the fleet work started from (any other contender).
+enum SimNode {
+    Ours(TokenCache<SimSource>),
+    Baseline(Arc<baseline::Node>),
+}
+
+impl SimNode {
+    /// A client's `get` for the node's first registry: served or not.
+    async fn get(&self) -> bool {
+        match self {
+            SimNode::Ours(cache) => cache.get("127.0.0.1:6000").await.is_ok(),
+            SimNode::Baseline(node) => node.get().await,
+        }
+    }
+}
+
 fn token(expires_at: SystemTime) -> FetchedToken {
     FetchedToken { username: "AWS".into(), secret: Secret::new("sim".into()), expires_at }
 }
@@ -359,23 +380,28 @@ async fn simulate(spec: FleetSpec, server: Server, latency: Duration, boots: Vec
         let spec = spec.clone();
         nodes.push(tokio::spawn(async move {
             tokio::time::sleep_until(start + boot).await;
-            let source = SimSource {
-                node: node_key(i),
-                aws,
-                role: tokio::sync::Mutex::default(),
-                token: tokio::sync::Mutex::default(),
-                clock: clock.clone(),
+            let node = if spec.contender == Contender::Ours {
+                let source = SimSource {
+                    node: node_key(i),
+                    aws,
+                    role: tokio::sync::Mutex::default(),
+                    token: tokio::sync::Mutex::default(),
+                    clock: clock.clone(),
+                };
+                let registries: Vec<RegistryConfig> = (0..spec.registries_of(i)).map(registry).collect();
+                let cache = TokenCache::new(&registries, false, source, clock, policy(), metrics);
+                cache.start();
+                SimNode::Ours(cache)
+            } else {
+                SimNode::Baseline(baseline::Node::start(node_key(i), aws, spec.registries_of(i)))
             };
-            let registries: Vec<RegistryConfig> = (0..spec.registries_of(i)).map(registry).collect();
-            let cache = TokenCache::new(&registries, false, source, clock, policy(), metrics);
-            cache.start();
             for offset in KUBELET_RETRIES {
                 let at = boot + Duration::from_secs(offset);
                 if at > spec.limit {
                     break;
                 }
                 tokio::time::sleep_until(start + at).await;
-                let ok = cache.get("127.0.0.1:6000").await.is_ok();
+                let ok = node.get().await;
                 let mut d = lock(&done);
                 d[i].1 += 1;
                 if ok {
@@ -385,7 +411,7 @@ async fn simulate(spec: FleetSpec, server: Server, latency: Duration, boots: Vec
             }
             // Keep the node (and its refreshers) alive to the end of the run.
             tokio::time::sleep_until(start + spec.limit).await;
-            drop(cache);
+            drop(node);
         }));
     }
     for n in nodes {
