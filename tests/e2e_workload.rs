@@ -62,6 +62,10 @@ fn two_pods_pull_with_their_own_roles_and_one_token_makes_one_exchange() {
     let allowed =
         format!("allowed_roles = [\"{}\"]\n[health]\nlisten = \"127.0.0.1:{health}\"", role("pod-*"));
     let daemon = workload_daemon(tmp.path(), &proxy, &imds, &allowed);
+    // The node's own token first: its first fetch waits up to the start-up
+    // spread (10 s) unless asked for, and must not land inside a count below.
+    let (code, _, err) = provide(&daemon.socket, &request("", None));
+    assert_eq!(code, 0, "{err}");
 
     let (a, b) = (role("pod-a"), role("pod-b"));
     for (token, role_arn) in [("jwt-of-pod-a", &a), ("jwt-of-pod-b", &b)] {
@@ -91,6 +95,12 @@ fn two_pods_pull_with_their_own_roles_and_one_token_makes_one_exchange() {
     let calls = (
         proxy.count("AssumeRoleWithWebIdentity") - before_sts,
         proxy.count("GetAuthorizationToken") - before_ecr,
+    );
+    assert_eq!(
+        ecr_signers(&proxy).get(&format!("role:{c}")),
+        Some(&(calls.1 as usize)),
+        "{:?}",
+        ecr_signers(&proxy)
     );
     println!("100 requests with one token, 50 at a time: {ok} served; AssumeRoleWithWebIdentity {}, GetAuthorizationToken {}", calls.0, calls.1);
     assert_eq!((ok, calls), (100, (1, 1)));
