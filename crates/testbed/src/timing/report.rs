@@ -124,7 +124,7 @@ pub fn render(
     );
     let _ = writeln!(
         out,
-        "| ecr-credd | each daemon start, both registries (again at each refresh, about every 6 h) | {:.0} | {:.0} | {:.0} |",
+        "| ecr-credd | each daemon start, to the first cross-account token (the instance registry's own first fetch, spread over 10 s when no client asks, is one more GetAuthorizationToken; refreshes, about every 6 h, cost one per principal) | {:.0} | {:.0} | {:.0} |",
         start_calls[0], start_calls[1], start_calls[2]
     );
     for c in cases.iter().filter(|c| c.tool == "ecr-login") {
