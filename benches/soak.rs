@@ -40,8 +40,7 @@ fn main() {
         hosts.push(format!("127.0.0.{i}:5000"));
     }
     hosts.push(ECR_HOST.to_owned());
-    let env =
-        vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()), ("AWS_ENDPOINT_URL", proxy.endpoint())];
+    let env = proxy.aws_env(&imds);
     let daemon = Daemon::builder(tmp.path()).config(&config).env(&env).log("warn").start();
     wait_until("tokens", Duration::from_secs(30), || hosts.iter().all(|h| daemon.helper("get", h).0 == 0));
     let pid = daemon.proc.pid();

@@ -7,10 +7,6 @@ use std::time::{Duration, Instant};
 use testbed::fault_proxy::{Fault, FaultProxy};
 use testbed::*;
 
-fn env(proxy: &FaultProxy, imds: &Imds) -> Vec<(&'static str, String)> {
-    vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()), ("AWS_ENDPOINT_URL", proxy.endpoint())]
-}
-
 #[test]
 fn sts_throttling_at_start_backs_off_then_recovers() {
     require!(Moto);
@@ -18,7 +14,7 @@ fn sts_throttling_at_start_backs_off_then_recovers() {
     let (moto, imds) = (Moto::start(tmp.path()), Imds::start(tmp.path()));
     let proxy = FaultProxy::start(moto.port);
     proxy.set(Fault::Throttle);
-    let daemon = Daemon::builder(tmp.path()).config(&alias_config("")).env(&env(&proxy, &imds)).start();
+    let daemon = Daemon::builder(tmp.path()).config(&alias_config("")).env(&proxy.aws_env(&imds)).start();
     let mut out = String::new();
     wait_until("the throttling error", Duration::from_secs(10), || {
         out = daemon.helper("get", ALIAS).1;
@@ -61,7 +57,7 @@ fn ecr_faults_during_refresh_keep_the_valid_token_served() {
     let proxy = FaultProxy::start(moto.port);
     let daemon = Daemon::builder(tmp.path())
         .config(&alias_config("[tokens]\nsafety_margin = 10\n"))
-        .env(&env(&proxy, &imds))
+        .env(&proxy.aws_env(&imds))
         .start();
     wait_until("a token", Duration::from_secs(20), || daemon.helper("get", ALIAS).0 == 0);
     let got_token = Instant::now();
@@ -203,7 +199,7 @@ fn registries_on_one_token_retry_a_throttled_fetch_as_one() {
     proxy.set_for("GetAuthorizationToken", Fault::Throttle);
     let hosts = ["127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002"];
     let registries: String = hosts.iter().map(|h| registry_toml(h, Some(ROLE))).collect();
-    let daemon = Daemon::builder(tmp.path()).config(&registries).env(&env(&proxy, &imds)).start();
+    let daemon = Daemon::builder(tmp.path()).config(&registries).env(&proxy.aws_env(&imds)).start();
     // A client keeps asking for the first host only, for 25 s.
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(25) {
@@ -272,7 +268,7 @@ fn denied_message(allow: &str) -> (String, u64, u64) {
         "[[registry]]\nhost = \"{ALIAS}\"\nregistry_id = \"123456789012\"\nregion = \"us-east-1\"\nrole_arn = \"{role}\"\n"
     );
     let proxy = FaultProxy::start(moto.port);
-    let daemon = Daemon::builder(tmp.path()).config(&config).env(&env(&proxy, &imds)).start();
+    let daemon = Daemon::builder(tmp.path()).config(&config).env(&proxy.aws_env(&imds)).start();
     let mut out = String::new();
     wait_until("a denial", Duration::from_secs(15), || {
         out = daemon.helper("get", ALIAS).1;
@@ -312,13 +308,13 @@ fn slow_aws_past_the_timeout_is_reported_then_recovers() {
     // Every call answers after 12 s, past the SDK's 10 s attempt timeout.
     let proxy = FaultProxy::start(moto.port);
     proxy.set(Fault::Delay(Duration::from_secs(12)));
-    let daemon = Daemon::builder(tmp.path()).config(&alias_config("")).env(&env(&proxy, &imds)).start();
+    let daemon = Daemon::builder(tmp.path()).config(&alias_config("")).env(&proxy.aws_env(&imds)).start();
     // AssumeRole answers after 5 s, GetAuthorizationToken after 9 s: the
     // fetch is still in flight when a get's 12 s are up.
     let slow = FaultProxy::start(moto.port);
     slow.set_for("AssumeRole", Fault::Delay(Duration::from_secs(5)));
     slow.set_for("GetAuthorizationToken", Fault::Delay(Duration::from_secs(9)));
-    let daemon2 = Daemon::builder(tmp2.path()).config(&alias_config("")).env(&env(&slow, &imds)).start();
+    let daemon2 = Daemon::builder(tmp2.path()).config(&alias_config("")).env(&slow.aws_env(&imds)).start();
     let (timed_out, in_flight) = std::thread::scope(|s| {
         let timed = || {
             let start = Instant::now();

@@ -45,8 +45,7 @@ fn ecr_signers(proxy: &FaultProxy) -> BTreeMap<String, usize> {
 }
 
 fn workload_daemon(dir: &Path, proxy: &FaultProxy, imds: &Imds, workload: &str) -> Daemon {
-    let env =
-        vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()), ("AWS_ENDPOINT_URL", proxy.endpoint())];
+    let env = proxy.aws_env(imds);
     let config = format!("[workload]\nenabled = true\n{workload}\n{}", registry_toml(ALIAS, Some(ROLE)));
     Daemon::builder(dir).config(&config).env(&env).log("trace").start()
 }
@@ -233,8 +232,7 @@ fn role_chaining_assumes_the_registrys_role_as_the_pod() {
 
     // doctor walks the same chain, and names a registry role that does not trust the pod's.
     let registry = Registry::start(dir, PASSWORD);
-    let env =
-        vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()), ("AWS_ENDPOINT_URL", proxy.endpoint())];
+    let env = proxy.aws_env(&imds);
     let config = format!(
         "[workload]\nenabled = true\nassume_registry_role = true\n{}",
         registry_toml(&registry.host(), Some(ROLE))

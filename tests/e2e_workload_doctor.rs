@@ -18,8 +18,7 @@ fn doctor_walks_a_pods_exchange_and_names_the_failing_step() {
     let proxy = FaultProxy::start(moto.port);
     let registry = Registry::start(dir, PASSWORD);
     let host = registry.host();
-    let env =
-        vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()), ("AWS_ENDPOINT_URL", proxy.endpoint())];
+    let env = proxy.aws_env(&imds);
     let irsa = format!(
         "[workload]\nenabled = true\nallowed_roles = [\"{}\"]\n{}",
         role("pod-*"),

@@ -137,6 +137,12 @@ impl FaultProxy {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// The environment pointing a daemon at `imds` and, through this proxy, at AWS
+    /// (as [`crate::Daemon::aws_env`] does without the proxy).
+    pub fn aws_env(&self, imds: &crate::Imds) -> Vec<(&'static str, String)> {
+        vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()), ("AWS_ENDPOINT_URL", self.endpoint())]
+    }
 }
 
 impl Drop for FaultProxy {
